@@ -1,0 +1,50 @@
+# Two commands set everything up on a fresh machine: `make run` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+DATA_DIR ?= $(CURDIR)/var
+export DATA_DIR
+
+INSTALLED := $(VENV)/.installed
+
+.PHONY: install run web worker beat test lint migrate
+
+install: $(INSTALLED)
+
+# Reinstalls only when requirements.txt changes.
+$(INSTALLED): requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+migrate: install
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
+
+# The web server and one Celery worker (with its embedded beat) on the embedded default.
+# Ctrl-C stops both.
+run: migrate
+	@echo "Serving on http://127.0.0.1:$(PORT), data in $(DATA_DIR)"
+	@trap 'kill -TERM $$web $$worker 2>/dev/null; wait' INT TERM; \
+	$(BIN)/celery -A batchsite worker --beat --loglevel=INFO --concurrency=2 & worker=$$!; \
+	$(BIN)/gunicorn batchsite.wsgi --bind 0.0.0.0:$(PORT) --workers 2 --threads 4 \
+		--access-logfile - & web=$$!; \
+	wait
+
+web: migrate
+	$(BIN)/gunicorn batchsite.wsgi --bind 0.0.0.0:$(PORT) --workers $${WEB_WORKERS:-4} --threads 4
+
+worker: install
+	$(BIN)/celery -A batchsite worker --loglevel=INFO
+
+beat: install
+	$(BIN)/celery -A batchsite beat --loglevel=INFO
+
+test: DATA_DIR := $(CURDIR)/var/test
+test: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .

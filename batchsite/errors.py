@@ -1,0 +1,143 @@
+"""The one error contract: every error answer is {"subcode", "description", "trace"}.
+
+Services raise `ApplicationError`, Django's `ValidationError`, `PermissionDenied` or `Http404`
+and never import DRF; the handler below turns each of them, and DRF's own exceptions, into
+the error body. The trace id is written to the log with the error, so an operator can find
+the line a client quotes.
+"""
+
+import logging
+import uuid
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+logger = logging.getLogger("batchsite.errors")
+
+
+class ApplicationError(Exception):
+    """A refusal a client can act on: an HTTP status, a stable subcode and a sentence."""
+
+    def __init__(self, description: str, *, subcode: str, status_code: int = 400):
+        super().__init__(description)
+        self.description = description
+        self.subcode = subcode
+        self.status_code = status_code
+
+
+class Conflict(ApplicationError):
+    def __init__(self, description: str, *, subcode: str = "conflict"):
+        super().__init__(description, subcode=subcode, status_code=409)
+
+
+def error_body(*, status_code: int, subcode: str, description: str) -> dict:
+    trace = uuid.uuid4().hex
+    logger.log(
+        logging.ERROR if status_code >= 500 else logging.INFO,
+        "trace=%s status=%s subcode=%s %s",
+        trace,
+        status_code,
+        subcode,
+        description,
+    )
+    return {"subcode": subcode, "description": description, "trace": trace}
+
+
+def flatten_detail(detail, prefix: str = "") -> list[str]:
+    """DRF's nested error detail as `field: message` sentences."""
+    if isinstance(detail, dict):
+        sentences = []
+        for key, value in detail.items():
+            name = key if key != "non_field_errors" else ""
+            sentences += flatten_detail(value, f"{prefix}.{name}" if prefix and name else prefix or name)
+        return sentences
+    if isinstance(detail, list):
+        sentences = []
+        for item in detail:
+            sentences += flatten_detail(item, prefix)
+        return sentences
+    return [f"{prefix}: {detail}" if prefix else str(detail)]
+
+
+def first_code(detail) -> str | None:
+    if isinstance(detail, dict):
+        for value in detail.values():
+            code = first_code(value)
+            if code:
+                return code
+        return None
+    if isinstance(detail, list):
+        return first_code(detail[0]) if detail else None
+    return getattr(detail, "code", None)
+
+
+DRF_SUBCODES = {
+    exceptions.NotAuthenticated: "no_secret",
+    exceptions.AuthenticationFailed: "invalid_secret",
+    exceptions.PermissionDenied: "action_not_allowed",
+    exceptions.NotFound: "not_found",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.ParseError: "malformed_body",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.Throttled: "throttled",
+    exceptions.NotAcceptable: "not_acceptable",
+}
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, ApplicationError):
+        return error_response(exc.status_code, exc.subcode, exc.description)
+    if isinstance(exc, Http404):
+        return error_response(404, "not_found", str(exc) or "Not found.")
+    if isinstance(exc, DjangoPermissionDenied):
+        return error_response(403, "action_not_allowed", str(exc) or "Action not allowed.")
+    if isinstance(exc, DjangoValidationError):
+        detail = exc.message_dict if hasattr(exc, "error_dict") else exc.messages
+        code = getattr(exc, "code", None) or "invalid_input"
+        return error_response(400, code, "; ".join(flatten_detail(detail)))
+    if isinstance(exc, exceptions.ValidationError):
+        description = "; ".join(flatten_detail(exc.detail))
+        code = first_code(exc.detail)
+        subcode = code if code and code not in ("invalid", "required", "null", "blank") else "invalid_input"
+        return error_response(400, subcode, description)
+    if isinstance(exc, exceptions.APIException):
+        subcode = next(
+            (code for cls, code in DRF_SUBCODES.items() if isinstance(exc, cls)),
+            exc.default_code,
+        )
+        response = error_response(exc.status_code, subcode, str(exc.detail))
+        if isinstance(exc, exceptions.Throttled) and exc.wait:
+            response["Retry-After"] = str(int(exc.wait))
+        if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
+            response["WWW-Authenticate"] = "Bearer"
+        return response
+    logger.exception("unhandled error in %s", context.get("view"))
+    return error_response(500, "internal_error", "The server could not complete the request.")
+
+
+def error_response(status_code: int, subcode: str, description: str) -> Response:
+    return Response(
+        error_body(status_code=status_code, subcode=subcode, description=description),
+        status=status_code,
+    )
+
+
+def json_not_found(request, exception=None):
+    return JsonResponse(
+        error_body(status_code=404, subcode="not_found", description="No such route."),
+        status=status.HTTP_404_NOT_FOUND,
+    )
+
+
+def json_server_error(request):
+    return JsonResponse(
+        error_body(
+            status_code=500,
+            subcode="internal_error",
+            description="The server could not complete the request.",
+        ),
+        status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+    )

@@ -1,0 +1,51 @@
+"""The catalogue of action names a role's statement can allow or deny (SPEC section 2).
+
+Every name is also a guardian object permission on `Account`, so a check is
+`user.has_perm(action, account)`.
+"""
+
+BATCH_ACTIONS = (
+    "create_upload_url",
+    "invalidate_upload_url",
+    "create_batch",
+    "get_batch",
+    "get_batches",
+    "update_batch",
+    "delete_batch",
+)
+
+TWIN_ACTIONS = (
+    "create_twin",
+    "get_twin",
+    "update_twin",
+    "terminate_twin",
+    "scan_twins",
+    "create_twin_identity",
+    "get_twin_identities",
+    "delete_twin_identity",
+    "resolve_twin_identity",
+    "add_twin_ledger_entry",
+    "get_twin_ledger_entry",
+    "update_twin_ledger_entry",
+    "delete_twin_ledger_entry",
+)
+
+TENANT_ACTIONS = (
+    "who_am_i",
+    "create_user_role",
+    "get_user_role",
+    "get_user_roles",
+    "update_user_role",
+    "delete_user_role",
+    "create_user",
+    "get_user",
+    "get_users",
+    "update_user",
+    "delete_user",
+    "create_user_secret_pin",
+    "get_user_secret",
+    "update_user_secret",
+    "delete_user_secret",
+)
+
+ACTIONS = BATCH_ACTIONS + TWIN_ACTIONS + TENANT_ACTIONS
