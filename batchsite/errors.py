@@ -8,6 +8,7 @@ the line a client quotes.
 
 import logging
 import uuid
+from dataclasses import dataclass
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -87,35 +88,51 @@ DRF_SUBCODES = {
 }
 
 
-def exception_handler(exc, context):
+@dataclass(frozen=True)
+class ErrorInfo:
+    status_code: int
+    subcode: str
+    description: str
+
+
+def describe_exception(exc) -> ErrorInfo | None:
+    """The status, subcode and description a client gets for an exception, or None when
+    it is not a client's error. The batch executor uses this too, so a line in a results
+    file carries exactly what the single call would have answered."""
     if isinstance(exc, ApplicationError):
-        return error_response(exc.status_code, exc.subcode, exc.description)
+        return ErrorInfo(exc.status_code, exc.subcode, exc.description)
     if isinstance(exc, Http404):
-        return error_response(404, "not_found", str(exc) or "Not found.")
+        return ErrorInfo(404, "not_found", str(exc) or "Not found.")
     if isinstance(exc, DjangoPermissionDenied):
-        return error_response(403, "action_not_allowed", str(exc) or "Action not allowed.")
+        return ErrorInfo(403, "action_not_allowed", str(exc) or "Action not allowed.")
     if isinstance(exc, DjangoValidationError):
         detail = exc.message_dict if hasattr(exc, "error_dict") else exc.messages
         code = getattr(exc, "code", None) or "invalid_input"
-        return error_response(400, code, "; ".join(flatten_detail(detail)))
+        return ErrorInfo(400, code, "; ".join(flatten_detail(detail)))
     if isinstance(exc, exceptions.ValidationError):
-        description = "; ".join(flatten_detail(exc.detail))
         code = first_code(exc.detail)
-        subcode = code if code and code not in ("invalid", "required", "null", "blank") else "invalid_input"
-        return error_response(400, subcode, description)
+        generic = code is None or code in ("invalid", "required", "null", "blank")
+        return ErrorInfo(400, "invalid_input" if generic else code, "; ".join(flatten_detail(exc.detail)))
     if isinstance(exc, exceptions.APIException):
         subcode = next(
             (code for cls, code in DRF_SUBCODES.items() if isinstance(exc, cls)),
             exc.default_code,
         )
-        response = error_response(exc.status_code, subcode, str(exc.detail))
-        if isinstance(exc, exceptions.Throttled) and exc.wait:
-            response["Retry-After"] = str(int(exc.wait))
-        if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
-            response["WWW-Authenticate"] = "Bearer"
-        return response
-    logger.exception("unhandled error in %s", context.get("view"))
-    return error_response(500, "internal_error", "The server could not complete the request.")
+        return ErrorInfo(exc.status_code, subcode, str(exc.detail))
+    return None
+
+
+def exception_handler(exc, context):
+    info = describe_exception(exc)
+    if info is None:
+        logger.exception("unhandled error in %s", context.get("view"))
+        return error_response(500, "internal_error", "The server could not complete the request.")
+    response = error_response(info.status_code, info.subcode, info.description)
+    if isinstance(exc, exceptions.Throttled) and exc.wait:
+        response["Retry-After"] = str(int(exc.wait))
+    if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
+        response["WWW-Authenticate"] = "Bearer"
+    return response
 
 
 def error_response(status_code: int, subcode: str, description: str) -> Response:

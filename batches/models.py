@@ -1,0 +1,153 @@
+import uuid
+
+from django.db import models
+
+from permissions.models import Account, AccountUser
+
+
+class Upload(models.Model):
+    """An upload URL (Trusted Twin's "cache" handler) and the file PUT to it."""
+
+    handler = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="uploads")
+    created_by = models.ForeignKey(AccountUser, on_delete=models.SET_NULL, null=True, blank=True)
+    expires_at = models.DateTimeField()
+    invalidated_at = models.DateTimeField(null=True, blank=True)
+    # Set when bytes were stored: the storage name, their size and the declared type.
+    file_name = models.CharField(max_length=300, blank=True)
+    size = models.BigIntegerField(null=True, blank=True)
+    content_type = models.CharField(max_length=200, blank=True)
+    uploaded_at = models.DateTimeField(null=True, blank=True)
+    # Set when a batch takes the handler; the handler then cannot be used again.
+    used_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["expires_at"])]
+
+    def __str__(self):
+        return str(self.handler)
+
+
+class BatchStatus(models.TextChoices):
+    NEW = "new"
+    COPYING = "copying"
+    HASH_MISMATCH = "hash_mismatch"
+    COPIED = "copied"
+    VALIDATING = "validating"
+    VALIDATION_FAILED = "validation_failed"
+    PROCESSING = "processing"
+    PROCESSED = "processed"
+    WRITING_RESULTS = "writing_results"
+    COMPLETED = "completed"
+    CANCEL = "cancel"
+    CANCELLING = "cancelling"
+    CANCELLED = "cancelled"
+    DELETING = "deleting"
+
+
+class Batch(models.Model):
+    uuid = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="batches")
+    # Lines run with this user's permissions at execution time; without a user they get 403.
+    created_by = models.ForeignKey(AccountUser, on_delete=models.SET_NULL, null=True, blank=True)
+    operation = models.CharField(max_length=64)
+    status = models.CharField(max_length=32, choices=BatchStatus.choices, default=BatchStatus.NEW)
+    # The hash the client gave (echoed only when given) and the one computed while copying.
+    hash = models.CharField(max_length=64, blank=True)
+    computed_hash = models.CharField(max_length=64, blank=True)
+    batch_dict = models.JSONField(null=True, blank=True)
+    retry_of = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="retries"
+    )
+    upload = models.OneToOneField(
+        Upload, on_delete=models.SET_NULL, null=True, blank=True, related_name="batch"
+    )
+    # DELETE on an active batch cancels it first; once cancelled, it goes on to deleting.
+    delete_requested_at = models.DateTimeField(null=True, blank=True)
+    idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    idempotency_digest = models.CharField(max_length=64, blank=True)
+
+    # Files in storage: the batch's own copy of the input, and what the pipeline writes.
+    input_file = models.CharField(max_length=300, blank=True)
+    results_file = models.CharField(max_length=300, blank=True)
+    errors_file = models.CharField(max_length=300, blank=True)
+    # Why the batch stopped, for validation_failed and hash_mismatch.
+    failure_reason = models.TextField(blank=True)
+
+    total = models.BigIntegerField(null=True, blank=True)
+    processed = models.BigIntegerField(default=0)
+    succeeded = models.BigIntegerField(default=0)
+    failed = models.BigIntegerField(default=0)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    results_expire_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-uuid"]
+        indexes = [
+            models.Index(fields=["account", "-created_at", "-uuid"], name="batch_account_created"),
+            models.Index(fields=["account", "status", "-created_at"], name="batch_account_status"),
+            models.Index(fields=["status", "updated_at"], name="batch_status_updated"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "idempotency_key"],
+                condition=models.Q(idempotency_key__isnull=False),
+                name="batch_idempotency_key_unique",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(processed=models.F("succeeded") + models.F("failed")),
+                name="batch_progress_adds_up",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.operation} {self.uuid} ({self.status})"
+
+
+class BatchStatusChange(models.Model):
+    """One row per transition: the status history shown in admin and on the detail page."""
+
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="history")
+    from_status = models.CharField(max_length=32, blank=True)
+    to_status = models.CharField(max_length=32)
+    at = models.DateTimeField(auto_now_add=True)
+    note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["at", "pk"]
+
+    def __str__(self):
+        return f"{self.from_status or '∅'} → {self.to_status}"
+
+
+class Chunk(models.Model):
+    """A range of lines of a batch: the unit of parallel work and of recovery. Its effects,
+    its per-line results and `done` commit in one transaction."""
+
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="chunks")
+    index = models.IntegerField()
+    first_line = models.BigIntegerField()
+    last_line = models.BigIntegerField()
+    # Where the chunk's lines start and end in the batch's prepared (normalised) input.
+    start_offset = models.BigIntegerField()
+    end_offset = models.BigIntegerField()
+    line_count = models.IntegerField()
+    done = models.BooleanField(default=False)
+    # Set when the chunk stopped at a cancel: lines past it are reported as not executed.
+    executed_count = models.IntegerField(default=0)
+    succeeded = models.IntegerField(default=0)
+    failed = models.IntegerField(default=0)
+    # The chunk's result lines, JSON Lines in line order, merged into the results file.
+    results = models.TextField(blank=True)
+    done_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["batch", "index"]
+        constraints = [models.UniqueConstraint(fields=["batch", "index"], name="chunk_batch_index_unique")]
+        indexes = [models.Index(fields=["batch", "done"], name="chunk_batch_done")]
+
+    def __str__(self):
+        return f"chunk {self.index} of {self.batch_id}"

@@ -1,0 +1,109 @@
+"""The one registry of operations (SPEC section 8).
+
+Each operation is declared once: its name (also its action name), HTTP method and route, the
+input serializer (path parameters are fields of the input), the handler, whether it is
+batchable, and optionally a bulk handler. The REST views are built from this registry and the
+batch executor calls the same handlers, so a batch of N lines leaves the same state and
+results as N single calls.
+
+Handlers take the acting user and account and the validated input, and return an
+`OperationResult`; refusals are raised as the exceptions `batchsite.errors` describes
+(ApplicationError, Http404, ValidationError, PermissionDenied).
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+
+from batchsite.errors import ErrorInfo, describe_exception
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who runs an operation: a Django user acting for an account."""
+
+    user: Any
+    account: Any
+
+
+@dataclass(frozen=True)
+class OperationResult:
+    status: int
+    body: dict
+
+
+@dataclass(frozen=True)
+class OperationError:
+    """A refused item of a bulk call: what the single call would have answered."""
+
+    status: int
+    subcode: str
+    description: str
+
+    @classmethod
+    def from_info(cls, info: ErrorInfo) -> "OperationError":
+        return cls(status=info.status_code, subcode=info.subcode, description=info.description)
+
+
+Outcome = OperationResult | OperationError
+Handler = Callable[..., OperationResult]
+BulkHandler = Callable[..., list[Outcome]]
+
+
+def run_one(handler: Handler, *, actor: Actor, data: dict) -> Outcome:
+    """One item through the single handler, a client's refusal captured as its outcome."""
+    try:
+        # A savepoint, so a refused item leaves nothing behind inside a batch's chunk.
+        with transaction.atomic():
+            return handler(actor=actor, data=data)
+    except Exception as error:
+        info = describe_exception(error)
+        if info is None:
+            raise
+        return OperationError.from_info(info)
+
+
+def loop_over_single(handler: Handler) -> BulkHandler:
+    """The default bulk path: the single handler, item by item."""
+
+    def bulk(*, actor: Actor, items: Sequence[dict]) -> list[Outcome]:
+        return [run_one(handler, actor=actor, data=data) for data in items]
+
+    return bulk
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    method: str
+    route: str
+    input_serializer: type
+    handler: Handler
+    batchable: bool = True
+    bulk_handler: BulkHandler | None = None
+    description: str = ""
+    query_fields: tuple[str, ...] = field(default=())
+
+    def run_bulk(self, *, actor: Actor, items: Sequence[dict]) -> list[Outcome]:
+        bulk = self.bulk_handler or loop_over_single(self.handler)
+        return bulk(actor=actor, items=items)
+
+
+OPERATIONS: dict[str, Operation] = {}
+
+
+def register(operation: Operation) -> Operation:
+    if operation.name in OPERATIONS:
+        raise ValueError(f"operation {operation.name} is registered twice")
+    OPERATIONS[operation.name] = operation
+    return operation
+
+
+def operation_get(name: str) -> Operation | None:
+    return OPERATIONS.get(name)
+
+
+def batchable_operations() -> list[Operation]:
+    return [operation for operation in OPERATIONS.values() if operation.batchable]
