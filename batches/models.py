@@ -65,7 +65,7 @@ class Batch(models.Model):
     )
     # DELETE on an active batch cancels it first; once cancelled, it goes on to deleting.
     delete_requested_at = models.DateTimeField(null=True, blank=True)
-    idempotency_key = models.CharField(max_length=200, null=True, blank=True)
+    idempotency_key = models.CharField(max_length=200, blank=True)
     idempotency_digest = models.CharField(max_length=64, blank=True)
 
     # Files in storage: the batch's own copy of the input, and what the pipeline writes.
@@ -94,7 +94,7 @@ class Batch(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["account", "idempotency_key"],
-                condition=models.Q(idempotency_key__isnull=False),
+                condition=~models.Q(idempotency_key=""),
                 name="batch_idempotency_key_unique",
             ),
             models.CheckConstraint(

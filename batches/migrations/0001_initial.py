@@ -25,7 +25,7 @@ class Migration(migrations.Migration):
                 ('computed_hash', models.CharField(blank=True, max_length=64)),
                 ('batch_dict', models.JSONField(blank=True, null=True)),
                 ('delete_requested_at', models.DateTimeField(blank=True, null=True)),
-                ('idempotency_key', models.CharField(blank=True, max_length=200, null=True)),
+                ('idempotency_key', models.CharField(blank=True, max_length=200)),
                 ('idempotency_digest', models.CharField(blank=True, max_length=64)),
                 ('input_file', models.CharField(blank=True, max_length=300)),
                 ('results_file', models.CharField(blank=True, max_length=300)),
@@ -123,7 +123,7 @@ class Migration(migrations.Migration):
         ),
         migrations.AddConstraint(
             model_name='batch',
-            constraint=models.UniqueConstraint(condition=models.Q(('idempotency_key__isnull', False)), fields=('account', 'idempotency_key'), name='batch_idempotency_key_unique'),
+            constraint=models.UniqueConstraint(condition=models.Q(('idempotency_key', ''), _negated=True), fields=('account', 'idempotency_key'), name='batch_idempotency_key_unique'),
         ),
         migrations.AddConstraint(
             model_name='batch',
