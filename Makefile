@@ -41,7 +41,8 @@ worker: install
 beat: install
 	$(BIN)/celery -A batchsite beat --loglevel=INFO
 
-test: DATA_DIR := $(CURDIR)/var/test
+TEST_DATA_DIR ?= $(CURDIR)/var/test
+test: DATA_DIR := $(TEST_DATA_DIR)
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)
 

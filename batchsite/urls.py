@@ -13,4 +13,6 @@ urlpatterns = [
     path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("admin/", admin.site.urls),
     path("", include("permissions.urls")),
+    path("", include("twins.urls")),
+    path("", include("batches.urls")),
 ]
