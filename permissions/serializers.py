@@ -28,9 +28,11 @@ class StatementSerializer(serializers.Serializer):
 
 
 class RulesSerializer(serializers.Serializer):
-    twin_rule = serializers.CharField(allow_null=True, required=False, max_length=4096)
-    entry_rule = serializers.CharField(allow_null=True, required=False, max_length=4096)
-    identity_rule = serializers.CharField(allow_null=True, required=False, max_length=4096)
+    """Trusted Twin answers with all three rules, null for any the client left out."""
+
+    twin_rule = serializers.CharField(allow_null=True, required=False, default=None, max_length=4096)
+    entry_rule = serializers.CharField(allow_null=True, required=False, default=None, max_length=4096)
+    identity_rule = serializers.CharField(allow_null=True, required=False, default=None, max_length=4096)
 
 
 class RoleCreateSerializer(serializers.Serializer):
