@@ -82,6 +82,9 @@ class Batch(models.Model):
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # Moved by whichever worker is busy with the batch; a batch in a non-terminal status
+    # whose heartbeat stops is resumed by the periodic maintenance task.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     results_expire_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -175,6 +175,22 @@ BATCH_FILE_MAX_BYTES = env.int("BATCH_FILE_MAX_BYTES", default=1024**3)
 BATCH_LINE_MAX_BYTES = env.int("BATCH_LINE_MAX_BYTES", default=64 * 1024)
 BATCH_MAX_LINES = env.int("BATCH_MAX_LINES", default=10_000_000)
 RESULTS_RETENTION_DAYS = env.int("RESULTS_RETENTION_DAYS", default=30)
+VALIDATION_REPORT_MAX_LINES = env.int("VALIDATION_REPORT_MAX_LINES", default=10_000)
+
+# The pipeline (SPEC section 7): lines per chunk (the unit of work and of recovery), lines
+# between two looks at a cancel, how many chunk workers one batch may occupy at once, and
+# how long a non-terminal batch may go without a heartbeat before maintenance resumes it.
+BATCH_CHUNK_LINES = env.int("BATCH_CHUNK_LINES", default=1000)
+BATCH_CANCEL_CHECK_LINES = env.int("BATCH_CANCEL_CHECK_LINES", default=100)
+BATCH_CHUNK_WORKERS = env.int("BATCH_CHUNK_WORKERS", default=8)
+BATCH_STUCK_AFTER_SECONDS = env.int("BATCH_STUCK_AFTER_SECONDS", default=300)
+MAINTENANCE_INTERVAL_SECONDS = env.int("MAINTENANCE_INTERVAL_SECONDS", default=60)
+CELERY_BEAT_SCHEDULE = {
+    "batches-maintain": {
+        "task": "batches.tasks.batches_maintain",
+        "schedule": MAINTENANCE_INTERVAL_SECONDS,
+    },
+}
 
 LOGGING = {
     "version": 1,
