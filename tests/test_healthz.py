@@ -1,0 +1,88 @@
+"""GET /healthz answers 200 only when the database, the broker and the storage all answer.
+
+Each failure below is a real one of the component: a broker on a closed port, broker folders
+that are not directories, a storage location under a regular file, a database that refuses.
+"""
+
+import pytest
+from django.core.files.storage import default_storage
+from django.test import Client, override_settings
+
+from batchsite.celery import app as celery_app
+
+EVERYTHING_OK = {"database": "ok", "broker": "ok", "storage": "ok"}
+
+
+def healthz():
+    return Client().get("/healthz")
+
+
+@pytest.fixture
+def not_a_directory(tmp_path):
+    """A path below a regular file: nothing can be created there."""
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file where a folder should be")
+    return blocker / "inside"
+
+
+def test_healthy_without_authentication(db):
+    response = healthz()
+    assert response.status_code == 200
+    assert response.json() == EVERYTHING_OK
+
+
+@pytest.fixture
+def broker_url(monkeypatch):
+    """Points Celery at another broker. Celery prefers CELERY_BROKER_URL from the environment
+    (set in services mode) over its configuration, so that goes too."""
+
+    def point_at(url):
+        monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+        monkeypatch.setitem(celery_app.conf, "broker_url", url)
+
+    return point_at
+
+
+def test_broker_on_a_closed_port_is_503(db, broker_url):
+    broker_url("redis://127.0.0.1:1/0")
+    response = healthz()
+    assert response.status_code == 503
+    assert response.json() == {**EVERYTHING_OK, "broker": "failing"}
+
+
+def test_filesystem_broker_without_its_folders_is_503(db, broker_url, monkeypatch, not_a_directory):
+    broker_url("filesystem://")
+    monkeypatch.setitem(
+        celery_app.conf,
+        "broker_transport_options",
+        {"data_folder_in": str(not_a_directory), "data_folder_out": str(not_a_directory)},
+    )
+    response = healthz()
+    assert response.status_code == 503
+    assert response.json() == {**EVERYTHING_OK, "broker": "failing"}
+
+
+def test_storage_that_cannot_be_written_is_503(db, not_a_directory):
+    unwritable = {
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(not_a_directory)},
+        },
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    with override_settings(STORAGES=unwritable):
+        response = healthz()
+    assert response.status_code == 503
+    assert response.json() == {**EVERYTHING_OK, "storage": "failing"}
+
+
+def test_database_that_refuses_connections_is_503():
+    # Without the `db` fixture pytest-django refuses every connection to the database.
+    response = healthz()
+    assert response.status_code == 503
+    assert response.json() == {**EVERYTHING_OK, "database": "failing"}
+
+
+def test_storage_probe_leaves_nothing_behind(db):
+    assert healthz().status_code == 200
+    assert default_storage.listdir("healthz") == ([], [])
