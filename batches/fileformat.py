@@ -42,12 +42,8 @@ class PeekableStream(io.RawIOBase):
         return True
 
     def readinto(self, buffer):
-        if self.head:
-            size = min(len(buffer), len(self.head))
-            buffer[:size] = self.head[:size]
-            self.head = self.head[size:]
-            return size
-        data = self.rest.read(len(buffer))
+        data = self.head + self.rest.read(max(len(buffer) - len(self.head), 0))
+        self.head = b""
         buffer[: len(data)] = data
         return len(data)
 
