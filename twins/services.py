@@ -1,0 +1,266 @@
+"""Writes to twins, identities and ledgers.
+
+The operations that batches run in bulk take a list of requests and return, in order, what
+each request produced or the exception that refused it, so one code path serves a single
+call (a list of one) and a chunk of a batch: the same checks in the same order, the same
+outcome. A refused request changes nothing; the others are written with set-based queries.
+"""
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import NamedTuple
+
+from django.db import transaction
+from django.http import Http404
+from django.utils import timezone
+
+from batchsite.errors import ApplicationError
+from permissions.models import Account
+from twins import selectors
+from twins.models import Identity, LedgerEntry, Twin, TwinStatus
+from twins.validation import DESCRIPTION_MAX_BYTES, PERSONAL_LEDGER, encoded_size
+
+
+class LedgerRequest(NamedTuple):
+    twin: uuid.UUID
+    ledger: str
+    entries: dict
+
+
+class IdentitiesRequest(NamedTuple):
+    twin: uuid.UUID
+    identities: dict
+
+
+def twin_found(*, twins: dict, twin_uuid: uuid.UUID) -> Twin:
+    twin = twins.get(twin_uuid)
+    if twin is None:
+        raise Http404("No such twin.")
+    return twin
+
+
+def twin_require_alive(twin: Twin) -> None:
+    if twin.status == TwinStatus.TERMINATED:
+        raise ApplicationError("The twin is terminated and accepts no changes.", subcode="twin_terminated")
+
+
+def ledger_require_own(*, account: Account, ledger: str) -> None:
+    """Only the caller's own ledger exists here: `personal` or the account's uuid."""
+    if ledger not in (PERSONAL_LEDGER, str(account.uuid)):
+        raise Http404("No such ledger.")
+
+
+def twins_create(*, account: Account, descriptions: Sequence[dict | None]) -> list[Twin]:
+    now = timezone.now()
+    twins = [
+        Twin(uuid=uuid.uuid4(), account=account, description=description, created_at=now, updated_at=now)
+        for description in descriptions
+    ]
+    Twin.objects.bulk_create(twins)
+    return twins
+
+
+@transaction.atomic
+def twin_update(*, account: Account, twin_uuid: uuid.UUID, description: dict) -> Twin:
+    """Sets the given description keys; a null value removes its key."""
+    twin = twin_found(
+        twins=selectors.twins_by_uuid(account=account, uuids=[twin_uuid], for_update=True),
+        twin_uuid=twin_uuid,
+    )
+    twin_require_alive(twin)
+    merged = dict(twin.description or {})
+    for key, value in description.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    if encoded_size(merged) > DESCRIPTION_MAX_BYTES:
+        raise ApplicationError(
+            f"description: the updated description would exceed {DESCRIPTION_MAX_BYTES} bytes.",
+            subcode="quota_violation",
+        )
+    twin.description = merged
+    twin.updated_at = timezone.now()
+    twin.save(update_fields=["description", "updated_at"])
+    return twin
+
+
+@transaction.atomic
+def twin_terminate(*, account: Account, twin_uuid: uuid.UUID) -> Twin:
+    now = timezone.now()
+    # One conditional update, so two racing terminations cannot both succeed.
+    terminated = Twin.objects.filter(account=account, uuid=twin_uuid, status=TwinStatus.ALIVE).update(
+        status=TwinStatus.TERMINATED, terminated_at=now, updated_at=now
+    )
+    twin = twin_found(twins=selectors.twins_by_uuid(account=account, uuids=[twin_uuid]), twin_uuid=twin_uuid)
+    if not terminated:
+        raise ApplicationError("Twin already terminated.", subcode="idempotency_violation")
+    return twin
+
+
+def identities_create(
+    *, account: Account, requests: Sequence[IdentitiesRequest]
+) -> list[list[Identity] | Exception]:
+    now = timezone.now()
+    twins = selectors.twins_by_uuid(account=account, uuids=[r.twin for r in requests], for_update=True)
+    taken = set(
+        Identity.objects.filter(
+            twin__in=list(twins.values()), identity__in={i for r in requests for i in r.identities}
+        ).values_list("twin_id", "identity")
+    )
+    outcomes: list[list[Identity] | Exception] = []
+    staged: list[Identity] = []
+    for request in requests:
+        try:
+            twin = twin_found(twins=twins, twin_uuid=request.twin)
+            twin_require_alive(twin)
+            duplicate = next((i for i in request.identities if (twin.uuid, i) in taken), None)
+            if duplicate is not None:
+                raise ApplicationError(
+                    f"The twin already has identity {duplicate!r}.", subcode="identity_exists"
+                )
+        except (Http404, ApplicationError) as refusal:
+            outcomes.append(refusal)
+            continue
+        created = [
+            Identity(twin=twin, identity=identity, created_at=now, updated_at=now, **options)
+            for identity, options in request.identities.items()
+        ]
+        taken.update((twin.uuid, identity.identity) for identity in created)
+        staged += created
+        outcomes.append(created)
+    Identity.objects.bulk_create(staged)
+    return outcomes
+
+
+@transaction.atomic
+def identity_delete(*, account: Account, twin_uuid: uuid.UUID, identity: str) -> Identity:
+    twin = twin_found(
+        twins=selectors.twins_by_uuid(account=account, uuids=[twin_uuid], for_update=True),
+        twin_uuid=twin_uuid,
+    )
+    twin_require_alive(twin)
+    found = Identity.objects.filter(twin=twin, identity=identity).first()
+    if found is None:
+        raise Http404(f"The twin has no identity {identity!r}.")
+    found.delete()
+    return found
+
+
+def _ledger_twins(*, account: Account, requests: Sequence[LedgerRequest]) -> dict:
+    return selectors.twins_by_uuid(account=account, uuids=[r.twin for r in requests], for_update=True)
+
+
+def _ledger_twin(*, account: Account, twins: dict, request: LedgerRequest) -> Twin:
+    twin = twin_found(twins=twins, twin_uuid=request.twin)
+    ledger_require_own(account=account, ledger=request.ledger)
+    twin_require_alive(twin)
+    return twin
+
+
+def _require_existing(entries: dict[str, LedgerEntry], keys) -> None:
+    missing = next((key for key in keys if key not in entries), None)
+    if missing is not None:
+        raise ApplicationError(f"The ledger has no entry {missing!r}.", subcode="entry_not_found")
+
+
+def ledger_entries_add(
+    *, account: Account, requests: Sequence[LedgerRequest]
+) -> list[dict[str, LedgerEntry] | Exception]:
+    """Adds entries; every key of a request must be new to the ledger."""
+    now = timezone.now()
+    twins = _ledger_twins(account=account, requests=requests)
+    existing = selectors.ledger_entries_by_twin(
+        twins=twins.values(), keys={key for r in requests for key in r.entries}
+    )
+    outcomes: list[dict[str, LedgerEntry] | Exception] = []
+    staged: list[LedgerEntry] = []
+    for request in requests:
+        try:
+            twin = _ledger_twin(account=account, twins=twins, request=request)
+            entries = existing.setdefault(twin.uuid, {})
+            taken = next((key for key in request.entries if key in entries), None)
+            if taken is not None:
+                raise ApplicationError(f"The ledger already has entry {taken!r}.", subcode="entry_exists")
+        except (Http404, ApplicationError) as refusal:
+            outcomes.append(refusal)
+            continue
+        created = {
+            key: LedgerEntry(
+                twin=twin,
+                key=key,
+                value=fields["value"],
+                visibility=fields["visibility"],
+                created_at=now,
+                updated_at=now,
+                value_changed_at=now,
+            )
+            for key, fields in request.entries.items()
+        }
+        entries.update(created)
+        staged += created.values()
+        outcomes.append(created)
+    LedgerEntry.objects.bulk_create(staged)
+    return outcomes
+
+
+class _EntrySnapshot(NamedTuple):
+    value: object
+    visibility: str | None
+    created_at: datetime
+    updated_at: datetime
+    value_changed_at: datetime
+
+
+def ledger_entries_update(
+    *, account: Account, requests: Sequence[LedgerRequest]
+) -> list[dict[str, _EntrySnapshot] | Exception]:
+    """Changes the given fields of existing entries. Requests apply in order, so each outcome is
+    a snapshot of its entries as that request left them."""
+    now = timezone.now()
+    twins = _ledger_twins(account=account, requests=requests)
+    existing = selectors.ledger_entries_by_twin(
+        twins=twins.values(), keys={key for r in requests for key in r.entries}
+    )
+    outcomes: list[dict[str, _EntrySnapshot] | Exception] = []
+    changed: dict[int, LedgerEntry] = {}
+    for request in requests:
+        try:
+            twin = _ledger_twin(account=account, twins=twins, request=request)
+            entries = existing.get(twin.uuid, {})
+            _require_existing(entries, request.entries)
+        except (Http404, ApplicationError) as refusal:
+            outcomes.append(refusal)
+            continue
+        snapshots = {}
+        for key, fields in request.entries.items():
+            entry = entries[key]
+            if "value" in fields and fields["value"] != entry.value:
+                entry.value = fields["value"]
+                entry.value_changed_at = now
+            if "visibility" in fields:
+                entry.visibility = fields["visibility"]
+            entry.updated_at = now
+            changed[entry.pk] = entry
+            snapshots[key] = _EntrySnapshot(
+                entry.value, entry.visibility, entry.created_at, entry.updated_at, entry.value_changed_at
+            )
+        outcomes.append(snapshots)
+    LedgerEntry.objects.bulk_update(
+        list(changed.values()), ["value", "visibility", "updated_at", "value_changed_at"]
+    )
+    return outcomes
+
+
+@transaction.atomic
+def ledger_entries_delete(
+    *, account: Account, twin_uuid: uuid.UUID, ledger: str, keys: Sequence[str]
+) -> dict[str, LedgerEntry]:
+    request = LedgerRequest(twin=twin_uuid, ledger=ledger, entries=dict.fromkeys(keys))
+    twins = _ledger_twins(account=account, requests=[request])
+    twin = _ledger_twin(account=account, twins=twins, request=request)
+    entries = selectors.ledger_entries_by_twin(twins=[twin], keys=keys).get(twin.uuid, {})
+    _require_existing(entries, keys)
+    LedgerEntry.objects.filter(pk__in=[entry.pk for entry in entries.values()]).delete()
+    return {key: entries[key] for key in keys}
