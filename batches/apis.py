@@ -1,0 +1,238 @@
+"""The cache (upload URL) and batch endpoints, with Trusted Twin's routes, shapes and codes.
+
+Creates answer 201, every other call 200, as the examples of Trusted Twin's client show.
+"""
+
+from django.core.files.storage import default_storage
+from django.http import FileResponse, Http404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import permissions as drf_permissions
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from batches import selectors, services
+from batches.serializers import (
+    BatchCreateSerializer,
+    BatchDetailQuerySerializer,
+    BatchDownloadSerializer,
+    BatchListQuerySerializer,
+    BatchPageSerializer,
+    BatchSerializer,
+    BatchUpdateSerializer,
+    ErrorSerializer,
+    HandlerSerializer,
+    UploadStoredSerializer,
+    UploadUrlSerializer,
+)
+from batches.storage import download_url_file, file_urls, upload_url_handler
+from batchsite.errors import Conflict
+from batchsite.timestamps import from_ts
+
+ERROR_MEANINGS = {
+    400: "Bad input; the subcode names the cause.",
+    401: "No secret, or not a valid one.",
+    403: "The role does not allow this action.",
+    404: "No such object in the caller's account.",
+    409: "The object's state does not allow this now.",
+    411: "No Content-Length header.",
+    413: "The file is over the size limit.",
+}
+
+
+def errors(*codes: int) -> dict:
+    return {code: OpenApiResponse(ErrorSerializer, description=ERROR_MEANINGS[code]) for code in codes}
+
+
+def validated(serializer_class, data) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class UploadUrlsApi(APIView):
+    required_actions = {"POST": "create_upload_url"}
+
+    @extend_schema(
+        operation_id="create_upload_url",
+        request=None,
+        responses={201: UploadUrlSerializer, **errors(401, 403)},
+        description="A URL to PUT a batch file to, valid for 60 minutes.",
+    )
+    def post(self, request):
+        upload = services.upload_create(account=request.account, created_by=request.user.account_user)
+        url = file_urls().upload_url(
+            handler=upload.handler, expires_at=upload.expires_at, base_url=request.build_absolute_uri("/")
+        )
+        return Response(
+            UploadUrlSerializer({"url": url, "upload": upload}).data, status=status.HTTP_201_CREATED
+        )
+
+
+class UploadUrlApi(APIView):
+    required_actions = {"DELETE": "invalidate_upload_url"}
+
+    @extend_schema(
+        operation_id="invalidate_upload_url",
+        responses={200: HandlerSerializer, **errors(401, 403, 404)},
+        description="The URL stops working; a file PUT to it is deleted unless a batch holds it.",
+    )
+    def delete(self, request, handler):
+        upload = selectors.upload_get(account=request.account, handler=handler)
+        services.upload_invalidate(upload=upload)
+        return Response(HandlerSerializer(upload).data)
+
+
+class UploadFileApi(APIView):
+    """The signed URL is the credential: no secret is read here, and no CSRF token is asked."""
+
+    authentication_classes = []
+    permission_classes = [drf_permissions.AllowAny]
+
+    @extend_schema(
+        operation_id="upload_file",
+        request={"application/octet-stream": OpenApiTypes.BINARY},
+        responses={200: UploadStoredSerializer, **errors(400, 403, 404, 409, 411, 413)},
+        description="Stores the body as the upload's file; a second PUT replaces it until a batch takes "
+        "the handler. Needs a Content-Length header.",
+    )
+    def put(self, request, token):
+        content_length = request.META.get("CONTENT_LENGTH")
+        upload = services.upload_store(
+            handler=upload_url_handler(token),
+            stream=request.stream,
+            content_length=int(content_length) if content_length and content_length.isdigit() else None,
+            content_type=request.content_type or "",
+        )
+        return Response(UploadStoredSerializer(upload).data)
+
+
+class BatchesApi(APIView):
+    required_actions = {"POST": "create_batch", "GET": "get_batches"}
+
+    @extend_schema(
+        operation_id="create_batch",
+        request=BatchCreateSerializer,
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                location=OpenApiParameter.HEADER,
+                required=False,
+                description="The same key and body within 24 hours returns the same batch (201, with "
+                "Idempotent-Replayed: true) instead of creating another; a different body is 409.",
+            )
+        ],
+        responses={201: BatchSerializer, **errors(400, 401, 403, 409)},
+    )
+    def post(self, request):
+        data = validated(BatchCreateSerializer, request.data)
+        batch, created = services.batch_create(
+            account=request.account,
+            user=request.user,
+            idempotency_key=request.headers.get("Idempotency-Key", "").strip()[:200],
+            **data,
+        )
+        response = Response(BatchSerializer(batch).data, status=status.HTTP_201_CREATED)
+        if not created:
+            response["Idempotent-Replayed"] = "true"
+        return response
+
+    @extend_schema(
+        operation_id="get_batches",
+        parameters=[BatchListQuerySerializer],
+        responses={200: BatchPageSerializer, **errors(400, 401, 403)},
+        description="The account's batches, newest first. Pass the returned cursor (with the same "
+        "filters) for the next page; it is null on the last one.",
+    )
+    def get(self, request):
+        query = validated(BatchListQuerySerializer, request.query_params)
+        page = selectors.batch_list(
+            account=request.account,
+            status=query.get("status"),
+            operation=query.get("operation"),
+            created_from=from_ts(query.get("ge")),
+            created_to=from_ts(query.get("le")),
+            cursor=query.get("cursor"),
+            limit=query["limit"],
+        )
+        body = {"batches": {str(batch.uuid): batch.status for batch in page.batches}, "cursor": page.cursor}
+        return Response(BatchPageSerializer(body).data)
+
+
+class BatchApi(APIView):
+    required_actions = {"GET": "get_batch", "PATCH": "update_batch", "DELETE": "delete_batch"}
+
+    @extend_schema(
+        operation_id="get_batch",
+        parameters=[BatchDetailQuerySerializer],
+        responses={200: BatchDownloadSerializer, **errors(400, 401, 403, 404, 409)},
+        description="With download=true, adds a temporary URL of the results file (part=errors: only "
+        "the failed lines); 409 while there is no such file yet.",
+    )
+    def get(self, request, batch):
+        found = selectors.batch_get(account=request.account, batch_id=batch)
+        query = validated(BatchDetailQuerySerializer, request.query_params)
+        body = BatchSerializer(found).data
+        if query["download"]:
+            name = found.errors_file if query["part"] == "errors" else found.results_file
+            if not name:
+                raise Conflict(
+                    f"The batch has no {query['part']} file yet ({found.status}).",
+                    subcode=f"{query['part']}_not_ready",
+                )
+            signed = file_urls().download_url(
+                name=name,
+                filename=f"{found.uuid}-{query['part']}.jsonl",
+                base_url=request.build_absolute_uri("/"),
+            )
+            body["download"] = {"url": signed.url, "validity_ts": round(signed.expires_at.timestamp(), 3)}
+        return Response(body)
+
+    @extend_schema(
+        operation_id="update_batch",
+        request=BatchUpdateSerializer,
+        responses={200: BatchSerializer, **errors(400, 401, 403, 404, 409)},
+        description='Cancels the batch: {"status": "cancel"} is the only change allowed. Asking again '
+        "while it stops changes nothing; a finished batch is 409.",
+    )
+    def patch(self, request, batch):
+        found = selectors.batch_get(account=request.account, batch_id=batch)
+        validated(BatchUpdateSerializer, request.data)
+        return Response(BatchSerializer(services.batch_cancel(batch=found)).data)
+
+    @extend_schema(
+        operation_id="delete_batch",
+        responses={200: BatchSerializer, **errors(401, 403, 404)},
+        description="Starts deletion: a running batch is cancelled first; afterwards the batch, its "
+        "files and results are gone and GET answers 404.",
+    )
+    def delete(self, request, batch):
+        found = selectors.batch_get(account=request.account, batch_id=batch)
+        return Response(BatchSerializer(services.batch_delete(batch=found)).data)
+
+
+class DownloadFileApi(APIView):
+    """The signed URL is the credential: no secret is read here."""
+
+    authentication_classes = []
+    permission_classes = [drf_permissions.AllowAny]
+
+    @extend_schema(
+        operation_id="download_file",
+        responses={
+            (200, "application/x-ndjson"): OpenApiTypes.BINARY,
+            **errors(403, 404),
+        },
+        description="Streams a results file; the URL comes from GET /batches/{batch}?download=true.",
+    )
+    def get(self, request, token):
+        granted = download_url_file(token)
+        if not default_storage.exists(granted.name):
+            raise Http404("The file is gone.")
+        return FileResponse(
+            default_storage.open(granted.name, "rb"),
+            as_attachment=True,
+            filename=granted.filename,
+            content_type="application/x-ndjson",
+        )

@@ -1,0 +1,92 @@
+"""Reads for uploads and batches, always scoped to the caller's account: another account's
+handler or batch is 404, exactly like one that does not exist."""
+
+import base64
+import binascii
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db.models import Q
+from django.http import Http404
+
+from batches.models import Batch, Upload
+from batchsite.errors import ApplicationError
+from permissions.models import Account
+
+# ge/le compare with the created_ts a client sees, which is rounded to the millisecond.
+HALF_MILLISECOND = timedelta(microseconds=500)
+
+
+def _uuid_or_none(value) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+def upload_get(*, account: Account, handler) -> Upload:
+    upload = Upload.objects.filter(account=account, handler=_uuid_or_none(handler)).first()
+    if upload is None:
+        raise Http404("No such upload handler.")
+    return upload
+
+
+def batch_get(*, account: Account, batch_id) -> Batch:
+    batch = Batch.objects.filter(account=account, uuid=_uuid_or_none(batch_id)).first()
+    if batch is None:
+        raise Http404("No such batch.")
+    return batch
+
+
+@dataclass(frozen=True)
+class BatchPage:
+    batches: list[Batch]
+    cursor: str | None
+
+
+def _cursor_encode(batch: Batch) -> str:
+    position = [batch.created_at.isoformat(), batch.uuid.hex]
+    return base64.urlsafe_b64encode(json.dumps(position).encode()).decode()
+
+
+def _cursor_decode(cursor: str) -> Q:
+    """The keyset condition for the rows after the cursor's batch (newest first)."""
+    try:
+        created_iso, uuid_hex = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        created_at = datetime.fromisoformat(created_iso)
+        batch_id = uuid.UUID(hex=uuid_hex)
+    except (binascii.Error, ValueError, TypeError, UnicodeError):
+        raise ApplicationError(
+            "The cursor is not one this service issued.", subcode="invalid_cursor"
+        ) from None
+    return Q(created_at__lt=created_at) | Q(created_at=created_at, uuid__lt=batch_id)
+
+
+def batch_list(
+    *,
+    account: Account,
+    status: str | None = None,
+    operation: str | None = None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+    cursor: str | None = None,
+    limit: int,
+) -> BatchPage:
+    """The account's batches newest first, a page at a time. The cursor is the position of
+    the last batch on the page, so pages stay stable while new batches arrive."""
+    batches = Batch.objects.filter(account=account).order_by("-created_at", "-uuid")
+    if status:
+        batches = batches.filter(status=status)
+    if operation:
+        batches = batches.filter(operation=operation)
+    if created_from is not None:
+        batches = batches.filter(created_at__gte=created_from - HALF_MILLISECOND)
+    if created_to is not None:
+        batches = batches.filter(created_at__lt=created_to + HALF_MILLISECOND)
+    if cursor:
+        batches = batches.filter(_cursor_decode(cursor))
+    rows = list(batches.only("uuid", "status", "created_at")[: limit + 1])
+    page = rows[:limit]
+    return BatchPage(batches=page, cursor=_cursor_encode(page[-1]) if len(rows) > limit else None)

@@ -1,0 +1,144 @@
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from batches.models import BatchStatus
+from batches.services import HASH_PATTERN, batch_dict_validate, hash_validator
+from batchsite.timestamps import TimestampField
+
+LIMIT_MAX = 1000
+# The last second of year 9999: past it a timestamp is no date at all.
+TS_MAX = 253402300799
+
+
+class ErrorSerializer(serializers.Serializer):
+    subcode = serializers.CharField(help_text="A stable name of the cause, e.g. handler_expired.")
+    description = serializers.CharField(help_text="What went wrong, for a person.")
+    trace = serializers.CharField(help_text="An id also written to the server's log.")
+
+
+class UploadUrlSerializer(serializers.Serializer):
+    url = serializers.URLField(help_text="PUT the file here; the URL is its own credential.")
+    handler = serializers.UUIDField(source="upload.handler")
+    validity_ts = TimestampField(source="upload.expires_at")
+
+
+class HandlerSerializer(serializers.Serializer):
+    handler = serializers.UUIDField()
+
+
+class UploadStoredSerializer(serializers.Serializer):
+    handler = serializers.UUIDField()
+    size = serializers.IntegerField(help_text="Bytes stored.")
+
+
+@extend_schema_field({"type": "object", "additionalProperties": True})
+class BatchDictField(serializers.JSONField):
+    pass
+
+
+class BatchCreateSerializer(serializers.Serializer):
+    handler = serializers.CharField(max_length=100, help_text="From POST /cache, with a file PUT to it.")
+    operation = serializers.CharField(max_length=64, help_text="A batchable operation, e.g. create_twin.")
+    hash = serializers.CharField(
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        validators=[hash_validator],
+        help_text=f"SHA-256 of the file, matching {HASH_PATTERN}.",
+    )
+    batch_dict = BatchDictField(
+        required=False,
+        allow_null=True,
+        validators=[batch_dict_validate],
+        help_text="Your own key-value pairs, echoed back; keys ^[a-z_][0-9a-z_]{0,63}$, at most 64 KiB.",
+    )
+
+    def validate_hash(self, value):
+        # Blank skips the field's validators, yet it is no more a SHA-256 than any other string.
+        if value == "":
+            hash_validator(value)
+        return value
+
+    def validate(self, attrs):
+        attrs["hash"] = attrs.get("hash") or ""
+        attrs.setdefault("batch_dict", None)
+        return attrs
+
+
+class BatchUpdateSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["cancel"], help_text='"cancel" is the only change allowed.')
+
+    def to_internal_value(self, data):
+        if data != {"status": "cancel"}:
+            raise serializers.ValidationError(
+                'The only change allowed is {"status": "cancel"}.', code="unsupported_change"
+            )
+        return super().to_internal_value(data)
+
+
+class BatchListQuerySerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=BatchStatus.choices, required=False)
+    operation = serializers.CharField(required=False, max_length=64)
+    ge = serializers.FloatField(
+        required=False, min_value=0, max_value=TS_MAX, help_text="Created at or after (Unix seconds)."
+    )
+    le = serializers.FloatField(
+        required=False, min_value=0, max_value=TS_MAX, help_text="Created at or before (Unix seconds)."
+    )
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=LIMIT_MAX, default=LIMIT_MAX)
+    cursor = serializers.CharField(required=False, help_text="From the previous page; opaque.")
+
+
+class BatchDetailQuerySerializer(serializers.Serializer):
+    download = serializers.BooleanField(required=False, default=False)
+    part = serializers.ChoiceField(choices=["results", "errors"], required=False, default="results")
+
+
+class ProgressSerializer(serializers.Serializer):
+    total = serializers.IntegerField(allow_null=True)
+    processed = serializers.IntegerField()
+    succeeded = serializers.IntegerField()
+    failed = serializers.IntegerField()
+
+
+class DownloadSerializer(serializers.Serializer):
+    url = serializers.URLField()
+    validity_ts = TimestampField(source="expires_at")
+
+
+class BatchSerializer(serializers.Serializer):
+    """The batch object; `hash`, `batch_dict` and `retry_of` appear only when set."""
+
+    batch = serializers.UUIDField(source="uuid")
+    operation = serializers.CharField()
+    status = serializers.ChoiceField(choices=BatchStatus.choices)
+    created_ts = TimestampField(source="created_at")
+    updated_ts = TimestampField(source="updated_at")
+    hash = serializers.CharField(required=False)
+    batch_dict = BatchDictField(required=False)
+    retry_of = serializers.UUIDField(source="retry_of_id", required=False)
+    progress = serializers.SerializerMethodField()
+
+    @extend_schema_field(ProgressSerializer)
+    def get_progress(self, batch):
+        return ProgressSerializer(batch).data
+
+    def to_representation(self, batch):
+        data = super().to_representation(batch)
+        for key, unset in (("hash", ""), ("batch_dict", None), ("retry_of", None)):
+            if data.get(key) == unset:
+                data.pop(key)
+        return data
+
+
+class BatchDownloadSerializer(BatchSerializer):
+    download = DownloadSerializer(required=False)
+
+
+class BatchPageSerializer(serializers.Serializer):
+    batches = serializers.DictField(
+        child=serializers.ChoiceField(choices=BatchStatus.choices), help_text="Batch uuid → status."
+    )
+    cursor = serializers.CharField(
+        allow_null=True, help_text="Pass as ?cursor= for the next page; null at the end."
+    )

@@ -1,0 +1,329 @@
+"""Writes for uploads and batches. Status changes go through `batches.states.batch_transition`."""
+
+import hashlib
+import json
+import uuid
+from datetime import timedelta
+from typing import BinaryIO
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.files.base import File
+from django.core.files.storage import default_storage
+from django.core.validators import RegexValidator
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from batches.files import upload_file_name
+from batches.models import Batch, BatchStatus, BatchStatusChange, Upload
+from batches.states import CANCEL_REQUESTED, CANCELLABLE, TERMINAL, batch_transition
+from batches.tasks import batch_advance
+from batchsite.errors import ApplicationError, Conflict
+from permissions.models import Account, AccountUser
+from twins.registry import operation_get
+
+HASH_PATTERN = r"^[a-f0-9]{64}$"
+BATCH_DICT_KEY_PATTERN = r"^[a-z_][0-9a-z_]{0,63}$"
+BATCH_DICT_MAX_BYTES = 64 * 1024
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+UPLOAD_BLOCK_BYTES = 64 * 1024
+
+hash_validator = RegexValidator(
+    HASH_PATTERN, message="hash must be a lowercase hex SHA-256 (64 characters).", code="invalid_hash"
+)
+_batch_dict_key_validator = RegexValidator(BATCH_DICT_KEY_PATTERN)
+
+
+def encoded_json(value) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True).encode()
+
+
+def batch_dict_validate(value) -> None:
+    if not isinstance(value, dict):
+        raise ValidationError("batch_dict must be a JSON object.", code="invalid_batch_dict")
+    for key in value:
+        try:
+            _batch_dict_key_validator(key)
+        except ValidationError:
+            raise ValidationError(
+                f"batch_dict key {key!r} must match {BATCH_DICT_KEY_PATTERN}.",
+                code="invalid_batch_dict_key",
+            ) from None
+    size = len(encoded_json(value))
+    if size > BATCH_DICT_MAX_BYTES:
+        largest = max(value, key=lambda key: len(encoded_json(value[key])))
+        raise ValidationError(
+            f"batch_dict is {size} bytes encoded, over the limit of {BATCH_DICT_MAX_BYTES}; "
+            f"its largest value is under key {largest!r}.",
+            code="batch_dict_too_large",
+        )
+
+
+def _enqueue_advance(batch_id) -> None:
+    transaction.on_commit(lambda: batch_advance.delay(str(batch_id)))
+
+
+# Uploads
+
+
+def upload_create(*, account: Account, created_by: AccountUser | None) -> Upload:
+    expires_at = timezone.now() + timedelta(seconds=settings.UPLOAD_URL_VALIDITY_SECONDS)
+    return Upload.objects.create(account=account, created_by=created_by, expires_at=expires_at)
+
+
+def _refuse_unwritable(upload: Upload) -> None:
+    if upload.invalidated_at is not None:
+        raise ApplicationError(
+            "This upload URL was invalidated.", subcode="upload_url_invalidated", status_code=403
+        )
+    if upload.used_at is not None:
+        raise Conflict("A batch already took this upload; it cannot change.", subcode="upload_used")
+    if upload.expires_at <= timezone.now():
+        raise ApplicationError("This upload URL has expired.", subcode="upload_url_expired", status_code=403)
+
+
+class _CountingReader:
+    """The request body, read a block at a time and counted, so a short body is noticed."""
+
+    def __init__(self, stream: BinaryIO | None):
+        self.stream = stream
+        self.count = 0
+
+    def read(self, size: int = UPLOAD_BLOCK_BYTES) -> bytes:
+        if self.stream is None:
+            return b""
+        block = self.stream.read(min(size, UPLOAD_BLOCK_BYTES) if size and size > 0 else UPLOAD_BLOCK_BYTES)
+        self.count += len(block)
+        return block
+
+
+def upload_store(
+    *, handler: uuid.UUID, stream: BinaryIO | None, content_length: int | None, content_type: str
+) -> Upload:
+    """Streams a PUT body into storage as the upload's file, replacing an earlier one.
+
+    The bytes go to a fresh name and replace the previous file only once complete, so a
+    refused or broken upload leaves nothing behind and the previous file stays intact."""
+    upload = Upload.objects.filter(handler=handler).first()
+    if upload is None:
+        raise ApplicationError("No such upload URL.", subcode="not_found", status_code=404)
+    _refuse_unwritable(upload)
+    if content_length is None:
+        raise ApplicationError(
+            "The upload needs a Content-Length header.", subcode="length_required", status_code=411
+        )
+    if content_length > settings.BATCH_FILE_MAX_BYTES:
+        raise ApplicationError(
+            f"The file is {content_length} bytes; the limit is {settings.BATCH_FILE_MAX_BYTES}.",
+            subcode="file_too_large",
+            status_code=413,
+        )
+
+    name = f"{upload_file_name(account_id=upload.account_id, handler=upload.handler)}.{uuid.uuid4().hex}"
+    reader = _CountingReader(stream)
+    try:
+        name = default_storage.save(name, File(reader, name=name))
+        if reader.count != content_length:
+            raise ApplicationError(
+                f"The body ended after {reader.count} of {content_length} bytes.",
+                subcode="incomplete_upload",
+            )
+        with transaction.atomic():
+            upload = Upload.objects.select_for_update().get(handler=handler)
+            # A batch may have taken the handler, or a client invalidated it, meanwhile.
+            _refuse_unwritable(upload)
+            previous = upload.file_name
+            upload.file_name = name
+            upload.size = content_length
+            upload.content_type = content_type[:200]
+            upload.uploaded_at = timezone.now()
+            upload.save(update_fields=["file_name", "size", "content_type", "uploaded_at"])
+            if previous:
+                transaction.on_commit(lambda: default_storage.delete(previous))
+    except BaseException:
+        default_storage.delete(name)
+        raise
+    return upload
+
+
+def upload_invalidate(*, upload: Upload) -> Upload:
+    """The URL stops working; its file goes too unless a batch holds it."""
+    with transaction.atomic():
+        upload = Upload.objects.select_for_update().get(pk=upload.pk)
+        if upload.invalidated_at is None:
+            upload.invalidated_at = timezone.now()
+            update_fields = ["invalidated_at"]
+            if upload.used_at is None and upload.file_name:
+                unused = upload.file_name
+                upload.file_name = ""
+                update_fields.append("file_name")
+                transaction.on_commit(lambda: default_storage.delete(unused))
+            upload.save(update_fields=update_fields)
+    return upload
+
+
+# Batches
+
+
+def _idempotency_digest(*, handler: str, operation: str, hash: str, batch_dict) -> str:
+    body = {"handler": handler, "operation": operation, "hash": hash, "batch_dict": batch_dict}
+    return hashlib.sha256(encoded_json(body)).hexdigest()
+
+
+def _idempotent_replay(*, account: Account, key: str, digest: str) -> Batch | None:
+    """The batch an earlier request with this key created, if it is within the window.
+
+    A key older than the window is released (blanked on its batch) so it can be used again."""
+    earlier = Batch.objects.select_for_update().filter(account=account, idempotency_key=key).first()
+    if earlier is None:
+        return None
+    if earlier.created_at < timezone.now() - IDEMPOTENCY_WINDOW:
+        Batch.objects.filter(pk=earlier.pk).update(idempotency_key="", idempotency_digest="")
+        return None
+    if earlier.idempotency_digest != digest:
+        raise Conflict(
+            "This Idempotency-Key was used within 24 hours with a different body.",
+            subcode="idempotency_key_reused",
+        )
+    return earlier
+
+
+def _usable_upload(*, account: Account, handler: str) -> Upload:
+    try:
+        handler_id = uuid.UUID(handler)
+    except ValueError:
+        handler_id = None
+    upload = Upload.objects.select_for_update().filter(handler=handler_id).first() if handler_id else None
+    if upload is None:
+        raise ApplicationError("No upload URL has this handler.", subcode="handler_unknown")
+    if upload.account_id != account.pk:
+        raise ApplicationError(
+            "This handler was issued to another account.", subcode="handler_of_other_account"
+        )
+    if upload.used_at is not None:
+        raise ApplicationError("Another batch already took this handler.", subcode="handler_used")
+    if upload.invalidated_at is not None:
+        raise ApplicationError("This handler was invalidated.", subcode="handler_invalidated")
+    if upload.expires_at <= timezone.now():
+        raise ApplicationError("This handler has expired.", subcode="handler_expired")
+    if upload.uploaded_at is None:
+        raise ApplicationError("No file was uploaded to this handler.", subcode="handler_not_uploaded")
+    return upload
+
+
+def batch_create(
+    *,
+    account: Account,
+    user,
+    handler: str,
+    operation: str,
+    hash: str = "",
+    batch_dict: dict | None = None,
+    idempotency_key: str = "",
+) -> tuple[Batch, bool]:
+    """Creates a batch over an uploaded file and enqueues its pipeline. Returns the batch and
+    whether it is new: with an `idempotency_key` seen within 24 hours and the same body, the
+    earlier batch comes back instead."""
+    found = operation_get(operation)
+    if found is None:
+        raise ApplicationError(f"There is no operation {operation!r}.", subcode="operation_unknown")
+    if not found.batchable:
+        raise ApplicationError(
+            f"The operation {operation!r} cannot run in a batch.", subcode="operation_not_batchable"
+        )
+    if not user.has_perm(operation, account):
+        raise PermissionDenied(f"The role does not allow {operation}.")
+    if hash:
+        hash_validator(hash)
+    if batch_dict is not None:
+        batch_dict_validate(batch_dict)
+
+    digest = _idempotency_digest(handler=handler, operation=operation, hash=hash, batch_dict=batch_dict)
+    try:
+        with transaction.atomic():
+            if idempotency_key:
+                earlier = _idempotent_replay(account=account, key=idempotency_key, digest=digest)
+                if earlier is not None:
+                    return earlier, False
+            upload = _usable_upload(account=account, handler=handler)
+            now = timezone.now()
+            Upload.objects.filter(pk=upload.pk).update(used_at=now)
+            batch = Batch.objects.create(
+                account=account,
+                created_by=getattr(user, "account_user", None),
+                operation=operation,
+                hash=hash,
+                batch_dict=batch_dict,
+                upload=upload,
+                idempotency_key=idempotency_key,
+                idempotency_digest=digest if idempotency_key else "",
+            )
+            BatchStatusChange.objects.create(batch=batch, from_status="", to_status=BatchStatus.NEW)
+            _enqueue_advance(batch.pk)
+    except IntegrityError:
+        # A concurrent request with the same Idempotency-Key won the race: answer with its batch.
+        if not idempotency_key:
+            raise
+        with transaction.atomic():
+            earlier = _idempotent_replay(account=account, key=idempotency_key, digest=digest)
+        if earlier is None:
+            raise
+        return earlier, False
+    return batch, True
+
+
+def batch_cancel(*, batch: Batch) -> Batch:
+    """Asks the pipeline to stop. Asking again while it stops changes nothing."""
+    with transaction.atomic():
+        current = Batch.objects.select_for_update().get(pk=batch.pk)
+        if current.status in CANCEL_REQUESTED:
+            return current
+        if current.status not in CANCELLABLE:
+            raise _not_cancellable(current.status)
+        cancelled = batch_transition(
+            batch_id=current.pk, to=BatchStatus.CANCEL, note="cancelled by the client"
+        )
+        _enqueue_advance(current.pk)
+    return cancelled
+
+
+def _not_cancellable(status: str) -> Conflict:
+    if status == BatchStatus.DELETING:
+        return Conflict("The batch is being deleted.", subcode="batch_deleting")
+    if status in TERMINAL:
+        return Conflict(
+            f"The batch has finished ({status}); nothing is left to cancel.", subcode="batch_finished"
+        )
+    return Conflict(
+        f"Every line has run ({status}); only the results file is being written.",
+        subcode="batch_finishing",
+    )
+
+
+def batch_delete(*, batch: Batch) -> Batch:
+    """Starts deletion: a finished batch goes to deleting; a running one is cancelled first,
+    and one that is finishing or stopping is deleted by the pipeline once it gets there."""
+    with transaction.atomic():
+        current = Batch.objects.select_for_update().get(pk=batch.pk)
+        if current.status == BatchStatus.DELETING:
+            return current
+        requested_at = current.delete_requested_at or timezone.now()
+        if current.status in TERMINAL:
+            moved = batch_transition(
+                batch_id=current.pk,
+                to=BatchStatus.DELETING,
+                note="deleted by the client",
+                delete_requested_at=requested_at,
+            )
+        elif current.status in CANCELLABLE:
+            moved = batch_transition(
+                batch_id=current.pk,
+                to=BatchStatus.CANCEL,
+                note="deleted by the client: cancelling first",
+                delete_requested_at=requested_at,
+            )
+        else:
+            Batch.objects.filter(pk=current.pk).update(delete_requested_at=requested_at)
+            moved = Batch.objects.get(pk=current.pk)
+        _enqueue_advance(current.pk)
+    return moved
