@@ -23,14 +23,20 @@ migrate: install
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 
 # The web server and one Celery worker (with its embedded beat) on the embedded default.
-# Ctrl-C stops both.
+# Ctrl-C (or SIGTERM to make) stops both; if either one exits, the other is stopped too, so
+# a port already in use does not leave a worker running behind a dead web server. Polls with
+# `kill -0` because `wait -n` is not in every /bin/sh. No gunicorn control socket: its default
+# path is shared by every gunicorn of the user.
 run: migrate
-	@echo "Serving on http://127.0.0.1:$(PORT), data in $(DATA_DIR)"
-	@trap 'kill -TERM $$web $$worker 2>/dev/null; wait' INT TERM; \
+	@echo "Serving on http://127.0.0.1:$(PORT), data in $(DATA_DIR); Ctrl-C stops."
+	@stop() { kill -TERM $$web $$worker 2>/dev/null; wait; }; \
+	trap 'stop; exit 0' INT TERM; \
 	$(BIN)/celery -A batchsite worker --beat --loglevel=INFO --concurrency=2 & worker=$$!; \
 	$(BIN)/gunicorn batchsite.wsgi --bind 0.0.0.0:$(PORT) --workers 2 --threads 4 \
-		--access-logfile - & web=$$!; \
-	wait
+		--no-control-socket --access-logfile - & web=$$!; \
+	while kill -0 $$web 2>/dev/null && kill -0 $$worker 2>/dev/null; do sleep 1; done; \
+	echo "The web server or the worker exited; stopping the other." >&2; \
+	stop; exit 1
 
 web: migrate
 	$(BIN)/gunicorn batchsite.wsgi --bind 0.0.0.0:$(PORT) --workers $${WEB_WORKERS:-4} --threads 4
