@@ -71,7 +71,7 @@ class BatchUpdateSerializer(serializers.Serializer):
     def to_internal_value(self, data):
         if data != {"status": "cancel"}:
             raise serializers.ValidationError(
-                'The only change allowed is {"status": "cancel"}.', code="unsupported_change"
+                {"status": 'The only change allowed is {"status": "cancel"}.'}, code="unsupported_change"
             )
         return super().to_internal_value(data)
 
