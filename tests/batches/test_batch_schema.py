@@ -1,0 +1,48 @@
+"""The OpenAPI schema of the upload and batch routes."""
+
+import pytest
+from django.core.management import call_command
+from drf_spectacular.generators import SchemaGenerator
+from drf_spectacular.validation import validate_schema
+
+OPERATIONS = {
+    ("/cache", "post"): "create_upload_url",
+    ("/cache/{handler}", "delete"): "invalidate_upload_url",
+    ("/uploads/{token}", "put"): "upload_file",
+    ("/downloads/{token}", "get"): "download_file",
+    ("/batches", "post"): "create_batch",
+    ("/batches", "get"): "get_batches",
+    ("/batches/{batch}", "get"): "get_batch",
+    ("/batches/{batch}", "patch"): "update_batch",
+    ("/batches/{batch}", "delete"): "delete_batch",
+}
+
+
+def test_schema_validates_and_documents_every_route_with_its_errors():
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    validate_schema(schema)
+    for (path, method), operation_id in OPERATIONS.items():
+        operation = schema["paths"][path][method]
+        assert operation["operationId"] == operation_id
+        errors = {
+            code: answer for code, answer in operation["responses"].items() if code.startswith(("4", "5"))
+        }
+        assert errors, f"{method} {path} documents no error"
+        for answer in errors.values():
+            assert answer["content"]["application/json"]["schema"]["$ref"].endswith("/Error")
+    create = schema["paths"]["/batches"]["post"]
+    assert {"400", "403", "409"} <= set(create["responses"])
+    assert any(parameter["name"] == "Idempotency-Key" for parameter in create["parameters"])
+    assert {"status", "operation", "ge", "le", "limit", "cursor"} <= {
+        parameter["name"] for parameter in schema["paths"]["/batches"]["get"]["parameters"]
+    }
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="needs three shared fixes outside batches/: a schema type on batchsite.timestamps."
+    "TimestampField, an OpenApiAuthenticationExtension for SecretAuthentication, and "
+    "ENUM_NAME_OVERRIDES for the batch statuses; remove this mark when they land",
+)
+def test_spectacular_validates_without_warnings(tmp_path):
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yaml"))

@@ -1,0 +1,97 @@
+"""Trusted Twin's own Python client against a live server: the cache and batch operations
+answer with the routes, status codes and fields its documented examples show."""
+
+import hashlib
+import json
+import uuid
+
+import pytest
+import requests
+from trustedtwin.tt_api import TTRESTService
+
+from batches.models import Batch
+from tests.batches.api_support import BATCHABLE, batch_operations, stored_results
+
+CONTENT = b'{"description": {"serial": 1}}\n{"description": {"serial": 2}}\n'
+
+
+@pytest.fixture(autouse=True)
+def operations():
+    with batch_operations():
+        yield
+
+
+@pytest.fixture
+def client(caller, live_server) -> TTRESTService:
+    return TTRESTService(tt_auth=caller.secret, tt_base=live_server.url)
+
+
+def answer(call) -> tuple[int, dict]:
+    status, text = call
+    return status, json.loads(text)
+
+
+def test_the_batch_lifecycle_through_the_trusted_twin_client(client):
+    status, issued = answer(client.create_upload_url())
+    assert status == 201
+    assert set(issued) == {"url", "handler", "validity_ts"}
+    assert requests.put(issued["url"], data=CONTENT, timeout=10).status_code == 200
+
+    digest = hashlib.sha256(CONTENT).hexdigest()
+    status, created = answer(
+        client.create_batch(
+            body={
+                "operation": BATCHABLE,
+                "handler": issued["handler"],
+                "hash": digest,
+                "batch_dict": {"k": "v"},
+            }
+        )
+    )
+    assert status == 201, created
+    batch_id = created["batch"]
+    assert created["status"] == "new" and created["hash"] == digest and created["batch_dict"] == {"k": "v"}
+    assert isinstance(created["created_ts"], float) and isinstance(created["updated_ts"], float)
+
+    status, fetched = answer(client.get_batch(batch_id))
+    assert status == 200 and fetched["batch"] == batch_id and "download" not in fetched
+
+    # Test setup, standing in for the pipeline: a results file for the batch.
+    stored_results(Batch.objects.get(uuid=batch_id), '{"line": 1, "status": 201, "result": {}}\n')
+    status, with_download = answer(client.get_batch(batch_id, params={"download": True}))
+    assert status == 200
+    assert set(with_download["download"]) == {"url", "validity_ts"}
+    downloaded = requests.get(with_download["download"]["url"], timeout=10)
+    assert downloaded.status_code == 200
+    assert downloaded.content == b'{"line": 1, "status": 201, "result": {}}\n'
+
+    status, listed = answer(client.get_batches())
+    assert status == 200 and listed == {"batches": {batch_id: "new"}, "cursor": None}
+    status, filtered = answer(client.get_batches(params={"status": "completed", "limit": 10}))
+    assert status == 200 and filtered["batches"] == {}
+
+    status, cancelled = answer(client.update_batch(batch_id, body={"status": "cancel"}))
+    assert status == 200 and cancelled["status"] == "cancel"
+    status, deleted = answer(client.delete_batch(batch_id))
+    assert status == 200 and deleted["batch"] == batch_id
+    assert Batch.objects.get(uuid=batch_id).delete_requested_at is not None
+
+
+def test_invalidate_upload_url_through_the_trusted_twin_client(client):
+    _, issued = answer(client.create_upload_url())
+    status, body = answer(client.invalidate_upload_url(issued["handler"]))
+    assert status == 200 and body == {"handler": issued["handler"]}
+    refused = requests.put(issued["url"], data=CONTENT, timeout=10)
+    assert refused.status_code == 403 and refused.json()["subcode"] == "upload_url_invalidated"
+
+
+def test_refusals_carry_the_error_body(client):
+    for status, body in (
+        answer(client.get_batch(str(uuid.uuid4()))),
+        answer(client.invalidate_upload_url("c803382b-f175-4e36-b807-b08651d3d297-1688480283")),
+    ):
+        assert status == 404 and set(body) == {"subcode", "description", "trace"}
+    status, body = answer(client.create_batch(body={"operation": BATCHABLE, "handler": str(uuid.uuid4())}))
+    assert status == 400 and body["subcode"] == "handler_unknown"
+    status, body = answer(client.get_batches(params={"limit": 5000}))
+    assert status == 400
