@@ -154,9 +154,12 @@ CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     BROKER_DIR = DATA_DIR / "broker"
     (BROKER_DIR / "queue").mkdir(parents=True, exist_ok=True)
+    # kombu keeps the exchange bindings in `control_folder`, relative to the working
+    # directory unless set: it belongs with the queue, or processes started elsewhere miss it.
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
+        "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
     }
 CELERY_TASK_IGNORE_RESULT = True
