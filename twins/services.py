@@ -6,6 +6,7 @@ call (a list of one) and a chunk of a batch: the same checks in the same order, 
 outcome. A refused request changes nothing; the others are written with set-based queries.
 """
 
+import json
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -205,6 +206,10 @@ def ledger_entries_add(
     return outcomes
 
 
+def _as_json(value) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
 class _EntrySnapshot(NamedTuple):
     value: object
     visibility: str | None
@@ -236,9 +241,11 @@ def ledger_entries_update(
         snapshots = {}
         for key, fields in request.entries.items():
             entry = entries[key]
-            if "value" in fields and fields["value"] != entry.value:
+            if "value" in fields:
+                # Compared as JSON text: Python holds 1 == 1.0 == True, JSON does not.
+                if _as_json(fields["value"]) != _as_json(entry.value):
+                    entry.value_changed_at = now
                 entry.value = fields["value"]
-                entry.value_changed_at = now
             if "visibility" in fields:
                 entry.visibility = fields["visibility"]
             entry.updated_at = now

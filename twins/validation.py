@@ -234,6 +234,8 @@ def _error(message: str, code: str) -> list[ErrorDetail]:
 
 def validate_fast(fields: tuple[InputField, ...], data: Any) -> dict:
     """The generated serializer's `validated_data`, or the same `ValidationError` it raises."""
+    if data is None:
+        raise InputError({"non_field_errors": _error("No data provided", "null")})
     if not isinstance(data, Mapping):
         message = f"Invalid data. Expected a dictionary, but got {type(data).__name__}."
         raise InputError({"non_field_errors": _error(message, "invalid")})
