@@ -21,6 +21,7 @@ from batches.serializers import (
     BatchPageSerializer,
     BatchSerializer,
     BatchUpdateSerializer,
+    DownloadSerializer,
     ErrorSerializer,
     HandlerSerializer,
     UploadStoredSerializer,
@@ -130,7 +131,7 @@ class BatchesApi(APIView):
         batch, created = services.batch_create(
             account=request.account,
             user=request.user,
-            idempotency_key=request.headers.get("Idempotency-Key", "").strip()[:200],
+            idempotency_key=request.headers.get("Idempotency-Key", "").strip(),
             **data,
         )
         response = Response(BatchSerializer(batch).data, status=status.HTTP_201_CREATED)
@@ -186,7 +187,7 @@ class BatchApi(APIView):
                 filename=f"{found.uuid}-{query['part']}.jsonl",
                 base_url=request.build_absolute_uri("/"),
             )
-            body["download"] = {"url": signed.url, "validity_ts": round(signed.expires_at.timestamp(), 3)}
+            body["download"] = DownloadSerializer(signed).data
         return Response(body)
 
     @extend_schema(

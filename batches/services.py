@@ -26,6 +26,7 @@ HASH_PATTERN = r"^[a-f0-9]{64}$"
 BATCH_DICT_KEY_PATTERN = r"^[a-z_][0-9a-z_]{0,63}$"
 BATCH_DICT_MAX_BYTES = 64 * 1024
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
+IDEMPOTENCY_KEY_MAX_LENGTH = Batch._meta.get_field("idempotency_key").max_length
 UPLOAD_BLOCK_BYTES = 64 * 1024
 
 hash_validator = RegexValidator(
@@ -233,6 +234,11 @@ def batch_create(
         )
     if not user.has_perm(operation, account):
         raise PermissionDenied(f"The role does not allow {operation}.")
+    if len(idempotency_key) > IDEMPOTENCY_KEY_MAX_LENGTH:
+        raise ApplicationError(
+            f"The Idempotency-Key is longer than {IDEMPOTENCY_KEY_MAX_LENGTH} characters.",
+            subcode="invalid_idempotency_key",
+        )
     if hash:
         hash_validator(hash)
     if batch_dict is not None:

@@ -209,6 +209,11 @@ def test_idempotency_key_with_a_different_body_is_409(caller):
     assert_error(changed, 409, "idempotency_key_reused")
 
 
+def test_an_overlong_idempotency_key_is_400(caller):
+    response = create_batch(caller, uploaded_handler(caller), headers={"Idempotency-Key": "k" * 201})
+    assert_error(response, 400, "invalid_idempotency_key")
+
+
 def test_idempotency_keys_are_per_account_and_expire_after_24_hours(caller, stranger):
     first = create_batch(caller, uploaded_handler(caller), headers={"Idempotency-Key": "k"}).json()
     assert (
