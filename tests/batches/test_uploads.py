@@ -1,5 +1,6 @@
 """POST /cache, PUT {url}, DELETE /cache/{handler}."""
 
+import io
 import threading
 import time
 from datetime import timedelta
@@ -12,8 +13,10 @@ from django.test import override_settings
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from batches import services
 from batches.files import upload_file_name
 from batches.models import Upload
+from batchsite.errors import ApplicationError
 from tests.batches.api_support import batch_operations, create_batch, put_file, upload_url
 from tests.helpers import assert_error
 
@@ -215,3 +218,15 @@ def test_a_200_mb_put_keeps_the_server_memory_flat(caller, live_server):
         assert growth_mib < 32
     finally:
         default_storage.delete(upload.file_name)
+
+
+def test_a_body_shorter_than_its_content_length_is_refused_and_not_kept(caller):
+    issued = upload_url(caller.client)
+    upload = Upload.objects.get(handler=issued["handler"])
+    with pytest.raises(ApplicationError) as refused:
+        services.upload_store(
+            handler=upload.handler, stream=io.BytesIO(b"cut short"), content_length=100, content_type=""
+        )
+    assert refused.value.subcode == "incomplete_upload" and refused.value.status_code == 400
+    upload.refresh_from_db()
+    assert upload.uploaded_at is None and stored_names(upload) == []
