@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
@@ -127,12 +128,12 @@ def upload_discard(batch: Batch) -> None:
 
 
 def validate_item(operation: Operation, data: dict):
-    """The operation's input serializer, as the REST view runs it: validated data, or the
-    error the single call would have answered."""
-    serializer = operation.input_serializer(data=data)
-    if serializer.is_valid():
-        return serializer.validated_data, None
-    return None, describe_exception(ValidationError(serializer.errors))
+    """The operation's input check, as the REST view runs it: validated data, or the error
+    the single call would have answered."""
+    try:
+        return operation.validate_input(data), None
+    except (ValidationError, DjangoValidationError) as error:
+        return None, describe_exception(error)
 
 
 def result_line(line: int, outcome: OperationResult | OperationError) -> str:
@@ -371,11 +372,13 @@ def chunk_claim_and_run(batch_id) -> bool:
 
 
 def chunks_run(batch_id, enqueue: Enqueue) -> None:
-    """A chunk worker: runs the batch's chunks one after another until none is left."""
+    """A chunk worker: runs the batch's chunks one after another until none is left, then
+    moves the batch on itself (to processed, or through a cancel it noticed) rather than
+    queueing that behind other work."""
     while chunk_claim_and_run(batch_id):
         pass
-    if not Chunk.objects.filter(batch_id=batch_id, done=False).exists() or cancel_requested(batch_id):
-        enqueue.advance(str(batch_id))
+    if cancel_requested(batch_id) or not Chunk.objects.filter(batch_id=batch_id, done=False).exists():
+        batch_advance(batch_id, enqueue)
 
 
 def step_processing(batch: Batch, enqueue: Enqueue) -> Moved:
@@ -588,4 +591,3 @@ def batches_past_retention(enqueue: Enqueue) -> int:
     for batch_id in batch_ids:
         enqueue.advance(batch_id)
     return len(batch_ids)
-

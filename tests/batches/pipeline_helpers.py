@@ -143,8 +143,9 @@ class WorkerProcess:
         self.process.wait(timeout=10)
 
     def stop(self) -> None:
+        """A warm shutdown: the main process lets its pool finish and stops it."""
         if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
