@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -16,7 +17,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.files import File
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
@@ -25,6 +26,7 @@ from batches.fileformat import FileUnreadable, parse_lines
 from batches.files import batch_file_name
 from batches.models import Batch, BatchStatus, Chunk, Upload
 from batches.states import TERMINAL, batch_transition
+from batches.storage import read_range
 from batchsite.errors import describe_exception
 from twins.registry import Actor, Operation, OperationError, OperationResult, operation_get
 
@@ -33,6 +35,7 @@ logger = logging.getLogger(__name__)
 S = BatchStatus
 COPY_BLOCK_BYTES = 1 << 20
 HEARTBEAT_EVERY_LINES = 20_000
+SQLITE_PAUSE_BETWEEN_CHUNKS_SECONDS = 0.05
 NOT_EXECUTED = {"subcode": "not_executed", "description": "The batch was cancelled before this line ran."}
 
 
@@ -265,9 +268,7 @@ def prepared_name_of(batch: Batch) -> str:
 
 def read_chunk_lines(batch: Batch, chunk: Chunk) -> list[tuple[int, str]]:
     """The chunk's (line number, JSON text) pairs, read by offset from the prepared file."""
-    with default_storage.open(prepared_name_of(batch), "rb") as prepared:
-        prepared.seek(chunk.start_offset)
-        block = prepared.read(chunk.end_offset - chunk.start_offset).decode()
+    block = read_range(prepared_name_of(batch), chunk.start_offset, chunk.end_offset).decode()
     pairs = []
     for record in block.splitlines():
         number, _, text = record.partition("\t")
@@ -371,12 +372,20 @@ def chunk_claim_and_run(batch_id) -> bool:
     return True
 
 
+def let_other_writers_in() -> None:
+    """SQLite has one writer at a time and its busy handler is not fair: workers committing
+    chunk after chunk would starve a request waiting to write (a cancel, a new batch). A
+    short pause between chunks lets it in. PostgreSQL locks rows and needs no pause."""
+    if connection.vendor == "sqlite":
+        time.sleep(SQLITE_PAUSE_BETWEEN_CHUNKS_SECONDS)
+
+
 def chunks_run(batch_id, enqueue: Enqueue) -> None:
     """A chunk worker: runs the batch's chunks one after another until none is left, then
     moves the batch on itself (to processed, or through a cancel it noticed) rather than
     queueing that behind other work."""
     while chunk_claim_and_run(batch_id):
-        pass
+        let_other_writers_in()
     if cancel_requested(batch_id) or not Chunk.objects.filter(batch_id=batch_id, done=False).exists():
         batch_advance(batch_id, enqueue)
 
@@ -395,16 +404,9 @@ def step_processing(batch: Batch, enqueue: Enqueue) -> Moved:
 
 def prepared_line_numbers(batch: Batch, chunk: Chunk, skip: int) -> Iterator[int]:
     """Line numbers of a chunk's lines after the first `skip`, read from the prepared file."""
-    with default_storage.open(prepared_name_of(batch), "rb") as prepared:
-        prepared.seek(chunk.start_offset)
-        remaining = chunk.end_offset - chunk.start_offset
-        seen = 0
-        while remaining > 0:
-            record = prepared.readline(remaining)
-            remaining -= len(record)
-            if seen >= skip:
-                yield int(record.split(b"\t", 1)[0])
-            seen += 1
+    block = read_range(prepared_name_of(batch), chunk.start_offset, chunk.end_offset)
+    for record in block.splitlines()[skip:]:
+        yield int(record.split(b"\t", 1)[0])
 
 
 def merged_result_lines(batch: Batch) -> Iterator[str]:

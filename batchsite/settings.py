@@ -122,6 +122,23 @@ STORAGES = {
     },
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+# S3 (or any S3-compatible store) when a bucket is named: uploads and results downloads then
+# go through presigned URLs straight to the bucket. Without keys, boto3 finds credentials
+# itself (instance role, ~/.aws). Files read from S3 spool to disk past 8 MiB, not memory.
+AWS_STORAGE_BUCKET_NAME = env.str("AWS_STORAGE_BUCKET_NAME", default="")
+if AWS_STORAGE_BUCKET_NAME:
+    s3_options = {
+        "bucket_name": AWS_STORAGE_BUCKET_NAME,
+        "endpoint_url": env.str("AWS_S3_ENDPOINT_URL", default=""),
+        "access_key": env.str("AWS_ACCESS_KEY_ID", default=""),
+        "secret_key": env.str("AWS_SECRET_ACCESS_KEY", default=""),
+        "region_name": env.str("AWS_S3_REGION_NAME", default=""),
+        "max_memory_size": 8 * 1024 * 1024,
+    }
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {name: value for name, value in s3_options.items() if value},
+    }
 
 LOGIN_URL = "/ui/login"
 LOGIN_REDIRECT_URL = "/ui/batches"
@@ -148,6 +165,8 @@ SPECTACULAR_SETTINGS = {
     "Wire-compatible with Trusted Twin's API.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Batches, PATCH /batches and twins each have a "status"; name the batch statuses.
+    "ENUM_NAME_OVERRIDES": {"BatchStatusEnum": "batches.models.BatchStatus"},
 }
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")

@@ -2,6 +2,8 @@
 
 from datetime import UTC, datetime
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 
@@ -13,6 +15,7 @@ def from_ts(seconds: float | None) -> datetime | None:
     return None if seconds is None else datetime.fromtimestamp(seconds, tz=UTC)
 
 
+@extend_schema_field(OpenApiTypes.NUMBER)
 class TimestampField(serializers.Field):
     """A datetime read and written as Unix seconds (`1764325200.123`)."""
 

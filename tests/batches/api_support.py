@@ -1,53 +1,16 @@
 """Shared steps of the upload and batch API tests."""
 
-import contextlib
-from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from rest_framework import serializers
 from rest_framework.test import APIClient
 
 from batches.files import batch_file_name
 from batches.models import Batch, BatchStatusChange
-from twins.registry import OPERATIONS, Operation, OperationResult, operation_get, register
 
 BATCHABLE = "create_twin"
 NOT_BATCHABLE = "scan_twins"
-
-
-class _AnyInput(serializers.Serializer):
-    pass
-
-
-def _unused_handler(**kwargs) -> OperationResult:
-    raise AssertionError("these tests never execute lines")
-
-
-@contextlib.contextmanager
-def batch_operations() -> Iterator[None]:
-    """`create_twin` (batchable) and `scan_twins` (not), registered for the test only when
-    the twin operations are not registered yet."""
-    added = []
-    for name, batchable in ((BATCHABLE, True), (NOT_BATCHABLE, False)):
-        if operation_get(name) is None:
-            register(
-                Operation(
-                    name=name,
-                    method="POST",
-                    route=f"/test/{name}",
-                    input_serializer=_AnyInput,
-                    handler=_unused_handler,
-                    batchable=batchable,
-                )
-            )
-            added.append(name)
-    try:
-        yield
-    finally:
-        for name in added:
-            OPERATIONS.pop(name)
 
 
 def upload_url(client) -> dict:

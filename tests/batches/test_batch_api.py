@@ -19,7 +19,6 @@ from tests.batches.api_support import (
     BATCHABLE,
     NOT_BATCHABLE,
     batch_in,
-    batch_operations,
     create_batch,
     stored_results,
     upload_url,
@@ -29,12 +28,6 @@ from tests.helpers import assert_error
 
 S = BatchStatus
 CONTENT = b'{"description": {"n": 1}}\n'
-
-
-@pytest.fixture(autouse=True)
-def operations():
-    with batch_operations():
-        yield
 
 
 @pytest.fixture

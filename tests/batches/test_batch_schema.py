@@ -1,6 +1,5 @@
 """The OpenAPI schema of the upload and batch routes."""
 
-import pytest
 from django.core.management import call_command
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.validation import validate_schema
@@ -38,11 +37,5 @@ def test_schema_validates_and_documents_every_route_with_its_errors():
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs three shared fixes outside batches/: a schema type on batchsite.timestamps."
-    "TimestampField, an OpenApiAuthenticationExtension for SecretAuthentication, and "
-    "ENUM_NAME_OVERRIDES for the batch statuses; remove this mark when they land",
-)
 def test_spectacular_validates_without_warnings(tmp_path):
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yaml"))

@@ -10,15 +10,9 @@ import requests
 from trustedtwin.tt_api import TTRESTService
 
 from batches.models import Batch
-from tests.batches.api_support import BATCHABLE, batch_operations, stored_results
+from tests.batches.api_support import BATCHABLE, stored_results
 
 CONTENT = b'{"description": {"serial": 1}}\n{"description": {"serial": 2}}\n'
-
-
-@pytest.fixture(autouse=True)
-def operations():
-    with batch_operations():
-        yield
 
 
 @pytest.fixture

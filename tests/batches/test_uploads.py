@@ -17,14 +17,8 @@ from batches import services
 from batches.files import upload_file_name
 from batches.models import Upload
 from batchsite.errors import ApplicationError
-from tests.batches.api_support import batch_operations, create_batch, put_file, upload_url
+from tests.batches.api_support import create_batch, put_file, upload_url
 from tests.helpers import assert_error
-
-
-@pytest.fixture(autouse=True)
-def operations():
-    with batch_operations():
-        yield
 
 
 def stored_names(upload: Upload) -> list[str]:
