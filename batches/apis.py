@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from batches import selectors, services
+from batches.retry import batch_retry
 from batches.serializers import (
     BatchCreateSerializer,
     BatchDetailQuerySerializer,
@@ -211,6 +212,22 @@ class BatchApi(APIView):
     def delete(self, request, batch):
         found = selectors.batch_get(account=request.account, batch_id=batch)
         return Response(BatchSerializer(services.batch_delete(batch=found)).data)
+
+
+class BatchRetryApi(APIView):
+    required_actions = {"POST": "create_batch"}
+
+    @extend_schema(
+        operation_id="retry_batch",
+        request=None,
+        responses={201: BatchSerializer, **errors(401, 403, 404, 409)},
+        description="A new batch, linked by retry_of, of only the lines that failed or never ran, in "
+        "their order; 409 when the batch is not completed or cancelled, or every line succeeded.",
+    )
+    def post(self, request, batch):
+        found = selectors.batch_get(account=request.account, batch_id=batch)
+        retry = batch_retry(batch=found, user=request.user)
+        return Response(BatchSerializer(retry).data, status=status.HTTP_201_CREATED)
 
 
 class DownloadFileApi(APIView):

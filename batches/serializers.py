@@ -107,7 +107,7 @@ class DownloadSerializer(serializers.Serializer):
 
 
 class BatchSerializer(serializers.Serializer):
-    """The batch object; `hash`, `batch_dict` and `retry_of` appear only when set."""
+    """The batch object; `hash`, `batch_dict`, `retry_of` and `reason` appear only when set."""
 
     batch = serializers.UUIDField(source="uuid")
     operation = serializers.CharField()
@@ -117,6 +117,9 @@ class BatchSerializer(serializers.Serializer):
     hash = serializers.CharField(required=False)
     batch_dict = BatchDictField(required=False)
     retry_of = serializers.UUIDField(source="retry_of_id", required=False)
+    reason = serializers.CharField(
+        source="failure_reason", required=False, help_text="Why the batch stopped, when it failed."
+    )
     progress = serializers.SerializerMethodField()
 
     @extend_schema_field(ProgressSerializer)
@@ -125,7 +128,7 @@ class BatchSerializer(serializers.Serializer):
 
     def to_representation(self, batch):
         data = super().to_representation(batch)
-        for key, unset in (("hash", ""), ("batch_dict", None), ("retry_of", None)):
+        for key, unset in (("hash", ""), ("batch_dict", None), ("retry_of", None), ("reason", "")):
             if data.get(key) == unset:
                 data.pop(key)
         return data

@@ -9,4 +9,5 @@ urlpatterns = [
     path("downloads/<str:token>", apis.DownloadFileApi.as_view(), name="download_file"),
     path("batches", apis.BatchesApi.as_view(), name="batches"),
     path("batches/<str:batch>", apis.BatchApi.as_view(), name="batch"),
+    path("batches/<str:batch>/retry", apis.BatchRetryApi.as_view(), name="retry_batch"),
 ]

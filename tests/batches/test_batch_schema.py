@@ -14,6 +14,7 @@ OPERATIONS = {
     ("/batches/{batch}", "get"): "get_batch",
     ("/batches/{batch}", "patch"): "update_batch",
     ("/batches/{batch}", "delete"): "delete_batch",
+    ("/batches/{batch}/retry", "post"): "retry_batch",
 }
 
 

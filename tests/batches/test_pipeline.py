@@ -49,6 +49,7 @@ def test_completed_batch_runs_every_line_in_order(caller):
     batch = run_batch(batch_start(caller, "create_twin", twin_lines(5)))
     assert batch.status == S.COMPLETED
     assert history(batch) == HAPPY_PATH
+    assert "reason" not in caller.client.get(f"/batches/{batch.pk}").json()
     assert (batch.total, batch.processed, batch.succeeded, batch.failed) == (5, 5, 5, 0)
     results = read_results(batch.results_file)
     assert [line["line"] for line in results] == [1, 2, 3, 4, 5]
@@ -93,6 +94,9 @@ def test_hash_mismatch_keeps_no_copy_and_runs_nothing(caller):
     assert batch.upload.file_name == ""
     assert Twin.objects.count() == 0
     assert batch.computed_hash == hashlib.sha256(twin_lines(3)).hexdigest()
+    body = caller.client.get(f"/batches/{batch.pk}").json()
+    assert body["status"] == "hash_mismatch"
+    assert "does not match" in body["reason"]
 
 
 def test_validation_failure_lists_each_bad_line_and_runs_nothing(caller):
@@ -114,6 +118,7 @@ def test_validation_failure_lists_each_bad_line_and_runs_nothing(caller):
     assert report[0]["error"]["subcode"] == "invalid_json"
     assert "Bad-Key" in report[1]["error"]["description"]
     assert "3 of 5 lines are invalid" in batch.failure_reason
+    assert caller.client.get(f"/batches/{batch.pk}").json()["reason"] == batch.failure_reason
     assert Twin.objects.count() == 0
 
 
