@@ -63,10 +63,16 @@ SINGLE_WORKER = frozenset({S.COPYING, S.VALIDATING, S.WRITING_RESULTS, S.CANCELL
 class HashingReader:
     """A file-like reader that computes the SHA-256 of everything read through it."""
 
+    # Storage backends ask before rewinding (S3's does); a hash cannot be rewound.
+    closed = False
+
     def __init__(self, source):
         self.source = source
         self.sha256 = hashlib.sha256()
         self.size = 0
+
+    def seekable(self) -> bool:
+        return False
 
     def read(self, size=-1):
         data = self.source.read(COPY_BLOCK_BYTES if size is None or size < 0 else size)

@@ -17,6 +17,7 @@ from django.utils import timezone
 from batches.files import upload_file_name
 from batches.models import Batch, BatchStatus, BatchStatusChange, Upload
 from batches.states import CANCEL_REQUESTED, CANCELLABLE, TERMINAL, batch_transition
+from batches.storage import bucket_object, uploads_go_direct
 from batches.tasks import batch_advance
 from batchsite.errors import ApplicationError, Conflict
 from permissions.models import Account, AccountUser
@@ -69,7 +70,31 @@ def _enqueue_advance(batch_id) -> None:
 
 def upload_create(*, account: Account, created_by: AccountUser | None) -> Upload:
     expires_at = timezone.now() + timedelta(seconds=settings.UPLOAD_URL_VALIDITY_SECONDS)
-    return Upload.objects.create(account=account, created_by=created_by, expires_at=expires_at)
+    upload = Upload(account=account, created_by=created_by, expires_at=expires_at)
+    if uploads_go_direct():
+        # The client PUTs straight to this object; naming it now lets invalidation and
+        # expiry delete it like any stored upload, whether or not bytes ever arrived.
+        upload.file_name = upload_file_name(account_id=account.pk, handler=upload.handler)
+    upload.save(force_insert=True)
+    return upload
+
+
+def upload_discover(upload: Upload) -> None:
+    """With direct uploads the bytes reach the bucket without this server: records them if
+    they are there. The caller holds the upload's row lock."""
+    found = bucket_object(upload.file_name)
+    if found is None:
+        return
+    if found.size > settings.BATCH_FILE_MAX_BYTES:
+        raise ApplicationError(
+            f"The file is {found.size} bytes; the limit is {settings.BATCH_FILE_MAX_BYTES}.",
+            subcode="file_too_large",
+            status_code=413,
+        )
+    upload.size = found.size
+    upload.content_type = found.content_type[:200]
+    upload.uploaded_at = found.modified_at
+    upload.save(update_fields=["size", "content_type", "uploaded_at"])
 
 
 def _refuse_unwritable(upload: Upload) -> None:
@@ -86,9 +111,15 @@ def _refuse_unwritable(upload: Upload) -> None:
 class _CountingReader:
     """The request body, read a block at a time and counted, so a short body is noticed."""
 
+    # Storage backends ask before rewinding (S3's does); a request body cannot be rewound.
+    closed = False
+
     def __init__(self, stream: BinaryIO | None):
         self.stream = stream
         self.count = 0
+
+    def seekable(self) -> bool:
+        return False
 
     def read(self, size: int = UPLOAD_BLOCK_BYTES) -> bytes:
         if self.stream is None:
@@ -207,6 +238,8 @@ def _usable_upload(*, account: Account, handler: str) -> Upload:
         raise ApplicationError("This handler was invalidated.", subcode="handler_invalidated")
     if upload.expires_at <= timezone.now():
         raise ApplicationError("This handler has expired.", subcode="handler_expired")
+    if upload.uploaded_at is None and uploads_go_direct():
+        upload_discover(upload)
     if upload.uploaded_at is None:
         raise ApplicationError("No file was uploaded to this handler.", subcode="handler_not_uploaded")
     return upload

@@ -1,9 +1,11 @@
-"""The storage seam: the URLs a client PUTs an upload to and GETs a results file from.
+"""The storage seam: the URLs a client PUTs an upload to and GETs a results file from, and
+the few storage reads the pipeline needs beyond Django's Storage API.
 
-With local storage (the embedded default) both are this server's own endpoints, signed with
-`django.core.signing` and carrying their expiry; the signature is the only credential, so a
-client needs no secret to use them. An S3 backend will hand out presigned PUT and GET URLs
-from the same two methods instead, and the bytes will not pass through this server.
+With local storage (the embedded default) both URLs are this server's own endpoints, signed
+with `django.core.signing` and carrying their expiry; the signature is the only credential, so
+a client needs no secret to use them. With S3 (django-storages) they are presigned S3 URLs:
+the bytes go between the client and the bucket and never through this server, so the service
+learns of an upload only by looking at the bucket (`bucket_object`).
 """
 
 import time
@@ -11,11 +13,16 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from botocore.exceptions import ClientError
 from django.conf import settings
 from django.core import signing
+from django.core.files.storage import default_storage
 from django.urls import reverse
 from django.utils import timezone
+from storages.backends.s3 import S3Storage
+from storages.utils import clean_name
 
+from batches.models import Upload
 from batchsite.errors import ApplicationError
 
 UPLOAD_SALT = "batches.upload-url"
@@ -52,8 +59,88 @@ class SignedLocalUrls:
         return SignedUrl(url=url, expires_at=expires_at)
 
 
-def file_urls() -> SignedLocalUrls:
+class PresignedS3Urls:
+    """Presigned URLs straight to the bucket. An upload's object is named when the upload is
+    created (`Upload.file_name`), so its URL is signed for exactly that key."""
+
+    def __init__(self, storage: S3Storage):
+        self.storage = storage
+
+    def upload_url(self, *, handler: uuid.UUID, expires_at: datetime, base_url: str) -> str:
+        name = Upload.objects.values_list("file_name", flat=True).get(handler=handler)
+        seconds = max(1, int((expires_at - timezone.now()).total_seconds()))
+        return self.storage.connection.meta.client.generate_presigned_url(
+            "put_object",
+            Params={"Bucket": self.storage.bucket_name, "Key": s3_key(self.storage, name)},
+            ExpiresIn=seconds,
+            HttpMethod="PUT",
+        )
+
+    def download_url(self, *, name: str, filename: str, base_url: str) -> SignedUrl:
+        seconds = settings.DOWNLOAD_URL_VALIDITY_SECONDS
+        url = self.storage.url(
+            name,
+            parameters={
+                "ResponseContentDisposition": f'attachment; filename="{filename}"',
+                "ResponseContentType": "application/x-ndjson",
+            },
+            expire=seconds,
+        )
+        return SignedUrl(url=url, expires_at=timezone.now() + timedelta(seconds=seconds))
+
+
+def uploads_go_direct() -> bool:
+    """True when clients PUT uploads straight into storage rather than through this server."""
+    return isinstance(default_storage, S3Storage)
+
+
+def file_urls() -> SignedLocalUrls | PresignedS3Urls:
+    if uploads_go_direct():
+        return PresignedS3Urls(default_storage)
     return SignedLocalUrls()
+
+
+def s3_key(storage: S3Storage, name: str) -> str:
+    return storage._normalize_name(clean_name(name))
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    size: int
+    content_type: str
+    modified_at: datetime
+
+
+def bucket_object(name: str) -> StoredObject | None:
+    """What the bucket holds under `name` (one HEAD request), or None. S3 storage only."""
+    try:
+        head = default_storage.connection.meta.client.head_object(
+            Bucket=default_storage.bucket_name, Key=s3_key(default_storage, name)
+        )
+    except ClientError as error:
+        if error.response["ResponseMetadata"]["HTTPStatusCode"] == 404:
+            return None
+        raise
+    return StoredObject(
+        size=head["ContentLength"], content_type=head.get("ContentType", ""), modified_at=head["LastModified"]
+    )
+
+
+def read_range(name: str, start: int, end: int) -> bytes:
+    """Bytes `start` to `end` (exclusive) of a stored file. On S3 a ranged GET: opening an S3
+    file downloads all of it first, which for one chunk of a large file is far too much."""
+    if end <= start:
+        return b""
+    if isinstance(default_storage, S3Storage):
+        response = default_storage.connection.meta.client.get_object(
+            Bucket=default_storage.bucket_name,
+            Key=s3_key(default_storage, name),
+            Range=f"bytes={start}-{end - 1}",
+        )
+        return response["Body"].read()
+    with default_storage.open(name, "rb") as stored:
+        stored.seek(start)
+        return stored.read(end - start)
 
 
 def _unsigned(token: str, *, salt: str, what: str) -> dict:

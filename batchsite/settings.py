@@ -134,6 +134,7 @@ if AWS_STORAGE_BUCKET_NAME:
         "secret_key": env.str("AWS_SECRET_ACCESS_KEY", default=""),
         "region_name": env.str("AWS_S3_REGION_NAME", default=""),
         "max_memory_size": 8 * 1024 * 1024,
+        "signature_version": "s3v4",
     }
     STORAGES["default"] = {
         "BACKEND": "storages.backends.s3.S3Storage",
