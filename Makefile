@@ -8,7 +8,7 @@ export DATA_DIR
 
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install run web worker beat test lint migrate
+.PHONY: install run web worker beat test lint migrate browser
 
 install: $(INSTALLED)
 
@@ -47,9 +47,14 @@ worker: install
 beat: install
 	$(BIN)/celery -A batchsite beat --loglevel=INFO
 
+# Debian's chromium for the browser tests (tests/pages), which Playwright drives; Playwright's
+# own browser download is never used. Installs only when missing (needs root, as in CI).
+browser:
+	test -x /usr/bin/chromium || { apt-get update && apt-get install -y --no-install-recommends chromium; }
+
 TEST_DATA_DIR ?= $(CURDIR)/var/test
 test: DATA_DIR := $(TEST_DATA_DIR)
-test: install
+test: install browser
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install

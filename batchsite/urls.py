@@ -12,6 +12,7 @@ urlpatterns = [
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("admin/", admin.site.urls),
+    path("ui/", include("batches.page_urls")),
     path("", include("permissions.urls")),
     path("", include("twins.urls")),
     path("", include("batches.urls")),

@@ -1,0 +1,103 @@
+// The detail page follows its batch: one request a second to the page's state URL, and the
+// progress bar, status, history, buttons and download links updated in place, no reload.
+"use strict";
+
+(function () {
+  const root = document.getElementById("batch-detail");
+  if (!root) return;
+
+  const POLL_MS = 1000;
+  const badge = document.getElementById("batch-status");
+  const bar = document.getElementById("batch-progress");
+  const text = document.getElementById("progress-text");
+  const reason = document.getElementById("failure-reason");
+  const cancelForm = document.getElementById("cancel-form");
+  const history = document.getElementById("batch-history");
+  const updated = document.getElementById("batch-updated");
+  const downloads = {
+    results: document.getElementById("download-results"),
+    errors: document.getElementById("download-errors"),
+  };
+
+  function setBadge(element, label, tone) {
+    element.textContent = label;
+    element.className = element.className.replace(/\bbadge-\w+/, `badge-${tone}`);
+  }
+
+  function showProgress(batch, percent) {
+    const progress = batch.progress;
+    if (progress.total === null) {
+      bar.removeAttribute("value");
+      text.textContent = `Counting lines… · ${progress.succeeded} succeeded · ${progress.failed} failed`;
+      return;
+    }
+    bar.max = Math.max(progress.total, 1);
+    bar.value = progress.total === 0 ? bar.max * (percent / 100) : progress.processed;
+    text.textContent =
+      `${progress.processed} of ${progress.total} lines (${percent} %)` +
+      ` · ${progress.succeeded} succeeded · ${progress.failed} failed`;
+  }
+
+  function showHistory(changes) {
+    const items = changes.map((change) => {
+      const item = document.createElement("li");
+      const label = document.createElement("span");
+      label.className = `badge badge-${change.tone}`;
+      label.textContent = change.label;
+      const time = document.createElement("time");
+      time.dateTime = new Date(change.at * 1000).toISOString();
+      time.textContent = change.clock;
+      item.append(label, " ", time);
+      if (change.note) {
+        const note = document.createElement("span");
+        note.className = "note";
+        note.textContent = change.note;
+        item.append(" ", note);
+      }
+      return item;
+    });
+    history.replaceChildren(...items);
+  }
+
+  function show(state) {
+    badge.dataset.status = state.batch.status;
+    setBadge(badge, state.status_label, state.status_tone);
+    showProgress(state.batch, state.percent);
+    reason.textContent = state.failure_reason;
+    reason.hidden = !state.failure_reason;
+    cancelForm.hidden = !state.can_cancel;
+    updated.textContent = state.updated;
+    for (const [part, link] of Object.entries(downloads)) {
+      const url = state.downloads[part];
+      link.hidden = !url;
+      if (url) link.href = url;
+    }
+    showHistory(state.history);
+  }
+
+  async function poll() {
+    let response;
+    try {
+      response = await fetch(root.dataset.stateUrl, { headers: { Accept: "application/json" } });
+    } catch (_) {
+      text.textContent = "The server does not answer; trying again…";
+      setTimeout(poll, POLL_MS * 3);
+      return;
+    }
+    if (response.status === 404) {
+      badge.textContent = "deleted";
+      text.textContent = "This batch has been deleted.";
+      cancelForm.hidden = true;
+      return;
+    }
+    if (!response.ok || !(response.headers.get("Content-Type") || "").includes("json")) {
+      text.textContent = "Live progress stopped: sign in again to follow this batch.";
+      return;
+    }
+    const state = await response.json();
+    show(state);
+    if (!state.terminal) setTimeout(poll, POLL_MS);
+  }
+
+  if (root.dataset.terminal !== "true") setTimeout(poll, POLL_MS);
+})();

@@ -1,0 +1,340 @@
+"""The HTML pages for people who do not script (SPEC section 1): the batch list, the upload
+form and the batch detail with live progress.
+
+Members of an account see their account's batches as far as their role allows; every check
+asks guardian, as the API does. Staff see every account's batches and may cancel any. The
+upload form calls the JSON API from the browser (POST /cache, PUT to the URL, POST /batches)
+with the session and its CSRF token, so the page refuses exactly what the API refuses.
+"""
+
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core import signing
+from django.core.exceptions import PermissionDenied
+from django.db.models import Q
+from django.http import Http404, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.dateparse import parse_datetime
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_POST
+
+from batches import selectors, services
+from batches.models import Batch, BatchStatus
+from batches.serializers import BatchSerializer
+from batches.states import CANCEL_REQUESTED, CANCELLABLE, TERMINAL
+from batches.storage import file_urls
+from batches.templatetags.batch_pages import clock_time, progress_percent, status_label, status_tone
+from batchsite.errors import ApplicationError, error_body
+from batchsite.timestamps import to_ts
+from permissions.models import Account
+from permissions.selectors import account_of
+from twins.registry import batchable_operations
+
+PAGE_SIZE = 25
+CURSOR_SALT = "batches.page-cursor"
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """The signed-in person and what they may do with batches."""
+
+    user: Any
+    account: Account | None
+
+    @classmethod
+    def of(cls, user) -> "Viewer":
+        return cls(user=user, account=account_of(user))
+
+    @property
+    def is_staff(self) -> bool:
+        return self.user.is_staff
+
+    def may(self, action: str) -> bool:
+        return self.account is not None and self.user.has_perm(action, self.account)
+
+    def owns(self, batch: Batch) -> bool:
+        return self.account is not None and batch.account_id == self.account.pk
+
+    def may_list(self) -> bool:
+        return self.is_staff or self.may("get_batches")
+
+    def may_upload(self) -> bool:
+        return self.may("create_upload_url") and self.may("create_batch")
+
+    def may_cancel(self, batch: Batch) -> bool:
+        return self.is_staff or (self.owns(batch) and self.may("update_batch"))
+
+    def may_delete(self, batch: Batch) -> bool:
+        return self.owns(batch) and self.may("delete_batch")
+
+    def allowed_operations(self) -> list[str]:
+        return [operation.name for operation in batchable_operations() if self.may(operation.name)]
+
+    def batch(self, batch_id) -> Batch:
+        """The batch, if this viewer may see it; 404 otherwise, as the API answers."""
+        if self.is_staff:
+            batch = Batch.objects.select_related("account", "created_by").filter(pk=batch_id).first()
+            if batch is None:
+                raise Http404("No such batch.")
+            return batch
+        if not self.may("get_batch"):
+            raise PermissionDenied("Your role does not allow get_batch.")
+        return selectors.batch_get(account=self.account, batch_id=batch_id)
+
+
+def page(view):
+    """Signed in, with a Viewer; refusals rendered as a page rather than the API's JSON."""
+
+    @wraps(view)
+    @login_required
+    def wrapped(request, *args, **kwargs):
+        viewer = Viewer.of(request.user)
+        if viewer.account is None and not viewer.is_staff:
+            return refused(request, 403, "This user belongs to no account.")
+        try:
+            return view(request, viewer, *args, **kwargs)
+        except Http404 as error:
+            return refused(request, 404, str(error) or "Not found.")
+        except PermissionDenied as error:
+            return refused(request, 403, str(error) or "Not allowed.")
+
+    return wrapped
+
+
+def refused(request, status: int, description: str):
+    title = {403: "Not allowed", 404: "Not found"}[status]
+    return render(request, "pages/refused.html", {"title": title, "description": description}, status=status)
+
+
+# The list
+
+
+class BatchFilterForm(forms.Form):
+    status = forms.ChoiceField(required=False, choices=[("", "Any status"), *BatchStatus.choices])
+    operation = forms.ChoiceField(required=False)
+    account = forms.ModelChoiceField(
+        required=False, queryset=Account.objects.all(), to_field_name="uuid", empty_label="Every account"
+    )
+    cursor = forms.CharField(required=False, widget=forms.HiddenInput)
+
+    def __init__(self, *args, viewer: Viewer, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["operation"].choices = [("", "Any operation")] + [
+            (operation.name, operation.name) for operation in batchable_operations()
+        ]
+        if not viewer.is_staff:
+            del self.fields["account"]
+
+
+def cursor_after(batch: Batch) -> str:
+    return signing.dumps([batch.created_at.isoformat(), batch.uuid.hex], salt=CURSOR_SALT)
+
+
+def rows_after(cursor: str) -> Q:
+    """The keyset condition for the rows after the cursor's batch (newest first); a cursor
+    that is not ours starts at the top."""
+    try:
+        created_iso, uuid_hex = signing.loads(cursor, salt=CURSOR_SALT)
+    except signing.BadSignature:
+        return Q()
+    created_at = parse_datetime(created_iso)
+    return Q(created_at__lt=created_at) | Q(created_at=created_at, uuid__lt=uuid_hex)
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    batch: Batch
+    percent: int | None
+    cancellable: bool
+
+
+@require_GET
+@page
+def batch_list_page(request, viewer: Viewer):
+    if not viewer.may_list():
+        raise PermissionDenied("Your role does not allow get_batches.")
+    form = BatchFilterForm(request.GET, viewer=viewer)
+    # A filter value that is not offered is left out (and marked on the form); the rest apply.
+    form.is_valid()
+    query = form.cleaned_data
+
+    batches = Batch.objects.order_by("-created_at", "-uuid")
+    if viewer.is_staff:
+        batches = batches.select_related("account")
+        if query.get("account"):
+            batches = batches.filter(account=query["account"])
+    else:
+        batches = batches.filter(account=viewer.account)
+    if query.get("status"):
+        batches = batches.filter(status=query["status"])
+    if query.get("operation"):
+        batches = batches.filter(operation=query["operation"])
+    if query.get("cursor"):
+        batches = batches.filter(rows_after(query["cursor"]))
+    found = list(batches[: PAGE_SIZE + 1])
+    shown = found[:PAGE_SIZE]
+
+    next_query = request.GET.copy()
+    next_query["cursor"] = cursor_after(shown[-1]) if len(found) > PAGE_SIZE else ""
+    first_query = request.GET.copy()
+    first_query.pop("cursor", None)
+    return render(
+        request,
+        "pages/batch_list.html",
+        {
+            "viewer": viewer,
+            "form": form,
+            "rows": [
+                BatchRow(
+                    batch=batch,
+                    percent=progress_percent(batch),
+                    cancellable=batch.status in CANCELLABLE and viewer.may_cancel(batch),
+                )
+                for batch in shown
+            ],
+            "next_page": f"{request.path}?{next_query.urlencode()}" if next_query["cursor"] else None,
+            "first_page": f"{request.path}?{first_query.urlencode()}" if query.get("cursor") else None,
+            "here": request.get_full_path(),
+        },
+    )
+
+
+# The upload form
+
+
+@require_GET
+@page
+def batch_new_page(request, viewer: Viewer):
+    if not viewer.may_upload():
+        raise PermissionDenied(
+            "Your role does not allow uploading batches (create_upload_url and create_batch)."
+        )
+    return render(
+        request, "pages/batch_new.html", {"viewer": viewer, "operations": viewer.allowed_operations()}
+    )
+
+
+# The detail
+
+
+def download_links(request, batch: Batch) -> dict[str, str | None]:
+    """Signed URLs of the results and errors files, once the pipeline has written them."""
+    links = {}
+    # An errors file of a batch without failed lines would download empty.
+    errors_file = batch.errors_file if batch.failed else ""
+    for part, name in (("results", batch.results_file), ("errors", errors_file)):
+        links[part] = (
+            file_urls()
+            .download_url(
+                name=name, filename=f"{batch.uuid}-{part}.jsonl", base_url=request.build_absolute_uri("/")
+            )
+            .url
+            if name
+            else None
+        )
+    return links
+
+
+def batch_state(request, viewer: Viewer, batch: Batch) -> dict:
+    """Everything the detail page shows that changes while the batch runs."""
+    return {
+        "batch": BatchSerializer(batch).data,
+        "status_label": status_label(batch.status),
+        "status_tone": status_tone(batch.status),
+        "percent": progress_percent(batch),
+        "terminal": batch.status in TERMINAL,
+        "failure_reason": batch.failure_reason,
+        "updated": f"{batch.updated_at:%Y-%m-%d %H:%M:%S} UTC",
+        "history": [
+            {
+                "status": change.to_status,
+                "label": status_label(change.to_status),
+                "tone": status_tone(change.to_status),
+                "at": to_ts(change.at),
+                "clock": clock_time(change.at),
+                "note": change.note,
+            }
+            for change in batch.history.all()
+        ],
+        "downloads": download_links(request, batch),
+        "can_cancel": batch.status in CANCELLABLE and viewer.may_cancel(batch),
+        "cancel_requested": batch.status in CANCEL_REQUESTED,
+    }
+
+
+@require_GET
+@page
+def batch_detail_page(request, viewer: Viewer, batch_id):
+    batch = viewer.batch(batch_id)
+    state = batch_state(request, viewer, batch)
+    return render(
+        request,
+        "pages/batch_detail.html",
+        {
+            "viewer": viewer,
+            "batch": batch,
+            "state": state,
+            "history": batch.history.all(),
+            "may_delete": viewer.may_delete(batch),
+        },
+    )
+
+
+@require_GET
+@login_required
+def batch_state_json(request, batch_id):
+    """What the detail page polls every second. Not the API's GET /batches/{batch}: staff
+    follow other accounts' batches too, and the page needs the history and download links."""
+    viewer = Viewer.of(request.user)
+    try:
+        batch = viewer.batch(batch_id)
+    except Http404:
+        return JsonResponse(
+            error_body(status_code=404, subcode="not_found", description="The batch is gone."), status=404
+        )
+    except PermissionDenied as error:
+        return JsonResponse(
+            error_body(status_code=403, subcode="action_not_allowed", description=str(error)), status=403
+        )
+    return JsonResponse(batch_state(request, viewer, batch))
+
+
+def back_to(request, default: str) -> str:
+    target = request.POST.get("next", "")
+    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        return target
+    return default
+
+
+@require_POST
+@page
+def batch_cancel_page(request, viewer: Viewer, batch_id):
+    batch = viewer.batch(batch_id)
+    if not viewer.may_cancel(batch):
+        raise PermissionDenied("Your role does not allow update_batch.")
+    try:
+        services.batch_cancel(batch=batch)
+    except ApplicationError as error:
+        messages.error(request, f"Batch {batch.uuid} was not cancelled: {error.description}")
+    else:
+        messages.success(
+            request, f"Batch {batch.uuid} is cancelling: running lines finish, no new ones start."
+        )
+    return redirect(back_to(request, reverse("batch_page", args=[batch.uuid])))
+
+
+@require_POST
+@page
+def batch_delete_page(request, viewer: Viewer, batch_id):
+    batch = viewer.batch(batch_id)
+    if not viewer.may_delete(batch):
+        raise PermissionDenied("Your role does not allow delete_batch.")
+    services.batch_delete(batch=batch)
+    messages.success(request, f"Batch {batch.uuid} is being deleted with its files and results.")
+    return redirect("batch_list_page")
