@@ -91,7 +91,7 @@ class Batch(models.Model):
         ordering = ["-created_at", "-uuid"]
         indexes = [
             models.Index(fields=["account", "-created_at", "-uuid"], name="batch_account_created"),
-            models.Index(fields=["account", "status", "-created_at"], name="batch_account_status"),
+            models.Index(fields=["account", "status", "-created_at", "-uuid"], name="batch_account_status"),
             models.Index(fields=["status", "updated_at"], name="batch_status_updated"),
         ]
         constraints = [
@@ -146,6 +146,8 @@ class Chunk(models.Model):
     # The chunk's result lines, JSON Lines in line order, merged into the results file.
     results = models.TextField(blank=True)
     done_at = models.DateTimeField(null=True, blank=True)
+    # The Celery node (`name@host`) that ran the chunk: shows how work spread over workers.
+    worker = models.CharField(max_length=200, blank=True)
 
     class Meta:
         ordering = ["batch", "index"]

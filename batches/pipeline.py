@@ -7,12 +7,14 @@ move the table does not allow. A step that finds nothing to do returns quietly.
 import hashlib
 import json
 import logging
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 
+from celery import current_task
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.files import File
@@ -335,6 +337,12 @@ def run_lines(batch: Batch, operation: Operation, pairs: list[tuple[int, str]]) 
     return [result_line(number, outcomes[number]) for number, _ in pairs]
 
 
+def worker_name() -> str:
+    """The Celery node running this task, or the host's name outside a worker."""
+    task = current_task
+    return (task and task.request.hostname) or socket.gethostname()
+
+
 def chunk_claim_and_run(batch_id) -> bool:
     """Claims one undone chunk of the batch and runs it. Its effects, its result lines, its
     done mark and the batch's progress commit in one transaction, so a worker killed at any
@@ -368,6 +376,7 @@ def chunk_claim_and_run(batch_id) -> bool:
             failed=failed,
             results="".join(lines),
             done_at=timezone.now(),
+            worker=worker_name(),
         )
         Batch.objects.filter(pk=batch_id).update(
             processed=F("processed") + len(lines),

@@ -103,7 +103,14 @@ def database_url() -> str:
 class WorkerProcess:
     """A real `celery worker` (with its embedded beat) on the test database and storage."""
 
-    def __init__(self, *, concurrency: int = 2, extra_env: dict | None = None, log_name: str = "worker"):
+    def __init__(
+        self,
+        *,
+        concurrency: int = 2,
+        extra_env: dict | None = None,
+        log_name: str = "worker",
+        node_name: str = "",
+    ):
         self.env = {
             **os.environ,
             "DATA_DIR": str(settings.DATA_DIR),
@@ -114,6 +121,7 @@ class WorkerProcess:
             **(extra_env or {}),
         }
         self.concurrency = concurrency
+        self.node_name = node_name
         self.log_path = Path(settings.DATA_DIR) / f"{log_name}.log"
         self.process = None
 
@@ -131,6 +139,8 @@ class WorkerProcess:
             "--without-gossip",
             "--without-mingle",
         ]
+        if self.node_name:
+            command.append(f"--hostname={self.node_name}")
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             command, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
