@@ -1,0 +1,248 @@
+"""Command-line client of the batch API: `python -m batches.cli COMMAND ...`.
+
+It uses only the public HTTP API, so it works against any deployment, local files or S3:
+
+    submit FILE --operation OP [--batch-dict KEY=VALUE ...] [--wait]
+    wait BATCH
+    download BATCH [--errors] -o FILE
+    cancel BATCH
+    list [--status STATUS] [--operation OP]
+
+The base URL and the secret come from --url and --secret, or BATCH_API_URL and
+BATCH_API_SECRET. Progress bars go to standard error when it is a terminal; what a script
+wants (a batch id, a batch's JSON, a list) goes to standard output.
+
+Exit codes: 0 success; 1 the batch ended other than completed (hash_mismatch,
+validation_failed, cancelled); 2 the API refused the request or could not be reached.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import requests
+from tqdm import tqdm
+
+BLOCK_BYTES = 1 << 20
+TERMINAL = {"completed", "hash_mismatch", "validation_failed", "cancelled"}
+TIMEOUT_SECONDS = 60
+CSV_SUFFIXES = {".csv"}
+
+
+class ApiError(Exception):
+    def __init__(self, response: requests.Response):
+        try:
+            body = response.json()
+            detail = f"{body['subcode']}: {body['description']}"
+        except (ValueError, KeyError, TypeError):
+            detail = response.text[:200]
+        super().__init__(f"{response.request.method} {response.url} answered {response.status_code} {detail}")
+
+
+def progress(**options) -> tqdm:
+    return tqdm(file=sys.stderr, disable=None, dynamic_ncols=True, **options)
+
+
+class Api:
+    def __init__(self, *, url: str, secret: str):
+        self.base = url.rstrip("/")
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = secret
+
+    def call(self, method: str, path: str, **kwargs) -> dict:
+        response = self.session.request(method, self.base + path, timeout=TIMEOUT_SECONDS, **kwargs)
+        if not response.ok:
+            raise ApiError(response)
+        return response.json()
+
+
+class ProgressReader:
+    """A file read block by block for an upload, moving a progress bar; `len()` gives
+    requests the Content-Length, so the body streams instead of being read whole."""
+
+    def __init__(self, file, size: int, bar: tqdm):
+        self.file = file
+        self.size = size
+        self.bar = bar
+
+    def __len__(self) -> int:
+        return self.size
+
+    def read(self, size: int = BLOCK_BYTES) -> bytes:
+        block = self.file.read(size if size and size > 0 else BLOCK_BYTES)
+        self.bar.update(len(block))
+        return block
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file, progress(total=path.stat().st_size, unit="B", unit_scale=True) as bar:
+        bar.set_description("hashing")
+        while block := file.read(BLOCK_BYTES):
+            digest.update(block)
+            bar.update(len(block))
+    return digest.hexdigest()
+
+
+def content_type_of(path: Path) -> str:
+    suffixes = [suffix.lower() for suffix in path.suffixes if suffix.lower() != ".gz"]
+    return "text/csv" if suffixes and suffixes[-1] in CSV_SUFFIXES else "application/x-ndjson"
+
+
+def key_value(pair: str) -> tuple[str, object]:
+    """KEY=VALUE of --batch-dict; a VALUE that parses as JSON is taken as JSON, else as a string."""
+    key, sep, value = pair.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"wants KEY=VALUE, got {pair!r}")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
+
+
+def upload(api: Api, path: Path) -> str:
+    """PUTs the file to a fresh upload URL; returns its handler. The URL is the credential, so
+    the secret is not sent with the file (it may go to S3, not to the service)."""
+    issued = api.call("POST", "/cache")
+    size = path.stat().st_size
+    with path.open("rb") as file, progress(total=size, unit="B", unit_scale=True) as bar:
+        bar.set_description("uploading")
+        response = requests.put(
+            issued["url"],
+            data=ProgressReader(file, size, bar),
+            headers={"Content-Type": content_type_of(path)},
+            timeout=TIMEOUT_SECONDS,
+        )
+    if not response.ok:
+        raise ApiError(response)
+    return issued["handler"]
+
+
+def wait(api: Api, batch_id: str, *, interval: float) -> dict:
+    with progress(total=None, unit="line") as bar:
+        while True:
+            batch = api.call("GET", f"/batches/{batch_id}")
+            counts = batch["progress"]
+            bar.set_description(batch["status"])
+            if counts["total"] is not None and bar.total != counts["total"]:
+                bar.total = counts["total"]
+            bar.update(counts["processed"] - bar.n)
+            bar.set_postfix(succeeded=counts["succeeded"], failed=counts["failed"], refresh=False)
+            if batch["status"] in TERMINAL:
+                return batch
+            time.sleep(interval)
+
+
+def print_json(value) -> None:
+    print(json.dumps(value, indent=2))
+
+
+def finished(batch: dict) -> int:
+    print_json(batch)
+    return 0 if batch["status"] == "completed" else 1
+
+
+def command_submit(api: Api, args) -> int:
+    path = Path(args.file)
+    body = {"operation": args.operation, "hash": file_sha256(path)}
+    if args.batch_dict:
+        body["batch_dict"] = dict(args.batch_dict)
+    body["handler"] = upload(api, path)
+    batch = api.call("POST", "/batches", json=body)
+    if args.wait:
+        return finished(wait(api, batch["batch"], interval=args.interval))
+    print(batch["batch"])
+    return 0
+
+
+def command_wait(api: Api, args) -> int:
+    return finished(wait(api, args.batch, interval=args.interval))
+
+
+def command_download(api: Api, args) -> int:
+    params = {"download": "true", "part": "errors" if args.errors else "results"}
+    url = api.call("GET", f"/batches/{args.batch}", params=params)["download"]["url"]
+    # The download URL is its own credential (and may point at S3): no secret goes with it.
+    with requests.get(url, stream=True, timeout=TIMEOUT_SECONDS) as response:
+        if not response.ok:
+            raise ApiError(response)
+        size = int(response.headers.get("Content-Length", 0)) or None
+        with open(args.output, "wb") as target, progress(total=size, unit="B", unit_scale=True) as bar:
+            bar.set_description("downloading")
+            for block in response.iter_content(BLOCK_BYTES):
+                target.write(block)
+                bar.update(len(block))
+    return 0
+
+
+def command_cancel(api: Api, args) -> int:
+    print_json(api.call("PATCH", f"/batches/{args.batch}", json={"status": "cancel"}))
+    return 0
+
+
+def command_list(api: Api, args) -> int:
+    params = {key: value for key, value in (("status", args.status), ("operation", args.operation)) if value}
+    while True:
+        page = api.call("GET", "/batches", params=params)
+        for batch_id, status in page["batches"].items():
+            print(f"{batch_id}\t{status}")
+        if not page["cursor"]:
+            return 0
+        params["cursor"] = page["cursor"]
+
+
+def parser() -> argparse.ArgumentParser:
+    main = argparse.ArgumentParser(prog="python -m batches.cli", description="Client of the batch API.")
+    main.add_argument("--url", default=os.environ.get("BATCH_API_URL"), help="base URL (BATCH_API_URL)")
+    main.add_argument("--secret", default=os.environ.get("BATCH_API_SECRET"), help="(BATCH_API_SECRET)")
+    commands = main.add_subparsers(dest="command", required=True)
+
+    submit = commands.add_parser("submit", help="upload a file and create a batch; prints its id")
+    submit.add_argument("file")
+    submit.add_argument("--operation", required=True)
+    submit.add_argument("--batch-dict", action="append", type=key_value, default=[], metavar="KEY=VALUE")
+    submit.add_argument("--wait", action="store_true", help="then wait as `wait` does")
+    submit.set_defaults(run=command_submit)
+
+    wait_ = commands.add_parser("wait", help="show progress until the batch ends; prints it")
+    wait_.add_argument("batch")
+    wait_.set_defaults(run=command_wait)
+
+    download = commands.add_parser("download", help="save the results file (or only the failed lines)")
+    download.add_argument("batch")
+    download.add_argument("--errors", action="store_true", help="only the lines that failed or never ran")
+    download.add_argument("-o", "--output", required=True)
+    download.set_defaults(run=command_download)
+
+    cancel = commands.add_parser("cancel", help="ask the batch to stop")
+    cancel.add_argument("batch")
+    cancel.set_defaults(run=command_cancel)
+
+    list_ = commands.add_parser("list", help="every batch of the account: id and status")
+    list_.add_argument("--status")
+    list_.add_argument("--operation")
+    list_.set_defaults(run=command_list)
+
+    for command in (submit, wait_):
+        command.add_argument("--interval", type=float, default=1.0, help="seconds between polls")
+    return main
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if not args.url or not args.secret:
+        print("error: give --url and --secret, or set BATCH_API_URL and BATCH_API_SECRET", file=sys.stderr)
+        return 2
+    try:
+        return args.run(Api(url=args.url, secret=args.secret), args)
+    except (ApiError, requests.RequestException) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
