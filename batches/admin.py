@@ -1,0 +1,213 @@
+"""Staff admin for uploads and batches: read-only pages whose only writes are cancelling
+batches and invalidating uploads, each through its service. Lists stay fast on large tables:
+related rows joined, operations listed from the registry, no second full count."""
+
+from django.contrib import admin, messages
+from django.contrib.admin import EmptyFieldListFilter
+from django.http import HttpResponseNotAllowed, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+
+from batches import services
+from batches.models import Batch, BatchStatusChange, Upload
+from batches.states import CANCELLABLE
+from batches.storage import file_urls
+from batches.templatetags.batch_pages import pretty_json, progress_percent
+from batchsite.errors import ApplicationError
+from permissions.admin import ReadOnly, UuidSearch
+from twins.registry import batchable_operations
+
+# Refusals listed one by one in a message; past this many, only counted.
+REFUSALS_LISTED = 10
+
+
+class OperationFilter(admin.SimpleListFilter):
+    """The registry's batchable operations, rather than a DISTINCT over every batch."""
+
+    title = "operation"
+    parameter_name = "operation"
+
+    def lookups(self, request, model_admin):
+        return [(operation.name, operation.name) for operation in batchable_operations()]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(operation=self.value()) if self.value() else queryset
+
+
+class StatusHistoryInline(ReadOnly, admin.TabularInline):
+    model = BatchStatusChange
+    verbose_name = "status change"
+    verbose_name_plural = "status history"
+    fields = readonly_fields = ["at", "from_status", "to_status", "note"]
+    extra = 0
+
+
+def download_link(*, name: str, filename: str, label: str) -> str:
+    # A relative URL: the page's own host serves it (S3 hands out absolute ones anyway).
+    url = file_urls().download_url(name=name, filename=filename, base_url="/").url
+    return format_html('<a href="{}">{}</a>', url, label)
+
+
+@admin.register(Batch)
+class BatchAdmin(UuidSearch, admin.ModelAdmin):
+    list_display = ["uuid", "account", "operation", "status", "progress", "created_at", "updated_at"]
+    list_filter = ["status", OperationFilter, "account", "created_at"]
+    list_select_related = ["account"]
+    search_fields = ["created_by__name", "batch_dict"]
+    uuid_search_fields = ("uuid", "created_by__uuid")
+    search_help_text = "A batch or creator id, or text of the creator's name or of the batch_dict."
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    list_per_page = 50
+    actions = ["cancel_selected"]
+    inlines = [StatusHistoryInline]
+    fieldsets = [
+        (None, {"fields": ["uuid", "account", "created_by", "operation", "status", "progress_summary"]}),
+        ("Input", {"fields": ["hash", "computed_hash", "batch_dict_json", "upload", "retry_of"]}),
+        ("Outcome", {"fields": ["failure_reason", "downloads", "results_expire_at"]}),
+        ("Times", {"fields": ["created_at", "updated_at", "heartbeat_at", "delete_requested_at"]}),
+    ]
+    readonly_fields = [field for _, options in fieldsets for field in options["fields"]]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_cancel_permission(self, request):
+        return request.user.has_perm("batches.change_batch")
+
+    @admin.display(description="progress")
+    def progress(self, batch):
+        percent = progress_percent(batch)
+        return "—" if percent is None else f"{percent} %"
+
+    @admin.display(description="progress")
+    def progress_summary(self, batch):
+        total = "?" if batch.total is None else batch.total
+        return (
+            f"{self.progress(batch)}: {batch.processed} of {total} lines processed, "
+            f"{batch.succeeded} succeeded, {batch.failed} failed"
+        )
+
+    @admin.display(description="batch_dict")
+    def batch_dict_json(self, batch):
+        return (
+            "—" if batch.batch_dict is None else format_html("<pre>{}</pre>", pretty_json(batch.batch_dict))
+        )
+
+    @admin.display(description="files")
+    def downloads(self, batch):
+        input_name = batch.input_file or (batch.upload.file_name if batch.upload_id else "")
+        files = [
+            (input_name, "input", "input file"),
+            (batch.results_file, "results", "results"),
+            (batch.errors_file, "errors", "errors only"),
+        ]
+        links = [
+            download_link(name=name, filename=f"{batch.uuid}-{part}", label=label)
+            for name, part, label in files
+            if name
+        ]
+        return format_html_join(" · ", "{}", ((link,) for link in links)) if links else "none yet"
+
+    @admin.action(description="Cancel selected batches", permissions=["cancel"])
+    def cancel_selected(self, request, queryset):
+        asked, refused = 0, []
+        for batch in queryset.select_related(None).only("uuid"):
+            try:
+                services.batch_cancel(batch=batch)
+            except ApplicationError as error:
+                refused.append(f"{batch.uuid}: {error.description}")
+            else:
+                asked += 1
+        if asked:
+            messages.success(
+                request, f"Cancelling {asked} batch(es): running lines finish, no new ones start."
+            )
+        if refused:
+            listed = "; ".join(refused[:REFUSALS_LISTED])
+            more = f" and {len(refused) - REFUSALS_LISTED} more" if len(refused) > REFUSALS_LISTED else ""
+            messages.warning(request, f"{len(refused)} batch(es) left as they were: {listed}{more}.")
+
+    def get_urls(self):
+        cancel = path(
+            "<path:object_id>/cancel/",
+            self.admin_site.admin_view(self.cancel_view),
+            name="batches_batch_cancel",
+        )
+        return [cancel, *super().get_urls()]
+
+    def cancel_view(self, request, object_id):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_cancel_permission(request):
+            messages.error(request, "You may not cancel batches.")
+        else:
+            batch = get_object_or_404(Batch, pk=object_id)
+            try:
+                services.batch_cancel(batch=batch)
+            except ApplicationError as error:
+                messages.warning(request, f"The batch was not cancelled: {error.description}")
+            else:
+                messages.success(request, "The batch is cancelling: running lines finish, no new ones start.")
+        return HttpResponseRedirect(reverse("admin:batches_batch_change", args=[object_id]))
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        batch = Batch.objects.filter(pk=object_id).only("status").first()
+        extra_context = {
+            **(extra_context or {}),
+            "can_cancel": batch is not None
+            and batch.status in CANCELLABLE
+            and self.has_cancel_permission(request),
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
+@admin.register(Upload)
+class UploadAdmin(UuidSearch, admin.ModelAdmin):
+    list_display = ["handler", "account", "created_by", "size", "uploaded_at", "expires_at", "used_at"]
+    list_select_related = ["account", "created_by"]
+    list_filter = ["account", ("used_at", EmptyFieldListFilter), ("invalidated_at", EmptyFieldListFilter)]
+    search_fields = ["created_by__name"]
+    uuid_search_fields = ("handler", "created_by__uuid")
+    show_full_result_count = False
+    actions = ["invalidate_selected"]
+    readonly_fields = [
+        "handler",
+        "account",
+        "created_by",
+        "file_name",
+        "size",
+        "content_type",
+        "uploaded_at",
+        "expires_at",
+        "invalidated_at",
+        "used_at",
+        "created_at",
+    ]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_invalidate_permission(self, request):
+        return request.user.has_perm("batches.change_upload")
+
+    @admin.action(description="Invalidate selected upload URLs", permissions=["invalidate"])
+    def invalidate_selected(self, request, queryset):
+        count = 0
+        for upload in queryset:
+            services.upload_invalidate(upload=upload)
+            count += 1
+        messages.success(request, f"Invalidated {count} upload URL(s); files no batch holds are deleted.")

@@ -1,0 +1,146 @@
+"""The batch admin as staff use it: filters, search, a list whose query count does not grow
+with the rows, the detail page, and cancel through the service (action and button)."""
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from batches.models import Batch, BatchStatus, BatchStatusChange
+
+S = BatchStatus
+pytestmark = pytest.mark.django_db
+CHANGELIST = reverse("admin:batches_batch_changelist")
+
+
+def batch_in(status: str, *, caller, operation: str = "create_twin", **fields) -> Batch:
+    """A batch placed straight in a status, as the pipeline would have left it (test setup)."""
+    batch = Batch.objects.create(
+        account=caller.account, created_by=caller.account_user, operation=operation, status=status, **fields
+    )
+    BatchStatusChange.objects.create(batch=batch, from_status="", to_status=status, note="test setup")
+    return batch
+
+
+def listed(response) -> set:
+    assert response.status_code == 200, response.content[:500]
+    return {batch.pk for batch in response.context["cl"].result_list}
+
+
+def test_filters_list_only_the_matching_batches(admin_client, caller, stranger):
+    done = [batch_in(S.COMPLETED, caller=caller), batch_in(S.COMPLETED, caller=stranger)]
+    running = batch_in(S.PROCESSING, caller=caller)
+    other_operation = batch_in(S.COMPLETED, caller=caller, operation="update_twin")
+
+    assert listed(admin_client.get(CHANGELIST, {"status__exact": "completed"})) == {
+        *(batch.pk for batch in done),
+        other_operation.pk,
+    }
+    assert listed(admin_client.get(CHANGELIST, {"status__exact": "processing"})) == {running.pk}
+    assert listed(admin_client.get(CHANGELIST, {"operation": "update_twin"})) == {other_operation.pk}
+    assert listed(admin_client.get(CHANGELIST, {"account__uuid__exact": str(stranger.account.pk)})) == {
+        done[1].pk
+    }
+
+
+def test_search_by_batch_id_creator_and_batch_dict(admin_client, caller, stranger):
+    labelled = batch_in(S.NEW, caller=caller, batch_dict={"customer": "Northwind Traders"})
+    theirs = batch_in(S.NEW, caller=stranger)
+
+    assert listed(admin_client.get(CHANGELIST, {"q": str(theirs.pk)})) == {theirs.pk}
+    assert listed(admin_client.get(CHANGELIST, {"q": "northwind"})) == {labelled.pk}
+    assert listed(admin_client.get(CHANGELIST, {"q": caller.account_user.name})) == {labelled.pk}
+    assert listed(admin_client.get(CHANGELIST, {"q": str(stranger.account_user.pk)})) == {theirs.pk}
+
+
+def test_the_list_makes_the_same_queries_for_5_or_60_batches(admin_client, make_caller):
+    callers = [make_caller() for _ in range(3)]
+    for n in range(5):
+        batch_in(S.PROCESSING, caller=callers[n % 3], total=100, processed=n, succeeded=n)
+    admin_client.get(CHANGELIST)  # Warms per-process caches (content types, sessions).
+    with CaptureQueriesContext(connection) as few:
+        assert len(listed(admin_client.get(CHANGELIST))) == 5
+    for n in range(55):
+        batch_in(S.COMPLETED, caller=callers[n % 3], total=10, processed=10, succeeded=10)
+    with CaptureQueriesContext(connection) as many:
+        assert len(listed(admin_client.get(CHANGELIST))) == 50
+    assert len(many) == len(few), [query["sql"] for query in many.captured_queries]
+
+
+def test_the_cancel_action_cancels_active_batches_and_reports_terminal_ones(admin_client, caller):
+    active = [batch_in(S.NEW, caller=caller), batch_in(S.PROCESSING, caller=caller)]
+    finished = [batch_in(S.COMPLETED, caller=caller), batch_in(S.HASH_MISMATCH, caller=caller)]
+
+    response = admin_client.post(
+        CHANGELIST,
+        {"action": "cancel_selected", "_selected_action": [str(batch.pk) for batch in active + finished]},
+        follow=True,
+    )
+
+    assert [Batch.objects.get(pk=batch.pk).status for batch in active] == [S.CANCEL, S.CANCEL]
+    assert [Batch.objects.get(pk=batch.pk).status for batch in finished] == [S.COMPLETED, S.HASH_MISMATCH]
+    shown = [str(message) for message in response.context["messages"]]
+    assert any("Cancelling 2 batch(es)" in message for message in shown), shown
+    assert any(
+        message.startswith("2 batch(es) left as they were") and "has finished (completed)" in message
+        for message in shown
+    ), shown
+
+
+def test_the_detail_page_shows_progress_history_and_links_and_cancels(admin_client, caller):
+    batch = batch_in(
+        S.PROCESSING,
+        caller=caller,
+        total=200,
+        processed=50,
+        succeeded=49,
+        failed=1,
+        hash="a" * 64,
+        batch_dict={"source": "nightly"},
+        input_file=f"batches/{caller.account.pk}/x/input",
+    )
+    change_url = reverse("admin:batches_batch_change", args=[batch.pk])
+
+    page = admin_client.get(change_url).content.decode()
+    assert "25 %: 50 of 200 lines processed, 49 succeeded, 1 failed" in page
+    assert "test setup" in page  # the status history inline
+    assert "a" * 64 in page and "nightly" in page
+    assert "/downloads/" in page and "input file" in page
+    assert "Cancel batch" in page
+
+    admin_client.post(reverse("admin:batches_batch_cancel", args=[batch.pk]))
+    assert Batch.objects.get(pk=batch.pk).status == S.CANCEL
+    completed = batch_in(S.COMPLETED, caller=caller)
+    assert (
+        "Cancel batch"
+        not in admin_client.get(reverse("admin:batches_batch_change", args=[completed.pk])).content.decode()
+    )
+
+
+def test_the_cancel_button_reports_a_finished_batch_unchanged(admin_client, caller):
+    batch = batch_in(S.COMPLETED, caller=caller)
+    response = admin_client.post(reverse("admin:batches_batch_cancel", args=[batch.pk]), follow=True)
+    assert Batch.objects.get(pk=batch.pk).status == S.COMPLETED
+    assert any("was not cancelled" in str(message) for message in response.context["messages"])
+
+
+def test_a_user_who_is_not_staff_cannot_reach_the_admin(client, caller):
+    client.force_login(caller.user)
+    for url in (reverse("admin:index"), CHANGELIST):
+        response = client.get(url)
+        assert response.status_code == 302
+        assert response["Location"].startswith(reverse("admin:login"))
+
+
+def test_staff_with_only_view_permission_see_batches_but_cannot_cancel(client, caller):
+    staff = caller.user
+    staff.is_staff = True
+    staff.save()
+    staff.user_permissions.add(Permission.objects.get(codename="view_batch"))
+    batch = batch_in(S.NEW, caller=caller)
+    client.force_login(staff)
+
+    assert listed(client.get(CHANGELIST)) == {batch.pk}
+    client.post(reverse("admin:batches_batch_cancel", args=[batch.pk]))
+    assert Batch.objects.get(pk=batch.pk).status == S.NEW
