@@ -1,0 +1,137 @@
+"""The pages' server side without a browser: who sees and may do what, paging, refusals, and
+the API answering the pages' session with its CSRF token."""
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from batches.models import Batch, BatchStatus, BatchStatusChange
+
+S = BatchStatus
+pytestmark = pytest.mark.django_db
+LIST = reverse("batch_list_page")
+
+
+def batch_in(status: str, *, caller, operation: str = "create_twin") -> Batch:
+    """A batch placed straight in a status, as the pipeline would have left it (test setup)."""
+    batch = Batch.objects.create(
+        account=caller.account, created_by=caller.account_user, operation=operation, status=status
+    )
+    BatchStatusChange.objects.create(batch=batch, from_status="", to_status=status, note="test setup")
+    return batch
+
+
+def signed_in(caller) -> Client:
+    client = Client()
+    client.force_login(caller.user)
+    return client
+
+
+def rows(response) -> list:
+    assert response.status_code == 200, response.content[:500]
+    return [row.batch.pk for row in response.context["rows"]]
+
+
+def test_pages_need_a_signed_in_user(client):
+    response = client.get(LIST)
+    assert response.status_code == 302
+    assert response["Location"].startswith("/ui/login")
+
+
+def test_members_see_their_account_filtered_and_paged(caller, stranger):
+    mine = [batch_in(S.COMPLETED, caller=caller) for _ in range(27)]
+    running = batch_in(S.PROCESSING, caller=caller, operation="update_twin")
+    batch_in(S.COMPLETED, caller=stranger)
+    client = signed_in(caller)
+
+    newest_first = list(
+        Batch.objects.filter(account=caller.account)
+        .order_by("-created_at", "-uuid")
+        .values_list("pk", flat=True)
+    )
+    assert set(newest_first) == {running.pk, *(batch.pk for batch in mine)}
+
+    first = client.get(LIST)
+    assert rows(first) == newest_first[:25]
+    second = client.get(first.context["next_page"])
+    assert rows(second) == newest_first[25:]
+    assert second.context["next_page"] is None
+    assert rows(client.get(LIST, {"status": "processing"})) == [running.pk]
+    assert rows(client.get(LIST, {"operation": "update_twin"})) == [running.pk]
+
+
+def test_staff_see_every_account_filter_by_account_and_cancel_any(admin_user, caller, stranger):
+    mine, theirs = batch_in(S.NEW, caller=caller), batch_in(S.PROCESSING, caller=stranger)
+    client = Client()
+    client.force_login(admin_user)
+
+    assert set(rows(client.get(LIST))) == {mine.pk, theirs.pk}
+    assert rows(client.get(LIST, {"account": str(stranger.account.pk)})) == [theirs.pk]
+    page = client.get(reverse("batch_page", args=[theirs.pk]))
+    assert page.status_code == 200 and stranger.account.name in page.content.decode()
+
+    client.post(reverse("batch_cancel_page", args=[theirs.pk]), {"next": LIST})
+    assert Batch.objects.get(pk=theirs.pk).status == S.CANCEL
+
+
+def test_another_accounts_batch_is_not_found(caller, stranger):
+    theirs = batch_in(S.NEW, caller=stranger)
+    client = signed_in(caller)
+    for response in (
+        client.get(reverse("batch_page", args=[theirs.pk])),
+        client.post(reverse("batch_cancel_page", args=[theirs.pk])),
+        client.get(reverse("batch_state", args=[theirs.pk])),
+    ):
+        assert response.status_code == 404
+    assert Batch.objects.get(pk=theirs.pk).status == S.NEW
+
+
+def test_a_role_without_the_action_is_refused_with_its_name(make_caller):
+    reader = make_caller(statement={"effect": "allow", "actions": ["get_batches", "get_batch"]})
+    batch = batch_in(S.NEW, caller=reader)
+    client = signed_in(reader)
+
+    assert "New batch" not in client.get(LIST).content.decode()
+    refused = client.get(reverse("batch_new_page"))
+    assert refused.status_code == 403
+    assert "create_upload_url and create_batch" in refused.content.decode()
+    assert client.post(reverse("batch_cancel_page", args=[batch.pk])).status_code == 403
+    assert Batch.objects.get(pk=batch.pk).status == S.NEW
+
+    nothing = make_caller(statement={"effect": "allow", "actions": []})
+    assert "does not allow get_batches" in signed_in(nothing).get(LIST).content.decode()
+
+
+def test_cancelling_a_finished_batch_says_why_and_changes_nothing(caller):
+    batch = batch_in(S.COMPLETED, caller=caller)
+    response = signed_in(caller).post(reverse("batch_cancel_page", args=[batch.pk]), follow=True)
+    assert "has finished (completed); nothing is left to cancel" in response.content.decode()
+    assert Batch.objects.get(pk=batch.pk).status == S.COMPLETED
+
+
+def test_delete_from_the_page_starts_deletion(caller):
+    batch = batch_in(S.COMPLETED, caller=caller)
+    response = signed_in(caller).post(reverse("batch_delete_page", args=[batch.pk]), follow=True)
+    assert "is being deleted" in response.content.decode()
+    assert Batch.objects.get(pk=batch.pk).status == S.DELETING
+
+
+def test_the_state_the_detail_page_polls(caller):
+    batch = batch_in(S.PROCESSING, caller=caller)
+    state = signed_in(caller).get(reverse("batch_state", args=[batch.pk])).json()
+    assert state["batch"]["batch"] == str(batch.pk)
+    assert state["status_label"] == "processing" and state["can_cancel"] is True
+    assert [change["status"] for change in state["history"]] == ["processing"]
+    assert state["downloads"] == {"results": None, "errors": None}
+
+
+def test_the_api_takes_the_pages_session_only_with_its_csrf_token(caller):
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(caller.user)
+    without = browser.post("/cache")
+    assert without.status_code == 403
+    assert "CSRF" in without.json()["description"]
+
+    token = browser.get(reverse("batch_new_page")).context["csrf_token"]
+    issued = browser.post("/cache", headers={"X-CSRFToken": str(token)})
+    assert issued.status_code == 201, issued.content
