@@ -124,7 +124,8 @@ class _CountingReader:
     def read(self, size: int = UPLOAD_BLOCK_BYTES) -> bytes:
         if self.stream is None:
             return b""
-        block = self.stream.read(min(size, UPLOAD_BLOCK_BYTES) if size and size > 0 else UPLOAD_BLOCK_BYTES)
+        # As much as asked: S3's uploader takes a short read for the end of the body.
+        block = self.stream.read(size if size and size > 0 else UPLOAD_BLOCK_BYTES)
         self.count += len(block)
         return block
 

@@ -27,4 +27,3 @@ def s3(moto_endpoint) -> S3Bucket:
     with override_settings(STORAGES={**settings.STORAGES, "default": bucket.storage()}):
         assert isinstance(default_storage, S3Storage)
         yield bucket
-    assert not isinstance(default_storage, S3Storage)
