@@ -80,6 +80,7 @@ def test_cancel_a_large_batch_from_its_page(page, caller, worker):
     sign_in(page, caller)
     page.goto(f"/ui/batches/{batch.pk}")
     expect(page.locator("#batch-status")).to_have_attribute("data-status", "processing", timeout=60_000)
+    screenshot(page, "detail-processing")
 
     page.get_by_role("button", name="Cancel batch").click()
     expect(page.get_by_role("status").filter(has_text="is cancelling")).to_be_visible()
@@ -111,6 +112,7 @@ def test_a_hash_that_does_not_match_the_file_is_shown_as_such(page, caller, work
 
     expect(page.locator("#batch-status")).to_have_text("hash mismatch", timeout=30_000)
     expect(page.locator("#failure-reason")).to_contain_text("does not match the file's SHA-256")
+    screenshot(page, "detail-hash-mismatch")
     expect(page.get_by_role("link", name="Download results")).to_be_hidden()
 
 

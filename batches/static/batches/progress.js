@@ -24,11 +24,16 @@
     element.className = element.className.replace(/\bbadge-\w+/, `badge-${tone}`);
   }
 
-  function showProgress(batch, percent) {
+  function showProgress(batch, percent, terminal) {
     const progress = batch.progress;
     if (progress.total === null) {
-      bar.removeAttribute("value");
-      text.textContent = `Counting lines… · ${progress.succeeded} succeeded · ${progress.failed} failed`;
+      if (terminal) {
+        bar.value = 0;
+      } else {
+        bar.removeAttribute("value");
+      }
+      const counted = terminal ? "No lines were run." : "Counting lines…";
+      text.textContent = `${counted} · ${progress.succeeded} succeeded · ${progress.failed} failed`;
       return;
     }
     bar.max = Math.max(progress.total, 1);
@@ -62,7 +67,7 @@
   function show(state) {
     badge.dataset.status = state.batch.status;
     setBadge(badge, state.status_label, state.status_tone);
-    showProgress(state.batch, state.percent);
+    showProgress(state.batch, state.percent, state.terminal);
     reason.textContent = state.failure_reason;
     reason.hidden = !state.failure_reason;
     cancelForm.hidden = !state.can_cancel;
