@@ -38,8 +38,11 @@ run: migrate
 	echo "The web server or the worker exited; stopping the other." >&2; \
 	stop; exit 1
 
+# The production processes, one per target, for hosts that each run some of them (README,
+# "Scaling out"): any number of web and worker hosts, exactly one beat.
 web: migrate
-	$(BIN)/gunicorn batchsite.wsgi --bind 0.0.0.0:$(PORT) --workers $${WEB_WORKERS:-4} --threads 4
+	$(BIN)/gunicorn batchsite.wsgi --bind 0.0.0.0:$(PORT) --workers $${WEB_WORKERS:-4} --threads 4 \
+		--no-control-socket --access-logfile -
 
 worker: install
 	$(BIN)/celery -A batchsite worker --loglevel=INFO

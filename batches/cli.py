@@ -127,11 +127,12 @@ def wait(api: Api, batch_id: str, *, interval: float) -> dict:
         while True:
             batch = api.call("GET", f"/batches/{batch_id}")
             counts = batch["progress"]
-            bar.set_description(batch["status"])
-            if counts["total"] is not None and bar.total != counts["total"]:
+            bar.set_description(batch["status"], refresh=False)
+            if counts["total"] is not None:
                 bar.total = counts["total"]
-            bar.update(counts["processed"] - bar.n)
-            bar.set_postfix(succeeded=counts["succeeded"], failed=counts["failed"], refresh=False)
+            bar.set_postfix_str(f"succeeded={counts['succeeded']} failed={counts['failed']}", refresh=False)
+            bar.n = counts["processed"]
+            bar.refresh()
             if batch["status"] in TERMINAL:
                 return batch
             time.sleep(interval)
