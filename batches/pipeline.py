@@ -316,11 +316,18 @@ def is_success_line(line: str) -> bool:
     return ',"result":' in line
 
 
-def run_lines(batch: Batch, operation: Operation, pairs: list[tuple[int, str]]) -> list[str]:
-    """Executes a few lines with the creator's permissions as they are now."""
+def may_run(batch: Batch, operation: Operation):
+    """The creating user, if their role allows the operation now; else None."""
     account_user = batch.created_by
     user = account_user.user if account_user else None
     if user is None or not user.has_perm(operation.name, batch.account):
+        return None
+    return user
+
+
+def run_lines(batch: Batch, operation: Operation, user, pairs: list[tuple[int, str]]) -> list[str]:
+    """Executes a few lines as `user`; every line is refused when `user` is None."""
+    if user is None:
         refusal = OperationError(403, "action_not_allowed", f"The role does not allow {operation.name}.")
         return [result_line(number, refusal) for number, _ in pairs]
     outcomes: dict[int, OperationResult | OperationError] = {}
@@ -361,12 +368,14 @@ def chunk_claim_and_run(batch_id) -> bool:
             return False
         operation = operation_get(batch.operation)
         pairs = read_chunk_lines(batch, chunk)
+        # Each chunk runs with the creator's permissions as they are when it starts.
+        user = may_run(batch, operation)
         step = settings.BATCH_CANCEL_CHECK_LINES
         lines: list[str] = []
         for start in range(0, len(pairs), step):
             if start and cancel_requested(batch_id):
                 break
-            lines += run_lines(batch, operation, pairs[start : start + step])
+            lines += run_lines(batch, operation, user, pairs[start : start + step])
         succeeded = sum(1 for line in lines if is_success_line(line))
         failed = len(lines) - succeeded
         Chunk.objects.filter(pk=chunk.pk).update(

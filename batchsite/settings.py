@@ -206,7 +206,7 @@ VALIDATION_REPORT_MAX_LINES = env.int("VALIDATION_REPORT_MAX_LINES", default=10_
 # between two looks at a cancel, how many chunk workers one batch may occupy at once, and
 # how long a non-terminal batch may go without a heartbeat before maintenance resumes it.
 BATCH_CHUNK_LINES = env.int("BATCH_CHUNK_LINES", default=1000)
-BATCH_CANCEL_CHECK_LINES = env.int("BATCH_CANCEL_CHECK_LINES", default=100)
+BATCH_CANCEL_CHECK_LINES = env.int("BATCH_CANCEL_CHECK_LINES", default=500)
 BATCH_CHUNK_WORKERS = env.int("BATCH_CHUNK_WORKERS", default=8)
 BATCH_STUCK_AFTER_SECONDS = env.int("BATCH_STUCK_AFTER_SECONDS", default=300)
 MAINTENANCE_INTERVAL_SECONDS = env.int("MAINTENANCE_INTERVAL_SECONDS", default=60)

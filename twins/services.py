@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import NamedTuple
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.http import Http404
 from django.utils import timezone
 
@@ -58,8 +58,28 @@ def twins_create(*, account: Account, descriptions: Sequence[dict | None]) -> li
         Twin(uuid=uuid.uuid4(), account=account, description=description, created_at=now, updated_at=now)
         for description in descriptions
     ]
-    Twin.objects.bulk_create(twins)
+    if connection.vendor == "postgresql":
+        twins_copy(twins)
+    else:
+        Twin.objects.bulk_create(twins)
     return twins
+
+
+TWIN_COPY_FIELDS = ("uuid", "account", "status", "description", "created_at", "updated_at")
+
+
+def twins_copy(twins: Sequence[Twin]) -> None:
+    """Inserts new twins with PostgreSQL's COPY, inside the caller's transaction: a batch
+    chunk creates a thousand at a time, where the ORM's INSERT spends more time building and
+    binding the statement than the database spends on the rows."""
+    columns = ", ".join(Twin._meta.get_field(name).column for name in TWIN_COPY_FIELDS)
+    statement = f"COPY {Twin._meta.db_table} ({columns}) FROM STDIN"
+    with connection.cursor() as cursor, cursor.cursor.copy(statement) as copy:
+        for twin in twins:
+            description = None if twin.description is None else json.dumps(twin.description)
+            copy.write_row(
+                (twin.uuid, twin.account_id, twin.status, description, twin.created_at, twin.updated_at)
+            )
 
 
 @transaction.atomic
