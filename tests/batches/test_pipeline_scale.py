@@ -1,0 +1,51 @@
+"""A million-line batch on a real worker keeps the worker's memory flat (SPEC section 7).
+
+Run only on PostgreSQL (CI's services mode): on SQLite the million rows take minutes."""
+
+import json
+import tempfile
+
+import pytest
+from django.db import connection
+
+from batches import services
+from batches.models import BatchStatus
+from batchsite.celery import app as celery_app
+from tests.batches.pipeline_helpers import PeakMemory, WorkerProcess, wait_terminal
+from twins.models import Twin
+
+LINES = 1_000_000
+PEAK_RSS_LIMIT_MIB = 300
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(connection.vendor != "postgresql", reason="a million rows want PostgreSQL"),
+]
+
+
+def test_a_million_lines_run_with_the_workers_peak_memory_under_300_mib(caller):
+    celery_app.control.purge()
+    with tempfile.TemporaryFile() as content:
+        for number in range(LINES):
+            content.write(json.dumps({"description": {"serial": number}}).encode() + b"\n")
+        size = content.tell()
+        content.seek(0)
+        upload = services.upload_create(account=caller.account, created_by=caller.account_user)
+        services.upload_store(
+            handler=upload.handler, stream=content, content_length=size, content_type="application/x-ndjson"
+        )
+    worker = WorkerProcess(concurrency=1, log_name="worker-million").start()
+    memory = PeakMemory(worker.process.pid)
+    try:
+        batch, _ = services.batch_create(
+            account=caller.account, user=caller.user, handler=str(upload.handler), operation="create_twin"
+        )
+        batch = wait_terminal(batch, timeout=900, worker=worker)
+    finally:
+        peak_mib = memory.stop()
+        worker.stop()
+    assert batch.status == BatchStatus.COMPLETED
+    assert (batch.processed, batch.succeeded) == (LINES, LINES)
+    assert Twin.objects.filter(account=caller.account).count() == LINES
+    assert peak_mib < PEAK_RSS_LIMIT_MIB, f"the worker peaked at {peak_mib:.0f} MiB"
