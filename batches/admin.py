@@ -50,7 +50,7 @@ def download_link(*, name: str, filename: str, label: str) -> str:
 
 
 @admin.register(Batch)
-class BatchAdmin(UuidSearch, admin.ModelAdmin):
+class BatchAdmin(ReadOnly, UuidSearch, admin.ModelAdmin):
     list_display = ["uuid", "account", "operation", "status", "progress", "created_at", "updated_at"]
     list_filter = ["status", OperationFilter, "account", "created_at"]
     list_select_related = ["account"]
@@ -69,15 +69,6 @@ class BatchAdmin(UuidSearch, admin.ModelAdmin):
         ("Times", {"fields": ["created_at", "updated_at", "heartbeat_at", "delete_requested_at"]}),
     ]
     readonly_fields = [field for _, options in fieldsets for field in options["fields"]]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_cancel_permission(self, request):
         return request.user.has_perm("batches.change_batch")
@@ -170,7 +161,7 @@ class BatchAdmin(UuidSearch, admin.ModelAdmin):
 
 
 @admin.register(Upload)
-class UploadAdmin(UuidSearch, admin.ModelAdmin):
+class UploadAdmin(ReadOnly, UuidSearch, admin.ModelAdmin):
     list_display = ["handler", "account", "created_by", "size", "uploaded_at", "expires_at", "used_at"]
     list_select_related = ["account", "created_by"]
     list_filter = ["account", ("used_at", EmptyFieldListFilter), ("invalidated_at", EmptyFieldListFilter)]
@@ -191,15 +182,6 @@ class UploadAdmin(UuidSearch, admin.ModelAdmin):
         "used_at",
         "created_at",
     ]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     def has_invalidate_permission(self, request):
         return request.user.has_perm("batches.change_upload")

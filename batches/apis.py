@@ -30,6 +30,7 @@ from batches.serializers import (
 )
 from batches.storage import download_url_file, file_urls, upload_url_handler
 from batchsite.errors import Conflict
+from batchsite.inputs import validated
 from batchsite.timestamps import from_ts
 
 ERROR_MEANINGS = {
@@ -45,12 +46,6 @@ ERROR_MEANINGS = {
 
 def errors(*codes: int) -> dict:
     return {code: OpenApiResponse(ErrorSerializer, description=ERROR_MEANINGS[code]) for code in codes}
-
-
-def validated(serializer_class, data) -> dict:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 class UploadUrlsApi(APIView):

@@ -88,6 +88,7 @@ class Batch(models.Model):
     results_expire_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name_plural = "batches"
         ordering = ["-created_at", "-uuid"]
         indexes = [
             models.Index(fields=["account", "-created_at", "-uuid"], name="batch_account_created"),

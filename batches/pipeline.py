@@ -159,8 +159,10 @@ def result_line(line: int, outcome: OperationResult | OperationError) -> str:
     return json.dumps(record, separators=(",", ":"), default=str) + "\n"
 
 
-def not_executed_line(line: int) -> str:
-    return json.dumps({"line": line, "status": None, "error": NOT_EXECUTED}, separators=(",", ":")) + "\n"
+# What result_line would write for a line that never ran; a cancel may write a million.
+NOT_EXECUTED_LINE = (
+    '{"line":%d,"status":null,"error":' + json.dumps(NOT_EXECUTED, separators=(",", ":")) + "}\n"
+)
 
 
 def input_lines(batch: Batch):
@@ -433,42 +435,66 @@ def prepared_line_numbers(batch: Batch, chunk: Chunk, skip: int) -> Iterator[int
         yield int(record.split(b"\t", 1)[0])
 
 
-def merged_result_lines(batch: Batch) -> Iterator[str]:
-    """Every line's result in line order; lines that never ran as `not_executed`."""
+def not_executed_block(batch: Batch, chunk: Chunk, executed: int) -> str:
+    """The not_executed lines of a chunk past its first `executed` lines."""
+    if chunk.last_line - chunk.first_line + 1 == chunk.line_count:
+        # No blank line inside the chunk: its line numbers follow on without a gap.
+        numbers = range(chunk.first_line + executed, chunk.last_line + 1)
+    else:
+        numbers = prepared_line_numbers(batch, chunk, executed)
+    return "".join(NOT_EXECUTED_LINE % number for number in numbers)
+
+
+ResultBlock = tuple[str, bool]
+
+
+def merged_result_blocks(batch: Batch) -> Iterator[ResultBlock]:
+    """Every line's result in line order, as blocks of lines, each marked whether all of its
+    lines failed; lines that never ran as `not_executed`."""
     chunks = Chunk.objects.filter(batch_id=batch.pk).order_by("index")
     for chunk in chunks.only(
-        "pk", "index", "line_count", "executed_count", "start_offset", "end_offset", "done"
+        "pk",
+        "index",
+        "first_line",
+        "last_line",
+        "line_count",
+        "executed_count",
+        "start_offset",
+        "end_offset",
+        "done",
     ):
         executed = chunk.executed_count if chunk.done else 0
         if executed:
-            yield Chunk.objects.filter(pk=chunk.pk).values_list("results", flat=True).get()
+            yield Chunk.objects.filter(pk=chunk.pk).values_list("results", flat=True).get(), False
         if executed < chunk.line_count:
-            for number in prepared_line_numbers(batch, chunk, executed):
-                yield not_executed_line(number)
+            yield not_executed_block(batch, chunk, executed), True
 
 
-def unparsed_not_executed_lines(batch: Batch) -> Iterator[str]:
+def unparsed_not_executed_blocks(batch: Batch) -> Iterator[ResultBlock]:
     """For a batch stopped before its lines were cut into chunks: every non-blank line."""
     source, lines = input_lines(batch)
     with source:
         try:
             for parsed in lines:
-                yield not_executed_line(parsed.line)
+                yield NOT_EXECUTED_LINE % parsed.line, True
         except FileUnreadable:
             return
 
 
-def write_results(batch: Batch, lines: Iterable[str]) -> dict:
+def write_results(batch: Batch, blocks: Iterable[ResultBlock]) -> dict:
     """Streams result lines into results.jsonl and the failed (and unexecuted) ones into
     errors.jsonl; returns the fields to set on the batch."""
     results_name = batch_file_name(account_id=batch.account_id, batch_id=batch.pk, name="results.jsonl")
     errors_name = batch_file_name(account_id=batch.account_id, batch_id=batch.pk, name="errors.jsonl")
     with tempfile.TemporaryFile() as results, tempfile.TemporaryFile() as errors:
-        for block in lines:
-            results.write(block.encode())
-            for line in block.splitlines(keepends=True):
-                if not is_success_line(line):
-                    errors.write(line.encode())
+        for block, all_failed in blocks:
+            encoded = block.encode()
+            results.write(encoded)
+            if all_failed:
+                errors.write(encoded)
+            else:
+                failed = [line for line in block.splitlines(keepends=True) if not is_success_line(line)]
+                errors.write("".join(failed).encode())
         results.seek(0)
         errors.seek(0)
         storage_save_exact(results_name, File(results, name="results.jsonl"))
@@ -481,7 +507,7 @@ def write_results(batch: Batch, lines: Iterable[str]) -> dict:
 
 
 def step_write_results(batch: Batch, enqueue: Enqueue) -> Moved:
-    files = write_results(batch, merged_result_lines(batch))
+    files = write_results(batch, merged_result_blocks(batch))
     moved = batch_transition(batch_id=batch.pk, to=S.COMPLETED, allowed_from=[S.WRITING_RESULTS], **files)
     if moved:
         Chunk.objects.filter(batch_id=batch.pk).update(results="")
@@ -497,8 +523,8 @@ def step_finish_cancel(batch: Batch, enqueue: Enqueue) -> Moved:
     with transaction.atomic():
         list(Chunk.objects.select_for_update().filter(batch_id=batch.pk, done=False).values_list("pk"))
         has_chunks = Chunk.objects.filter(batch_id=batch.pk).exists()
-        lines = merged_result_lines(batch) if has_chunks else unparsed_not_executed_lines(batch)
-        files = write_results(batch, lines)
+        blocks = merged_result_blocks(batch) if has_chunks else unparsed_not_executed_blocks(batch)
+        files = write_results(batch, blocks)
         moved = batch_transition(batch_id=batch.pk, to=S.CANCELLED, allowed_from=[S.CANCELLING], **files)
     if moved:
         Chunk.objects.filter(batch_id=batch.pk).update(results="")

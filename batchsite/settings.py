@@ -141,6 +141,9 @@ if AWS_STORAGE_BUCKET_NAME:
         "OPTIONS": {name: value for name, value in s3_options.items() if value},
     }
 
+# Messages live in the session, not a cookie: the admin shows a new secret once in one.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
+
 LOGIN_URL = "/ui/login"
 LOGIN_REDIRECT_URL = "/ui/batches"
 

@@ -85,43 +85,6 @@ def twin_file(lines: int) -> Path:
     return path
 
 
-class ProcessTreeMemory:
-    """Samples the resident memory of processes and their children; keeps each one's peak."""
-
-    def __init__(self, roots: list[int]):
-        self.roots = roots
-        self.peaks: dict[int, int] = {}
-        self.running = True
-        self.thread = threading.Thread(target=self.sample, daemon=True)
-        self.thread.start()
-
-    def tree(self) -> list[int]:
-        pids, frontier = [], list(self.roots)
-        while frontier:
-            pid = frontier.pop()
-            pids.append(pid)
-            children = Path(f"/proc/{pid}/task/{pid}/children")
-            if children.exists():
-                frontier += [int(child) for child in children.read_text().split()]
-        return pids
-
-    def sample(self) -> None:
-        while self.running:
-            for pid in self.tree():
-                try:
-                    status = Path(f"/proc/{pid}/status").read_text()
-                except OSError:
-                    continue
-                rss = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS"))
-                self.peaks[pid] = max(self.peaks.get(pid, 0), rss)
-            time.sleep(0.05)
-
-    def stop(self) -> dict:
-        self.running = False
-        self.thread.join()
-        return {"peak_rss_mib_per_process": sorted(round(kib / 1024, 1) for kib in self.peaks.values())}
-
-
 def start_workers(count: int) -> list[subprocess.Popen]:
     workers = []
     for index in range(count):
@@ -215,13 +178,15 @@ def run_batch(arguments) -> None:
     fresh_database()
     setup_django()
     path = twin_file(arguments.lines)
+    from tests.process_memory import PeakMemory
+
     workers = start_workers(arguments.workers)
-    memory = ProcessTreeMemory([worker.pid for worker in workers])
+    memories = [PeakMemory(worker.pid) for worker in workers]
     try:
         batch, _ = create_batch(path)
         batch = wait_terminal(batch.pk, timeout=arguments.timeout)
     finally:
-        peaks = memory.stop()
+        peaks = [round(memory.stop(), 1) for memory in memories]
         stop_workers(workers)
     phases = phase_seconds(batch)
     record(
@@ -238,7 +203,7 @@ def run_batch(arguments) -> None:
             "end_to_end_lines_per_s": round(arguments.lines / phases["total_s"])
             if phases["total_s"]
             else None,
-            **peaks,
+            "peak_rss_mib_per_worker": peaks,
         }
     )
 

@@ -12,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
+from batchsite.inputs import validated
 from permissions import selectors, services
 from permissions.serializers import (
     IssuedSecretSerializer,
@@ -28,12 +29,6 @@ from permissions.serializers import (
     UserUpdateSerializer,
     WhoAmISerializer,
 )
-
-
-def validated(serializer_class, data) -> dict:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 class WhoAmIApi(APIView):

@@ -342,3 +342,20 @@ def test_a_second_run_of_a_done_chunk_applies_nothing_twice(caller):
     assert not pipeline.chunk_claim_and_run(batch.pk)
     assert Twin.objects.count() == 3
     assert Batch.objects.get(pk=batch.pk).processed == 3
+
+
+@override_settings(BATCH_CHUNK_LINES=2)
+def test_lines_that_never_ran_keep_their_numbers_across_blank_lines(caller):
+    content = b'{"description": {}}\n\n{"description": {}}\n{"description": {}}\n\n\n{"description": {}}\n'
+    batch = batch_start(caller, "create_twin", content)
+    runner = InlinePipeline()
+    runner.advance(batch)
+    run_until(runner, batch, S.PROCESSING)
+    assert pipeline.chunk_claim_and_run(batch.pk)
+    services.batch_cancel(batch=batch)
+    runner.advance(batch)
+    runner.drain()
+    batch = Batch.objects.get(pk=batch.pk)
+    results = read_results(batch.results_file)
+    assert [(line["line"], line["status"]) for line in results] == [(1, 201), (3, 201), (4, None), (7, None)]
+    assert [line["line"] for line in read_results(batch.errors_file)] == [4, 7]

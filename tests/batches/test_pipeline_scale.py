@@ -11,7 +11,8 @@ from django.db import connection
 from batches import services
 from batches.models import BatchStatus
 from batchsite.celery import app as celery_app
-from tests.batches.pipeline_helpers import PeakMemory, WorkerProcess, wait_terminal
+from tests.batches.pipeline_helpers import WorkerProcess, wait_terminal
+from tests.process_memory import PeakMemory
 from twins.models import Twin
 
 LINES = 1_000_000
