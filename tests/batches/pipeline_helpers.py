@@ -16,7 +16,7 @@ from django.core.files.storage import default_storage
 from django.db import connection
 
 from batches import pipeline, services
-from batches.models import Batch
+from batches.models import Batch, BatchStatus
 from batches.states import TERMINAL
 
 
@@ -72,6 +72,23 @@ class InlinePipeline:
     def drain(self) -> None:
         while self.step():
             pass
+
+    def run_until(self, batch, status: str) -> None:
+        while Batch.objects.get(pk=batch.pk).status != status:
+            assert self.step(), f"the pipeline stopped before {status}"
+
+
+def stop_after_first_chunk(batch, stop=None) -> Batch | None:
+    """Runs the batch into processing and through its first chunk, stops it (a cancel by
+    default; `services.batch_delete` deletes), then lets the pipeline finish."""
+    runner = InlinePipeline()
+    runner.advance(batch)
+    runner.run_until(batch, BatchStatus.PROCESSING)
+    assert pipeline.chunk_claim_and_run(batch.pk)
+    (stop or services.batch_cancel)(batch=batch)
+    runner.advance(batch)
+    runner.drain()
+    return Batch.objects.filter(pk=batch.pk).first()
 
 
 def run_batch(batch) -> Batch | None:

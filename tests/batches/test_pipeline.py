@@ -20,6 +20,7 @@ from tests.batches.pipeline_helpers import (
     jsonl,
     read_results,
     run_batch,
+    stop_after_first_chunk,
 )
 from twins.models import Twin
 
@@ -196,11 +197,6 @@ def test_chunks_cover_every_line_once_and_progress_stays_true(caller):
     assert [line["line"] for line in read_results(batch.results_file)] == list(range(1, 11))
 
 
-def run_until(runner: InlinePipeline, batch, status: str) -> None:
-    while Batch.objects.get(pk=batch.pk).status != status:
-        assert runner.step(), f"the pipeline stopped before {status}"
-
-
 def all_not_executed(results, count):
     assert [line["line"] for line in results] == list(range(1, count + 1))
     assert all(line["status"] is None and line["error"]["subcode"] == "not_executed" for line in results)
@@ -232,7 +228,7 @@ def test_cancel_during_processing_keeps_executed_lines_and_reports_the_rest(call
     batch = batch_start(caller, "create_twin", twin_lines(7))
     runner = InlinePipeline()
     runner.advance(batch)
-    run_until(runner, batch, S.PROCESSING)
+    runner.run_until(batch, S.PROCESSING)
     assert pipeline.chunk_claim_and_run(batch.pk)
     services.batch_cancel(batch=batch)
     assert not pipeline.chunk_claim_and_run(batch.pk), "no chunk starts after a cancel"
@@ -253,7 +249,7 @@ def test_cancel_is_seen_between_lines_of_a_running_chunk(caller, monkeypatch):
     batch = batch_start(caller, "create_twin", twin_lines(8))
     runner = InlinePipeline()
     runner.advance(batch)
-    run_until(runner, batch, S.PROCESSING)
+    runner.run_until(batch, S.PROCESSING)
     looks = []
 
     def cancel_on_second_look(batch_id):
@@ -287,7 +283,7 @@ def test_lines_run_with_the_creators_permissions_at_execution_time(caller):
     batch = batch_start(caller, "create_twin", twin_lines(5))
     runner = InlinePipeline()
     runner.advance(batch)
-    run_until(runner, batch, S.PROCESSING)
+    runner.run_until(batch, S.PROCESSING)
     assert pipeline.chunk_claim_and_run(batch.pk)
     permission_services.role_update(
         role=caller.role, statement={"effect": "deny", "actions": ["create_twin"]}
@@ -314,14 +310,7 @@ def test_deleting_a_finished_batch_removes_its_files_and_row(caller):
 @override_settings(BATCH_CHUNK_LINES=2)
 def test_deleting_a_running_batch_cancels_it_then_deletes_it(caller):
     batch = batch_start(caller, "create_twin", twin_lines(6))
-    runner = InlinePipeline()
-    runner.advance(batch)
-    run_until(runner, batch, S.PROCESSING)
-    assert pipeline.chunk_claim_and_run(batch.pk)
-    services.batch_delete(batch=batch)
-    runner.advance(batch)
-    runner.drain()
-    assert not Batch.objects.filter(pk=batch.pk).exists()
+    assert stop_after_first_chunk(batch, stop=services.batch_delete) is None
     assert Twin.objects.count() == 2, "lines executed before the stop stay applied"
 
 
@@ -337,7 +326,7 @@ def test_a_second_run_of_a_done_chunk_applies_nothing_twice(caller):
     batch = batch_start(caller, "create_twin", twin_lines(3))
     runner = InlinePipeline()
     runner.advance(batch)
-    run_until(runner, batch, S.PROCESSING)
+    runner.run_until(batch, S.PROCESSING)
     assert pipeline.chunk_claim_and_run(batch.pk)
     assert not pipeline.chunk_claim_and_run(batch.pk)
     assert Twin.objects.count() == 3
@@ -347,15 +336,7 @@ def test_a_second_run_of_a_done_chunk_applies_nothing_twice(caller):
 @override_settings(BATCH_CHUNK_LINES=2)
 def test_lines_that_never_ran_keep_their_numbers_across_blank_lines(caller):
     content = b'{"description": {}}\n\n{"description": {}}\n{"description": {}}\n\n\n{"description": {}}\n'
-    batch = batch_start(caller, "create_twin", content)
-    runner = InlinePipeline()
-    runner.advance(batch)
-    run_until(runner, batch, S.PROCESSING)
-    assert pipeline.chunk_claim_and_run(batch.pk)
-    services.batch_cancel(batch=batch)
-    runner.advance(batch)
-    runner.drain()
-    batch = Batch.objects.get(pk=batch.pk)
+    batch = stop_after_first_chunk(batch_start(caller, "create_twin", content))
     results = read_results(batch.results_file)
     assert [(line["line"], line["status"]) for line in results] == [(1, 201), (3, 201), (4, None), (7, None)]
     assert [line["line"] for line in read_results(batch.errors_file)] == [4, 7]

@@ -180,8 +180,7 @@ def test_cancel_racing_completion_yields_one_outcome(caller):
         batch = batch_start(caller, "create_twin", jsonl({"description": {"n": n}} for n in range(4)))
         runner = InlinePipeline()
         runner.advance(batch)
-        while Batch.objects.get(pk=batch.pk).status != S.PROCESSING:
-            runner.step()
+        runner.run_until(batch, S.PROCESSING)
         while pipeline.chunk_claim_and_run(batch.pk):
             pass
         barrier = threading.Barrier(2)

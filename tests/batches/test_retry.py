@@ -7,9 +7,9 @@ import pytest
 from django.core.files.storage import default_storage
 from django.test import override_settings
 
-from batches import pipeline, services
+from batches import services
 from batches.models import Batch, BatchStatus
-from tests.batches.pipeline_helpers import InlinePipeline, batch_start, jsonl, read_results, run_batch
+from tests.batches.pipeline_helpers import batch_start, jsonl, read_results, run_batch, stop_after_first_chunk
 from tests.helpers import assert_error
 
 S = BatchStatus
@@ -53,15 +53,7 @@ def test_retry_takes_only_the_failed_lines_in_order(caller):
 @override_settings(BATCH_CHUNK_LINES=2)
 def test_retry_of_a_cancelled_batch_takes_the_lines_that_never_ran(caller):
     records = [{"description": {"serial": n}} for n in range(5)]
-    batch = batch_start(caller, "create_twin", jsonl(records))
-    runner = InlinePipeline()
-    runner.advance(batch)
-    while Batch.objects.get(pk=batch.pk).status != S.PROCESSING:
-        runner.step()
-    assert pipeline.chunk_claim_and_run(batch.pk)
-    services.batch_cancel(batch=batch)
-    runner.advance(batch)
-    runner.drain()
+    batch = stop_after_first_chunk(batch_start(caller, "create_twin", jsonl(records)))
     response = retry(caller, batch)
     assert response.status_code == 201, response.content
     assert input_of(Batch.objects.get(pk=response.json()["batch"])) == records[2:]

@@ -15,7 +15,13 @@ from batches import pipeline, services
 from batches.files import batch_file_name, upload_file_name
 from batches.models import Batch, BatchStatus
 from batches.storage import read_range
-from tests.batches.pipeline_helpers import InlinePipeline, WorkerProcess, jsonl, run_batch, wait_terminal
+from tests.batches.pipeline_helpers import (
+    WorkerProcess,
+    jsonl,
+    run_batch,
+    stop_after_first_chunk,
+    wait_terminal,
+)
 from tests.helpers import assert_error
 from twins.models import Twin
 
@@ -121,15 +127,7 @@ def test_ranged_read_takes_only_the_range(s3):
 def test_cancelled_batch_reads_unexecuted_lines_by_range(caller, s3):
     handler = presigned_upload(caller, s3, twin_lines(8))
     batch = Batch.objects.get(pk=create_batch(caller, handler).json()["batch"])
-    runner = InlinePipeline()
-    runner.advance(batch)
-    while Batch.objects.get(pk=batch.pk).status != S.PROCESSING:
-        runner.step()
-    assert pipeline.chunk_claim_and_run(batch.pk)
-    services.batch_cancel(batch=batch)
-    runner.advance(batch)
-    runner.drain()
-    batch = Batch.objects.get(pk=batch.pk)
+    batch = stop_after_first_chunk(batch)
     assert batch.status == S.CANCELLED
     results = download(caller, s3, batch.pk).text.splitlines()
     assert [('"status":201' in line) for line in results] == [True] * 3 + [False] * 5
