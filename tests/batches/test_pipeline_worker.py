@@ -45,6 +45,26 @@ def worker_factory():
         worker.stop()
 
 
+def test_every_ending_on_a_real_worker(caller, worker_factory):
+    """hash_mismatch, validation_failed (with line numbers), completed and then deleted."""
+    worker = worker_factory(log_name="worker-endings")
+    mismatch = batch_start(caller, "create_twin", jsonl([{}]), hash="0" * 64)
+    invalid = batch_start(caller, "create_twin", b'{}\n{"description": 1}\n{}\n{broken\n')
+    completed = batch_start(caller, "create_twin", jsonl([{"description": {"n": n}} for n in range(3)]))
+
+    assert wait_terminal(mismatch, timeout=60, worker=worker).status == S.HASH_MISMATCH
+    invalid = wait_terminal(invalid, timeout=60, worker=worker)
+    assert invalid.status == S.VALIDATION_FAILED
+    assert [line["line"] for line in read_results(invalid.results_file)] == [2, 4]
+    completed = wait_terminal(completed, timeout=60, worker=worker)
+    assert completed.status == S.COMPLETED
+    assert Twin.objects.filter(account=caller.account).count() == 3
+
+    services.batch_delete(batch=completed)
+    wait_for(lambda: not Batch.objects.filter(pk=completed.pk).exists(), timeout=60, what="the deletion")
+    assert caller.client.get(f"/batches/{completed.pk}").status_code == 404
+
+
 def test_killed_worker_loses_nothing_and_applies_nothing_twice(caller, worker_factory):
     lines = 50_000
     batch = batch_start(caller, "create_twin", jsonl({"description": {"serial": n}} for n in range(lines)))
