@@ -29,14 +29,14 @@ migrate: install
 # path is shared by every gunicorn of the user.
 run: migrate
 	@echo "Serving on http://127.0.0.1:$(PORT), data in $(DATA_DIR); Ctrl-C stops."
-	@stop() { kill -TERM $$web $$worker 2>/dev/null; wait; }; \
-	trap 'stop; exit 0' INT TERM; \
+	@interrupted=; trap 'interrupted=1' INT TERM; \
 	$(BIN)/celery -A batchsite worker --beat --loglevel=INFO --concurrency=2 & worker=$$!; \
 	$(BIN)/gunicorn batchsite.wsgi --bind 0.0.0.0:$(PORT) --workers 2 --threads 4 \
 		--no-control-socket --access-logfile - & web=$$!; \
-	while kill -0 $$web 2>/dev/null && kill -0 $$worker 2>/dev/null; do sleep 1; done; \
-	echo "The web server or the worker exited; stopping the other." >&2; \
-	stop; exit 1
+	while [ -z "$$interrupted" ] && kill -0 $$web 2>/dev/null && kill -0 $$worker 2>/dev/null; do sleep 1; done; \
+	kill -TERM $$web $$worker 2>/dev/null; wait; \
+	if [ -n "$$interrupted" ]; then echo "Stopped."; exit 0; fi; \
+	echo "The web server or the worker exited; stopped the other." >&2; exit 1
 
 # The production processes, one per target, for hosts that each run some of them (README,
 # "Scaling out"): any number of web and worker hosts, exactly one beat.
