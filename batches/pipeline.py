@@ -407,11 +407,18 @@ def let_other_writers_in() -> None:
 
 
 def chunks_run(batch_id, enqueue: Enqueue) -> None:
-    """A chunk worker: runs the batch's chunks one after another until none is left, then
-    moves the batch on itself (to processed, or through a cancel it noticed) rather than
+    """A chunk worker: runs up to BATCH_CHUNKS_PER_TASK of the batch's chunks one after
+    another. With more left, it queues itself again behind other batches' work, so a large
+    batch shares the workers with the rest and no task outlives a broker's acknowledgement
+    timeout. With none left (or a cancel noticed) it moves the batch on itself rather than
     queueing that behind other work."""
-    while chunk_claim_and_run(batch_id):
+    for _ in range(settings.BATCH_CHUNKS_PER_TASK):
+        if not chunk_claim_and_run(batch_id):
+            break
         let_other_writers_in()
+    else:
+        enqueue.run_chunks(str(batch_id))
+        return
     if cancel_requested(batch_id) or not Chunk.objects.filter(batch_id=batch_id, done=False).exists():
         batch_advance(batch_id, enqueue)
 

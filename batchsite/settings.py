@@ -206,11 +206,13 @@ RESULTS_RETENTION_DAYS = env.int("RESULTS_RETENTION_DAYS", default=30)
 VALIDATION_REPORT_MAX_LINES = env.int("VALIDATION_REPORT_MAX_LINES", default=10_000)
 
 # The pipeline (SPEC section 7): lines per chunk (the unit of work and of recovery), lines
-# between two looks at a cancel, how many chunk workers one batch may occupy at once, and
+# between two looks at a cancel, how many chunk workers one batch may occupy at once, how
+# many chunks one task runs before queueing itself again behind other batches, and
 # how long a non-terminal batch may go without a heartbeat before maintenance resumes it.
 BATCH_CHUNK_LINES = env.int("BATCH_CHUNK_LINES", default=1000)
 BATCH_CANCEL_CHECK_LINES = env.int("BATCH_CANCEL_CHECK_LINES", default=500)
 BATCH_CHUNK_WORKERS = env.int("BATCH_CHUNK_WORKERS", default=8)
+BATCH_CHUNKS_PER_TASK = env.int("BATCH_CHUNKS_PER_TASK", default=50)
 BATCH_STUCK_AFTER_SECONDS = env.int("BATCH_STUCK_AFTER_SECONDS", default=300)
 MAINTENANCE_INTERVAL_SECONDS = env.int("MAINTENANCE_INTERVAL_SECONDS", default=60)
 CELERY_BEAT_SCHEDULE = {

@@ -340,3 +340,23 @@ def test_lines_that_never_ran_keep_their_numbers_across_blank_lines(caller):
     results = read_results(batch.results_file)
     assert [(line["line"], line["status"]) for line in results] == [(1, 201), (3, 201), (4, None), (7, None)]
     assert [line["line"] for line in read_results(batch.errors_file)] == [4, 7]
+
+
+@override_settings(BATCH_CHUNK_LINES=1, BATCH_CHUNK_WORKERS=1, BATCH_CHUNKS_PER_TASK=2)
+def test_a_large_batch_shares_the_workers_with_a_later_one(caller, stranger):
+    """A chunk task runs a few chunks, then queues itself behind other batches' work: the
+    second tenant's batch finishes while the first, larger one is still running."""
+    large = batch_start(caller, "create_twin", twin_lines(12))
+    small = batch_start(stranger, "create_twin", twin_lines(2))
+    runner = InlinePipeline()
+    runner.advance(large)
+    runner.run_until(large, S.PROCESSING)
+    runner.advance(small)
+    runner.run_until(small, S.COMPLETED)
+    assert Batch.objects.get(pk=large.pk).status == S.PROCESSING
+    assert 0 < Batch.objects.get(pk=large.pk).processed < 12
+    runner.drain()
+    assert Batch.objects.get(pk=large.pk).status == S.COMPLETED
+    assert [line["line"] for line in read_results(Batch.objects.get(pk=large.pk).results_file)] == list(
+        range(1, 13)
+    )
