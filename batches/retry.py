@@ -23,7 +23,7 @@ def lines_to_retry(batch: Batch) -> set[int]:
 def retried_records(batch: Batch, wanted: set[int]) -> Iterator[bytes]:
     """The wanted lines' requests, in input order, as JSON Lines."""
     prepared = pipeline.prepared_name_of(batch)
-    if default_storage.exists(prepared):
+    if prepared and default_storage.exists(prepared):
         with default_storage.open(prepared, "rb") as lines:
             for record in lines:
                 number, _, text = record.partition(b"\t")

@@ -18,7 +18,7 @@ from batches.files import upload_file_name
 from batches.models import Batch, BatchStatus, BatchStatusChange, Upload
 from batches.states import CANCEL_REQUESTED, CANCELLABLE, TERMINAL, batch_transition
 from batches.storage import bucket_object, uploads_go_direct
-from batches.tasks import batch_advance
+from batches.tasks import CELERY_ENQUEUE
 from batchsite.errors import ApplicationError, Conflict
 from permissions.models import Account, AccountUser
 from twins.registry import operation_get
@@ -62,7 +62,7 @@ def batch_dict_validate(value) -> None:
 
 
 def _enqueue_advance(batch_id) -> None:
-    transaction.on_commit(lambda: batch_advance.delay(str(batch_id)))
+    CELERY_ENQUEUE.advance(str(batch_id))
 
 
 # Uploads

@@ -7,6 +7,7 @@ kombu's filesystem broker under DATA_DIR. `.env.example` names every variable.
 from pathlib import Path
 
 import environ
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -187,6 +188,17 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         # The filesystem transport polls; the default second would delay every step.
         "polling_interval": 0.1,
     }
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # Bounded waits on the broker's socket: without them a broker that accepts a connection
+    # and never answers blocks a publish for ever. Above kombu's 1 s BRPOP, so idle is fine.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_timeout": 10, "socket_connect_timeout": 3}
+CELERY_BROKER_CONNECTION_TIMEOUT = 3
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5}
+# Queues by workload: chunk slices on their own queue, so a pipeline step or a maintenance job
+# never waits behind a queue of chunk work. A worker consumes both unless WORKER_QUEUES says.
+CELERY_TASK_DEFAULT_QUEUE = "pipeline"
+CELERY_TASK_QUEUES = (Queue("pipeline"), Queue("chunks"))
+CELERY_TASK_ROUTES = {"batches.tasks.chunks_work": {"queue": "chunks"}}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -206,18 +218,29 @@ RESULTS_RETENTION_DAYS = env.int("RESULTS_RETENTION_DAYS", default=30)
 VALIDATION_REPORT_MAX_LINES = env.int("VALIDATION_REPORT_MAX_LINES", default=10_000)
 
 # The pipeline (SPEC section 7): lines per chunk (the unit of work and of recovery), lines
-# between two looks at a cancel, how many chunk workers one batch may occupy at once, how
-# many chunks one task runs before queueing itself again behind other batches, and
-# how long a non-terminal batch may go without a heartbeat before maintenance resumes it.
+# between two looks at a cancel, how many chunk workers one batch asks for at once, and how
+# long one chunk task runs before queueing itself again behind other work.
 BATCH_CHUNK_LINES = env.int("BATCH_CHUNK_LINES", default=1000)
 BATCH_CANCEL_CHECK_LINES = env.int("BATCH_CANCEL_CHECK_LINES", default=500)
 BATCH_CHUNK_WORKERS = env.int("BATCH_CHUNK_WORKERS", default=8)
-BATCH_CHUNKS_PER_TASK = env.int("BATCH_CHUNKS_PER_TASK", default=50)
-BATCH_STUCK_AFTER_SECONDS = env.int("BATCH_STUCK_AFTER_SECONDS", default=300)
+BATCH_SLICE_SECONDS = env.float("BATCH_SLICE_SECONDS", default=1.0)
+# Recovery (README, "Failure model"): a single-worker step's lease (renewed every second while
+# it works; a lost worker's step resumes once it expires), how often the sweep looks for
+# batches no worker is moving, how long a passing status may wait before it is asked for
+# again, how long processing may go without a committed chunk, when a batch that is not
+# moving is logged as an error, and the interval of housekeeping (uploads, orphans, retention).
+BATCH_LEASE_SECONDS = env.int("BATCH_LEASE_SECONDS", default=30)
+PIPELINE_SWEEP_SECONDS = env.float("PIPELINE_SWEEP_SECONDS", default=5)
+PIPELINE_KICK_AFTER_SECONDS = env.float("PIPELINE_KICK_AFTER_SECONDS", default=5)
+BATCH_STUCK_AFTER_SECONDS = env.int("BATCH_STUCK_AFTER_SECONDS", default=60)
+BATCH_ALARM_AFTER_SECONDS = env.int("BATCH_ALARM_AFTER_SECONDS", default=3600)
 MAINTENANCE_INTERVAL_SECONDS = env.int("MAINTENANCE_INTERVAL_SECONDS", default=60)
+# A request never waits longer than this for the broker; the sweep starts what was not sent.
+BROKER_PUBLISH_TIMEOUT_SECONDS = env.float("BROKER_PUBLISH_TIMEOUT_SECONDS", default=2)
 CELERY_BEAT_SCHEDULE = {
-    "batches-maintain": {
-        "task": "batches.tasks.batches_maintain",
+    "batches-sweep": {"task": "batches.tasks.batches_sweep", "schedule": PIPELINE_SWEEP_SECONDS},
+    "batches-housekeeping": {
+        "task": "batches.tasks.batches_housekeeping",
         "schedule": MAINTENANCE_INTERVAL_SECONDS,
     },
 }

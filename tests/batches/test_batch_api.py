@@ -34,7 +34,7 @@ CONTENT = b'{"description": {"n": 1}}\n'
 def enqueued(monkeypatch) -> list[str]:
     """The batch ids the pipeline was asked to advance (the pipeline itself is not run here)."""
     asked = []
-    monkeypatch.setattr(batch_advance, "delay", asked.append)
+    monkeypatch.setattr(batch_advance, "apply_async", lambda args: asked.append(args[0]))
     return asked
 
 
