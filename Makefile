@@ -39,13 +39,16 @@ run: migrate
 	echo "The web server or the worker exited; stopped the other." >&2; exit 1
 
 # The production processes, one per target, for hosts that each run some of them (README,
-# "Scaling out"): any number of web and worker hosts, exactly one beat.
+# "Scaling out"): any number of web and worker hosts; beat is optional (every worker runs the
+# periodic jobs when they are due). WORKER_NAME sets the Celery node name (default
+# celery@HOST), WORKER_QUEUES the queues it takes (default both: pipeline,chunks).
 web: migrate
 	$(BIN)/gunicorn batchsite.wsgi --bind 0.0.0.0:$(PORT) --workers $${WEB_WORKERS:-4} --threads 4 \
 		--no-control-socket --access-logfile -
 
 worker: install
-	$(BIN)/celery -A batchsite worker --loglevel=INFO
+	$(BIN)/celery -A batchsite worker --loglevel=INFO $${WORKER_NAME:+--hostname=$$WORKER_NAME} \
+		$${WORKER_QUEUES:+--queues=$$WORKER_QUEUES}
 
 beat: install
 	$(BIN)/celery -A batchsite beat --loglevel=INFO

@@ -22,6 +22,7 @@ import json
 import os
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import requests
@@ -30,11 +31,13 @@ from tqdm import tqdm
 BLOCK_BYTES = 1 << 20
 TERMINAL = {"completed", "hash_mismatch", "validation_failed", "cancelled"}
 TIMEOUT_SECONDS = 60
+CREATE_ATTEMPTS = 3
 CSV_SUFFIXES = {".csv"}
 
 
 class ApiError(Exception):
     def __init__(self, response: requests.Response):
+        self.status_code = response.status_code
         try:
             body = response.json()
             detail = f"{body['subcode']}: {body['description']}"
@@ -147,13 +150,30 @@ def finished(batch: dict) -> int:
     return 0 if batch["status"] == "completed" else 1
 
 
+def create_batch(api: Api, body: dict) -> dict:
+    """POST /batches under one Idempotency-Key, sent again with the same key when the answer
+    was lost or the server failed: a retry returns the batch the first request created
+    instead of running every line twice."""
+    headers = {"Idempotency-Key": str(uuid.uuid4())}
+    for attempt in range(1, CREATE_ATTEMPTS):
+        try:
+            return api.call("POST", "/batches", json=body, headers=headers)
+        except requests.RequestException:
+            pass
+        except ApiError as error:
+            if error.status_code < 500:
+                raise
+        time.sleep(attempt)
+    return api.call("POST", "/batches", json=body, headers=headers)
+
+
 def command_submit(api: Api, args) -> int:
     path = Path(args.file)
     body = {"operation": args.operation, "hash": file_sha256(path)}
     if args.batch_dict:
         body["batch_dict"] = dict(args.batch_dict)
     body["handler"] = upload(api, path)
-    batch = api.call("POST", "/batches", json=body)
+    batch = create_batch(api, body)
     if args.wait:
         return finished(wait(api, batch["batch"], interval=args.interval))
     print(batch["batch"])

@@ -237,6 +237,8 @@ BATCH_ALARM_AFTER_SECONDS = env.int("BATCH_ALARM_AFTER_SECONDS", default=3600)
 MAINTENANCE_INTERVAL_SECONDS = env.int("MAINTENANCE_INTERVAL_SECONDS", default=60)
 # A request never waits longer than this for the broker; the sweep starts what was not sent.
 BROKER_PUBLISH_TIMEOUT_SECONDS = env.float("BROKER_PUBLISH_TIMEOUT_SECONDS", default=2)
+# GET /healthz answers within this, whatever the broker or the storage do.
+HEALTH_CHECK_SECONDS = env.float("HEALTH_CHECK_SECONDS", default=2.5)
 CELERY_BEAT_SCHEDULE = {
     "batches-sweep": {"task": "batches.tasks.batches_sweep", "schedule": PIPELINE_SWEEP_SECONDS},
     "batches-housekeeping": {
