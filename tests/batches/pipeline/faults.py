@@ -2,6 +2,7 @@
 broker connections dropped (Redis CLIENT KILL, RabbitMQ close_all_connections), PostgreSQL
 statements cancelled and connections terminated."""
 
+import os
 import subprocess
 from urllib.parse import urlparse
 
@@ -30,13 +31,41 @@ def drop_broker_connections() -> int:
         return dropped
     if broker_kind() == "amqp":
         listed = subprocess.run(
-            ["rabbitmqctl", "-q", "list_connections", "pid"], capture_output=True, text=True, check=True
+            ["rabbitmqctl", "-q", "--no-table-headers", "list_connections", "pid", "peer_port"],
+            capture_output=True,
+            text=True,
+            check=True,
         )
-        subprocess.run(
-            ["rabbitmqctl", "close_all_connections", "fault test"], capture_output=True, check=True
-        )
-        return len(listed.stdout.split())
+        own_ports = own_tcp_ports()
+        dropped = 0
+        for line in listed.stdout.splitlines():
+            connection_pid, peer_port = line.split()
+            if int(peer_port) not in own_ports:
+                subprocess.run(["rabbitmqctl", "close_connection", connection_pid, "fault test"], check=True)
+                dropped += 1
+        return dropped
     raise AssertionError(f"no connections to drop on the {broker_kind()} broker")
+
+
+def own_tcp_ports() -> set[int]:
+    """Local ports of this process's TCP sockets: the test keeps its own broker connection."""
+    inodes = set()
+    for descriptor in os.listdir("/proc/self/fd"):
+        target = (
+            os.readlink(f"/proc/self/fd/{descriptor}")
+            if os.path.exists(f"/proc/self/fd/{descriptor}")
+            else ""
+        )
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+        with open(table) as rows:
+            for row in list(rows)[1:]:
+                fields = row.split()
+                if fields[9] in inodes:
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
 
 
 def other_backends(function: str) -> int:
