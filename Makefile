@@ -66,8 +66,10 @@ web: migrate
 	$(BIN)/gunicorn batchsite.wsgi --bind 0.0.0.0:$(PORT) --workers $(WEB_WORKERS) --threads 4 \
 		--no-control-socket --access-logfile -
 
+# Several workers on one host need names of their own: `make worker WORKER_NAME=second`
+# (node second@HOST; Chunk.worker records it). Without one the node is celery@HOST.
 worker: install
-	$(BIN)/celery -A batchsite worker --loglevel=INFO
+	$(BIN)/celery -A batchsite worker --loglevel=INFO $(if $(WORKER_NAME),--hostname=$(WORKER_NAME)@%h)
 
 beat: install
 	$(BIN)/celery -A batchsite beat --loglevel=INFO
