@@ -28,7 +28,7 @@ from batches.serializers import (
     UploadStoredSerializer,
     UploadUrlSerializer,
 )
-from batches.storage import download_url_file, file_urls, upload_url_handler
+from batches.storage import batch_download, download_url_file, file_urls, upload_url_handler
 from batchsite.errors import Conflict
 from batchsite.inputs import validated
 from batchsite.timestamps import from_ts
@@ -172,17 +172,13 @@ class BatchApi(APIView):
         query = validated(BatchDetailQuerySerializer, request.query_params)
         body = BatchSerializer(found).data
         if query["download"]:
-            name = found.errors_file if query["part"] == "errors" else found.results_file
-            if not name:
+            download = batch_download(found, query["part"])
+            if download is None:
                 raise Conflict(
                     f"The batch has no {query['part']} file yet ({found.status}).",
                     subcode=f"{query['part']}_not_ready",
                 )
-            signed = file_urls().download_url(
-                name=name,
-                filename=f"{found.uuid}-{query['part']}.jsonl",
-                base_url=request.build_absolute_uri("/"),
-            )
+            signed = file_urls().download_url(download=download, base_url=request.build_absolute_uri("/"))
             body["download"] = DownloadSerializer(signed).data
         return Response(body)
 
@@ -247,5 +243,5 @@ class DownloadFileApi(APIView):
             default_storage.open(granted.name, "rb"),
             as_attachment=True,
             filename=granted.filename,
-            content_type="application/x-ndjson",
+            content_type=granted.content_type,
         )

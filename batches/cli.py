@@ -1,4 +1,5 @@
-"""Command-line client of the batch API: `python -m batches.cli COMMAND ...`.
+"""Command-line client of the batch API: `batch COMMAND ...` (installed with the project) or
+`python -m batches.cli COMMAND ...`.
 
 It uses only the public HTTP API, so it works against any deployment, local files or S3:
 
@@ -33,6 +34,8 @@ TERMINAL = {"completed", "hash_mismatch", "validation_failed", "cancelled"}
 TIMEOUT_SECONDS = 60
 CREATE_ATTEMPTS = 3
 CSV_SUFFIXES = {".csv"}
+# Handlers are random UUIDs; the nil UUID is never one.
+NO_HANDLER = "00000000-0000-0000-0000-000000000000"
 
 
 class ApiError(Exception):
@@ -167,11 +170,32 @@ def create_batch(api: Api, body: dict) -> dict:
     return api.call("POST", "/batches", json=body, headers=headers)
 
 
+def check_before_upload(api: Api, body: dict) -> None:
+    """Asks the service to create the batch with a handler that no upload has. Every other rule
+    (the operation, the caller's right to it, the hash, batch_dict) is checked before the
+    handler, so `handler_unknown` means the real request will pass them: an unknown or
+    forbidden operation stops here, before a byte is uploaded."""
+    response = api.session.post(
+        api.base + "/batches", json={**body, "handler": NO_HANDLER}, timeout=TIMEOUT_SECONDS
+    )
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = None
+    if not (
+        response.status_code == 400
+        and isinstance(answer, dict)
+        and answer.get("subcode") == "handler_unknown"
+    ):
+        raise ApiError(response)
+
+
 def command_submit(api: Api, args) -> int:
     path = Path(args.file)
     body = {"operation": args.operation, "hash": file_sha256(path)}
     if args.batch_dict:
         body["batch_dict"] = dict(args.batch_dict)
+    check_before_upload(api, body)
     body["handler"] = upload(api, path)
     batch = create_batch(api, body)
     if args.wait:
@@ -217,7 +241,9 @@ def command_list(api: Api, args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    main = argparse.ArgumentParser(prog="python -m batches.cli", description="Client of the batch API.")
+    # `batch` when installed as the project's console script, else `python -m batches.cli`.
+    prog = "batch" if Path(sys.argv[0]).name == "batch" else "python -m batches.cli"
+    main = argparse.ArgumentParser(prog=prog, description="Client of the batch API.")
     main.add_argument("--url", default=os.environ.get("BATCH_API_URL"), help="base URL (BATCH_API_URL)")
     main.add_argument("--secret", default=os.environ.get("BATCH_API_SECRET"), help="(BATCH_API_SECRET)")
     commands = main.add_subparsers(dest="command", required=True)

@@ -28,7 +28,7 @@ from batches import selectors, services
 from batches.models import Batch, BatchStatus
 from batches.serializers import BatchSerializer
 from batches.states import CANCEL_REQUESTED, CANCELLABLE, TERMINAL
-from batches.storage import file_urls
+from batches.storage import batch_download, file_urls
 from batches.templatetags.batch_pages import clock_time, progress_percent, status_label, status_tone
 from batchsite.errors import ApplicationError, error_body
 from batchsite.timestamps import to_ts
@@ -226,16 +226,12 @@ def batch_new_page(request, viewer: Viewer):
 def download_links(request, batch: Batch) -> dict[str, str | None]:
     """Signed URLs of the results and errors files, once the pipeline has written them."""
     links = {}
-    # An errors file of a batch without failed lines would download empty.
-    errors_file = batch.errors_file if batch.failed else ""
-    for part, name in (("results", batch.results_file), ("errors", errors_file)):
+    for part in ("results", "errors"):
+        # An errors file of a batch without failed lines would download empty.
+        download = batch_download(batch, part) if part == "results" or batch.failed else None
         links[part] = (
-            file_urls()
-            .download_url(
-                name=name, filename=f"{batch.uuid}-{part}.jsonl", base_url=request.build_absolute_uri("/")
-            )
-            .url
-            if name
+            file_urls().download_url(download=download, base_url=request.build_absolute_uri("/")).url
+            if download
             else None
         )
     return links

@@ -34,6 +34,14 @@ class Conflict(ApplicationError):
         super().__init__(description, subcode=subcode, status_code=409)
 
 
+class ServerErrorsOnly(logging.Filter):
+    """For Django's `django.request` logger: a refused request (4xx) already has its one line
+    from `error_body`, with the trace the client got; only server errors pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return getattr(record, "status_code", 500) >= 500
+
+
 def error_body(*, status_code: int, subcode: str, description: str) -> dict:
     trace = uuid.uuid4().hex
     logger.log(

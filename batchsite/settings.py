@@ -4,6 +4,7 @@ Every variable has an embedded default that needs no server: SQLite, local files
 kombu's filesystem broker under DATA_DIR. `.env.example` names every variable.
 """
 
+import sys
 from pathlib import Path
 
 import environ
@@ -12,13 +13,25 @@ from kombu import Queue
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# One source of settings for every process (make targets, manage.py, gunicorn, Celery): the
+# environment, then the `.env` file (ENV_FILE, default `.env` next to manage.py), then the
+# defaults below. A variable set in the environment wins over the same one in the file. The
+# Makefile keeps no defaults of its own; it asks this module (`python -m batchsite.config`).
+ENV_FILE = Path(env.str("ENV_FILE", default=str(BASE_DIR / ".env")))
+environ.Env.read_env(ENV_FILE, overwrite=False)
 
-DATA_DIR = Path(env.str("DATA_DIR", default=str(BASE_DIR / "var"))).resolve()
+# A relative DATA_DIR is taken from the checkout, not the working directory, so `make` and
+# `manage.py` run from elsewhere find the same data.
+DATA_DIR = (BASE_DIR / env.str("DATA_DIR", default="var")).resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 
+# Read by `make run` and `make web` (through batchsite.config) and the systemd units.
+PORT = env.int("PORT", default=8000)
+WEB_WORKERS = env.int("WEB_WORKERS", default=4)
+
 SECRET_KEY = env.str("SECRET_KEY", default="")
-if not SECRET_KEY:
+SECRET_KEY_GENERATED = not SECRET_KEY
+if SECRET_KEY_GENERATED:
     # A per-installation key kept under DATA_DIR, so signed upload URLs survive restarts
     # and every process of one installation (web, worker) signs alike.
     key_file = DATA_DIR / "secret_key"
@@ -97,6 +110,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+if SECRET_KEY_GENERATED and DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
+    # A database server usually means several hosts, and each would generate its own key:
+    # sessions and signed upload and download URLs would then fail on every other host.
+    sys.stderr.write(
+        "WARNING: SECRET_KEY is not set but DATABASE_URL names a database server. This host "
+        f"signs with a key generated into {DATA_DIR / 'secret_key'}; set the same SECRET_KEY on "
+        "every host, or sessions and upload/download URLs fail across hosts.\n"
+    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -253,4 +275,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # A refused request is logged once, by batchsite.errors with its trace; Django's own
+    # "Bad Request"/"Not Found" lines are kept for server errors only.
+    "filters": {"server_errors_only": {"()": "batchsite.errors.ServerErrorsOnly"}},
+    "loggers": {"django.request": {"filters": ["server_errors_only"]}},
 }
