@@ -7,7 +7,6 @@ from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import permissions as drf_permissions
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -32,6 +31,7 @@ from batches.storage import download_url_file, file_urls, upload_url_handler
 from batchsite.errors import Conflict
 from batchsite.inputs import validated
 from batchsite.timestamps import from_ts
+from permissions.access import Public
 
 ERROR_MEANINGS = {
     400: "Bad input; the subcode names the cause.",
@@ -85,7 +85,7 @@ class UploadFileApi(APIView):
     """The signed URL is the credential: no secret is read here, and no CSRF token is asked."""
 
     authentication_classes = []
-    permission_classes = [drf_permissions.AllowAny]
+    permission_classes = [Public]
 
     @extend_schema(
         operation_id="upload_file",
@@ -229,7 +229,7 @@ class DownloadFileApi(APIView):
     """The signed URL is the credential: no secret is read here."""
 
     authentication_classes = []
-    permission_classes = [drf_permissions.AllowAny]
+    permission_classes = [Public]
 
     @extend_schema(
         operation_id="download_file",

@@ -10,6 +10,7 @@ from django.db import connection
 from django.http import JsonResponse
 
 from batchsite.celery import app as celery_app
+from batchsite.errors import error_body
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,17 @@ CHECKS = {"database": check_database, "broker": check_broker, "storage": check_s
 
 
 def healthz(request):
+    if request.method not in ("GET", "HEAD"):
+        response = JsonResponse(
+            error_body(
+                status_code=405,
+                subcode="method_not_allowed",
+                description=f'Method "{request.method}" not allowed.',
+            ),
+            status=405,
+        )
+        response["Allow"] = "GET, HEAD"
+        return response
     results = {}
     for name, check in CHECKS.items():
         try:

@@ -393,10 +393,10 @@ class UserSecretAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         validity_at = form.cleaned_data["validity_at"]
         if change:
-            services.secret_update(secret=obj, validity_at=validity_at)
+            services.secret_update(secret=obj, validity_at=validity_at, acting_user=request.user)
             return
         issued = services.secret_issue(
-            account_user=form.cleaned_data["account_user"], validity_at=validity_at
+            account_user=form.cleaned_data["account_user"], validity_at=validity_at, acting_user=request.user
         )
         adopt(obj, issued.secret)
         messages.warning(
