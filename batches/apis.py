@@ -28,6 +28,7 @@ from batches.serializers import (
     UploadUrlSerializer,
 )
 from batches.storage import download_url_file, file_urls, upload_url_handler
+from batchsite.clients import public_base_url
 from batchsite.errors import Conflict
 from batchsite.inputs import validated
 from batchsite.timestamps import from_ts
@@ -60,7 +61,7 @@ class UploadUrlsApi(APIView):
     def post(self, request):
         upload = services.upload_create(account=request.account, created_by=request.user.account_user)
         url = file_urls().upload_url(
-            handler=upload.handler, expires_at=upload.expires_at, base_url=request.build_absolute_uri("/")
+            handler=upload.handler, expires_at=upload.expires_at, base_url=public_base_url(request)
         )
         return Response(
             UploadUrlSerializer({"url": url, "upload": upload}).data, status=status.HTTP_201_CREATED
@@ -181,7 +182,7 @@ class BatchApi(APIView):
             signed = file_urls().download_url(
                 name=name,
                 filename=f"{found.uuid}-{query['part']}.jsonl",
-                base_url=request.build_absolute_uri("/"),
+                base_url=public_base_url(request),
             )
             body["download"] = DownloadSerializer(signed).data
         return Response(body)

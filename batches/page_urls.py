@@ -5,12 +5,15 @@ from django.urls import path
 from django.views.generic import RedirectView
 
 from batches import views
+from permissions.signin import SignInForm
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="batch_list_page"), name="pages_home"),
     path(
         "login",
-        auth_views.LoginView.as_view(template_name="pages/login.html", redirect_authenticated_user=True),
+        auth_views.LoginView.as_view(
+            template_name="pages/login.html", redirect_authenticated_user=True, authentication_form=SignInForm
+        ),
         name="login",
     ),
     path("logout", auth_views.LogoutView.as_view(next_page="login"), name="logout"),

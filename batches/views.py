@@ -30,6 +30,7 @@ from batches.serializers import BatchSerializer
 from batches.states import CANCEL_REQUESTED, CANCELLABLE, TERMINAL
 from batches.storage import file_urls
 from batches.templatetags.batch_pages import clock_time, progress_percent, status_label, status_tone
+from batchsite.clients import public_base_url
 from batchsite.errors import ApplicationError, error_body
 from batchsite.timestamps import to_ts
 from permissions.models import Account
@@ -232,7 +233,7 @@ def download_links(request, batch: Batch) -> dict[str, str | None]:
         links[part] = (
             file_urls()
             .download_url(
-                name=name, filename=f"{batch.uuid}-{part}.jsonl", base_url=request.build_absolute_uri("/")
+                name=name, filename=f"{batch.uuid}-{part}.jsonl", base_url=public_base_url(request)
             )
             .url
             if name

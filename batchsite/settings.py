@@ -28,7 +28,7 @@ if not SECRET_KEY:
     SECRET_KEY = key_file.read_text().strip()
 
 DEBUG = env.bool("DEBUG", default=False)
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["*"])
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
@@ -229,3 +229,51 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
+
+# Security (README, "Security").
+# Absolute URLs (upload and download URLs) are built from PUBLIC_URL, or else from a Host that
+# ALLOWED_HOSTS checked: a wildcard without PUBLIC_URL would put any client's Host in them.
+PUBLIC_URL = env.str("PUBLIC_URL", default="").rstrip("/")
+if "*" in ALLOWED_HOSTS and not PUBLIC_URL:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "ALLOWED_HOSTS=* needs PUBLIC_URL (e.g. https://batches.example.com): absolute URLs "
+        "are never built from an unchecked Host header."
+    )
+# How many proxies in front of the web server append to X-Forwarded-For; 0 ignores the header.
+# The throttles and the sign-in lockout key on the client address this gives.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+REST_FRAMEWORK["NUM_PROXIES"] = TRUSTED_PROXY_COUNT
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["secret_pin_account"] = env.str(
+    "PIN_ACCOUNT_THROTTLE_RATE", default="100/hour"
+)
+# The cache every process shares (throttle counts, sign-in failures): the database's cache table
+# (`make migrate` creates it) unless CACHE_URL names one, e.g. redis://127.0.0.1:6379/1.
+CACHE_URL = env.str("CACHE_URL", default="")
+CACHES = {
+    "default": env.cache_url_config(CACHE_URL)
+    if CACHE_URL
+    else {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "cache_table"}
+}
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=900)
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# One switch for a deployment behind a TLS-terminating proxy that sets X-Forwarded-Proto
+# (overwriting any the client sent): HSTS, secure cookies, redirect to https. /healthz stays
+# reachable over plain http for load balancers' checks.
+HTTPS = env.bool("HTTPS", default=False)
+if HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env.int("HSTS_SECONDS", default=31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True

@@ -18,7 +18,11 @@ from batchsite.errors import ApplicationError
 from permissions import services
 from permissions.actions import ACTIONS
 from permissions.models import Account, AccountUser, Role, UserSecret
+from permissions.signin import AdminSignInForm
 from permissions.statements import EVERYTHING
+
+# Wrong passwords lock sign-in out for a while, as on /ui/login (permissions.signin).
+admin.site.login_form = AdminSignInForm
 
 
 class UuidSearch:

@@ -8,7 +8,6 @@ written against them expects it); every other read, update and delete answers 20
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from batchsite.inputs import validated
@@ -29,6 +28,7 @@ from permissions.serializers import (
     UserUpdateSerializer,
     WhoAmISerializer,
 )
+from permissions.throttles import PinAccountThrottle, PinClientThrottle
 
 
 class WhoAmIApi(APIView):
@@ -173,8 +173,7 @@ class SecretFromPinApi(APIView):
 
     authentication_classes = []
     permission_classes = [Public]
-    throttle_classes = [ScopedRateThrottle]
-    throttle_scope = "secret_pin"
+    throttle_classes = [PinClientThrottle, PinAccountThrottle]
 
     @extend_schema(operation_id="create_user_secret", request=None, responses={201: IssuedSecretSerializer})
     def post(self, request, account, pin):
