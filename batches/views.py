@@ -232,9 +232,7 @@ def download_links(request, batch: Batch) -> dict[str, str | None]:
     for part, name in (("results", batch.results_file), ("errors", errors_file)):
         links[part] = (
             file_urls()
-            .download_url(
-                name=name, filename=f"{batch.uuid}-{part}.jsonl", base_url=public_base_url(request)
-            )
+            .download_url(name=name, filename=f"{batch.uuid}-{part}.jsonl", base_url=public_base_url(request))
             .url
             if name
             else None

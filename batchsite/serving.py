@@ -5,8 +5,9 @@ Gunicorn's gthread worker waits (in the poller) for a connection's first byte, b
 the connection to a thread that blocks reading the rest of the request head for as long as the
 client likes: eight clients each sending an unfinished header took every thread of `make run`
 (slowloris). Here the whole head must arrive within HEADER_TIMEOUT seconds of the connection
-(or, kept alive, its next request) reaching the worker, and a body read waits at most BODY_IDLE_TIMEOUT seconds for the next bytes. Production still
-belongs behind a buffering proxy (deploy/nginx.conf); this keeps the server itself standing.
+(or, kept alive, its next request) reaching the worker, and a body read waits at most
+BODY_IDLE_TIMEOUT seconds for the next bytes. Production still belongs behind a buffering
+proxy (deploy/nginx.conf); this keeps the server itself standing.
 """
 
 import os

@@ -39,7 +39,10 @@ def server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("gunicorn")
     port = free_port()
     arguments = make_run_command(port)
-    env = {**os.environ, "DATA_DIR": str(folder / "data")}
+    # The embedded defaults in a folder of its own: this is about gunicorn, not the backends.
+    services = ("DATABASE_URL", "CELERY_BROKER_URL", "CACHE_URL", "AWS_STORAGE_BUCKET_NAME")
+    env = {key: value for key, value in os.environ.items() if key not in services}
+    env["DATA_DIR"] = str(folder / "data")
     log = folder / "gunicorn.log"
     with open(log, "wb") as output:
         process = subprocess.Popen(
