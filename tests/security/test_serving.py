@@ -43,6 +43,8 @@ def server(tmp_path_factory):
     services = ("DATABASE_URL", "CELERY_BROKER_URL", "CACHE_URL", "AWS_STORAGE_BUCKET_NAME")
     env = {key: value for key, value in os.environ.items() if key not in services}
     env["DATA_DIR"] = str(folder / "data")
+    # A shorter body stall than the default 10 s, so the stalled-body test is quick.
+    env["WEB_BODY_IDLE_TIMEOUT"] = "2"
     log = folder / "gunicorn.log"
     with open(log, "wb") as output:
         process = subprocess.Popen(
@@ -110,6 +112,24 @@ def test_slowloris_does_not_stop_healthz(server):
         status, elapsed = attack_and_time_healthz(url, port)
         assert status == 200, f"/healthz did not answer behind 24 slow clients ({elapsed:.1f} s)"
         assert elapsed < 7, f"/healthz took {elapsed:.1f} s behind 24 slow clients"
+
+
+def test_a_stalled_body_is_dropped(server):
+    """A POST whose body never ends gets its answer (here CSRF's 403: the form never arrived)
+    once the body has stalled WEB_BODY_IDLE_TIMEOUT seconds, and its thread is free again."""
+    _, port, _ = server
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+        sock.sendall(
+            b"POST /ui/login HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            # With a CSRF cookie, Django reads the form for the token: that read stalls.
+            b"Cookie: csrftoken=abcdefghijklmnopqrstuvwxyzABCDEF\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\nusername=x"
+        )
+        started = time.monotonic()
+        answer = sock.recv(200)
+        elapsed = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 403"), answer
+    assert 1.5 < elapsed < 6, elapsed
 
 
 def test_tokens_are_redacted_from_the_logs(server):
