@@ -1,20 +1,34 @@
-"""Every API route answers 405 with the error body for a method it does not serve, whoever
-asks: PUT, TRACE, OPTIONS or HEAD are not refusals of the caller."""
+"""Every route (API and pages; the admin is Django's) answers 405 with the error body for a
+method it does not serve, whoever asks: PUT, TRACE, OPTIONS or HEAD are not refusals of the
+caller."""
 
 import uuid
 
 import pytest
+from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from rest_framework.test import APIClient
 
 from tests.helpers import assert_error
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE")
-NOT_API = ("admin/", "ui/", "schema", "docs")
+NOT_API = ("admin/", "ui/")
+# The pages are plain Django views: what each serves, by route.
+PAGES = {
+    "ui/": {"GET", "HEAD"},
+    "ui/login": {"GET", "HEAD", "POST"},
+    "ui/logout": {"POST"},
+    "ui/batches": {"GET", "HEAD"},
+    "ui/batches/new": {"GET", "HEAD"},
+    "ui/batches/<uuid:batch_id>": {"GET", "HEAD"},
+    "ui/batches/<uuid:batch_id>/state": {"GET", "HEAD"},
+    "ui/batches/<uuid:batch_id>/cancel": {"POST"},
+    "ui/batches/<uuid:batch_id>/delete": {"POST"},
+}
 
 
-def api_routes():
-    """(path, view class or function) for every route outside the admin, pages and schema."""
+def routes(*, pages: bool):
+    """(path, view class or function) for every API route, or every page route."""
     found = []
 
     def walk(patterns, prefix):
@@ -22,7 +36,9 @@ def api_routes():
             route = prefix + str(entry.pattern)
             if isinstance(entry, URLResolver):
                 walk(entry.url_patterns, route)
-            elif isinstance(entry, URLPattern) and not route.startswith(NOT_API):
+            elif isinstance(entry, URLPattern) and (
+                route.startswith("ui/") if pages else not route.startswith(NOT_API)
+            ):
                 found.append((route, getattr(entry.callback, "view_class", entry.callback)))
 
     walk(get_resolver().url_patterns, "")
@@ -50,7 +66,8 @@ def served(view) -> set[str]:
     return {"GET", "HEAD"}  # /healthz
 
 
-ROUTES = api_routes()
+ROUTES = routes(pages=False)
+PAGE_ROUTES = routes(pages=True)
 
 
 def test_the_table_covers_every_api_route():
@@ -71,3 +88,20 @@ def test_unserved_methods_are_405(caller, route, view):
                 continue
             body = assert_error(response, 405, "method_not_allowed")
             assert method in body["description"], body
+
+
+def test_the_page_table_covers_every_page():
+    assert {route for route, _ in PAGE_ROUTES} == set(PAGES)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("route", sorted(PAGES))
+def test_unserved_methods_on_pages_are_405(route):
+    path = concrete(route)
+    for method in sorted(set(METHODS) - PAGES[route]):
+        response = Client().generic(method, path)
+        if method == "HEAD":
+            assert response.status_code == 405, (method, path)
+            continue
+        body = assert_error(response, 405, "method_not_allowed")
+        assert method in body["description"], body
