@@ -2,6 +2,7 @@
 
 import hashlib
 import secrets
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -293,6 +294,30 @@ def secret_pin_create(
     return pin
 
 
+def requester_within(*, pin: SecretPin) -> None:
+    """Checked again at the exchange: the user's grants may have grown, or the requester's
+    shrunk, since the PIN was issued; the PIN must not carry more than its requester holds."""
+    target = pin.account_user
+    requester_uuid = _uuid_or_none(pin.requested_by)
+    if requester_uuid is None or requester_uuid == target.pk:
+        return  # the user's own PIN, or one from the admin site (staff)
+    requester = AccountUser.objects.select_related("user", "account").filter(uuid=requester_uuid).first()
+    if requester is None:
+        raise ApplicationError(
+            "The user who asked for this PIN no longer exists.",
+            subcode="principal_holds_more",
+            status_code=403,
+        )
+    ensure_user_within(acting_user=requester.user, account_user=target)
+
+
+def _uuid_or_none(text: str):
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
+
+
 @transaction.atomic
 def secret_create_from_pin(*, account_uuid, pin: str) -> IssuedSecret:
     """Exchanges a PIN (once, before it expires) for the user's new secret."""
@@ -305,6 +330,7 @@ def secret_create_from_pin(*, account_uuid, pin: str) -> IssuedSecret:
     if found is None or found.expires_at <= timezone.now():
         raise ApplicationError("The PIN is unknown, used or expired.", subcode="invalid_pin", status_code=404)
     found.delete()
+    requester_within(pin=found)
     if found.requested_by:
         expiry_record(
             account_user=found.account_user, validity_at=found.secret_validity_at, set_by=found.requested_by

@@ -231,3 +231,19 @@ def test_reissuing_your_own_secret_keeps_the_expiry_an_administrator_set(make_ca
     pin = services.secret_pin_create(account_user=owner, secret_validity_at=None, acting_user=owner.user)
     again = services.secret_create_from_pin(account_uuid=owner.account_id, pin=pin)
     assert again.secret.validity_at.timestamp() == pytest.approx(deadline)
+
+
+def test_a_pin_carries_no_more_than_its_requester_holds_at_the_exchange(make_caller):
+    """Issued for a user holding nothing, then that user's role is broadened: the exchange is
+    refused, and so is one whose requester is gone."""
+    admin = make_caller()
+    issuer = make_caller(account=admin.account, statement=allow("create_user_secret_pin"))
+    weak_role = RoleFactory(account=admin.account, statement=allow())
+    weak = services.user_create(account=admin.account, role=weak_role, name="weak")
+    pin = issuer.client.post(f"/users/{weak.uuid}/secrets", {}, format="json").json()["pin"]
+
+    services.role_update(role=weak_role, statement=None)
+    assert_error(APIClient().post(f"/secrets/{admin.account.uuid}/{pin}"), 403, "principal_holds_more")
+    services.role_update(role=weak_role, statement=allow())
+    services.user_delete(account_user=issuer.account_user)
+    assert_error(APIClient().post(f"/secrets/{admin.account.uuid}/{pin}"), 403, "principal_holds_more")
