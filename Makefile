@@ -12,6 +12,7 @@ setting = $(shell $(BIN)/python -m batchsite.config --value $(1))
 PORT ?= $(call setting,PORT)
 WEB_WORKERS ?= $(call setting,WEB_WORKERS)
 DATA_DIR ?= $(call setting,DATA_DIR)
+HOST ?= $(call setting,HOST)
 
 INSTALLED := $(VENV)/.installed
 INSTALLED_DEV := $(VENV)/.installed-dev
@@ -42,6 +43,7 @@ print-config:
 
 migrate: install
 	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py createcachetable
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 
 # The web server and one Celery worker (with its embedded beat) on the embedded default.
@@ -50,11 +52,11 @@ migrate: install
 # `kill -0` because `wait -n` is not in every /bin/sh. No gunicorn control socket: its default
 # path is shared by every gunicorn of the user.
 run: migrate
-	@echo "Serving on http://127.0.0.1:$(PORT), data in $(DATA_DIR); Ctrl-C stops."
+	@echo "Serving on http://$(or $(HOST),127.0.0.1):$(PORT), data in $(DATA_DIR); Ctrl-C stops."
 	@interrupted=; trap 'interrupted=1' INT TERM; \
 	$(BIN)/celery -A batchsite worker --beat --loglevel=INFO --concurrency=2 & worker=$$!; \
-	$(BIN)/gunicorn batchsite.wsgi --bind 0.0.0.0:$(PORT) --workers 2 --threads 4 \
-		--no-control-socket --access-logfile - & web=$$!; \
+	$(BIN)/gunicorn batchsite.wsgi -c batchsite/gunicorn_conf.py --bind $(or $(HOST),127.0.0.1):$(PORT) \
+		--workers 2 & web=$$!; \
 	while [ -z "$$interrupted" ] && kill -0 $$web 2>/dev/null && kill -0 $$worker 2>/dev/null; do sleep 1; done; \
 	kill -TERM $$web $$worker 2>/dev/null; wait; \
 	if [ -n "$$interrupted" ]; then echo "Stopped."; exit 0; fi; \
@@ -64,8 +66,8 @@ run: migrate
 # "Scaling out"): any number of web and worker hosts; beat is optional (every worker runs the
 # periodic jobs when they are due).
 web: migrate
-	$(BIN)/gunicorn batchsite.wsgi --bind 0.0.0.0:$(PORT) --workers $(WEB_WORKERS) --threads 4 \
-		--no-control-socket --access-logfile -
+	$(BIN)/gunicorn batchsite.wsgi -c batchsite/gunicorn_conf.py --bind $(or $(HOST),0.0.0.0):$(PORT) \
+		--workers $(WEB_WORKERS)
 
 # Several workers on one host need names of their own: `make worker WORKER_NAME=second`
 # (node second@HOST; Chunk.worker records it). Without one the node is celery@HOST.

@@ -7,7 +7,6 @@ from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import permissions as drf_permissions
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -29,9 +28,11 @@ from batches.serializers import (
     UploadUrlSerializer,
 )
 from batches.storage import batch_download, download_url_file, file_urls, upload_url_handler
+from batchsite.clients import public_base_url
 from batchsite.errors import Conflict
 from batchsite.inputs import validated
 from batchsite.timestamps import from_ts
+from permissions.access import Public
 
 ERROR_MEANINGS = {
     400: "Bad input; the subcode names the cause.",
@@ -60,7 +61,7 @@ class UploadUrlsApi(APIView):
     def post(self, request):
         upload = services.upload_create(account=request.account, created_by=request.user.account_user)
         url = file_urls().upload_url(
-            handler=upload.handler, expires_at=upload.expires_at, base_url=request.build_absolute_uri("/")
+            handler=upload.handler, expires_at=upload.expires_at, base_url=public_base_url(request)
         )
         return Response(
             UploadUrlSerializer({"url": url, "upload": upload}).data, status=status.HTTP_201_CREATED
@@ -85,7 +86,7 @@ class UploadFileApi(APIView):
     """The signed URL is the credential: no secret is read here, and no CSRF token is asked."""
 
     authentication_classes = []
-    permission_classes = [drf_permissions.AllowAny]
+    permission_classes = [Public]
 
     @extend_schema(
         operation_id="upload_file",
@@ -178,7 +179,7 @@ class BatchApi(APIView):
                     f"The batch has no {query['part']} file yet ({found.status}).",
                     subcode=f"{query['part']}_not_ready",
                 )
-            signed = file_urls().download_url(download=download, base_url=request.build_absolute_uri("/"))
+            signed = file_urls().download_url(download=download, base_url=public_base_url(request))
             body["download"] = DownloadSerializer(signed).data
         return Response(body)
 
@@ -225,7 +226,7 @@ class DownloadFileApi(APIView):
     """The signed URL is the credential: no secret is read here."""
 
     authentication_classes = []
-    permission_classes = [drf_permissions.AllowAny]
+    permission_classes = [Public]
 
     @extend_schema(
         operation_id="download_file",

@@ -183,7 +183,7 @@ def check_before_upload(api: Api, body: dict) -> None:
     except ValueError:
         answer = None
     if not (
-        response.status_code == 400
+        response.status_code == 404
         and isinstance(answer, dict)
         and answer.get("subcode") == "handler_unknown"
     ):

@@ -227,12 +227,9 @@ def _usable_upload(*, account: Account, handler: str) -> Upload:
     except ValueError:
         handler_id = None
     upload = Upload.objects.select_for_update().filter(handler=handler_id).first() if handler_id else None
-    if upload is None:
-        raise ApplicationError("No upload URL has this handler.", subcode="handler_unknown")
-    if upload.account_id != account.pk:
-        raise ApplicationError(
-            "This handler was issued to another account.", subcode="handler_of_other_account"
-        )
+    if upload is None or upload.account_id != account.pk:
+        # Another account's handler is unknown here too, so an answer never tells it exists.
+        raise ApplicationError("No upload URL has this handler.", subcode="handler_unknown", status_code=404)
     if upload.used_at is not None:
         raise ApplicationError("Another batch already took this handler.", subcode="handler_used")
     if upload.invalidated_at is not None:

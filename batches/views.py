@@ -30,6 +30,7 @@ from batches.serializers import BatchSerializer
 from batches.states import CANCEL_REQUESTED, CANCELLABLE, TERMINAL
 from batches.storage import batch_download, file_urls
 from batches.templatetags.batch_pages import clock_time, progress_percent, status_label, status_tone
+from batchsite.clients import public_base_url
 from batchsite.errors import ApplicationError, error_body
 from batchsite.timestamps import to_ts
 from permissions.models import Account
@@ -230,7 +231,7 @@ def download_links(request, batch: Batch) -> dict[str, str | None]:
         # An errors file of a batch without failed lines would download empty.
         download = batch_download(batch, part) if part == "results" or batch.failed else None
         links[part] = (
-            file_urls().download_url(download=download, base_url=request.build_absolute_uri("/")).url
+            file_urls().download_url(download=download, base_url=public_base_url(request)).url
             if download
             else None
         )

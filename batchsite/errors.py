@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404, JsonResponse
+from django.http import Http404, JsonResponse, UnreadablePostError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
@@ -109,6 +109,9 @@ def describe_exception(exc) -> ErrorInfo | None:
     file carries exactly what the single call would have answered."""
     if isinstance(exc, ApplicationError):
         return ErrorInfo(exc.status_code, exc.subcode, exc.description)
+    if isinstance(exc, UnreadablePostError):
+        # The client stopped sending the body (the server's idle timeout) or went away.
+        return ErrorInfo(400, "body_not_received", "The request body stopped arriving before its end.")
     if isinstance(exc, Http404):
         return ErrorInfo(404, "not_found", str(exc) or "Not found.")
     if isinstance(exc, DjangoPermissionDenied):

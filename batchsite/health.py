@@ -22,6 +22,7 @@ from django.utils import timezone
 from batches.models import MaintenanceRun
 from batches.pipeline.maintenance import stalled_batches
 from batchsite.celery import app as celery_app
+from batchsite.errors import error_body
 
 logger = logging.getLogger(__name__)
 # Checks that may hang run here; a hung one keeps its thread, never the request.
@@ -61,6 +62,17 @@ def pipeline_health() -> dict:
 
 
 def healthz(request):
+    if request.method not in ("GET", "HEAD"):
+        response = JsonResponse(
+            error_body(
+                status_code=405,
+                subcode="method_not_allowed",
+                description=f'Method "{request.method}" not allowed.',
+            ),
+            status=405,
+        )
+        response["Allow"] = "GET, HEAD"
+        return response
     results = {}
     try:
         check_database()

@@ -28,6 +28,8 @@ DATA_DIR.mkdir(parents=True, exist_ok=True)
 # Read by `make run` and `make web` (through batchsite.config) and the systemd units.
 PORT = env.int("PORT", default=8000)
 WEB_WORKERS = env.int("WEB_WORKERS", default=4)
+# The address to bind; empty: 127.0.0.1 for `make run`, 0.0.0.0 for `make web`.
+HOST = env.str("HOST", default="")
 
 SECRET_KEY = env.str("SECRET_KEY", default="")
 SECRET_KEY_GENERATED = not SECRET_KEY
@@ -42,7 +44,7 @@ if SECRET_KEY_GENERATED:
     SECRET_KEY = key_file.read_text().strip()
 
 DEBUG = env.bool("DEBUG", default=False)
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["*"])
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
@@ -65,6 +67,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "batchsite.middleware.MethodNotAllowedMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -273,10 +276,64 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        # Upload and download tokens never reach a log (Django logs 4xx paths).
+        "redact_tokens": {"()": "batchsite.redact.TokenRedactingFilter"},
+        # A refused request is logged once, by batchsite.errors with its trace; Django's own
+        # "Bad Request"/"Not Found" lines are kept for server errors only.
+        "server_errors_only": {"()": "batchsite.errors.ServerErrorsOnly"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_tokens"]}
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    # A refused request is logged once, by batchsite.errors with its trace; Django's own
-    # "Bad Request"/"Not Found" lines are kept for server errors only.
-    "filters": {"server_errors_only": {"()": "batchsite.errors.ServerErrorsOnly"}},
     "loggers": {"django.request": {"filters": ["server_errors_only"]}},
 }
+
+# Security (README, "Security").
+# Absolute URLs (upload and download URLs) are built from PUBLIC_URL, or else from a Host that
+# ALLOWED_HOSTS checked: a wildcard without PUBLIC_URL would put any client's Host in them.
+PUBLIC_URL = env.str("PUBLIC_URL", default="").rstrip("/")
+if "*" in ALLOWED_HOSTS and not PUBLIC_URL:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "ALLOWED_HOSTS=* needs PUBLIC_URL (e.g. https://batches.example.com): absolute URLs "
+        "are never built from an unchecked Host header."
+    )
+# How many proxies in front of the web server append to X-Forwarded-For; 0 ignores the header.
+# The throttles and the sign-in lockout key on the client address this gives.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+REST_FRAMEWORK["NUM_PROXIES"] = TRUSTED_PROXY_COUNT
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["secret_pin_account"] = env.str(
+    "PIN_ACCOUNT_THROTTLE_RATE", default="100/hour"
+)
+# The cache every process shares (throttle counts, sign-in failures): the database's cache table
+# (`make migrate` creates it) unless CACHE_URL names one, e.g. redis://127.0.0.1:6379/1.
+CACHE_URL = env.str("CACHE_URL", default="")
+CACHES = {
+    "default": env.cache_url_config(CACHE_URL)
+    if CACHE_URL
+    else {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "cache_table"}
+}
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=900)
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# One switch for a deployment behind a TLS-terminating proxy that sets X-Forwarded-Proto
+# (overwriting any the client sent): HSTS, secure cookies, redirect to https. /healthz stays
+# reachable over plain http for load balancers' checks.
+HTTPS = env.bool("HTTPS", default=False)
+if HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env.int("HSTS_SECONDS", default=31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True

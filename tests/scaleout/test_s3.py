@@ -102,7 +102,7 @@ def test_upload_is_recorded_when_the_batch_is_created(caller, s3):
 
 def test_handler_rules_hold_with_direct_uploads(caller, stranger, s3, django_capture_on_commit_callbacks):
     handler = presigned_upload(caller, s3, twin_lines(1))
-    assert_error(create_batch(stranger, handler), 400, "handler_of_other_account")
+    assert_error(create_batch(stranger, handler), 404, "handler_unknown")
     with override_settings(BATCH_FILE_MAX_BYTES=10):
         assert_error(create_batch(caller, handler), 413, "file_too_large")
     with django_capture_on_commit_callbacks(execute=True):
