@@ -19,6 +19,7 @@ from batches.models import Batch, BatchStatus, BatchStatusChange, Upload
 from batches.states import CANCEL_REQUESTED, CANCELLABLE, TERMINAL, batch_transition
 from batches.storage import bucket_object, uploads_go_direct
 from batches.tasks import batch_advance
+from batchsite import jsonsafe
 from batchsite.errors import ApplicationError, Conflict
 from permissions.models import Account, AccountUser
 from twins.registry import operation_get
@@ -43,6 +44,9 @@ def encoded_json(value) -> bytes:
 def batch_dict_validate(value) -> None:
     if not isinstance(value, dict):
         raise ValidationError("batch_dict must be a JSON object.", code="invalid_batch_dict")
+    refusal = jsonsafe.refusal_of_value(value)
+    if refusal:
+        raise ValidationError(f"batch_dict: {refusal}", code=jsonsafe.MALFORMED)
     for key in value:
         try:
             _batch_dict_key_validator(key)

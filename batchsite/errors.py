@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
@@ -101,6 +102,11 @@ def describe_exception(exc) -> ErrorInfo | None:
     file carries exactly what the single call would have answered."""
     if isinstance(exc, ApplicationError):
         return ErrorInfo(exc.status_code, exc.subcode, exc.description)
+    if isinstance(exc, RequestDataTooBig):
+        return ErrorInfo(413, "request_too_large", str(exc) or "The request body is too large.")
+    if isinstance(exc, SuspiciousOperation):
+        # Django's own refusals of a request (too many fields, a bad header, ...).
+        return ErrorInfo(400, "malformed_request", str(exc) or "The request is malformed.")
     if isinstance(exc, Http404):
         return ErrorInfo(404, "not_found", str(exc) or "Not found.")
     if isinstance(exc, DjangoPermissionDenied):

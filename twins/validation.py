@@ -23,6 +23,7 @@ from django.core.exceptions import ValidationError
 from rest_framework.exceptions import ErrorDetail
 from rest_framework.exceptions import ValidationError as InputError
 
+from batchsite import jsonsafe
 from batchsite.timestamps import from_ts
 
 DESCRIPTION_KEY = re.compile(r"[a-z_][0-9a-z_]{0,63}")
@@ -36,6 +37,12 @@ PERSONAL_LEDGER = "personal"
 
 
 def encoded_size(value: Any) -> int:
+    """The value's size as compact UTF-8 JSON; a ValidationError (the parser's 400
+    `malformed_body`) for a value no JSON body could carry: too deep, NaN or Infinity, an
+    integer too long, a lone surrogate."""
+    refusal = jsonsafe.refusal_of_value(value)
+    if refusal:
+        raise ValidationError(refusal, code=jsonsafe.MALFORMED)
     return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
 
@@ -99,6 +106,8 @@ def parse_count(value: Any) -> int:
 def parse_text(value: Any) -> str:
     if not isinstance(value, str) or len(value) > RULE_MAX_LENGTH:
         raise ValidationError(f"Must be a string of at most {RULE_MAX_LENGTH} characters.", code="invalid")
+    if jsonsafe.refusal_of_value(value):
+        raise ValidationError("The text holds a lone surrogate.", code=jsonsafe.MALFORMED)
     return value
 
 

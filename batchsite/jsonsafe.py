@@ -1,0 +1,130 @@
+"""JSON from clients, read so that no text can make the server fail: the one place that
+decides which JSON is refused, for request bodies (`batchsite.parsers`) and batch lines
+(`batches.fileformat`) alike, so a batch line and the single call give the same verdict.
+
+Refused, beyond what `json` itself refuses: nesting deeper than `BATCH_JSON_MAX_DEPTH`
+(checked before parsing, without recursion), the constants `NaN`/`Infinity`/`-Infinity`,
+numbers too large for a double (`1e400`), and `\\uD800`-style escapes that leave a lone
+surrogate (text that cannot be stored or encoded as UTF-8).
+"""
+
+import json
+import math
+import re
+from typing import Any
+
+from django.conf import settings
+
+MALFORMED = "malformed_body"
+
+# A JSON string literal (escapes included), and the brackets outside them.
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_BRACKET = re.compile(rb"[\[\]{}]")
+# An escape of a surrogate code point; only then can a lone surrogate come out of json.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+class JsonRefused(ValueError):
+    """JSON refused for a reason a client can fix; `subcode` is the single call's subcode."""
+
+    def __init__(self, description: str, *, subcode: str = MALFORMED):
+        super().__init__(description)
+        self.description = description
+        self.subcode = subcode
+
+
+def max_depth() -> int:
+    return settings.BATCH_JSON_MAX_DEPTH
+
+
+def nesting_depth_exceeds(text: bytes, limit: int) -> bool:
+    """Whether arrays and objects nest deeper than `limit` in this JSON text. Costs two
+    byte counts for any text with few brackets; otherwise one pass over the brackets."""
+    if text.count(b"[") + text.count(b"{") <= limit:
+        return False
+    depth = 0
+    for bracket in _BRACKET.finditer(_STRING.sub(b'""', text)):
+        if bracket.group() in (b"[", b"{"):
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+def _refuse_constant(name: str):
+    raise JsonRefused(f"{name} is not a JSON number.")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise JsonRefused(f"The number {text[:40]} is too large.")
+    return value
+
+
+# One decoder for every call: json.loads with options builds a new one each time.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
+def has_lone_surrogate(value: Any) -> bool:
+    """Whether a parsed value holds text with a lone surrogate (it cannot become UTF-8)."""
+    try:
+        json.dumps(value, ensure_ascii=False, allow_nan=True).encode()
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def loads(text: bytes | str, *, depth_limit: int | None = None) -> Any:
+    """The parsed JSON text, or `JsonRefused` (hostile but well-formed JSON) or another
+    `ValueError` (not JSON, not UTF-8). Never anything else for any input."""
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    limit = max_depth() if depth_limit is None else depth_limit
+    if nesting_depth_exceeds(raw, limit):
+        raise JsonRefused(f"The JSON nests deeper than {limit} levels.")
+    decoded = raw.decode("utf-8")
+    try:
+        value = _DECODER.decode(decoded)
+    except RecursionError:
+        # Only if the depth limit is set above what the interpreter can recurse.
+        raise JsonRefused(f"The JSON nests deeper than {limit} levels.") from None
+    if _SURROGATE_ESCAPE.search(raw) and has_lone_surrogate(value):
+        raise JsonRefused("The JSON holds a \\u escape of a lone surrogate, which is not text.")
+    return value
+
+
+def refusal_of_value(value: Any, *, depth_limit: int | None = None) -> str | None:
+    """Why an already parsed value could not be taken as JSON (too deep, not finite, a lone
+    surrogate, an integer too long to write), or None; without recursion."""
+    limit = max_depth() if depth_limit is None else depth_limit
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list | tuple):
+            if depth >= limit:
+                return f"The value nests deeper than {limit} levels."
+            children = item.items() if isinstance(item, dict) else ((None, child) for child in item)
+            for key, child in children:
+                if isinstance(key, str) and not _is_text(key):
+                    return "A key holds a lone surrogate, which is not text."
+                stack.append((child, depth + 1))
+        elif isinstance(item, str):
+            if not _is_text(item):
+                return "A string holds a lone surrogate, which is not text."
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return f"{item} is not a JSON number."
+        elif isinstance(item, int) and item.bit_length() > 14_000:
+            # About 4,200 digits: past Python's own 4,300 it could not be written as JSON.
+            return "The integer is too long."
+    return None
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
