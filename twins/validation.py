@@ -36,6 +36,19 @@ SCAN_COUNT_MAX = 1000
 PERSONAL_LEDGER = "personal"
 
 
+SHOWN_MAX_CHARS = 200
+
+
+def shown(value: Any) -> str:
+    """A client's value as an error message quotes it: its repr, cut short; never an error
+    of its own (a 5,000-digit integer or a 5,000-deep list cannot be repr'd)."""
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):
+        return f"a {type(value).__name__}"
+    return text if len(text) <= SHOWN_MAX_CHARS else text[:SHOWN_MAX_CHARS] + "…"
+
+
 def encoded_size(value: Any) -> int:
     """The value's size as compact UTF-8 JSON; a ValidationError (the parser's 400
     `malformed_body`) for a value no JSON body could carry: too deep, NaN or Infinity, an
@@ -55,7 +68,9 @@ def _require_mapping(value: Any, what: str) -> Mapping:
 def _require_keys_match(mapping: Mapping, pattern: re.Pattern, what: str) -> None:
     for key in mapping:
         if not isinstance(key, str) or not pattern.fullmatch(key):
-            raise ValidationError(f"{what} {key!r} does not match ^{pattern.pattern}$.", code="invalid_key")
+            raise ValidationError(
+                f"{what} {shown(key)} does not match ^{pattern.pattern}$.", code="invalid_key"
+            )
 
 
 def parse_uuid(value: Any) -> uuid.UUID:
@@ -64,7 +79,7 @@ def parse_uuid(value: Any) -> uuid.UUID:
     try:
         return uuid.UUID(value)
     except ValueError:
-        raise ValidationError(f"{value!r} is not a valid UUID.", code="invalid") from None
+        raise ValidationError(f"{shown(value)} is not a valid UUID.", code="invalid") from None
 
 
 def cursor_of(last: uuid.UUID) -> str:
@@ -133,7 +148,7 @@ def parse_description(value: Any) -> dict:
 
 def parse_identity(value: Any) -> str:
     if not isinstance(value, str) or not IDENTITY.fullmatch(value):
-        raise ValidationError(f"Identity {value!r} does not match ^{IDENTITY.pattern}$.", code="invalid")
+        raise ValidationError(f"Identity {shown(value)} does not match ^{IDENTITY.pattern}$.", code="invalid")
     return value
 
 
@@ -142,9 +157,9 @@ def _parse_nullable(parse: Callable[[Any], Any], value: Any) -> Any:
 
 
 def _reject_unknown(fields: Mapping, known: set[str], what: str) -> None:
-    unknown = sorted(set(fields) - known)
+    unknown = sorted(set(fields) - known, key=shown)
     if unknown:
-        raise ValidationError(f"{what}: unsupported field {unknown[0]!r}.", code="invalid")
+        raise ValidationError(f"{what}: unsupported field {shown(unknown[0])}.", code="invalid")
 
 
 def parse_identities(value: Any) -> dict[str, dict]:
@@ -213,7 +228,7 @@ def parse_entry_keys(value: Any) -> list[str]:
     for key in value:
         if not isinstance(key, str) or not ENTRY_KEY.fullmatch(key):
             raise ValidationError(
-                f"Entry key {key!r} does not match ^{ENTRY_KEY.pattern}$.", code="invalid_key"
+                f"Entry key {shown(key)} does not match ^{ENTRY_KEY.pattern}$.", code="invalid_key"
             )
     return list(dict.fromkeys(value))
 
