@@ -75,13 +75,21 @@ class Limits:
     json_depth: int
 
 
-class _FromCaller(Exception):
-    """An exception of the caller's progress callback, carried past the reader's own
-    error handling untouched."""
+class _Passthrough(Exception):
+    """An exception that is not the file's fault - the caller's progress callback's, or the
+    storage's the bytes come from (a network error is no reason to fail a batch) - carried
+    past the reader's own error handling, to come out unchanged."""
 
     def __init__(self, error: Exception):
         super().__init__(error)
         self.error = error
+
+
+def read_source(source: BinaryIO, size: int) -> bytes:
+    try:
+        return source.read(size)
+    except Exception as error:
+        raise _Passthrough(error) from error
 
 
 class PeekableStream(io.RawIOBase):
@@ -95,7 +103,7 @@ class PeekableStream(io.RawIOBase):
         return True
 
     def readinto(self, buffer):
-        data = self.head + self.rest.read(max(len(buffer) - len(self.head), 0))
+        data = self.head + read_source(self.rest, max(len(buffer) - len(self.head), 0))
         self.head = b""
         buffer[: len(data)] = data
         return len(data)
@@ -119,7 +127,7 @@ class CountedStream(io.RawIOBase):
     def readinto(self, buffer):
         try:
             data = self.source.read(len(buffer))
-        except FileUnreadable:
+        except (FileUnreadable, _Passthrough):
             raise
         except Exception as error:  # zlib.error, EOFError, BadGzipFile, a storage error...
             where = f" after line {self.physical_lines}" if self.physical_lines else ""
@@ -142,13 +150,13 @@ class CountedStream(io.RawIOBase):
         try:
             self.on_progress(ReadProgress(self.physical_lines, self.bytes_read))
         except Exception as error:
-            raise _FromCaller(error) from error
+            raise _Passthrough(error) from error
 
 
 def open_decompressed(
     raw: BinaryIO, *, limits: Limits, on_progress=None
 ) -> tuple[io.BufferedReader, CountedStream]:
-    head = raw.read(2)
+    head = read_source(raw, 2)
     source = io.BufferedReader(PeekableStream(head, raw), buffer_size=SKIP_BLOCK_BYTES)
     if head == GZIP_MAGIC:
         source = gzip.GzipFile(fileobj=source, mode="rb")
@@ -202,10 +210,10 @@ def parse_lines(
 ) -> Iterator[ParsedLine]:
     """Each non-blank line of the file, parsed, with its 1-based physical line number.
 
-    Raises `FileUnreadable` and nothing else (whatever the bytes), plus whatever
-    `on_progress` raises, unchanged. The limits not given come from the settings
-    `BATCH_DECOMPRESSED_MAX_BYTES`, `BATCH_MAX_LINES` (physical lines, blank ones included),
-    `BATCH_CSV_MAX_CELLS` and `BATCH_JSON_MAX_DEPTH`.
+    Raises `FileUnreadable` and nothing else whatever the bytes; what `on_progress` or
+    reading `raw` itself raises (a storage error) comes out unchanged. The limits not given
+    come from the settings `BATCH_DECOMPRESSED_MAX_BYTES`, `BATCH_MAX_LINES` (physical
+    lines, blank ones included), `BATCH_CSV_MAX_CELLS` and `BATCH_JSON_MAX_DEPTH`.
 
     `on_progress(ReadProgress)` is called every 64 KiB of decompressed bytes read, from
     inside the iteration, including while a blank-line flood or an over-long line is read
@@ -233,7 +241,7 @@ def parse_lines(
             yield from parse_json_lines(lines, limits)
     except FileUnreadable:
         raise
-    except _FromCaller as carried:
+    except _Passthrough as carried:
         raise carried.error from None
     except Exception as error:
         where = counted.physical_lines if counted is not None else 0

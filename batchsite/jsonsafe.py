@@ -4,8 +4,8 @@ decides which JSON is refused, for request bodies (`batchsite.parsers`) and batc
 
 Refused, beyond what `json` itself refuses: nesting deeper than `BATCH_JSON_MAX_DEPTH`
 (checked before parsing, without recursion), the constants `NaN`/`Infinity`/`-Infinity`,
-numbers too large for a double (`1e400`), and `\\uD800`-style escapes that leave a lone
-surrogate (text that cannot be stored or encoded as UTF-8).
+numbers too large for a double (`1e400`), `\\uD800`-style escapes that leave a lone
+surrogate (text that cannot be encoded as UTF-8), and `\\u0000` (PostgreSQL cannot store it).
 """
 
 import json
@@ -20,8 +20,9 @@ MALFORMED = "malformed_body"
 # A JSON string literal (escapes included), and the brackets outside them.
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _BRACKET = re.compile(rb"[\[\]{}]")
-# An escape of a surrogate code point; only then can a lone surrogate come out of json.
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+# An escape of a surrogate code point or of NUL: only then can json give text that cannot be
+# stored (a raw NUL byte or control character is not valid JSON).
+_SUSPECT_ESCAPE = re.compile(rb"\\u(?:[dD][89a-fA-F]|0000)")
 
 
 class JsonRefused(ValueError):
@@ -68,15 +69,6 @@ def _finite_float(text: str) -> float:
 _DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
-def has_lone_surrogate(value: Any) -> bool:
-    """Whether a parsed value holds text with a lone surrogate (it cannot become UTF-8)."""
-    try:
-        json.dumps(value, ensure_ascii=False, allow_nan=True).encode()
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
 def loads(text: bytes | str, *, depth_limit: int | None = None) -> Any:
     """The parsed JSON text, or `JsonRefused` (hostile but well-formed JSON) or another
     `ValueError` (not JSON, not UTF-8). Never anything else for any input."""
@@ -90,14 +82,16 @@ def loads(text: bytes | str, *, depth_limit: int | None = None) -> Any:
     except RecursionError:
         # Only if the depth limit is set above what the interpreter can recurse.
         raise JsonRefused(f"The JSON nests deeper than {limit} levels.") from None
-    if _SURROGATE_ESCAPE.search(raw) and has_lone_surrogate(value):
-        raise JsonRefused("The JSON holds a \\u escape of a lone surrogate, which is not text.")
+    if _SUSPECT_ESCAPE.search(raw):
+        refusal = refusal_of_value(value, depth_limit=limit)
+        if refusal:
+            raise JsonRefused(refusal)
     return value
 
 
 def refusal_of_value(value: Any, *, depth_limit: int | None = None) -> str | None:
     """Why an already parsed value could not be taken as JSON (too deep, not finite, a lone
-    surrogate, an integer too long to write), or None; without recursion."""
+    surrogate or NUL in its text, an integer too long to write), or None; without recursion."""
     limit = max_depth() if depth_limit is None else depth_limit
     stack = [(value, 0)]
     while stack:
@@ -107,12 +101,12 @@ def refusal_of_value(value: Any, *, depth_limit: int | None = None) -> str | Non
                 return f"The value nests deeper than {limit} levels."
             children = item.items() if isinstance(item, dict) else ((None, child) for child in item)
             for key, child in children:
-                if isinstance(key, str) and not _is_text(key):
-                    return "A key holds a lone surrogate, which is not text."
+                if isinstance(key, str) and _text_refusal(key):
+                    return f"A key {_text_refusal(key)}"
                 stack.append((child, depth + 1))
         elif isinstance(item, str):
-            if not _is_text(item):
-                return "A string holds a lone surrogate, which is not text."
+            if _text_refusal(item):
+                return f"A string {_text_refusal(item)}"
         elif isinstance(item, float):
             if not math.isfinite(item):
                 return f"{item} is not a JSON number."
@@ -122,9 +116,11 @@ def refusal_of_value(value: Any, *, depth_limit: int | None = None) -> str | Non
     return None
 
 
-def _is_text(value: str) -> bool:
+def _text_refusal(value: str) -> str:
+    if "\x00" in value:
+        return "holds a NUL character (\\u0000), which cannot be stored."
     try:
         value.encode()
     except UnicodeEncodeError:
-        return False
-    return True
+        return "holds a lone surrogate, which is not text."
+    return ""

@@ -121,8 +121,9 @@ def parse_count(value: Any) -> int:
 def parse_text(value: Any) -> str:
     if not isinstance(value, str) or len(value) > RULE_MAX_LENGTH:
         raise ValidationError(f"Must be a string of at most {RULE_MAX_LENGTH} characters.", code="invalid")
-    if jsonsafe.refusal_of_value(value):
-        raise ValidationError("The text holds a lone surrogate.", code=jsonsafe.MALFORMED)
+    refusal = jsonsafe.refusal_of_value(value)
+    if refusal:
+        raise ValidationError(refusal, code=jsonsafe.MALFORMED)
     return value
 
 

@@ -332,3 +332,21 @@ def test_bombs_are_read_in_bounded_memory_and_time(tmp_path, parts, repeat, cont
     assert output.startswith(expected), output
     assert peak < 100, f"{peak:.0f} MiB"
     assert seconds < 30
+
+
+def test_a_storage_error_is_not_the_files_fault():
+    class Flaky(io.RawIOBase):
+        def readable(self):
+            return True
+
+        def readinto(self, buffer):
+            raise ConnectionResetError("the bucket went away")
+
+    with pytest.raises(ConnectionResetError):
+        list(parse_lines(io.BufferedReader(Flaky()), content_type="", max_line_bytes=100))
+    with pytest.raises(ConnectionResetError):
+        source = io.BytesIO(gzip.compress(b'{"a": 1}\n' * 100_000))
+        source.read = lambda size=-1, read=source.read: (
+            read(size) if source.tell() < 1000 else Flaky().read(size)
+        )
+        list(parse_lines(source, content_type="", max_line_bytes=100))

@@ -55,8 +55,8 @@ def hostile_routes(caller):
 
 @pytest.mark.parametrize(
     "value",
-    [SURROGATE, '"a\\udfffb"', "NaN", "Infinity", "-Infinity", "1e400", DEEP],
-    ids=["surrogate", "low-surrogate", "nan", "inf", "-inf", "huge-float", "deep"],
+    [SURROGATE, '"a\\udfffb"', '"\\u0000"', "NaN", "Infinity", "-Infinity", "1e400", DEEP],
+    ids=["surrogate", "low-surrogate", "nul", "nan", "inf", "-inf", "huge-float", "deep"],
 )
 def test_hostile_json_bodies_are_400_on_every_route(caller, value):
     for method, path, template in hostile_routes(caller):
@@ -338,3 +338,13 @@ def test_any_hostile_file_ends_terminal_through_the_pipeline(caller, file):
         results = read_results(batch.results_file)
         assert all(line["status"] < 500 for line in results), results
     assert uuid.UUID(str(batch.pk))
+
+
+def test_a_nul_character_in_json_text_is_400_not_a_database_error(caller):
+    for body in ['{"description": {"a": "x\\u0000y"}}', '{"description": {"a\\u0000": 1}}']:
+        assert_error(post_raw(caller, "/twins", body), 400, "malformed_body")
+    batch = run(caller, b'{"description": {"a": "\\u0000"}}\n{"description": {"a": "\\\\u0000"}}\n')
+    assert batch.status == S.VALIDATION_FAILED
+    assert {number: line["error"]["subcode"] for number, line in errors_of(batch).items()} == {
+        1: "malformed_body"
+    }
