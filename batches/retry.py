@@ -9,6 +9,7 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError
 
 from batches import pipeline, services
+from batches.fileformat import FileUnreadable
 from batches.models import Batch, BatchStatus
 from batchsite.errors import Conflict
 
@@ -33,11 +34,15 @@ def retried_records(batch: Batch, wanted: set[int]) -> Iterator[bytes]:
         return
     # Cancelled before its lines were checked: read them from the input itself. A line that
     # cannot be parsed has no request to retry.
+    # A file unreadable from some line on has no request past it (its cancel listed none).
     source, parsed_lines = pipeline.input_lines(batch)
     with source:
-        for parsed in parsed_lines:
-            if parsed.line in wanted and parsed.data is not None:
-                yield json.dumps(parsed.data, separators=(",", ":")).encode() + b"\n"
+        try:
+            for parsed in parsed_lines:
+                if parsed.line in wanted and parsed.data is not None:
+                    yield json.dumps(parsed.data, separators=(",", ":")).encode() + b"\n"
+        except FileUnreadable:
+            return
 
 
 def live_retry(batch: Batch) -> Batch | None:

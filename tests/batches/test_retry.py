@@ -1,5 +1,6 @@
 """POST /batches/{batch}/retry: a new batch of the lines that failed or never ran."""
 
+import gzip
 import json
 import threading
 import uuid
@@ -236,3 +237,19 @@ def test_parallel_retries_make_one_batch(caller, key):
             assert str(retries[0].pk) in assert_error(response, 409, "batch_already_retried")["description"]
     # The losers' files are gone: only the original's and the retry's uploads hold one.
     assert stored_uploads(caller) == 1
+
+
+def test_retry_of_a_broken_file_cancelled_before_validation_takes_the_lines_before_the_break(caller):
+    good = b'{"description": {"serial": 1}}\n' * 3
+    content = gzip.compress(good + b'{"description": {}}\n' * 5000)[:-40]
+    batch = batch_start(caller, "create_twin", content, content_type="")
+    services.batch_cancel(batch=batch)
+    cancelled = run_batch(batch)
+    assert cancelled.status == S.CANCELLED
+    listed = len(read_results(cancelled.errors_file))
+    assert 3 <= listed < 5003
+    response = retry(caller, batch)
+    assert response.status_code == 201, response.content
+    retried = input_of(Batch.objects.get(pk=response.json()["batch"]))
+    assert len(retried) == listed
+    assert retried[:4] == [{"description": {"serial": 1}}] * 3 + [{"description": {}}]
