@@ -11,15 +11,19 @@ surrogate (text that cannot be encoded as UTF-8), and `\\u0000` (PostgreSQL cann
 import json
 import math
 import re
+from itertools import accumulate
 from typing import Any
 
 from django.conf import settings
 
 MALFORMED = "malformed_body"
 
-# A JSON string literal (escapes included), and the brackets outside them.
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_BRACKET = re.compile(rb"[\[\]{}]")
+# A JSON string literal, escapes included. An unterminated one runs to the end of the text:
+# a match never fails, so no start is tried twice and the scan stays linear.
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
+_NOT_BRACKETS = bytes(byte for byte in range(256) if byte not in b"[]{}")
+# Each bracket as a signed byte: +1 opens a level, -1 (0xFF) closes one.
+_DEPTH_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
 # An escape of a surrogate code point or of NUL: only then can json give text that cannot be
 # stored (a raw NUL byte or control character is not valid JSON).
 _SUSPECT_ESCAPE = re.compile(rb"\\u(?:[dD][89a-fA-F]|0000)")
@@ -39,19 +43,13 @@ def max_depth() -> int:
 
 
 def nesting_depth_exceeds(text: bytes, limit: int) -> bool:
-    """Whether arrays and objects nest deeper than `limit` in this JSON text. Costs two
-    byte counts for any text with few brackets; otherwise one pass over the brackets."""
+    """Whether arrays and objects nest deeper than `limit` in this JSON text, without
+    parsing it: two byte counts for a text with few brackets; otherwise the running depth
+    over the brackets outside strings, computed at C speed."""
     if text.count(b"[") + text.count(b"{") <= limit:
         return False
-    depth = 0
-    for bracket in _BRACKET.finditer(_STRING.sub(b'""', text)):
-        if bracket.group() in (b"[", b"{"):
-            depth += 1
-            if depth > limit:
-                return True
-        else:
-            depth -= 1
-    return False
+    steps = _STRING.sub(b"", text).translate(_DEPTH_STEPS, _NOT_BRACKETS)
+    return max(accumulate(memoryview(steps).cast("b")), default=0) > limit
 
 
 def _refuse_constant(name: str):

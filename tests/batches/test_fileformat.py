@@ -350,3 +350,20 @@ def test_a_storage_error_is_not_the_files_fault():
             read(size) if source.tell() < 1000 else Flaky().read(size)
         )
         list(parse_lines(source, content_type="", max_line_bytes=100))
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"[" * 70 + b'"' + b'\\"' * 20_000,  # an unterminated string full of escaped quotes
+        b"[" * 32_000 + b"]" * 32_000,
+        b"[" + b"[]," * 20_000 + b"[]]",
+        b'{"a": [' + b'"[[[[{{{{",' * 6000 + b"1]}",
+    ],
+    ids=["escaped-quotes", "deep", "wide", "brackets-in-strings"],
+)
+def test_the_depth_check_is_linear(line):
+    started = time.monotonic()
+    lines = parse_with((line + b"\n") * 20, max_line_bytes=64 * 1024)
+    assert time.monotonic() - started < 2
+    assert len(lines) == 20
