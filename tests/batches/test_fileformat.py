@@ -364,6 +364,6 @@ def test_a_storage_error_is_not_the_files_fault():
 )
 def test_the_depth_check_is_linear(line):
     started = time.monotonic()
-    lines = parse_with((line + b"\n") * 20, max_line_bytes=64 * 1024)
+    lines = parse_with((line + b"\n") * 20, "application/x-ndjson", max_line_bytes=64 * 1024)
     assert time.monotonic() - started < 2
     assert len(lines) == 20
