@@ -129,7 +129,7 @@ class CountedStream(io.RawIOBase):
             data = self.source.read(len(buffer))
         except (FileUnreadable, _Passthrough):
             raise
-        except Exception as error:  # zlib.error, EOFError, BadGzipFile, a storage error...
+        except Exception as error:  # zlib.error, EOFError, BadGzipFile: the bytes are not gzip
             where = f" after line {self.physical_lines}" if self.physical_lines else ""
             raise FileUnreadable(
                 f"The file could not be decompressed{where}: {type(error).__name__}: {error}"
