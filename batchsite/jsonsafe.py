@@ -87,6 +87,24 @@ def loads(text: bytes | str, *, depth_limit: int | None = None) -> Any:
     return value
 
 
+def encoded(value: Any, *, depth_limit: int | None = None) -> bytes:
+    """The value as compact UTF-8 JSON, or `JsonRefused` when no JSON body could carry it:
+    too deep, NaN or Infinity, an integer too long to write, a lone surrogate or a NUL in its
+    text, or not JSON at all. C speed on the way through; the reason is looked for only
+    when there is one."""
+    limit = max_depth() if depth_limit is None else depth_limit
+    try:
+        result = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    except (ValueError, TypeError, RecursionError, UnicodeEncodeError):
+        raise JsonRefused(refusal_of_value(value, depth_limit=limit) or "The value is not JSON.") from None
+    suspect = b"\\u0000" in result
+    if suspect or nesting_depth_exceeds(result, limit):
+        refusal = refusal_of_value(value, depth_limit=limit)
+        if refusal:
+            raise JsonRefused(refusal)
+    return result
+
+
 def refusal_of_value(value: Any, *, depth_limit: int | None = None) -> str | None:
     """Why an already parsed value could not be taken as JSON (too deep, not finite, a lone
     surrogate or NUL in its text, an integer too long to write), or None; without recursion."""

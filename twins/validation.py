@@ -11,7 +11,6 @@ The parsers raise Django's `ValidationError` with a message that names the offen
 
 import base64
 import binascii
-import json
 import re
 import uuid
 from collections.abc import Callable, Mapping
@@ -53,10 +52,10 @@ def encoded_size(value: Any) -> int:
     """The value's size as compact UTF-8 JSON; a ValidationError (the parser's 400
     `malformed_body`) for a value no JSON body could carry: too deep, NaN or Infinity, an
     integer too long, a lone surrogate."""
-    refusal = jsonsafe.refusal_of_value(value)
-    if refusal:
-        raise ValidationError(refusal, code=jsonsafe.MALFORMED)
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    try:
+        return len(jsonsafe.encoded(value))
+    except jsonsafe.JsonRefused as error:
+        raise ValidationError(error.description, code=error.subcode) from None
 
 
 def _require_mapping(value: Any, what: str) -> Mapping:
