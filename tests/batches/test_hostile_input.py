@@ -11,6 +11,7 @@ from django.test import override_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from batches import services
 from batches.fileformat import FileUnreadable, parse_lines
 from batches.models import Batch, BatchStatus
 from batches.states import TERMINAL
@@ -172,6 +173,22 @@ def test_unreadable_files_fail_validation_and_can_be_deleted(caller, content, re
     batch = run(caller, content)
     assert batch.status == S.VALIDATION_FAILED
     assert reason in batch.failure_reason
+    services.batch_delete(batch=batch)
+    assert run_batch(batch) is None
+
+
+@pytest.mark.parametrize(
+    "content",
+    [corrupt_gzip(), b'{"description": {"a": ' + b"[" * 32000 + b"]" * 32000 + b"}}\n", b"\x00" * 1000],
+    ids=["corrupt-gzip", "deep", "nul-bytes"],
+)
+def test_a_broken_file_cancelled_or_deleted_before_validation_reaches_the_end(caller, content):
+    cancelled = batch_start(caller, "create_twin", content)
+    services.batch_cancel(batch=cancelled)
+    assert run_batch(cancelled).status == S.CANCELLED
+    deleted = batch_start(caller, "create_twin", content)
+    services.batch_delete(batch=deleted)
+    assert run_batch(deleted) is None
 
 
 @override_settings(BATCH_MAX_LINES=1000)
