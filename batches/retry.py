@@ -95,7 +95,7 @@ def batch_retry(*, batch: Batch, user, idempotency_key: str = "") -> tuple[Batch
             retry_of=batch,
         )
     except IntegrityError:
-        # A parallel request made the retry first: its file goes, its batch is the answer.
+        # A parallel request made the retry first: this request's file goes; that retry answers.
         services.upload_invalidate(upload=upload)
         if idempotency_key:
             earlier = services.retry_replay(batch=batch, idempotency_key=idempotency_key)
