@@ -212,14 +212,31 @@ class BatchRetryApi(APIView):
     @extend_schema(
         operation_id="retry_batch",
         request=None,
-        responses={201: BatchSerializer, **errors(401, 403, 404, 409)},
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                location=OpenApiParameter.HEADER,
+                required=False,
+                description="The same key within 24 hours returns the same retry (201, with "
+                "Idempotent-Replayed: true); a key used for another request is 409.",
+            )
+        ],
+        responses={201: BatchSerializer, **errors(400, 401, 403, 404, 409)},
         description="A new batch, linked by retry_of, of only the lines that failed or never ran, in "
-        "their order; 409 when the batch is not completed or cancelled, or every line succeeded.",
+        "their order; 409 when the batch is not completed or cancelled, every line succeeded, or it "
+        "was already retried (batch_already_retried, naming the retry: retry that one instead).",
     )
     def post(self, request, batch):
         found = selectors.batch_get(account=request.account, batch_id=batch)
-        retry = batch_retry(batch=found, user=request.user)
-        return Response(BatchSerializer(retry).data, status=status.HTTP_201_CREATED)
+        retry, created = batch_retry(
+            batch=found,
+            user=request.user,
+            idempotency_key=request.headers.get("Idempotency-Key", "").strip(),
+        )
+        response = Response(BatchSerializer(retry).data, status=status.HTTP_201_CREATED)
+        if not created:
+            response["Idempotent-Replayed"] = "true"
+        return response
 
 
 class DownloadFileApi(APIView):

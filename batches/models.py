@@ -109,6 +109,9 @@ class Batch(models.Model):
                 condition=~models.Q(idempotency_key=""),
                 name="batch_idempotency_key_unique",
             ),
+            # A batch has at most one retry (retry it again by retrying the retry): parallel
+            # retry requests cannot each run the same lines.
+            models.UniqueConstraint(fields=["retry_of"], name="batch_one_retry"),
             models.CheckConstraint(
                 condition=models.Q(processed=models.F("succeeded") + models.F("failed")),
                 name="batch_progress_adds_up",

@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse, UnreadablePostError
 from rest_framework import exceptions, status
@@ -112,6 +113,11 @@ def describe_exception(exc) -> ErrorInfo | None:
     if isinstance(exc, UnreadablePostError):
         # The client stopped sending the body (the server's idle timeout) or went away.
         return ErrorInfo(400, "body_not_received", "The request body stopped arriving before its end.")
+    if isinstance(exc, RequestDataTooBig):
+        return ErrorInfo(413, "request_too_large", str(exc) or "The request body is too large.")
+    if isinstance(exc, SuspiciousOperation):
+        # Django's own refusals of a request (too many fields, a bad header, ...).
+        return ErrorInfo(400, "malformed_request", str(exc) or "The request is malformed.")
     if isinstance(exc, Http404):
         return ErrorInfo(404, "not_found", str(exc) or "Not found.")
     if isinstance(exc, DjangoPermissionDenied):

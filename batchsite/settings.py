@@ -185,6 +185,11 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "batchsite.errors.exception_handler",
+    "DEFAULT_PARSER_CLASSES": [
+        "batchsite.parsers.SafeJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_THROTTLE_RATES": {"secret_pin": env.str("PIN_THROTTLE_RATE", default="30/min")},
 }
@@ -239,6 +244,11 @@ SECRET_PIN_VALIDITY_SECONDS = env.int("SECRET_PIN_VALIDITY_SECONDS", default=600
 BATCH_FILE_MAX_BYTES = env.int("BATCH_FILE_MAX_BYTES", default=1024**3)
 BATCH_LINE_MAX_BYTES = env.int("BATCH_LINE_MAX_BYTES", default=64 * 1024)
 BATCH_MAX_LINES = env.int("BATCH_MAX_LINES", default=10_000_000)
+# Hostile input (README "Hostile input"): what one batch file may make a worker do, and how
+# deeply any JSON (a batch line or a request body) may nest.
+BATCH_DECOMPRESSED_MAX_BYTES = env.int("BATCH_DECOMPRESSED_MAX_BYTES", default=4 * BATCH_FILE_MAX_BYTES)
+BATCH_CSV_MAX_CELLS = env.int("BATCH_CSV_MAX_CELLS", default=1000)
+BATCH_JSON_MAX_DEPTH = env.int("BATCH_JSON_MAX_DEPTH", default=64)
 RESULTS_RETENTION_DAYS = env.int("RESULTS_RETENTION_DAYS", default=30)
 VALIDATION_REPORT_MAX_LINES = env.int("VALIDATION_REPORT_MAX_LINES", default=10_000)
 

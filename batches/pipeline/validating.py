@@ -86,9 +86,6 @@ def step_validate(batch: Batch, lease: Lease) -> Batch | None:
             try:
                 for parsed in lines:
                     total += 1
-                    if total > settings.BATCH_MAX_LINES:
-                        unreadable = f"The file has more than {settings.BATCH_MAX_LINES} lines."
-                        break
                     lease.tick()
                     if parsed.data is None:
                         error = OperationError(400, parsed.error_subcode, parsed.error)
