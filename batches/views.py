@@ -28,6 +28,7 @@ from batches import selectors, services
 from batches.models import Batch, BatchStatus
 from batches.serializers import BatchSerializer
 from batches.states import CANCEL_REQUESTED, CANCELLABLE, TERMINAL
+from notifications.selectors import deliveries_of_batch
 from batches.storage import file_urls
 from batches.templatetags.batch_pages import clock_time, progress_percent, status_label, status_tone
 from batchsite.errors import ApplicationError, error_body
@@ -282,6 +283,7 @@ def batch_detail_page(request, viewer: Viewer, batch_id):
             "state": state,
             "history": batch.history.all(),
             "may_delete": viewer.may_delete(batch),
+            "deliveries": deliveries_of_batch(batch_id=batch.pk),
         },
     )
 
