@@ -58,7 +58,9 @@ class WebhookTokenApi(APIView):
         return selectors.subscription_by_token(account=account, token=token), token
 
     def links(self, subscription, token):
-        return subscription, services.subscription_url(subscription, token)
+        """The subscription with the URL that unsubscribes (DELETE) and refreshes (PATCH) it."""
+        subscription.unsubscribe_url = subscription.refresh_url = services.subscription_url(subscription, token)
+        return subscription
 
     @extend_schema(
         operation_id="webhook_confirm_subscription",

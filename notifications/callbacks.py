@@ -127,7 +127,6 @@ class CheckedAdapter(HTTPAdapter):
 def checked_session() -> requests.Session:
     session = requests.Session()
     session.trust_env = False  # no proxies or .netrc from the environment
-    session.max_redirects = 0
     adapter = CheckedAdapter(max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)

@@ -1,3 +1,4 @@
+from django.core.validators import RegexValidator
 from rest_framework import serializers
 
 from batchsite.timestamps import TimestampField
@@ -10,8 +11,11 @@ class SubscribeSerializer(serializers.Serializer):
     callback_url = serializers.CharField(
         max_length=2000, help_text="http(s) URL the service POSTs the confirmation and the events to."
     )
-    topic = serializers.RegexField(
-        TOPIC_PATTERN, max_length=64, help_text="`batches` receives the account's batch events."
+    topic = serializers.CharField(
+        validators=[
+            RegexValidator(TOPIC_PATTERN, message=f"The topic must match {TOPIC_PATTERN}.", code="invalid_topic")
+        ],
+        help_text="`batches` receives the account's batch events.",
     )
     client_secret = serializers.CharField(
         max_length=256,
@@ -42,12 +46,6 @@ class SubscriptionSerializer(serializers.Serializer):
 class SubscriptionLinksSerializer(SubscriptionSerializer):
     unsubscribe_url = serializers.CharField(help_text="DELETE it to unsubscribe.")
     refresh_url = serializers.CharField(help_text="PATCH it to renew the validity.")
-
-    def to_representation(self, instance):
-        subscription, url = instance
-        data = super().to_representation(subscription)
-        data["unsubscribe_url"] = data["refresh_url"] = url
-        return data
 
 
 class SubscriptionCreatedSerializer(serializers.Serializer):

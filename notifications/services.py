@@ -252,15 +252,14 @@ def delivery_send(delivery: Delivery) -> Delivery:
 
 
 def lane_deliver(*, subscription_id, batch_id) -> Delivery | None:
-    """Sends the lane's due deliveries in order and stops at the first that is not
-    delivered; returns that one (pending with its next try), or None when the lane is done."""
+    """Sends the lane's due deliveries in order and stops at the first one that cannot go
+    now (not due, being sent elsewhere, or just failed); returns it, or None when nothing in
+    the lane is pending."""
     while True:
         delivery = delivery_claim_next(subscription_id=subscription_id, batch_id=batch_id)
         if delivery is None:
-            return None
-        delivery = delivery_send(delivery)
-        if delivery.state != DeliveryState.DELIVERED:
-            return delivery
+            return lane_of(subscription_id=subscription_id, batch_id=batch_id).order_by("pk").first()
+        delivery_send(delivery)
 
 
 def deliveries_redeliver(*, deliveries) -> int:

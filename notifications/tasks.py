@@ -11,12 +11,12 @@ from notifications import services
 @pipeline_task()
 def webhook_deliver(subscription_id: str, batch_id: str | None = None) -> None:
     waiting = services.lane_deliver(subscription_id=subscription_id, batch_id=batch_id)
-    if waiting is None or waiting.next_attempt_at is None or waiting.state != "pending":
-        return
+    if waiting is None or waiting.leased_until is not None:
+        return  # done, or another worker is sending it
     delay = (waiting.next_attempt_at - timezone.now()).total_seconds()
     # Short waits are queued with a countdown; longer ones are left to the sweep, so no
     # broker holds a message for hours.
-    if delay <= settings.WEBHOOK_SWEEP_INTERVAL_SECONDS * 6:
+    if 0 < delay <= settings.WEBHOOK_SWEEP_INTERVAL_SECONDS * 6:
         webhook_deliver.apply_async(args=[subscription_id, batch_id], countdown=max(delay, 0))
 
 
