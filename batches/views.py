@@ -28,11 +28,11 @@ from batches import selectors, services
 from batches.models import Batch, BatchStatus
 from batches.serializers import BatchSerializer
 from batches.states import CANCEL_REQUESTED, CANCELLABLE, TERMINAL
-from notifications.selectors import deliveries_of_batch
 from batches.storage import file_urls
 from batches.templatetags.batch_pages import clock_time, progress_percent, status_label, status_tone
 from batchsite.errors import ApplicationError, error_body
 from batchsite.timestamps import to_ts
+from notifications.selectors import deliveries_of_batch
 from permissions.models import Account
 from permissions.selectors import account_of
 from twins.registry import batchable_operations

@@ -59,7 +59,8 @@ class WebhookTokenApi(APIView):
 
     def links(self, subscription, token):
         """The subscription with the URL that unsubscribes (DELETE) and refreshes (PATCH) it."""
-        subscription.unsubscribe_url = subscription.refresh_url = services.subscription_url(subscription, token)
+        url = services.subscription_url(subscription, token)
+        subscription.unsubscribe_url = subscription.refresh_url = url
         return subscription
 
     @extend_schema(

@@ -13,7 +13,9 @@ class SubscribeSerializer(serializers.Serializer):
     )
     topic = serializers.CharField(
         validators=[
-            RegexValidator(TOPIC_PATTERN, message=f"The topic must match {TOPIC_PATTERN}.", code="invalid_topic")
+            RegexValidator(
+                TOPIC_PATTERN, message=f"The topic must match {TOPIC_PATTERN}.", code="invalid_topic"
+            )
         ],
         help_text="`batches` receives the account's batch events.",
     )

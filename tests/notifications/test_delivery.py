@@ -3,6 +3,7 @@ then every event of real (in-process) pipeline runs, signed, in order per batch;
 under the same event_id; the window closing; redirects; address checks at delivery time;
 ended subscriptions; the outbox's cost and atomicity; the admin and the batch page."""
 
+import itertools
 import time
 from urllib.parse import urlsplit
 
@@ -14,7 +15,6 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from batches import services as batch_services
 from batches.models import BatchStatus
 from batches.states import batch_transition
 from notifications import services
@@ -133,7 +133,7 @@ def test_a_failing_receiver_gets_the_event_again_with_the_same_id_and_later_even
     assert [attempt.status_code for attempt in attempts] == [500, 500, 500, 200]
     assert all(attempt.next_attempt_at for attempt in attempts[:3]) and attempts[3].next_attempt_at is None
     assert all(attempt.latency_ms is not None for attempt in attempts)
-    gaps = [(b.at - a.at).total_seconds() for a, b in zip(attempts, attempts[1:], strict=False)]
+    gaps = [(b.at - a.at).total_seconds() for a, b in itertools.pairwise(attempts)]
     assert gaps[0] >= 0.1 and gaps[2] >= 0.3, gaps
 
 
