@@ -4,11 +4,15 @@ under the same event_id; the window closing; redirects; address checks at delive
 ended subscriptions; the outbox's cost and atomicity; the admin and the batch page."""
 
 import itertools
+import threading
 import time
+from http.server import HTTPServer
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import requests
+from django.conf import settings
 from django.db import connection, transaction
 from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
@@ -268,3 +272,42 @@ def test_admin_shows_attempts_and_redelivers_and_the_batch_page_lists_deliveries
 def server_secret_hidden(admin_client, subscription) -> bool:
     page = admin_client.get(reverse("admin:notifications_subscription_change", args=[subscription.pk]))
     return page.status_code == 200 and subscription.server_secret.encode() not in page.content
+
+
+def readme_receiver(server_secret: str):
+    """The receiver the README shows, run as written on 127.0.0.1."""
+    readme = (Path(settings.BASE_DIR) / "README.md").read_text()
+    code = readme.split("## Notifications", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    code = code.replace('SERVER_SECRET = "..."', f"SERVER_SECRET = {server_secret!r}")
+    code = code.replace('HTTPServer(("0.0.0.0", 8080), Hook).serve_forever()', "")
+    namespace = {"__name__": "readme_receiver"}
+    exec(compile(code, "README.md", "exec"), namespace)
+    namespace["Hook"].log_message = lambda *args: None
+    server = HTTPServer(("127.0.0.1", 0), namespace["Hook"])
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.mark.parametrize("right_secret", [True, False])
+def test_the_readme_receiver_accepts_signed_events_only(caller, private_hosts, right_secret, capsys):
+    server = readme_receiver("not yet known")
+    try:
+        callback_url = f"http://127.0.0.1:{server.server_port}/hook"
+        response = caller.client.post(
+            "/notifications/webhooks", {"callback_url": callback_url, "topic": "batches"}, format="json"
+        )
+        subscription = Subscription.objects.get()
+        secret = response.json()["server_secret"] if right_secret else "0" * 64
+        server.RequestHandlerClass.do_POST.__globals__["SERVER_SECRET"] = secret
+        url = urlsplit(services.subscription_url(subscription))
+        assert APIClient().get(f"{url.path}?{url.query}").status_code == 200
+        batch = run_batch(three_twins(caller))
+        waiting = deliver(subscription, batch)
+    finally:
+        server.shutdown()
+        server.server_close()
+    if right_secret:
+        assert waiting is None
+        assert "batch_completed" in capsys.readouterr().out
+    else:
+        assert waiting.attempt_log.get().status_code == 401
