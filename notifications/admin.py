@@ -97,7 +97,7 @@ def redeliver(modeladmin, request, queryset):
 class DeliveryAdmin(ReadOnly, admin.ModelAdmin):
     list_display = [
         "event_name",
-        "event_id",
+        "event_uuid",
         "callback_url",
         "state",
         "attempts",
@@ -110,7 +110,7 @@ class DeliveryAdmin(ReadOnly, admin.ModelAdmin):
     search_fields = ["subscription__callback_url"]
     fields = readonly_fields = [
         "event",
-        "event_id",
+        "event_uuid",
         "subscription",
         "callback_url",
         "batch_id",
@@ -130,7 +130,7 @@ class DeliveryAdmin(ReadOnly, admin.ModelAdmin):
         return delivery.event.name
 
     @admin.display(description="event_id")
-    def event_id(self, delivery):
+    def event_uuid(self, delivery):
         return delivery.event.event_id
 
     @admin.display(description="callback URL")

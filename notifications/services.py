@@ -24,8 +24,9 @@ from permissions.models import Account, AccountUser
 
 EXPIRES_DEFAULT_SECONDS = 30 * 24 * 3600
 EXPIRES_MAX_SECONDS = 365 * 24 * 3600
-# Longer than any one try can take (connect and answer are each bounded by the timeout).
-LEASE_MARGIN_SECONDS = 60
+# A claim outlasts a try (connecting, the answer's head, its first KiB are each bounded by
+# the timeout); past it, a crashed worker's try is taken over.
+LEASE_MARGIN_SECONDS = 5
 
 
 def token_for(subscription: Subscription) -> str:
@@ -176,7 +177,7 @@ def delivery_claim_next(*, subscription_id, batch_id) -> Delivery | None:
             continue
         if head.next_attempt_at > now or (head.leased_until and head.leased_until > now):
             return None
-        lease = now + timedelta(seconds=settings.WEBHOOK_TIMEOUT_SECONDS * 2 + LEASE_MARGIN_SECONDS)
+        lease = now + timedelta(seconds=settings.WEBHOOK_TIMEOUT_SECONDS * 3 + LEASE_MARGIN_SECONDS)
         claimed = Delivery.objects.filter(
             pk=head.pk, state=DeliveryState.PENDING, attempts=head.attempts
         ).update(leased_until=lease, attempts=F("attempts") + 1)

@@ -239,6 +239,7 @@ def test_admin_shows_attempts_and_redelivers_and_the_batch_page_lists_deliveries
     page = admin_client.get(reverse("admin:notifications_delivery_change", args=[completed.pk]))
     assert page.status_code == 200
     assert b"200" in page.content and b"latency" in page.content.lower()
+    assert str(completed.event.event_id).encode() in page.content
     for name in ("subscription", "event", "delivery"):
         assert admin_client.get(reverse(f"admin:notifications_{name}_changelist")).status_code == 200
     assert (
