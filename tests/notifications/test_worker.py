@@ -188,3 +188,42 @@ def test_a_process_killed_right_after_a_transition_still_gets_its_event_out(
     except AssertionError as error:
         raise AssertionError(f"{error}\n{worker.log()}") from None
     assert [got.body["event"] for got in events_of(receiver, batch)] == ["batch_hash_mismatch"]
+
+
+@pytest.mark.soak
+def test_a_worker_killed_right_after_a_transition_still_gets_every_event_out(
+    caller, allowed, receivers, worker_factory
+):
+    """The same on a real worker: SIGKILLed the moment its batch reaches processing; a
+    second worker resumes the batch, and the events arrive, in order, the first possibly twice
+    (at least once) but always under one event_id."""
+    receiver = receivers()
+    subscription = services.subscription_create(
+        account=caller.account,
+        created_by=caller.account_user,
+        callback_url=receiver.url,
+        topic="batches",
+        base_url="http://127.0.0.1/",
+    )
+    services.subscription_confirm(subscription=subscription)
+    batch = batch_start(caller, "create_twin", jsonl({"description": {"n": n}} for n in range(5000)))
+    first = worker_factory("worker-webhooks-killed")
+    wait_for(
+        lambda: Batch.objects.get(pk=batch.pk).history.filter(to_status=S.PROCESSING).exists(),
+        timeout=120,
+        interval=0.01,
+        what="the batch to reach processing",
+    )
+    first.kill()
+
+    second = worker_factory("worker-webhooks-after-kill")
+    assert wait_terminal(batch, timeout=180, worker=second).status == S.COMPLETED
+    wait_for(
+        lambda: [got.body["event"] for got in events_of(receiver, batch)][-1:] == ["batch_completed"],
+        timeout=60,
+        what="batch_completed",
+    )
+    events = events_of(receiver, batch)
+    names = [got.body["event"] for got in events]
+    assert names[-1] == "batch_completed" and set(names[:-1]) == {"batch_processing"}, names
+    assert len({got.body["event_id"] for got in events[:-1]}) == 1
