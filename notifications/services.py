@@ -272,7 +272,9 @@ def deliveries_redeliver(*, deliveries) -> int:
         count = Delivery.objects.filter(pk__in=pks).update(
             state=DeliveryState.PENDING, next_attempt_at=now, leased_until=None, retry_until=retry_until(now)
         )
-        for lane in Delivery.objects.filter(pk__in=pks).values("subscription_id", "batch_id").distinct():
+        for lane in (
+            Delivery.objects.filter(pk__in=pks).values("subscription_id", "batch_id").order_by().distinct()
+        ):
             deliver_after_commit(subscription_ids=[lane["subscription_id"]], batch_id=lane["batch_id"])
     return count
 
@@ -283,7 +285,7 @@ def lanes_due(*, now, grace_seconds: float, limit: int = 1000) -> list[tuple]:
     due = Delivery.objects.filter(
         state=DeliveryState.PENDING, next_attempt_at__lte=now - timedelta(seconds=grace_seconds)
     ).filter(Q(leased_until__isnull=True) | Q(leased_until__lte=now))
-    return list(due.values_list("subscription_id", "batch_id").distinct()[:limit])
+    return list(due.values_list("subscription_id", "batch_id").order_by().distinct()[:limit])
 
 
 def events_expire(*, now) -> int:

@@ -6,6 +6,7 @@ ended subscriptions; the outbox's cost and atomicity; the admin and the batch pa
 import itertools
 import threading
 import time
+from datetime import timedelta
 from http.server import HTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -17,6 +18,7 @@ from django.db import connection, transaction
 from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from batches.models import BatchStatus
@@ -312,3 +314,20 @@ def test_the_readme_receiver_accepts_signed_events_only(caller, private_hosts, r
         assert "batch_completed" in capsys.readouterr().out
     else:
         assert waiting.attempt_log.get().status_code == 401
+
+
+def test_the_sweep_finds_each_stranded_lane_once_and_leaves_fresh_or_claimed_ones(
+    caller, private_hosts, receivers
+):
+    receiver = receivers()
+    subscription, _ = subscribe(caller, receiver)
+    confirm(receiver, subscription)
+    batch = run_batch(three_twins(caller))
+    later = timezone.now() + timedelta(seconds=5)
+    assert services.lanes_due(now=later, grace_seconds=1) == [(subscription.pk, batch.pk)]
+    assert services.lanes_due(now=timezone.now(), grace_seconds=60) == [], "fresh: its own task sends it"
+    Delivery.objects.filter(batch_id=batch.pk).update(leased_until=later + timedelta(seconds=1))
+    assert services.lanes_due(now=later, grace_seconds=1) == [], "claimed by a live sender"
+    assert services.lanes_due(now=later + timedelta(seconds=2), grace_seconds=1) == [
+        (subscription.pk, batch.pk)
+    ], "the sender's claim lapsed"
