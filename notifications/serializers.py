@@ -21,6 +21,12 @@ class SubscribeSerializer(serializers.Serializer):
     )
     client_secret = serializers.CharField(
         max_length=256,
+        validators=[
+            # It travels as a header value: printable ASCII only.
+            RegexValidator(
+                r"^[\x20-\x7e]*$", message="Printable ASCII characters only.", code="invalid_client_secret"
+            )
+        ],
         required=False,
         allow_blank=True,
         allow_null=True,

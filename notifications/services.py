@@ -51,7 +51,6 @@ class CreatedSubscription:
     subscription: Subscription
 
 
-@transaction.atomic
 def subscription_create(
     *,
     account: Account,
@@ -64,7 +63,22 @@ def subscription_create(
 ) -> Subscription:
     """A pending subscription and its confirmation message, sent after commit. The same
     callback URL subscribed again to the same topic replaces the older subscription."""
-    callback_url_check(callback_url)
+    callback_url_check(callback_url)  # resolves the host: not inside the transaction
+    with transaction.atomic():
+        return subscription_create_checked(
+            account=account,
+            created_by=created_by,
+            callback_url=callback_url,
+            topic=topic,
+            client_secret=client_secret,
+            expires=expires,
+            base_url=base_url,
+        )
+
+
+def subscription_create_checked(
+    *, account, created_by, callback_url, topic, client_secret, expires, base_url
+) -> Subscription:
     now = timezone.now()
     expires = expires or EXPIRES_DEFAULT_SECONDS
     replaced = Subscription.objects.filter(

@@ -77,6 +77,8 @@ def test_subscribe_answers_the_documented_shape_and_queues_the_confirmation(call
         ({"topic": "Batches"}, "invalid_topic"),
         ({"topic": "a" * 65}, "invalid_topic"),
         ({"client_secret": "x" * 257}, "max_length"),
+        ({"client_secret": "line\nbreak"}, "invalid_client_secret"),
+        ({"client_secret": "zażółć"}, "invalid_client_secret"),
         ({"expires": 0}, "min_value"),
         ({"callback_url": ""}, "invalid_input"),
     ],
