@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from batches.models import Batch, BatchStatus, BatchStatusChange
+from notifications.outbox import outbox_record
 
 S = BatchStatus
 
@@ -75,4 +76,5 @@ def batch_transition(
         )
         BatchStatusChange.objects.create(batch_id=batch_id, from_status=source, to_status=to, note=note)
         batch.refresh_from_db()
+        outbox_record(batch=batch, source=source, target=to)
         return batch

@@ -33,6 +33,7 @@ from batches.templatetags.batch_pages import clock_time, progress_percent, statu
 from batchsite.clients import public_base_url
 from batchsite.errors import ApplicationError, error_body
 from batchsite.timestamps import to_ts
+from notifications.selectors import deliveries_of_batch
 from permissions.models import Account
 from permissions.selectors import account_of
 from twins.registry import batchable_operations
@@ -279,6 +280,7 @@ def batch_detail_page(request, viewer: Viewer, batch_id):
             "state": state,
             "history": batch.history.all(),
             "may_delete": viewer.may_delete(batch),
+            "deliveries": deliveries_of_batch(batch_id=batch.pk),
         },
     )
 

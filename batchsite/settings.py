@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "permissions",
     "twins",
     "batches",
+    "notifications",
 ]
 
 MIDDLEWARE = [
@@ -280,6 +281,22 @@ CELERY_BEAT_SCHEDULE = {
         "task": "batches.tasks.batches_housekeeping",
         "schedule": MAINTENANCE_INTERVAL_SECONDS,
     },
+}
+
+# Webhooks (SPEC section 10): callbacks on private addresses only when allowed (tests, a
+# private network you trust); the answer's timeout; retries doubling from the first delay up
+# to the largest, for a day by default; how often beat sweeps for due deliveries; how long
+# settled events are kept.
+WEBHOOK_ALLOW_PRIVATE_HOSTS = env.bool("WEBHOOK_ALLOW_PRIVATE_HOSTS", default=False)
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10)
+WEBHOOK_RETRY_FIRST_DELAY_SECONDS = env.float("WEBHOOK_RETRY_FIRST_DELAY_SECONDS", default=30)
+WEBHOOK_RETRY_MAX_DELAY_SECONDS = env.float("WEBHOOK_RETRY_MAX_DELAY_SECONDS", default=3600)
+WEBHOOK_RETRY_FOR_SECONDS = env.float("WEBHOOK_RETRY_FOR_SECONDS", default=24 * 3600)
+WEBHOOK_SWEEP_INTERVAL_SECONDS = env.float("WEBHOOK_SWEEP_INTERVAL_SECONDS", default=10)
+WEBHOOK_EVENT_RETENTION_DAYS = env.int("WEBHOOK_EVENT_RETENTION_DAYS", default=30)
+CELERY_BEAT_SCHEDULE["notifications-sweep"] = {
+    "task": "notifications.tasks.webhooks_sweep",
+    "schedule": WEBHOOK_SWEEP_INTERVAL_SECONDS,
 }
 
 LOGGING = {

@@ -16,4 +16,5 @@ urlpatterns = [
     path("", include("permissions.urls")),
     path("", include("twins.urls")),
     path("", include("batches.urls")),
+    path("", include("notifications.urls")),
 ]

@@ -48,4 +48,11 @@ TENANT_ACTIONS = (
     "delete_user_secret",
 )
 
-ACTIONS = BATCH_ACTIONS + TWIN_ACTIONS + TENANT_ACTIONS
+NOTIFICATION_ACTIONS = (
+    "webhook_subscribe",
+    "webhook_confirm_subscription",
+    "webhook_unsubscribe",
+    "webhook_refresh_subscription",
+)
+
+ACTIONS = BATCH_ACTIONS + TWIN_ACTIONS + TENANT_ACTIONS + NOTIFICATION_ACTIONS
