@@ -38,7 +38,7 @@ def grant(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [
         ("notifications", "0001_initial"),
-        ("permissions", "0002_webhook_actions"),
+        ("permissions", "0003_webhook_actions"),
         ("guardian", "0003_remove_groupobjectpermission_guardian_gr_content_ae6aec_idx_and_more"),
         ("contenttypes", "0002_remove_content_type_name"),
     ]

@@ -6,7 +6,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('permissions', '0001_initial'),
+        ('permissions', '0002_secret_expiry_set_by_other'),
     ]
 
     operations = [
