@@ -30,6 +30,7 @@ from batches.models import Batch, BatchStatus, Chunk, Upload
 from batches.states import TERMINAL, batch_transition
 from batches.storage import read_range
 from batchsite.errors import describe_exception
+from operating.services import usage_record_batch_lines
 from twins.registry import Actor, Operation, OperationError, OperationResult, operation_get
 
 logger = logging.getLogger(__name__)
@@ -368,6 +369,7 @@ def chunk_claim_and_run(batch_id) -> bool:
         batch = Batch.objects.select_related("account", "created_by__user").filter(pk=batch_id).first()
         if batch is None or batch.status != S.PROCESSING:
             return False
+        started = time.monotonic()
         operation = operation_get(batch.operation)
         pairs = read_chunk_lines(batch, chunk)
         # Each chunk runs with the creator's permissions as they are when it starts.
@@ -388,6 +390,14 @@ def chunk_claim_and_run(batch_id) -> bool:
             results="".join(lines),
             done_at=timezone.now(),
             worker=worker_name(),
+        )
+        usage_record_batch_lines(
+            account_id=batch.account_id,
+            user_id=batch.created_by_id,
+            lines=len(lines),
+            failed=failed,
+            operation=batch.operation,
+            seconds=time.monotonic() - started,
         )
         Batch.objects.filter(pk=batch_id).update(
             processed=F("processed") + len(lines),

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from batches.models import Batch, BatchStatus, BatchStatusChange
+from operating.metrics import transition_observed
 
 S = BatchStatus
 
@@ -56,6 +57,9 @@ def batch_transition(
             return None
         source = batch.status
         now = timezone.now()
+        transaction.on_commit(
+            lambda entered=batch.updated_at: transition_observed(source=source, to=to, entered_at=entered)
+        )
         Batch.objects.filter(pk=batch_id, status=source).update(status=to, updated_at=now, **changes)
         BatchStatusChange.objects.create(batch_id=batch_id, from_status=source, to_status=to, note=note)
         batch.refresh_from_db()

@@ -4,6 +4,7 @@ Every variable has an embedded default that needs no server: SQLite, local files
 kombu's filesystem broker under DATA_DIR. `.env.example` names every variable.
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -229,3 +230,41 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
+
+# Operating it (SPEC section 12): usage, quotas, throttling, metrics, logs. ---------------
+INSTALLED_APPS += ["operating"]
+# First: it times and counts every request and sets the log context (trace, account).
+MIDDLEWARE.insert(0, "operating.middleware.OperatingMiddleware")
+# Quotas per account; the admin may set other values per account (AccountQuota).
+QUOTA_MAX_ACTIVE_BATCHES = env.int("QUOTA_MAX_ACTIVE_BATCHES", default=10)
+QUOTA_MAX_BATCH_LINES_PER_DAY = env.int("QUOTA_MAX_BATCH_LINES_PER_DAY", default=50_000_000)
+QUOTA_MAX_UPLOAD_BYTES = env.int("QUOTA_MAX_UPLOAD_BYTES", default=BATCH_FILE_MAX_BYTES)
+# Seconds a client is asked to wait when it has max_active_batches running.
+QUOTA_ACTIVE_BATCHES_RETRY_AFTER = env.int("QUOTA_ACTIVE_BATCHES_RETRY_AFTER", default=30)
+# Per account, over every process, on the shared cache.
+API_THROTTLE_RATE = env.str("API_THROTTLE_RATE", default="6000/min")
+REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["operating.throttling.AccountRateThrottle"]
+# API calls and quota refusals are counted in memory and written every few seconds, one
+# upsert per account and hour, instead of a write per request.
+USAGE_FLUSH_SECONDS = env.float("USAGE_FLUSH_SECONDS", default=5.0)
+USAGE_RETENTION_DAYS = env.int("USAGE_RETENTION_DAYS", default=30)
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# prometheus-client's multiprocess mode: every process (gunicorn's, Celery's) writes its
+# samples under this folder and /metrics adds them up. Read by prometheus_client at import,
+# so it is set here, before anything imports it.
+PROMETHEUS_MULTIPROC_DIR = Path(env.str("PROMETHEUS_MULTIPROC_DIR", default=str(DATA_DIR / "prometheus")))
+PROMETHEUS_MULTIPROC_DIR.mkdir(parents=True, exist_ok=True)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(PROMETHEUS_MULTIPROC_DIR)
+CELERY_BEAT_SCHEDULE["operating-prune"] = {"task": "operating.tasks.usage_prune", "schedule": 3600}
+# A shared cache for the throttle (every process counts into the same window). Another
+# change adds CACHE_URL; until then the database cache, which needs no server.
+if "CACHES" not in globals():
+    CACHES = {
+        "default": env.cache_url("CACHE_URL", default="dbcache://operating_cache"),
+    }
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+LOGGING["filters"] = {"context": {"()": "operating.logs.ContextFilter"}}
+LOGGING["formatters"]["json"] = {"()": "operating.logs.JsonFormatter"}
+LOGGING["handlers"]["console"]["filters"] = ["context"]
+if LOG_FORMAT == "json":
+    LOGGING["handlers"]["console"]["formatter"] = "json"
