@@ -20,6 +20,7 @@ $(INSTALLED): requirements.txt
 
 migrate: install
 	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py createcachetable
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 
 # The web server and one Celery worker (with its embedded beat) on the embedded default.
@@ -29,10 +30,11 @@ migrate: install
 # path is shared by every gunicorn of the user.
 run: migrate
 	@echo "Serving on http://127.0.0.1:$(PORT), data in $(DATA_DIR); Ctrl-C stops."
+	@rm -rf "$${PROMETHEUS_MULTIPROC_DIR:-$(DATA_DIR)/prometheus}"
 	@interrupted=; trap 'interrupted=1' INT TERM; \
 	$(BIN)/celery -A batchsite worker --beat --loglevel=INFO --concurrency=2 & worker=$$!; \
 	$(BIN)/gunicorn batchsite.wsgi --bind 0.0.0.0:$(PORT) --workers 2 --threads 4 \
-		--no-control-socket --access-logfile - & web=$$!; \
+		-c python:operating.gunicorn_hooks --no-control-socket --access-logfile - & web=$$!; \
 	while [ -z "$$interrupted" ] && kill -0 $$web 2>/dev/null && kill -0 $$worker 2>/dev/null; do sleep 1; done; \
 	kill -TERM $$web $$worker 2>/dev/null; wait; \
 	if [ -n "$$interrupted" ]; then echo "Stopped."; exit 0; fi; \
@@ -42,7 +44,7 @@ run: migrate
 # "Scaling out"): any number of web and worker hosts, exactly one beat.
 web: migrate
 	$(BIN)/gunicorn batchsite.wsgi --bind 0.0.0.0:$(PORT) --workers $${WEB_WORKERS:-4} --threads 4 \
-		--no-control-socket --access-logfile -
+		-c python:operating.gunicorn_hooks --no-control-socket --access-logfile -
 
 worker: install
 	$(BIN)/celery -A batchsite worker --loglevel=INFO

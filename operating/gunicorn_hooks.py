@@ -1,0 +1,13 @@
+"""Gunicorn server hooks (`gunicorn -c python:operating.gunicorn_hooks`): when a worker exits,
+its live-gauge files in the Prometheus multiprocess folder go with it. Counters and
+histograms of dead workers stay, as they must: their totals still count."""
+
+import os
+
+
+def child_exit(server, worker):
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "batchsite.settings")
+    from django.conf import settings
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid, str(settings.PROMETHEUS_MULTIPROC_DIR))
