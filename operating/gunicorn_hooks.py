@@ -1,6 +1,7 @@
 """Gunicorn server hooks (`gunicorn -c python:operating.gunicorn_hooks`): when a worker exits,
-its live-gauge files in the Prometheus multiprocess folder go with it. Counters and
-histograms of dead workers stay, as they must: their totals still count."""
+its live-gauge files in the Prometheus multiprocess folder go with it (counters and
+histograms of dead workers stay, as they must: their totals still count); and a worker that
+stops writes the API calls it counted but has not written yet."""
 
 import os
 
@@ -11,3 +12,9 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid, str(settings.PROMETHEUS_MULTIPROC_DIR))
+
+
+def worker_exit(server, worker):
+    from operating.services import usage_flush
+
+    usage_flush(force=True)

@@ -70,8 +70,16 @@ def _task_finished(**kwargs):
     trace_var.set(None)
 
 
+def _keep_django_logging(**kwargs):
+    """Receiving `setup_logging` stops Celery from replacing the handlers Django's LOGGING set
+    up, so a worker's lines (Celery's own included) come out as JSON too."""
+
+
 def connect_task_context() -> None:
-    from celery.signals import task_postrun, task_prerun
+    from celery.signals import setup_logging, task_postrun, task_prerun
+    from django.conf import settings
 
     task_prerun.connect(_task_started, weak=False, dispatch_uid="operating-log-context")
     task_postrun.connect(_task_finished, weak=False, dispatch_uid="operating-log-context")
+    if settings.LOG_FORMAT == "json":
+        setup_logging.connect(_keep_django_logging, weak=False, dispatch_uid="operating-json-logs")

@@ -9,8 +9,6 @@ Counting is exact and cheap:
   USAGE_FLUSH_SECONDS, one upsert per account, user and hour, never a write per request.
 """
 
-import atexit
-import contextlib
 import logging
 import math
 import threading
@@ -258,15 +256,6 @@ def usage_flush(*, force: bool = False) -> None:
         with _Pending.lock:
             _Pending.api_calls.update(calls)
             _Pending.refusals.update(refusals)
-
-
-def _flush_at_exit() -> None:
-    # The process is ending; a failure has nobody left to tell.
-    with contextlib.suppress(Exception):
-        usage_flush(force=True)
-
-
-atexit.register(_flush_at_exit)
 
 
 def usage_prune() -> dict:
