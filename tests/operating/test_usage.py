@@ -44,7 +44,8 @@ def test_trusted_twin_client_reads_a_real_batchs_usage(caller, make_caller, live
     status, issued = answer(client.create_upload_url())
     assert status == 201
     assert requests.put(issued["url"], data=content, timeout=10).status_code == 200
-    status, created = answer(client.create_batch(body={"operation": "create_twin", "handler": issued["handler"]}))
+    body = {"operation": "create_twin", "handler": issued["handler"]}
+    status, created = answer(client.create_batch(body=body))
     assert status == 201, created
     batch = run_batch(Batch.objects.get(pk=created["batch"]))
     assert batch.status == BatchStatus.COMPLETED
@@ -109,7 +110,8 @@ def test_api_calls_are_counted_in_memory_and_written_in_one_go(caller):
     with CaptureQueriesContext(connection) as queries:
         usage = caller.client.get("/usage").json()["usage"]
     assert usage[current_hour()]["api_calls"] == 20
-    assert len([query for query in queries if query["sql"].startswith("INSERT INTO \"operating_usagehour")]) == 1
+    writes = [query for query in queries if query["sql"].startswith('INSERT INTO "operating_usagehour"')]
+    assert len(writes) == 1
 
 
 @pytest.mark.django_db
