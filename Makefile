@@ -60,6 +60,7 @@ browser:
 TEST_DATA_DIR ?= $(CURDIR)/var/test
 test: DATA_DIR := $(TEST_DATA_DIR)
 test: install browser
+	rm -rf "$(DATA_DIR)/prometheus"
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install

@@ -45,19 +45,30 @@ class ActiveBatchesCollector:
     many processes moved the batches and whichever of them died."""
 
     def collect(self):
-        from operating.selectors import batches_active_by_status
+        from operating.selectors import batches_active_by_status, batches_stuck
 
         family = GaugeMetricFamily("batches_active", "Batches not finished, by status.", labels=["status"])
         for status, count in batches_active_by_status().items():
             family.add_metric([status], count)
         yield family
+        yield GaugeMetricFamily(
+            "batches_stuck",
+            "Unfinished batches without a heartbeat for BATCH_STUCK_AFTER_SECONDS (maintenance "
+            "resumes them; one that stays here is not moving).",
+            value=batches_stuck(),
+        )
+
+
+def registry_of(*, with_database: bool = True) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    if with_database:
+        registry.register(ActiveBatchesCollector())
+    return registry
 
 
 def exposition() -> tuple[bytes, str]:
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
-    registry.register(ActiveBatchesCollector())
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(registry_of()), CONTENT_TYPE_LATEST
 
 
 def process_dead(pid: int) -> None:

@@ -2,6 +2,7 @@
 
 from datetime import UTC, timedelta
 
+from django.conf import settings
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
@@ -35,6 +36,17 @@ def batches_active_by_status() -> dict[str, int]:
     for row in Batch.objects.filter(status__in=ACTIVE).values("status").annotate(n=Count("pk")):
         counts[row["status"]] = row["n"]
     return counts
+
+
+def batches_stuck() -> int:
+    """Unfinished batches whose heartbeat (or, never started, creation) is older than
+    BATCH_STUCK_AFTER_SECONDS."""
+    quiet_since = timezone.now() - timedelta(seconds=settings.BATCH_STUCK_AFTER_SECONDS)
+    return (
+        Batch.objects.filter(status__in=ACTIVE)
+        .filter(Q(heartbeat_at__lt=quiet_since) | Q(heartbeat_at__isnull=True, created_at__lt=quiet_since))
+        .count()
+    )
 
 
 def batches_by_status() -> list[tuple[str, int]]:

@@ -2,13 +2,16 @@
 processes together (multiprocess mode), behind METRICS_TOKEN when set."""
 
 import json
+from datetime import timedelta
 
 import pytest
 import requests
 from django.test import override_settings
+from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from batchsite.celery import app as celery_app
+from tests.batches.api_support import batch_in
 from tests.batches.pipeline_helpers import WorkerProcess, batch_start, jsonl, wait_terminal
 
 LINES = 2500  # three chunks of BATCH_CHUNK_LINES=1000
@@ -113,3 +116,15 @@ def test_http_metrics_label_the_route_not_the_path(caller, client):
     after = samples(client.get("/metrics").content.decode())
     assert count(after, "batches/<str:batch>") - count(before, "batches/<str:batch>") == 2
     assert not [key for key in after if "00000000-0000" in str(key)]
+
+
+@pytest.mark.django_db
+def test_batches_active_and_stuck_are_read_from_the_database(caller, client):
+    long_ago = timezone.now() - timedelta(hours=1)
+    batch_in("processing", account=caller.account, heartbeat_at=long_ago)
+    batch_in("processing", account=caller.account, heartbeat_at=timezone.now())
+    batch_in("completed", account=caller.account, heartbeat_at=long_ago)
+    scraped = samples(client.get("/metrics").content.decode())
+    assert value(scraped, "batches_active", status="processing") == 2
+    assert value(scraped, "batches_active", status="new") == 0
+    assert value(scraped, "batches_stuck") == 1
