@@ -17,6 +17,8 @@ from operating.models import AccountQuota, QuotaRefusalHour
 from operating.services import QuotaExceeded, usage_flush
 from tests.batches.api_support import create_batch, put_file, upload_url, uploaded_handler
 from tests.batches.pipeline_helpers import jsonl, run_batch, upload_bytes
+from tests.scaleout.conftest import moto_endpoint, s3  # noqa: F401 (fixtures)
+from tests.scaleout.test_s3 import presigned_upload
 
 pytestmark = pytest.mark.django_db
 
@@ -130,3 +132,14 @@ def test_parallel_creates_never_both_take_the_last_place(caller):
         thread.join(timeout=60)
     assert sorted(outcomes) == ["created"] + ["quota_exceeded"] * 7
     assert Batch.objects.filter(account=caller.account).count() == 1
+
+
+def test_with_s3_the_upload_is_counted_and_checked_when_the_batch_is_created(caller, s3):  # noqa: F811
+    """The bytes go straight to the bucket; the service sees them at create_batch."""
+    AccountQuota.objects.create(account=caller.account, max_upload_bytes=40)
+    small, large = b'{"description": {}}\n', b'{"description": {"n": 1234567890123}}\n' * 2
+    kept = presigned_upload(caller, s3, small)
+    refused_for(create_batch(caller, presigned_upload(caller, s3, large)), "max_upload_bytes")
+    assert create_batch(caller, kept).status_code == 201
+    usage = caller.client.get("/usage").json()["usage"]
+    assert sum(hour["upload_bytes"] for hour in usage.values()) == len(small)
