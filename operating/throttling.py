@@ -41,18 +41,24 @@ class AccountRateThrottle(BaseThrottle):
         now = time.time()
         window = int(now // duration)
         key = f"throttle:{account_user.account_id}:{window}"
-        cache.add(key, 0, timeout=duration + 5)
-        try:
-            count = cache.incr(key)
-        except ValueError:  # the window's key expired between add and incr
-            cache.set(key, 1, timeout=duration + 5)
-            count = 1
+        count = self.count_in(key, timeout=duration + 5)
         if count <= limit:
             return True
         self.wait_seconds = max(1, math.ceil((window + 1) * duration - now))
         request._request.usage_caller = None
         services.refusal_count(account_id=account_user.account_id, quota="throttled")
         return False
+
+    @staticmethod
+    def count_in(key: str, *, timeout: int) -> int:
+        """Adds this request to the window's counter: one increment, except for the window's
+        first request, which creates the key (and, losing a race to create it, increments)."""
+        try:
+            return cache.incr(key)
+        except ValueError:
+            if cache.add(key, 1, timeout=timeout):
+                return 1
+            return cache.incr(key)
 
     def wait(self):
         return self.wait_seconds
