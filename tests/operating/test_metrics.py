@@ -2,17 +2,23 @@
 processes together (multiprocess mode), behind METRICS_TOKEN when set."""
 
 import json
+import os
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
 import requests
+from django.conf import settings
 from django.test import override_settings
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from batchsite.celery import app as celery_app
+from operating import metrics
 from tests.batches.api_support import batch_in
-from tests.batches.pipeline_helpers import WorkerProcess, batch_start, jsonl, wait_terminal
+from tests.batches.pipeline_helpers import WorkerProcess, batch_start, jsonl, wait_for, wait_terminal
+from tests.scaleout.s3 import free_port
 
 LINES = 2500  # three chunks of BATCH_CHUNK_LINES=1000
 
@@ -128,3 +134,28 @@ def test_batches_active_and_stuck_are_read_from_the_database(caller, client):
     assert value(scraped, "batches_active", status="processing") == 2
     assert value(scraped, "batches_active", status="new") == 0
     assert value(scraped, "batches_stuck") == 1
+
+
+def test_a_worker_host_serves_its_processes_samples(tmp_path):
+    """`serve_metrics`, for hosts without a web server: the samples every process of the host
+    wrote, here one this test process counts."""
+    port = free_port()
+    metrics.webhook_deliveries.labels("serve-metrics-test").inc(3)
+    command = [sys.executable, "manage.py", "serve_metrics", f"--port={port}", "--bind=127.0.0.1"]
+    env = {**os.environ, "DATA_DIR": str(settings.DATA_DIR)}
+    server = subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, stdout=subprocess.DEVNULL)
+    try:
+        text = wait_for(lambda: fetched(f"http://127.0.0.1:{port}/metrics"), timeout=30, what="serve_metrics")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    scraped = samples(text)
+    assert value(scraped, "webhook_deliveries_total", outcome="serve-metrics-test") >= 3
+    assert not [key for key in scraped if key[0] == "batches_active"]
+
+
+def fetched(url: str) -> str | None:
+    try:
+        return requests.get(url, timeout=2).text
+    except requests.ConnectionError:
+        return None

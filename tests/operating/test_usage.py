@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
-from django.db import connection
+from django.db import connection, transaction
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -14,6 +14,7 @@ from trustedtwin.tt_api import TTRESTService
 
 from batches.models import Batch, BatchStatus
 from operating.models import UsageHour
+from operating.services import usage_record_batch_lines
 from tests.batches.pipeline_helpers import batch_start, jsonl, run_batch
 
 COUNTERS = {"batches_created", "batch_lines", "batch_lines_failed", "upload_bytes", "api_calls"}
@@ -120,3 +121,12 @@ def test_usage_needs_its_actions(make_caller):
     refused = limited.client.get("/usage")
     assert refused.status_code == 403 and refused.json()["subcode"] == "action_not_allowed"
     assert limited.client.get(f"/usage/{limited.account_user.uuid}").status_code == 403
+
+
+@pytest.mark.django_db
+def test_a_chunk_that_rolls_back_counts_nothing(caller):
+    """As when a worker dies mid-chunk: the lines run again elsewhere and count there, once."""
+    with pytest.raises(RuntimeError), transaction.atomic():
+        usage_record_batch_lines(account_id=caller.account.pk, user_id=None, lines=1000, failed=0)
+        raise RuntimeError("the worker died")
+    assert not UsageHour.objects.filter(account=caller.account).exists()
