@@ -20,7 +20,6 @@ $(INSTALLED): requirements.txt
 
 migrate: install
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py createcachetable
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 
 # The web server and one Celery worker (with its embedded beat) on the embedded default.
