@@ -43,7 +43,6 @@ print-config:
 
 migrate: install
 	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py createcachetable
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 
 # The web server and one Celery worker (with its embedded beat) on the embedded default.
@@ -53,6 +52,7 @@ migrate: install
 # path is shared by every gunicorn of the user.
 run: migrate
 	@echo "Serving on http://$(or $(HOST),127.0.0.1):$(PORT), data in $(DATA_DIR); Ctrl-C stops."
+	@rm -rf "$${PROMETHEUS_MULTIPROC_DIR:-$(DATA_DIR)/prometheus}"
 	@interrupted=; trap 'interrupted=1' INT TERM; \
 	$(BIN)/celery -A batchsite worker --beat --loglevel=INFO --concurrency=2 & worker=$$!; \
 	$(BIN)/gunicorn batchsite.wsgi -c batchsite/gunicorn_conf.py --bind $(or $(HOST),127.0.0.1):$(PORT) \
@@ -87,6 +87,7 @@ browser:
 TEST_DATA_DIR ?= $(CURDIR)/var/test
 test: export DATA_DIR := $(TEST_DATA_DIR)
 test: install-dev browser
+	rm -rf "$(DATA_DIR)/prometheus"
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # Validates deploy/ with the tools that run here (the compose file against the compose-spec

@@ -21,6 +21,7 @@ from batches.storage import bucket_object, uploads_go_direct
 from batches.tasks import CELERY_ENQUEUE
 from batchsite import jsonsafe
 from batchsite.errors import ApplicationError, Conflict
+from operating import services as usage
 from permissions.models import Account, AccountUser
 from twins.registry import operation_get
 
@@ -95,6 +96,8 @@ def upload_discover(upload: Upload) -> None:
             subcode="file_too_large",
             status_code=413,
         )
+    usage.quota_check_upload(account_id=upload.account_id, size=found.size)
+    usage.usage_record_upload(account_id=upload.account_id, user_id=upload.created_by_id, size=found.size)
     upload.size = found.size
     upload.content_type = found.content_type[:200]
     upload.uploaded_at = found.modified_at
@@ -155,6 +158,7 @@ def upload_store(
             subcode="file_too_large",
             status_code=413,
         )
+    usage.quota_check_upload(account_id=upload.account_id, size=content_length)
 
     name = f"{upload_file_name(account_id=upload.account_id, handler=upload.handler)}.{uuid.uuid4().hex}"
     reader = _CountingReader(stream)
@@ -175,6 +179,9 @@ def upload_store(
             upload.content_type = content_type[:200]
             upload.uploaded_at = timezone.now()
             upload.save(update_fields=["file_name", "size", "content_type", "uploaded_at"])
+            usage.usage_record_upload(
+                account_id=upload.account_id, user_id=upload.created_by_id, size=content_length
+            )
             if previous:
                 transaction.on_commit(lambda: default_storage.delete(previous))
     except BaseException:
@@ -307,6 +314,9 @@ def batch_create(
                 if earlier is not None:
                     return earlier, False
             upload = _usable_upload(account=account, handler=handler)
+            usage.usage_admit_batch(
+                account_id=account.pk, user_id=getattr(getattr(user, "account_user", None), "pk", None)
+            )
             now = timezone.now()
             Upload.objects.filter(pk=upload.pk).update(used_at=now)
             batch = Batch.objects.create(

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from batches.models import Batch, BatchStatus, BatchStatusChange
 from notifications.outbox import outbox_record
+from operating.metrics import transition_observed
 
 S = BatchStatus
 
@@ -71,6 +72,9 @@ def batch_transition(
             changes.update(lease_owner="", lease_expires_at=None)
         source = batch.status
         now = timezone.now()
+        transaction.on_commit(
+            lambda entered=batch.updated_at: transition_observed(source=source, to=to, entered_at=entered)
+        )
         Batch.objects.filter(pk=batch_id, status=source).update(
             status=to, updated_at=now, heartbeat_at=now, **changes
         )

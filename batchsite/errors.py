@@ -7,6 +7,7 @@ the line a client quotes.
 """
 
 import logging
+import math
 import uuid
 from dataclasses import dataclass
 
@@ -16,6 +17,8 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse, UnreadablePostError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
+
+from operating.logs import current_trace
 
 logger = logging.getLogger("batchsite.errors")
 
@@ -44,7 +47,8 @@ class ServerErrorsOnly(logging.Filter):
 
 
 def error_body(*, status_code: int, subcode: str, description: str) -> dict:
-    trace = uuid.uuid4().hex
+    # The request's own trace, so the body, this log line and the request's others agree.
+    trace = current_trace() or uuid.uuid4().hex
     logger.log(
         logging.ERROR if status_code >= 500 else logging.INFO,
         "trace=%s status=%s subcode=%s %s",
@@ -145,8 +149,9 @@ def exception_handler(exc, context):
         logger.exception("unhandled error in %s", context.get("view"))
         return error_response(500, "internal_error", "The server could not complete the request.")
     response = error_response(info.status_code, info.subcode, info.description)
-    if isinstance(exc, exceptions.Throttled) and exc.wait:
-        response["Retry-After"] = str(int(exc.wait))
+    retry_after = exc.wait if isinstance(exc, exceptions.Throttled) else getattr(exc, "retry_after", None)
+    if retry_after:
+        response["Retry-After"] = str(math.ceil(retry_after))
     if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
         response["WWW-Authenticate"] = "Bearer"
     return response

@@ -1,6 +1,6 @@
 """Gunicorn settings for `make run` and `make web` (the bind address and the worker count come
-from their command lines). Limits and timeouts drop slow or stalled clients; see
-batchsite/serving.py. Production runs behind a buffering proxy (deploy/nginx.conf)."""
+from their command lines), and the server hooks the metrics need. Limits and timeouts drop
+slow or stalled clients; see batchsite/serving.py. Production runs behind a buffering proxy (deploy/nginx.conf)."""
 
 import os
 
@@ -18,3 +18,17 @@ limit_request_field_size = 8190
 control_socket_disable = True
 accesslog = "-"
 logger_class = "batchsite.serving.RedactingLogger"
+
+
+# Server hooks of the metrics (operating.gunicorn_hooks), imported when gunicorn calls them,
+# after the app put the project on the path.
+def child_exit(server, worker):
+    from operating.gunicorn_hooks import child_exit as hook
+
+    hook(server, worker)
+
+
+def worker_exit(server, worker):
+    from operating.gunicorn_hooks import worker_exit as hook
+
+    hook(server, worker)

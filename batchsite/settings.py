@@ -4,6 +4,7 @@ Every variable has an embedded default that needs no server: SQLite, local files
 kombu's filesystem broker under DATA_DIR. `.env.example` names every variable.
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -336,12 +337,12 @@ REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["secret_pin_account"] = env.str(
     "PIN_ACCOUNT_THROTTLE_RATE", default="100/hour"
 )
 # The cache every process shares (throttle counts, sign-in failures): the database's cache table
-# (`make migrate` creates it) unless CACHE_URL names one, e.g. redis://127.0.0.1:6379/1.
+# (the operating app's migrations make it) unless CACHE_URL names one, e.g. redis://127.0.0.1:6379/1.
 CACHE_URL = env.str("CACHE_URL", default="")
 CACHES = {
     "default": env.cache_url_config(CACHE_URL)
     if CACHE_URL
-    else {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "cache_table"}
+    else {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "operating_cache"}
 }
 LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
 LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=900)
@@ -364,3 +365,35 @@ if HTTPS:
     SECURE_HSTS_SECONDS = env.int("HSTS_SECONDS", default=31_536_000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
+
+# Operating it (SPEC section 12): usage, quotas, throttling, metrics, logs. ---------------
+INSTALLED_APPS += ["operating"]
+# First: it times and counts every request and sets the log context (trace, account).
+MIDDLEWARE.insert(0, "operating.middleware.OperatingMiddleware")
+# Quotas per account; the admin may set other values per account (AccountQuota).
+QUOTA_MAX_ACTIVE_BATCHES = env.int("QUOTA_MAX_ACTIVE_BATCHES", default=10)
+QUOTA_MAX_BATCH_LINES_PER_DAY = env.int("QUOTA_MAX_BATCH_LINES_PER_DAY", default=50_000_000)
+QUOTA_MAX_UPLOAD_BYTES = env.int("QUOTA_MAX_UPLOAD_BYTES", default=BATCH_FILE_MAX_BYTES)
+# Seconds a client is asked to wait when it has max_active_batches running.
+QUOTA_ACTIVE_BATCHES_RETRY_AFTER = env.int("QUOTA_ACTIVE_BATCHES_RETRY_AFTER", default=30)
+# Per account, over every process, on the shared cache.
+API_THROTTLE_RATE = env.str("API_THROTTLE_RATE", default="6000/min")
+REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["operating.throttling.AccountRateThrottle"]
+# API calls and quota refusals are counted in memory and written every few seconds, one
+# upsert per account and hour, instead of a write per request.
+USAGE_FLUSH_SECONDS = env.float("USAGE_FLUSH_SECONDS", default=5.0)
+USAGE_RETENTION_DAYS = env.int("USAGE_RETENTION_DAYS", default=30)
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# prometheus-client's multiprocess mode: every process (gunicorn's, Celery's) writes its
+# samples under this folder and /metrics adds them up. Read by prometheus_client at import,
+# so it is set here, before anything imports it.
+PROMETHEUS_MULTIPROC_DIR = Path(env.str("PROMETHEUS_MULTIPROC_DIR", default=str(DATA_DIR / "prometheus")))
+PROMETHEUS_MULTIPROC_DIR.mkdir(parents=True, exist_ok=True)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(PROMETHEUS_MULTIPROC_DIR)
+CELERY_BEAT_SCHEDULE["operating-prune"] = {"task": "operating.tasks.usage_prune", "schedule": 3600}
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+LOGGING["filters"]["context"] = {"()": "operating.logs.ContextFilter"}
+LOGGING["formatters"]["json"] = {"()": "operating.logs.JsonFormatter"}
+LOGGING["handlers"]["console"]["filters"].append("context")
+if LOG_FORMAT == "json":
+    LOGGING["handlers"]["console"]["formatter"] = "json"

@@ -55,4 +55,10 @@ NOTIFICATION_ACTIONS = (
     "webhook_refresh_subscription",
 )
 
-ACTIONS = BATCH_ACTIONS + TWIN_ACTIONS + TENANT_ACTIONS + NOTIFICATION_ACTIONS
+# SPEC section 12: an account's and a user's hourly usage.
+USAGE_ACTIONS = (
+    "get_account_usage",
+    "get_user_usage",
+)
+
+ACTIONS = BATCH_ACTIONS + TWIN_ACTIONS + TENANT_ACTIONS + NOTIFICATION_ACTIONS + USAGE_ACTIONS

@@ -29,6 +29,7 @@ from batches.pipeline.reading import read_chunk_lines
 from batches.pipeline.results import is_success_line, result_line
 from batches.pipeline.validating import validate_item
 from batches.states import batch_transition
+from operating.services import usage_record_batch_lines
 from twins.registry import Actor, Operation, OperationError, OperationResult, operation_get
 
 logger = logging.getLogger(__name__)
@@ -118,6 +119,7 @@ def chunk_claim_and_run(batch_id) -> bool:
         batch = Batch.objects.select_related("account", "created_by__user").filter(pk=batch_id).first()
         if batch is None or batch.status != S.PROCESSING:
             return False
+        started = time.monotonic()
         operation = operation_get(batch.operation)
         pairs = read_chunk_lines(batch, chunk)
         # Each chunk runs with the creator's permissions as they are when it starts.
@@ -138,6 +140,14 @@ def chunk_claim_and_run(batch_id) -> bool:
             results="".join(lines),
             done_at=timezone.now(),
             worker=worker_name(),
+        )
+        usage_record_batch_lines(
+            account_id=batch.account_id,
+            user_id=batch.created_by_id,
+            lines=len(lines),
+            failed=failed,
+            operation=batch.operation,
+            seconds=time.monotonic() - started,
         )
         Batch.objects.filter(pk=batch_id).update(
             processed=F("processed") + len(lines),
