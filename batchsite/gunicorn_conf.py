@@ -1,6 +1,7 @@
 """Gunicorn settings for `make run` and `make web` (the bind address and the worker count come
 from their command lines), and the server hooks the metrics need. Limits and timeouts drop
-slow or stalled clients; see batchsite/serving.py. Production runs behind a buffering proxy (deploy/nginx.conf)."""
+slow or stalled clients; see batchsite/serving.py. Production runs behind a buffering proxy
+(deploy/nginx.conf)."""
 
 import os
 
