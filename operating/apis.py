@@ -5,6 +5,7 @@ import hmac
 
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
+from django.views.decorators.http import require_safe
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -36,6 +37,7 @@ class UserUsageApi(APIView):
         )
 
 
+@require_safe
 def metrics_view(request):
     """Prometheus text format, every process's samples together. With METRICS_TOKEN set, only
     for `Authorization: Bearer <token>`."""

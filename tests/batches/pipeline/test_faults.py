@@ -101,7 +101,9 @@ def wait_status(batch: Batch, status: str, deployment: Deployment, *, processed_
 
 
 def assert_every_line_ran_once(batch: Batch, caller, deployment: Deployment) -> None:
+    fault_at = time.monotonic()
     batch = wait_terminal(batch, timeout=240, worker=deployment.workers[-1])
+    print(f"{deployment.name}: completed {time.monotonic() - fault_at:.1f} s after the fault")
     assert batch.status == S.COMPLETED, deployment.log()
     assert batch.processed == batch.total == LINES
     assert (batch.succeeded, batch.failed) == (LINES, 0)
