@@ -17,7 +17,7 @@ HOST ?= $(call setting,HOST)
 INSTALLED := $(VENV)/.installed
 INSTALLED_DEV := $(VENV)/.installed-dev
 
-.PHONY: install install-dev run web worker beat test lint migrate browser print-config deploy-check
+.PHONY: install install-dev run web worker beat test soak lint migrate browser print-config deploy-check
 
 install: $(INSTALLED)
 install-dev: $(INSTALLED_DEV)
@@ -94,6 +94,14 @@ test: install-dev browser
 # schema, the Dockerfile with hadolint, the units with systemd-analyze); says which it skipped.
 deploy-check: install-dev
 	$(BIN)/python deploy/check.py
+
+# The long versions of the fault, fairness and stop suites and the soak-marked tests (an hour
+# or more); run them in services mode, e.g. with DATABASE_URL and CELERY_BROKER_URL set as in
+# .ci/run.
+soak: export DATA_DIR := $(TEST_DATA_DIR)
+soak: install-dev browser
+	FAULT_LINES=$${FAULT_LINES:-150000} FAIRNESS_LINES=$${FAIRNESS_LINES:-300000} \
+		STOP_ROUNDS=$${STOP_ROUNDS:-50} $(BIN)/pytest -m "soak or slow" $(PYTEST_ARGS)
 
 lint: install-dev
 	$(BIN)/ruff check .
