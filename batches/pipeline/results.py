@@ -134,6 +134,20 @@ def discard_files(files: dict) -> None:
         storage_discard(files.get(field, ""))
 
 
+def publish_results(batch: Batch, lease: Lease, files: dict, *, to: str) -> Batch | None:
+    """Ends the step: the files are the batch's once the fenced transition records them; the
+    chunks' copies of the result lines are then dropped. A step that lost its lease deletes
+    the files it wrote."""
+    moved = batch_transition(
+        batch_id=batch.pk, to=to, allowed_from=[lease.status], owner=lease.owner, **files
+    )
+    if moved is None:
+        discard_files(files)
+    else:
+        Chunk.objects.filter(batch_id=batch.pk).update(results="")
+    return moved
+
+
 def step_write_results(batch: Batch, lease: Lease) -> Batch | None:
     if batch.processed != batch.total:
         logger.error(
@@ -144,14 +158,7 @@ def step_write_results(batch: Batch, lease: Lease) -> Batch | None:
         )
         return None
     files = write_results(batch, merged_result_blocks(batch, lease), lease)
-    moved = batch_transition(
-        batch_id=batch.pk, to=S.COMPLETED, allowed_from=[S.WRITING_RESULTS], owner=lease.owner, **files
-    )
-    if moved is None:
-        discard_files(files)
-    else:
-        Chunk.objects.filter(batch_id=batch.pk).update(results="")
-    return moved
+    return publish_results(batch, lease, files, to=S.COMPLETED)
 
 
 def step_finish_cancel(batch: Batch, lease: Lease) -> Batch | None:
@@ -169,11 +176,4 @@ def step_finish_cancel(batch: Batch, lease: Lease) -> Batch | None:
     has_chunks = Chunk.objects.filter(batch_id=batch.pk).exists()
     blocks = merged_result_blocks(batch, lease) if has_chunks else unparsed_not_executed_blocks(batch, lease)
     files = write_results(batch, blocks, lease)
-    moved = batch_transition(
-        batch_id=batch.pk, to=S.CANCELLED, allowed_from=[S.CANCELLING], owner=lease.owner, **files
-    )
-    if moved is None:
-        discard_files(files)
-    else:
-        Chunk.objects.filter(batch_id=batch.pk).update(results="")
-    return moved
+    return publish_results(batch, lease, files, to=S.CANCELLED)

@@ -11,8 +11,7 @@ import pytest
 from django.db import connection
 
 from batches.models import Batch, BatchStatus
-from batchsite.celery import app as celery_app
-from tests.batches.pipeline_helpers import WorkerProcess, batch_start, jsonl, wait_for, wait_terminal
+from tests.batches.pipeline_helpers import batch_start, jsonl, wait_for, wait_terminal
 
 S = BatchStatus
 LARGE_LINES = int(os.environ.get("FAIRNESS_LINES", "100000"))
@@ -22,15 +21,6 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(connection.vendor != "postgresql", reason="two workers share chunks on PostgreSQL"),
 ]
-
-
-@pytest.fixture
-def two_workers():
-    celery_app.control.purge()
-    workers = [WorkerProcess(log_name=f"fair-{n}", node_name=f"fair-{n}@%h").start() for n in range(2)]
-    yield workers
-    for worker in workers:
-        worker.stop()
 
 
 def test_a_small_batch_is_not_starved_by_another_accounts_large_one(caller, stranger, two_workers):

@@ -12,8 +12,7 @@ from django.db import connection
 
 from batches import services
 from batches.models import Batch, BatchStatus
-from batchsite.celery import app as celery_app
-from tests.batches.pipeline_helpers import WorkerProcess, batch_start, jsonl, read_results, wait_for
+from tests.batches.pipeline_helpers import batch_start, jsonl, read_results, wait_for
 
 S = BatchStatus
 ROUNDS = int(os.environ.get("STOP_ROUNDS", "6"))
@@ -23,15 +22,6 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(connection.vendor != "postgresql", reason="two workers share chunks on PostgreSQL"),
 ]
-
-
-@pytest.fixture
-def two_workers():
-    celery_app.control.purge()
-    workers = [WorkerProcess(log_name=f"stop-{n}", node_name=f"stop-{n}@%h").start() for n in range(2)]
-    yield workers
-    for worker in workers:
-        worker.stop()
 
 
 def running_batch(caller, workers) -> Batch:
