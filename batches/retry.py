@@ -69,6 +69,8 @@ def batch_retry(*, batch: Batch, user) -> Batch:
             handler=str(upload.handler),
             operation=batch.operation,
             batch_dict=batch.batch_dict,
+            # The budget goes with the lines; a dry run's retry runs them for real.
+            error_budget=batch.error_budget,
         )
         Batch.objects.filter(pk=retry.pk).update(retry_of=batch)
     return Batch.objects.get(pk=retry.pk)

@@ -14,6 +14,7 @@ from django.core.validators import RegexValidator
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from batches.controls import error_budget_clean
 from batches.files import upload_file_name
 from batches.models import Batch, BatchStatus, BatchStatusChange, Upload
 from batches.states import CANCEL_REQUESTED, CANCELLABLE, TERMINAL, batch_transition
@@ -198,8 +199,15 @@ def upload_invalidate(*, upload: Upload) -> Upload:
 # Batches
 
 
-def _idempotency_digest(*, handler: str, operation: str, hash: str, batch_dict) -> str:
+def _idempotency_digest(
+    *, handler: str, operation: str, hash: str, batch_dict, error_budget=None, validate_only=False
+) -> str:
     body = {"handler": handler, "operation": operation, "hash": hash, "batch_dict": batch_dict}
+    # Only when given, so a body without them digests as it did before they existed.
+    if error_budget is not None:
+        body["error_budget"] = error_budget
+    if validate_only:
+        body["validate_only"] = True
     return hashlib.sha256(encoded_json(body)).hexdigest()
 
 
@@ -254,6 +262,8 @@ def batch_create(
     operation: str,
     hash: str = "",
     batch_dict: dict | None = None,
+    error_budget: dict | None = None,
+    validate_only: bool = False,
     idempotency_key: str = "",
 ) -> tuple[Batch, bool]:
     """Creates a batch over an uploaded file and enqueues its pipeline. Returns the batch and
@@ -277,8 +287,17 @@ def batch_create(
         hash_validator(hash)
     if batch_dict is not None:
         batch_dict_validate(batch_dict)
+    error_budget = error_budget_clean(error_budget)
+    validate_only = bool(validate_only)
 
-    digest = _idempotency_digest(handler=handler, operation=operation, hash=hash, batch_dict=batch_dict)
+    digest = _idempotency_digest(
+        handler=handler,
+        operation=operation,
+        hash=hash,
+        batch_dict=batch_dict,
+        error_budget=error_budget,
+        validate_only=validate_only,
+    )
     try:
         with transaction.atomic():
             if idempotency_key:
@@ -294,6 +313,8 @@ def batch_create(
                 operation=operation,
                 hash=hash,
                 batch_dict=batch_dict,
+                error_budget=error_budget,
+                validate_only=validate_only,
                 upload=upload,
                 idempotency_key=idempotency_key,
                 idempotency_digest=digest if idempotency_key else "",

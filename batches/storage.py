@@ -41,6 +41,8 @@ class Download:
 class SignedUrl:
     url: str
     expires_at: datetime
+    # The lines run so far of a running batch, not its final file (SPEC section 11).
+    partial: bool = False
 
 
 class SignedLocalUrls:

@@ -23,6 +23,7 @@ from django.db import connection, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
+from batches.controls import budget_exceeded, is_budget_stop
 from batches.models import Batch, BatchStatus, Chunk
 from batches.pipeline.faults import TRANSIENT_DATABASE_ERRORS
 from batches.pipeline.reading import read_chunk_lines
@@ -103,9 +104,26 @@ def worker_name() -> str:
     return (task and task.request.hostname) or socket.gethostname()
 
 
+def budget_passed(batch_id, budget: dict | None, *, lines: int, failed: int) -> bool:
+    """Between line groups: True when the batch stopped (a cancel, or another chunk passed the
+    budget), or when its committed counts plus this chunk's so far pass the error budget."""
+    status, processed, failed_before = (
+        Batch.objects.filter(pk=batch_id).values_list("status", "processed", "failed").get()
+    )
+    if status != S.PROCESSING:
+        return True
+    return bool(budget_exceeded(budget, processed=processed + lines, failed=failed_before + failed))
+
+
 def chunk_claim_and_run(batch_id) -> bool:
     """Claims one undone chunk of the batch and runs it, all in one transaction. False when
-    there is nothing to run (no chunk left, every one taken, or the batch stopped)."""
+    there is nothing to run (no chunk left, every one taken, or the batch stopped).
+
+    The error budget (SPEC section 11) is judged in the same transaction, under the batch's
+    row lock taken after the chunk's: the chunk whose results pass it commits them with the
+    move processing -> cancel, so no chunk starts after it, and a chunk that was running
+    meanwhile and finds the batch stopped by the budget rolls back (its lines are listed as
+    not executed). So at most one chunk's lines run past the budget, on any number of workers."""
     with transaction.atomic():
         chunk = (
             Chunk.objects.select_for_update(skip_locked=True, of=("self",))
@@ -124,16 +142,25 @@ def chunk_claim_and_run(batch_id) -> bool:
         user = may_run(batch, operation)
         step = settings.BATCH_CANCEL_CHECK_LINES
         lines: list[str] = []
+        failed = 0
         for start in range(0, len(pairs), step):
-            if start and cancel_requested(batch_id):
+            if start and budget_passed(batch_id, batch.error_budget, lines=len(lines), failed=failed):
                 break
-            lines += run_lines(batch, operation, user, pairs[start : start + step])
-        succeeded = sum(1 for line in lines if is_success_line(line))
-        failed = len(lines) - succeeded
+            group = run_lines(batch, operation, user, pairs[start : start + step])
+            lines += group
+            failed += sum(1 for line in group if not is_success_line(line))
+        current = (
+            Batch.objects.select_for_update(of=("self",))
+            .only("status", "failure_reason", "processed", "failed")
+            .get(pk=batch_id)
+        )
+        if current.status != S.PROCESSING and is_budget_stop(current.failure_reason):
+            transaction.set_rollback(True)
+            return True
         Chunk.objects.filter(pk=chunk.pk).update(
             done=True,
             executed_count=len(lines),
-            succeeded=succeeded,
+            succeeded=len(lines) - failed,
             failed=failed,
             results="".join(lines),
             done_at=timezone.now(),
@@ -141,11 +168,23 @@ def chunk_claim_and_run(batch_id) -> bool:
         )
         Batch.objects.filter(pk=batch_id).update(
             processed=F("processed") + len(lines),
-            succeeded=F("succeeded") + succeeded,
+            succeeded=F("succeeded") + len(lines) - failed,
             failed=F("failed") + failed,
             heartbeat_at=timezone.now(),
         )
+        if current.status == S.PROCESSING:
+            stop_past_budget(batch, processed=current.processed + len(lines), failed=current.failed + failed)
     return True
+
+
+def stop_past_budget(batch: Batch, *, processed: int, failed: int) -> None:
+    """Stops the batch as a cancel does when these counts pass its error budget. Runs inside
+    the chunk's transaction, holding the batch's row lock."""
+    reason = budget_exceeded(batch.error_budget, processed=processed, failed=failed)
+    if reason:
+        batch_transition(
+            batch_id=batch.pk, to=S.CANCEL, allowed_from=[S.PROCESSING], note=reason, failure_reason=reason
+        )
 
 
 def batches_in_turn() -> list:

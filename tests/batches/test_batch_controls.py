@@ -1,0 +1,259 @@
+"""Batch controls (SPEC section 11) in this process, step by step: the error budget, dry runs
+and results while running, through the API a client uses."""
+
+import json
+import uuid
+
+import pytest
+from django.test import override_settings
+
+from batches import services
+from batches.models import Batch, BatchStatus, Chunk
+from batches.pipeline import chunks, driver
+from tests.batches.api_support import create_batch, uploaded_handler
+from tests.batches.pipeline_helpers import (
+    InlinePipeline,
+    history,
+    jsonl,
+    read_results,
+    run_batch,
+    upload_bytes,
+)
+from tests.helpers import assert_error
+from twins.models import Twin
+from twins.services import twins_create
+
+S = BatchStatus
+
+
+def controlled_batch(caller, operation: str, content: bytes, **controls) -> Batch:
+    upload = upload_bytes(caller, content)
+    batch, _ = services.batch_create(
+        account=caller.account, user=caller.user, handler=str(upload.handler), operation=operation, **controls
+    )
+    return batch
+
+
+def updates(caller, count: int, *, bad_every: int = 0, first_bad: int = 0) -> bytes:
+    """update_twin lines: line n updates an existing twin, except the bad ones, which name a
+    twin that does not exist (valid input, 404 when run)."""
+    twins = twins_create(account=caller.account, descriptions=[{"n": 0}] * count)
+    records = []
+    for number, twin in enumerate(twins, start=1):
+        bad = (bad_every and number % bad_every == 0) or number == first_bad
+        records.append({"twin": str(uuid.uuid4()) if bad else str(twin.uuid), "description": {"n": number}})
+    return jsonl(records)
+
+
+def api_batch(caller, batch) -> dict:
+    return caller.client.get(f"/batches/{batch.pk}").json()
+
+
+# Creating
+
+
+@pytest.mark.parametrize(
+    "budget",
+    [
+        [],
+        "5",
+        {},
+        {"max_failed": -1},
+        {"max_failed": 1.5},
+        {"max_failed": True},
+        {"max_failed_ratio": 0},
+        {"max_failed_ratio": 1.01},
+        {"max_failed_ratio": "0.1"},
+        {"max_failed_ratio": 0.1, "min_lines": 0},
+        {"max_failed_ratio": 0.1, "min_lines": 2.5},
+        {"min_lines": 10},
+        {"max_failed": 1, "min_lines": 10},
+        {"max_failed": 1, "stop": True},
+    ],
+)
+def test_a_bad_error_budget_is_refused(caller, budget):
+    response = create_batch(caller, uploaded_handler(caller), error_budget=budget)
+    assert_error(response, 400, "invalid_error_budget")
+    assert not Batch.objects.exists()
+
+
+def test_controls_are_shown_back_only_when_given(caller):
+    plain = create_batch(caller, uploaded_handler(caller)).json()
+    assert "error_budget" not in plain and "validate_only" not in plain
+
+    ratio = create_batch(caller, uploaded_handler(caller), error_budget={"max_failed_ratio": 0.05}).json()
+    assert ratio["error_budget"] == {"max_failed_ratio": 0.05, "min_lines": 100}
+    both = {"max_failed": 0, "max_failed_ratio": 1, "min_lines": 7}
+    created = create_batch(caller, uploaded_handler(caller), error_budget=both, validate_only=True).json()
+    assert created["error_budget"] == both and created["validate_only"] is True
+    assert caller.client.get(f"/batches/{created['batch']}").json()["error_budget"] == both
+
+
+def test_the_same_idempotency_key_with_other_controls_is_a_conflict(caller):
+    handler = uploaded_handler(caller)
+    key = {"Idempotency-Key": "controls-1"}
+    first = create_batch(caller, handler, headers=key, error_budget={"max_failed": 1})
+    assert first.status_code == 201
+    again = create_batch(caller, handler, headers=key, error_budget={"max_failed": 1})
+    assert again.json()["batch"] == first.json()["batch"]
+    assert_error(
+        create_batch(caller, handler, headers=key, validate_only=True), 409, "idempotency_key_reused"
+    )
+
+
+# The error budget
+
+
+@override_settings(BATCH_CHUNK_LINES=10, BATCH_CANCEL_CHECK_LINES=1)
+def test_max_failed_zero_stops_at_the_first_failure(caller):
+    batch = controlled_batch(
+        caller, "update_twin", updates(caller, 60, first_bad=23), error_budget={"max_failed": 0}
+    )
+    batch = run_batch(batch)
+
+    assert batch.status == S.CANCELLED
+    assert history(batch)[-3:] == [S.CANCEL, S.CANCELLING, S.CANCELLED]
+    assert (batch.processed, batch.failed) == (23, 1)
+    body = api_batch(caller, batch)
+    assert body["reason"].startswith("error_budget_exceeded")
+    assert "1 of 23 lines failed" in body["reason"]
+    results = read_results(batch.results_file)
+    assert [line["line"] for line in results] == list(range(1, 61))
+    assert results[22]["status"] == 404
+    assert all(line["status"] == 200 for line in results[:22])
+    assert all(line["error"]["subcode"] == "not_executed" for line in results[23:])
+    assert Twin.objects.filter(description__n=24).count() == 0
+
+
+@override_settings(BATCH_CHUNK_LINES=50)
+def test_a_failure_ratio_stops_within_one_chunk_and_the_batch_can_be_retried(caller):
+    budget = {"max_failed_ratio": 0.05, "min_lines": 100}
+    batch = controlled_batch(caller, "update_twin", updates(caller, 1000, bad_every=5), error_budget=budget)
+    batch = run_batch(batch)
+
+    assert batch.status == S.CANCELLED
+    assert batch.failure_reason.startswith("error_budget_exceeded: 20 of 100 lines failed (20.0%)")
+    # Judged from line 100 on, when it is already passed: nothing past that chunk ran.
+    assert batch.processed == 100
+    results = read_results(batch.results_file)
+    assert len(results) == 1000
+    assert sum(line["status"] is None for line in results) == 900
+
+    retry = caller.client.post(f"/batches/{batch.pk}/retry").json()
+    assert retry["error_budget"] == budget and retry["retry_of"] == str(batch.pk)
+    retried = run_batch(Batch.objects.get(pk=retry["batch"]))
+    assert retried.total == 920
+    # The retry has the same budget and as bad a file: it stops as well.
+    assert retried.status == S.CANCELLED and retried.failure_reason.startswith("error_budget_exceeded")
+
+
+@override_settings(BATCH_CHUNK_LINES=20)
+def test_a_batch_within_its_budget_completes(caller):
+    budget = {"max_failed": 10, "max_failed_ratio": 0.2, "min_lines": 20}
+    batch = run_batch(
+        controlled_batch(caller, "update_twin", updates(caller, 100, bad_every=10), error_budget=budget)
+    )
+    assert batch.status == S.COMPLETED
+    assert (batch.processed, batch.failed) == (100, 10)
+    assert "reason" not in api_batch(caller, batch)
+
+
+# Dry runs
+
+
+def test_a_dry_run_completes_with_every_line_listed_and_nothing_run(caller):
+    content = (
+        jsonl([{"description": {"n": n}} for n in range(5)]) + b"\n" + jsonl([{"description": {"n": 5}}])
+    )
+    batch = run_batch(controlled_batch(caller, "create_twin", content, validate_only=True))
+
+    assert batch.status == S.COMPLETED
+    assert history(batch) == [S.NEW, S.COPYING, S.COPIED, S.VALIDATING, S.COMPLETED]
+    body = api_batch(caller, batch)
+    assert body["validate_only"] is True
+    assert body["progress"] == {"total": 6, "processed": 0, "succeeded": 0, "failed": 0}
+    results = read_results(batch.results_file)
+    assert [line["line"] for line in results] == [1, 2, 3, 4, 5, 7]
+    assert all(line["status"] is None and line["error"]["subcode"] == "validate_only" for line in results)
+    assert not Twin.objects.exists()
+    assert not Chunk.objects.filter(batch=batch).exists()
+
+    # Retrying a dry run runs its lines for real.
+    retry = caller.client.post(f"/batches/{batch.pk}/retry").json()
+    assert "validate_only" not in retry
+    assert run_batch(Batch.objects.get(pk=retry["batch"])).status == S.COMPLETED
+    assert Twin.objects.count() == 6
+
+
+def test_a_dry_run_of_an_invalid_file_fails_validation_as_usual(caller):
+    content = b'{"description": {}}\n{"description": 5}\n'
+    batch = run_batch(controlled_batch(caller, "create_twin", content, validate_only=True))
+    assert batch.status == S.VALIDATION_FAILED
+    assert [line["line"] for line in read_results(batch.results_file)] == [2]
+
+
+# Results while running
+
+
+def fetch(url: str, client) -> list[dict]:
+    """A download URL, followed as a client would (the partial one is this server's own)."""
+    response = client.get(url.replace("http://testserver", ""), follow=True)
+    assert response.status_code == 200, response
+    body = b"".join(response.streaming_content) if response.streaming else response.content
+    return [json.loads(line) for line in body.decode().splitlines()]
+
+
+@override_settings(BATCH_CHUNK_LINES=4)
+def test_partial_results_while_processing_hold_only_run_lines_in_order(caller):
+    batch = controlled_batch(caller, "update_twin", updates(caller, 20, bad_every=3))
+    assert_error(caller.client.get(f"/batches/{batch.pk}?download=true"), 409, "results_not_ready")
+    runner = InlinePipeline()
+    runner.advance(batch)
+    runner.run_until(batch, S.PROCESSING)
+    # The second chunk ran first: the partial file has a gap, never a line out of order.
+    second = Chunk.objects.get(batch=batch, index=1)
+    Chunk.objects.filter(pk=second.pk).update(index=-1)
+    assert chunks.chunk_claim_and_run(batch.pk)
+    Chunk.objects.filter(pk=second.pk).update(index=1)
+    assert chunks.chunk_claim_and_run(batch.pk)
+    assert chunks.chunk_claim_and_run(batch.pk)
+
+    running = caller.client.get(f"/batches/{batch.pk}?download=true").json()
+    assert running["status"] == S.PROCESSING and running["download"]["partial"] is True
+    partial = fetch(running["download"]["url"], caller.client)
+    assert [line["line"] for line in partial] == list(range(1, 13))
+    errors_url = caller.client.get(f"/batches/{batch.pk}?download=true&part=errors").json()["download"]["url"]
+    assert [line["line"] for line in fetch(errors_url, caller.client)] == [3, 6, 9, 12]
+
+    runner.drain()
+    batch.refresh_from_db()
+    assert batch.status == S.COMPLETED
+    final = read_results(batch.results_file)
+    assert partial == final[:12]
+    finished = caller.client.get(f"/batches/{batch.pk}?download=true").json()
+    assert "partial" not in finished["download"]
+    # A partial URL fetched after the end is sent on to the final file.
+    assert fetch(running["download"]["url"], caller.client) == final
+
+
+@override_settings(BATCH_CHUNK_LINES=4)
+def test_partial_results_while_cancel_and_cancelling(caller):
+    batch = controlled_batch(caller, "update_twin", updates(caller, 12))
+    runner = InlinePipeline()
+    runner.advance(batch)
+    runner.run_until(batch, S.PROCESSING)
+    assert chunks.chunk_claim_and_run(batch.pk)
+    services.batch_cancel(batch=batch)
+    for status in (S.CANCEL, S.CANCELLING):
+        if status == S.CANCELLING:
+            assert driver.batch_step(batch.pk, runner.enqueue)
+        body = caller.client.get(f"/batches/{batch.pk}?download=true").json()
+        assert body["status"] == status and body["download"]["partial"] is True
+        assert [line["line"] for line in fetch(body["download"]["url"], caller.client)] == [1, 2, 3, 4]
+    runner.advance(batch)
+    runner.drain()
+    assert Batch.objects.get(pk=batch.pk).status == S.CANCELLED
+
+
+def test_a_forged_partial_url_is_refused(caller):
+    assert_error(caller.client.get("/downloads/partial/forged"), 403, "download_url_invalid")
