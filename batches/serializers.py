@@ -51,7 +51,8 @@ class BatchDictField(serializers.JSONField):
             },
             "max_failed_ratio": {
                 "type": "number",
-                "exclusiveMinimum": 0,
+                "minimum": 0,
+                "exclusiveMinimum": True,
                 "maximum": 1,
                 "description": "Stop once failed / run lines is more than this, judged from min_lines on.",
             },

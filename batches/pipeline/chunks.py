@@ -105,13 +105,11 @@ def worker_name() -> str:
 
 
 def budget_passed(batch_id, budget: dict | None, *, lines: int, failed: int) -> bool:
-    """Between line groups: True when the batch stopped (a cancel, or another chunk passed the
-    budget), or when its committed counts plus this chunk's so far pass the error budget."""
-    status, processed, failed_before = (
-        Batch.objects.filter(pk=batch_id).values_list("status", "processed", "failed").get()
-    )
-    if status != S.PROCESSING:
-        return True
+    """Between line groups of a chunk: True when the batch's committed counts plus this chunk's
+    so far pass its error budget."""
+    if not budget:
+        return False
+    processed, failed_before = Batch.objects.filter(pk=batch_id).values_list("processed", "failed").get()
     return bool(budget_exceeded(budget, processed=processed + lines, failed=failed_before + failed))
 
 
@@ -144,7 +142,10 @@ def chunk_claim_and_run(batch_id) -> bool:
         lines: list[str] = []
         failed = 0
         for start in range(0, len(pairs), step):
-            if start and budget_passed(batch_id, batch.error_budget, lines=len(lines), failed=failed):
+            if start and (
+                cancel_requested(batch_id)
+                or budget_passed(batch_id, batch.error_budget, lines=len(lines), failed=failed)
+            ):
                 break
             group = run_lines(batch, operation, user, pairs[start : start + step])
             lines += group

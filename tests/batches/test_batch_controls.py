@@ -5,7 +5,11 @@ import json
 import uuid
 
 import pytest
+import requests
 from django.test import override_settings
+from drf_spectacular.generators import SchemaGenerator
+from drf_spectacular.validation import validate_schema
+from trustedtwin.tt_api import TTRESTService
 
 from batches import services
 from batches.models import Batch, BatchStatus, Chunk
@@ -257,3 +261,48 @@ def test_partial_results_while_cancel_and_cancelling(caller):
 
 def test_a_forged_partial_url_is_refused(caller):
     assert_error(caller.client.get("/downloads/partial/forged"), 403, "download_url_invalid")
+
+
+# The schema and Trusted Twin's client
+
+
+def test_the_schema_documents_the_controls():
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    validate_schema(schema)
+    parts = schema["components"]["schemas"]
+    create = parts["BatchCreate"]["properties"]
+    assert create["validate_only"]["type"] == "boolean"
+    assert set(create["error_budget"]["properties"]) == {"max_failed", "max_failed_ratio", "min_lines"}
+    assert {"error_budget", "validate_only", "reason"} <= set(parts["Batch"]["properties"])
+    assert "partial" in parts["Download"]["properties"]
+    assert schema["paths"]["/downloads/partial/{token}"]["get"]["operationId"] == "download_partial"
+
+
+@override_settings(BATCH_CHUNK_LINES=2)
+def test_the_controls_through_the_trusted_twin_client(caller, live_server):
+    client = TTRESTService(tt_auth=caller.secret, tt_base=live_server.url)
+
+    def created_with(**controls):
+        status, issued = client.create_upload_url()
+        handler = json.loads(issued)["handler"]
+        assert requests.put(json.loads(issued)["url"], data=updates(caller, 5), timeout=10).ok
+        status, text = client.create_batch(body={"operation": "update_twin", "handler": handler, **controls})
+        return status, json.loads(text)
+
+    status, refused = created_with(error_budget={"max_failed_ratio": 2})
+    assert status == 400 and refused["subcode"] == "invalid_error_budget"
+    status, created = created_with(error_budget={"max_failed": 3}, validate_only=False)
+    assert status == 201 and created["error_budget"] == {"max_failed": 3}
+    status, dry = created_with(validate_only=True)
+    assert status == 201 and dry["validate_only"] is True
+
+    batch = Batch.objects.get(pk=created["batch"])
+    runner = InlinePipeline()
+    runner.advance(batch)
+    runner.run_until(batch, S.PROCESSING)
+    assert chunks.chunk_claim_and_run(batch.pk)
+    status, text = client.get_batch(created["batch"], params={"download": True})
+    running = json.loads(text)
+    assert status == 200 and running["download"]["partial"] is True
+    downloaded = requests.get(running["download"]["url"], timeout=10)
+    assert [json.loads(line)["line"] for line in downloaded.text.splitlines()] == [1, 2]
