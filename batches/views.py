@@ -26,6 +26,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from batches import selectors, services
 from batches.models import Batch, BatchStatus
+from batches.partial import PARTIAL_STATUSES, partial_download_url
 from batches.serializers import BatchSerializer
 from batches.states import CANCEL_REQUESTED, CANCELLABLE, TERMINAL
 from batches.storage import file_urls
@@ -224,8 +225,13 @@ def batch_new_page(request, viewer: Viewer):
 
 
 def download_links(request, batch: Batch) -> dict[str, str | None]:
-    """Signed URLs of the results and errors files, once the pipeline has written them."""
-    links = {}
+    """Signed URLs of the results and errors files, once the pipeline has written them; while
+    lines run, of the lines run so far (`partial`)."""
+    links = {"partial": None}
+    if not batch.results_file and batch.status in PARTIAL_STATUSES and batch.processed:
+        links["partial"] = partial_download_url(
+            batch=batch, part="results", base_url=request.build_absolute_uri("/")
+        ).url
     # An errors file of a batch without failed lines would download empty.
     errors_file = batch.errors_file if batch.failed else ""
     for part, name in (("results", batch.results_file), ("errors", errors_file)):

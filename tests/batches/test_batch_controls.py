@@ -6,7 +6,8 @@ import uuid
 
 import pytest
 import requests
-from django.test import override_settings
+from django.test import Client, override_settings
+from django.urls import reverse
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.validation import validate_schema
 from trustedtwin.tt_api import TTRESTService
@@ -306,3 +307,36 @@ def test_the_controls_through_the_trusted_twin_client(caller, live_server):
     assert status == 200 and running["download"]["partial"] is True
     downloaded = requests.get(running["download"]["url"], timeout=10)
     assert [json.loads(line)["line"] for line in downloaded.text.splitlines()] == [1, 2]
+
+
+# Admin and pages
+
+
+def test_the_admin_shows_the_controls_and_the_lines_run_so_far(admin_client, caller):
+    budget = {"max_failed": 3}
+    batch = controlled_batch(
+        caller, "update_twin", updates(caller, 4), error_budget=budget, validate_only=True
+    )
+    Batch.objects.filter(pk=batch.pk).update(status=S.PROCESSING, processed=2, succeeded=2)  # test setup
+    page = admin_client.get(reverse("admin:batches_batch_change", args=[batch.pk])).content.decode()
+    assert "stop at more than 3 failed lines" in page
+    assert "/downloads/partial/" in page and "lines run so far" in page
+    listed = admin_client.get(reverse("admin:batches_batch_changelist"), {"validate_only__exact": "1"})
+    assert [row.pk for row in listed.context["cl"].result_list] == [batch.pk]
+
+
+def test_the_detail_page_shows_the_controls(caller):
+    budget = {"max_failed": 2, "max_failed_ratio": 0.1, "min_lines": 50}
+    batch = controlled_batch(
+        caller, "update_twin", updates(caller, 4), error_budget=budget, validate_only=True
+    )
+    client = Client()
+    client.force_login(caller.user)
+    page = client.get(f"/ui/batches/{batch.pk}").content.decode()
+    assert (
+        "stop at more than 2 failed lines, or more than 10 % of the lines run failed (from 50 lines on)"
+        in page
+    )
+    assert "Only validated: no line is run." in page
+    state = client.get(f"/ui/batches/{batch.pk}/state").json()
+    assert state["batch"]["validate_only"] is True and state["downloads"]["partial"] is None

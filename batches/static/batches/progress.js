@@ -17,6 +17,7 @@
   const downloads = {
     results: document.getElementById("download-results"),
     errors: document.getElementById("download-errors"),
+    partial: document.getElementById("download-partial"),
   };
 
   function setBadge(element, label, tone) {
