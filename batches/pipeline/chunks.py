@@ -16,6 +16,7 @@ import logging
 import socket
 import time
 from collections import defaultdict
+from dataclasses import dataclass, field
 
 from celery import current_task
 from django.conf import settings
@@ -104,13 +105,41 @@ def worker_name() -> str:
     return (task and task.request.hostname) or socket.gethostname()
 
 
-def budget_passed(batch_id, budget: dict | None, *, lines: int, failed: int) -> bool:
-    """Between line groups of a chunk: True when the batch's committed counts plus this chunk's
-    so far pass its error budget."""
+def budget_reason(batch_id, budget: dict | None, *, lines: int, failed: int) -> str:
+    """Between line groups of a chunk: why the batch's committed counts plus this chunk's so
+    far pass its error budget, or "" while they do not."""
     if not budget:
-        return False
+        return ""
     processed, failed_before = Batch.objects.filter(pk=batch_id).values_list("processed", "failed").get()
-    return bool(budget_exceeded(budget, processed=processed + lines, failed=failed_before + failed))
+    return budget_exceeded(budget, processed=processed + lines, failed=failed_before + failed)
+
+
+@dataclass
+class ChunkRun:
+    lines: list[str] = field(default_factory=list)
+    failed: int = 0
+    # Set when the chunk stopped early because the budget was passed as it ran.
+    stop_reason: str = ""
+
+
+def run_chunk_lines(batch: Batch, operation: Operation, user, pairs: list[tuple[int, str]]) -> ChunkRun:
+    """Runs the chunk's lines a group at a time; between groups, stops at a cancel or once the
+    error budget is passed."""
+    run = ChunkRun()
+    step = settings.BATCH_CANCEL_CHECK_LINES
+    for start in range(0, len(pairs), step):
+        if start:
+            if cancel_requested(batch.pk):
+                break
+            run.stop_reason = budget_reason(
+                batch.pk, batch.error_budget, lines=len(run.lines), failed=run.failed
+            )
+            if run.stop_reason:
+                break
+        group = run_lines(batch, operation, user, pairs[start : start + step])
+        run.lines += group
+        run.failed += sum(1 for line in group if not is_success_line(line))
+    return run
 
 
 def chunk_claim_and_run(batch_id) -> bool:
@@ -137,54 +166,53 @@ def chunk_claim_and_run(batch_id) -> bool:
         operation = operation_get(batch.operation)
         pairs = read_chunk_lines(batch, chunk)
         # Each chunk runs with the creator's permissions as they are when it starts.
-        user = may_run(batch, operation)
-        step = settings.BATCH_CANCEL_CHECK_LINES
-        lines: list[str] = []
-        failed = 0
-        for start in range(0, len(pairs), step):
-            if start and (
-                cancel_requested(batch_id)
-                or budget_passed(batch_id, batch.error_budget, lines=len(lines), failed=failed)
-            ):
-                break
-            group = run_lines(batch, operation, user, pairs[start : start + step])
-            lines += group
-            failed += sum(1 for line in group if not is_success_line(line))
+        run = run_chunk_lines(batch, operation, may_run(batch, operation), pairs)
         current = (
             Batch.objects.select_for_update(of=("self",))
             .only("status", "failure_reason", "processed", "failed")
             .get(pk=batch_id)
         )
         if current.status != S.PROCESSING and is_budget_stop(current.failure_reason):
+            logger.info(
+                "batch %s: chunk %s rolled back, the batch stopped past its error budget",
+                batch_id,
+                chunk.index,
+            )
             transaction.set_rollback(True)
             return True
+        executed, failed = len(run.lines), run.failed
         Chunk.objects.filter(pk=chunk.pk).update(
             done=True,
-            executed_count=len(lines),
-            succeeded=len(lines) - failed,
+            executed_count=executed,
+            succeeded=executed - failed,
             failed=failed,
-            results="".join(lines),
+            results="".join(run.lines),
             done_at=timezone.now(),
             worker=worker_name(),
         )
         Batch.objects.filter(pk=batch_id).update(
-            processed=F("processed") + len(lines),
-            succeeded=F("succeeded") + len(lines) - failed,
+            processed=F("processed") + executed,
+            succeeded=F("succeeded") + executed - failed,
             failed=F("failed") + failed,
             heartbeat_at=timezone.now(),
         )
         if current.status == S.PROCESSING:
-            stop_past_budget(batch, processed=current.processed + len(lines), failed=current.failed + failed)
+            # Counts committed by other chunks meanwhile may bring a ratio back under the
+            # budget; a chunk that stopped early for it stops the batch all the same, with
+            # the counts it saw, or its unrun lines would never run.
+            reason = budget_exceeded(
+                batch.error_budget, processed=current.processed + executed, failed=current.failed + failed
+            )
+            stop_past_budget(batch.pk, reason or run.stop_reason)
     return True
 
 
-def stop_past_budget(batch: Batch, *, processed: int, failed: int) -> None:
-    """Stops the batch as a cancel does when these counts pass its error budget. Runs inside
-    the chunk's transaction, holding the batch's row lock."""
-    reason = budget_exceeded(batch.error_budget, processed=processed, failed=failed)
+def stop_past_budget(batch_id, reason: str) -> None:
+    """Stops the batch as a cancel does, when there is a reason. Runs inside the chunk's
+    transaction, holding the batch's row lock."""
     if reason:
         batch_transition(
-            batch_id=batch.pk, to=S.CANCEL, allowed_from=[S.PROCESSING], note=reason, failure_reason=reason
+            batch_id=batch_id, to=S.CANCEL, allowed_from=[S.PROCESSING], note=reason, failure_reason=reason
         )
 
 

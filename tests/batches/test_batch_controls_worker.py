@@ -3,16 +3,21 @@ batch across several workers, a dry run of a large file, and results while runni
 on whichever database and broker the suite runs on (SQLite + filesystem broker, or
 PostgreSQL + Redis, where the workers' chunks truly run at once)."""
 
+import threading
 import uuid
 
 import pytest
 from django.apps import apps
 from django.core.files.storage import default_storage
+from django.db import connection
+from django.test import override_settings
 
 from batches import services
 from batches.models import Batch, BatchStatus, Chunk
+from batches.pipeline import chunks
 from batchsite.celery import app as celery_app
 from tests.batches.pipeline_helpers import (
+    InlinePipeline,
     WorkerProcess,
     jsonl,
     read_results,
@@ -176,3 +181,56 @@ def test_a_partial_download_while_processing_holds_run_lines_equal_to_the_final_
     assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
     assert all(final[number - 1] == line for number, line in zip(numbers, partial, strict=True))
     assert all('"status":null' not in line for line in partial)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="chunks run at once only on PostgreSQL")
+@override_settings(BATCH_CHUNK_LINES=10)
+def test_a_chunk_running_when_another_passes_the_budget_rolls_back(caller, monkeypatch):
+    """Chunk 0 runs its lines in a thread and waits; meanwhile chunk 1 passes the budget and
+    stops the batch. Chunk 0 then finds the batch stopped by the budget and applies nothing."""
+    content = updates(caller, 20, bad_every=2)
+    batch = controlled_batch(caller, "update_twin", content, error_budget={"max_failed": 3})
+    runner = InlinePipeline()
+    runner.advance(batch)
+    runner.run_until(batch, S.PROCESSING)
+
+    first_ran, stop_committed = threading.Event(), threading.Event()
+    original = chunks.run_lines
+
+    def run_lines(batch_, operation, user, pairs):
+        lines = original(batch_, operation, user, pairs)
+        if threading.current_thread().name == "chunk-0":
+            first_ran.set()
+            assert stop_committed.wait(30)
+        return lines
+
+    monkeypatch.setattr(chunks, "run_lines", run_lines)
+
+    def first_chunk():
+        try:
+            chunks.chunk_claim_and_run(batch.pk)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=first_chunk, name="chunk-0")
+    thread.start()
+    assert first_ran.wait(30)
+    assert chunks.chunk_claim_and_run(batch.pk)  # chunk 1: 5 failures, past max_failed 3
+    assert Batch.objects.get(pk=batch.pk).status == S.CANCEL
+    stop_committed.set()
+    thread.join(30)
+
+    done = dict(Chunk.objects.filter(batch=batch).values_list("index", "done"))
+    assert done == {0: False, 1: True}
+    assert set(
+        Twin.objects.filter(account=caller.account)
+        .exclude(description__n=0)
+        .values_list("description__n", flat=True)
+    ) == {11, 13, 15, 17, 19}
+    runner.drain()
+    runner.advance(batch)
+    runner.drain()
+    batch.refresh_from_db()
+    assert batch.status == S.CANCELLED and batch.processed == 10
+    results = read_results(batch.results_file)
+    assert [line["status"] for line in results[:10]] == [None] * 10
