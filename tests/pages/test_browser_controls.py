@@ -46,8 +46,10 @@ def test_the_form_sends_a_failure_limit_and_a_dry_run(page, caller, tmp_path):
 
     run_batch(batch)
     expect(page.locator("#batch-status")).to_have_attribute("data-status", "completed", timeout=15_000)
+    expect(page.locator("#progress-text")).to_have_text("Dry run: 30 lines checked, none run.")
     page.reload()
     expect(page.locator("#validate-only")).to_contain_text("Only validated")
+    expect(page.locator("#progress-text")).to_have_text("Dry run: 30 lines checked, none run.")
     expect(page.locator("#error-budget")).to_contain_text("more than 5 % of the lines run failed")
     assert not Twin.objects.exists()
     with page.expect_download() as download:

@@ -37,6 +37,12 @@
       text.textContent = `${counted} · ${progress.succeeded} succeeded · ${progress.failed} failed`;
       return;
     }
+    if (batch.validate_only && batch.status === "completed") {
+      bar.max = 1;
+      bar.value = 1;
+      text.textContent = `Dry run: ${progress.total} lines checked, none run.`;
+      return;
+    }
     bar.max = Math.max(progress.total, 1);
     bar.value = progress.total === 0 ? bar.max * (percent / 100) : progress.processed;
     text.textContent =
