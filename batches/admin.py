@@ -11,9 +11,10 @@ from django.utils.html import format_html, format_html_join
 
 from batches import services
 from batches.models import Batch, BatchStatusChange, Upload
+from batches.partial import PARTIAL_STATUSES, partial_download_url
 from batches.states import CANCELLABLE
 from batches.storage import Download, batch_download, file_urls
-from batches.templatetags.batch_pages import pretty_json, progress_percent
+from batches.templatetags.batch_pages import error_budget_text, pretty_json, progress_percent
 from batchsite.errors import ApplicationError
 from permissions.admin import ReadOnly, UuidSearch
 from twins.registry import batchable_operations
@@ -52,7 +53,7 @@ def download_link(*, download: Download, label: str) -> str:
 @admin.register(Batch)
 class BatchAdmin(ReadOnly, UuidSearch, admin.ModelAdmin):
     list_display = ["uuid", "account", "operation", "status", "progress", "created_at", "updated_at"]
-    list_filter = ["status", OperationFilter, "account", "created_at"]
+    list_filter = ["status", OperationFilter, "validate_only", "account", "created_at"]
     list_select_related = ["account"]
     search_fields = ["created_by__name", "batch_dict"]
     uuid_search_fields = ("uuid", "created_by__uuid")
@@ -65,6 +66,7 @@ class BatchAdmin(ReadOnly, UuidSearch, admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["uuid", "account", "created_by", "operation", "status", "progress_summary"]}),
         ("Input", {"fields": ["hash", "computed_hash", "batch_dict_json", "upload", "retry_of"]}),
+        ("Controls", {"fields": ["error_budget_summary", "validate_only"]}),
         ("Outcome", {"fields": ["failure_reason", "downloads", "results_expire_at"]}),
         ("Times", {"fields": ["created_at", "updated_at", "heartbeat_at", "delete_requested_at"]}),
     ]
@@ -92,6 +94,10 @@ class BatchAdmin(ReadOnly, UuidSearch, admin.ModelAdmin):
             "—" if batch.batch_dict is None else format_html("<pre>{}</pre>", pretty_json(batch.batch_dict))
         )
 
+    @admin.display(description="error budget")
+    def error_budget_summary(self, batch):
+        return error_budget_text(batch.error_budget)
+
     @admin.display(description="files")
     def downloads(self, batch):
         parts = [("input", "input file"), ("results", "results"), ("errors", "errors only")]
@@ -100,6 +106,9 @@ class BatchAdmin(ReadOnly, UuidSearch, admin.ModelAdmin):
             for part, label in parts
             if (download := batch_download(batch, part))
         ]
+        if not batch.results_file and batch.status in PARTIAL_STATUSES and batch.processed:
+            url = partial_download_url(batch=batch, part="results", base_url="/").url
+            links.append(format_html('<a href="{}">{}</a>', url, "lines run so far"))
         return format_html_join(" · ", "{}", ((link,) for link in links)) if links else "none yet"
 
     @admin.action(description="Cancel selected batches", permissions=["cancel"])

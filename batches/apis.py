@@ -4,14 +4,22 @@ Creates answer 201, every other call 200, as the examples of Trusted Twin's clie
 """
 
 from django.core.files.storage import default_storage
-from django.http import FileResponse, Http404
+from django.http import FileResponse, Http404, HttpResponseRedirect, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import permissions as drf_permissions
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from batches import selectors, services
+from batches.partial import (
+    PARTIAL_STATUSES,
+    partial_download_url,
+    partial_grant,
+    partial_lines,
+    partial_source,
+)
 from batches.retry import batch_retry
 from batches.serializers import (
     BatchCreateSerializer,
@@ -166,7 +174,9 @@ class BatchApi(APIView):
         parameters=[BatchDetailQuerySerializer],
         responses={200: BatchDownloadSerializer, **errors(400, 401, 403, 404, 409)},
         description="With download=true, adds a temporary URL of the results file (part=errors: only "
-        "the failed lines); 409 while there is no such file yet.",
+        "the failed lines). While the batch runs (processing, cancel, cancelling, and until its final "
+        "file is written) the URL gives the lines run so far, in line order, and download.partial is "
+        "true; 409 before any line can run.",
     )
     def get(self, request, batch):
         found = selectors.batch_get(account=request.account, batch_id=batch)
@@ -174,6 +184,12 @@ class BatchApi(APIView):
         body = BatchSerializer(found).data
         if query["download"]:
             download = batch_download(found, query["part"])
+            if download is None and found.status in PARTIAL_STATUSES:
+                signed = partial_download_url(
+                    batch=found, part=query["part"], base_url=public_base_url(request)
+                )
+                body["download"] = DownloadSerializer(signed).data
+                return Response(body)
             if download is None:
                 raise Conflict(
                     f"The batch has no {query['part']} file yet ({found.status}).",
@@ -263,3 +279,34 @@ class DownloadFileApi(APIView):
             filename=granted.filename,
             content_type=granted.content_type,
         )
+
+
+class PartialDownloadApi(APIView):
+    """The signed URL is the credential: no secret is read here."""
+
+    authentication_classes = []
+    permission_classes = [drf_permissions.AllowAny]
+
+    @extend_schema(
+        operation_id="download_partial",
+        responses={
+            (200, "application/x-ndjson"): OpenApiTypes.BINARY,
+            302: OpenApiResponse(description="The batch finished: its final file."),
+            **errors(403, 404),
+        },
+        description="Streams the lines a running batch has run so far, in line order, in the results "
+        "file's format; the URL comes from GET /batches/{batch}?download=true while the batch runs. "
+        "Once the final file is written, redirects to it.",
+    )
+    def get(self, request, token):
+        batch_id, part = partial_grant(token)
+        batch, final_name = partial_source(batch_id, part)
+        filename = f"{batch.uuid}-{part}.jsonl"
+        if final_name:
+            signed = file_urls().download_url(
+                name=final_name, filename=filename, base_url=request.build_absolute_uri("/")
+            )
+            return HttpResponseRedirect(signed.url)
+        response = StreamingHttpResponse(partial_lines(batch.pk, part), content_type="application/x-ndjson")
+        response["Content-Disposition"] = f'attachment; filename="{batch.uuid}-{part}.partial.jsonl"'
+        return response

@@ -3,9 +3,10 @@
 
 It uses only the public HTTP API, so it works against any deployment, local files or S3:
 
-    submit FILE --operation OP [--batch-dict KEY=VALUE ...] [--wait]
+    submit FILE --operation OP [--batch-dict KEY=VALUE ...] [--error-budget N|P%]
+           [--validate-only] [--wait]
     wait BATCH
-    download BATCH [--errors] -o FILE
+    download BATCH [--errors] [--partial] -o FILE
     cancel BATCH
     list [--status STATUS] [--operation OP]
 
@@ -110,6 +111,17 @@ def key_value(pair: str) -> tuple[str, object]:
         return key, value
 
 
+def error_budget(text: str) -> dict:
+    """--error-budget: N (at most N failed lines) or P% (at most P percent of the lines run,
+    judged from 100 lines on)."""
+    try:
+        if text.endswith("%"):
+            return {"max_failed_ratio": float(text[:-1]) / 100}
+        return {"max_failed": int(text)}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"wants N or P%, got {text!r}") from None
+
+
 def upload(api: Api, path: Path) -> str:
     """PUTs the file to a fresh upload URL; returns its handler. The URL is the credential, so
     the secret is not sent with the file (it may go to S3, not to the service)."""
@@ -195,6 +207,10 @@ def command_submit(api: Api, args) -> int:
     body = {"operation": args.operation, "hash": file_sha256(path)}
     if args.batch_dict:
         body["batch_dict"] = dict(args.batch_dict)
+    if args.error_budget:
+        body["error_budget"] = args.error_budget
+    if args.validate_only:
+        body["validate_only"] = True
     check_before_upload(api, body)
     body["handler"] = upload(api, path)
     batch = create_batch(api, body)
@@ -210,7 +226,14 @@ def command_wait(api: Api, args) -> int:
 
 def command_download(api: Api, args) -> int:
     params = {"download": "true", "part": "errors" if args.errors else "results"}
-    url = api.call("GET", f"/batches/{args.batch}", params=params)["download"]["url"]
+    download = api.call("GET", f"/batches/{args.batch}", params=params)["download"]
+    if download.get("partial") and not args.partial:
+        print(
+            "error: the batch is still running; --partial saves the lines run so far",
+            file=sys.stderr,
+        )
+        return 2
+    url = download["url"]
     # The download URL is its own credential (and may point at S3): no secret goes with it.
     with requests.get(url, stream=True, timeout=TIMEOUT_SECONDS) as response:
         if not response.ok:
@@ -252,6 +275,15 @@ def parser() -> argparse.ArgumentParser:
     submit.add_argument("file")
     submit.add_argument("--operation", required=True)
     submit.add_argument("--batch-dict", action="append", type=key_value, default=[], metavar="KEY=VALUE")
+    submit.add_argument(
+        "--error-budget",
+        type=error_budget,
+        metavar="N|P%",
+        help="stop the batch once more than N lines (or P%% of the lines run) failed",
+    )
+    submit.add_argument(
+        "--validate-only", action="store_true", help="a dry run: only check every line, run none"
+    )
     submit.add_argument("--wait", action="store_true", help="then wait as `wait` does")
     submit.set_defaults(run=command_submit)
 
@@ -262,6 +294,9 @@ def parser() -> argparse.ArgumentParser:
     download = commands.add_parser("download", help="save the results file (or only the failed lines)")
     download.add_argument("batch")
     download.add_argument("--errors", action="store_true", help="only the lines that failed or never ran")
+    download.add_argument(
+        "--partial", action="store_true", help="while the batch runs: the lines run so far, in line order"
+    )
     download.add_argument("-o", "--output", required=True)
     download.set_defaults(run=command_download)
 

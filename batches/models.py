@@ -57,6 +57,10 @@ class Batch(models.Model):
     hash = models.CharField(max_length=64, blank=True)
     computed_hash = models.CharField(max_length=64, blank=True)
     batch_dict = models.JSONField(null=True, blank=True)
+    # Batch controls (SPEC section 11): when to stop for failed lines, normalised by
+    # services.error_budget_clean; and a dry run that stops after validation.
+    error_budget = models.JSONField(null=True, blank=True)
+    validate_only = models.BooleanField(default=False)
     retry_of = models.ForeignKey(
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="retries"
     )
@@ -75,7 +79,7 @@ class Batch(models.Model):
     prepared_file = models.CharField(max_length=300, blank=True)
     results_file = models.CharField(max_length=300, blank=True)
     errors_file = models.CharField(max_length=300, blank=True)
-    # Why the batch stopped, for validation_failed and hash_mismatch.
+    # Why the batch stopped, for validation_failed, hash_mismatch and an exceeded error budget.
     failure_reason = models.TextField(blank=True)
 
     total = models.BigIntegerField(null=True, blank=True)

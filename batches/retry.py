@@ -91,6 +91,8 @@ def batch_retry(*, batch: Batch, user, idempotency_key: str = "") -> tuple[Batch
             handler=str(upload.handler),
             operation=batch.operation,
             batch_dict=batch.batch_dict,
+            # The budget goes with the lines; a dry run's retry runs them for real.
+            error_budget=batch.error_budget,
             idempotency_key=idempotency_key,
             retry_of=batch,
         )

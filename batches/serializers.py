@@ -1,6 +1,7 @@
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from batches.controls import DEFAULT_MIN_LINES, error_budget_clean
 from batches.models import BatchStatus
 from batches.services import HASH_PATTERN, batch_dict_validate, hash_validator
 from batchsite.timestamps import TimestampField
@@ -36,6 +37,38 @@ class BatchDictField(serializers.JSONField):
     pass
 
 
+@extend_schema_field(
+    {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "Stop the batch, as a cancel does, once its failed lines pass this budget. Give "
+        "max_failed, max_failed_ratio or both; other values are 400 invalid_error_budget.",
+        "properties": {
+            "max_failed": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "Stop once more lines than this failed (0: at the first failure).",
+            },
+            "max_failed_ratio": {
+                "type": "number",
+                "minimum": 0,
+                "exclusiveMinimum": True,
+                "maximum": 1,
+                "description": "Stop once failed / run lines is more than this, judged from min_lines on.",
+            },
+            "min_lines": {
+                "type": "integer",
+                "minimum": 1,
+                "default": DEFAULT_MIN_LINES,
+                "description": "Lines that must have run before the ratio is judged (with max_failed_ratio).",
+            },
+        },
+    }
+)
+class ErrorBudgetField(serializers.JSONField):
+    pass
+
+
 class BatchCreateSerializer(serializers.Serializer):
     handler = serializers.CharField(max_length=100, help_text="From POST /cache, with a file PUT to it.")
     operation = serializers.CharField(max_length=64, help_text="A batchable operation, e.g. create_twin.")
@@ -52,6 +85,16 @@ class BatchCreateSerializer(serializers.Serializer):
         validators=[batch_dict_validate],
         help_text="Your own key-value pairs, echoed back; keys ^[a-z_][0-9a-z_]{0,63}$, at most 64 KiB.",
     )
+    error_budget = ErrorBudgetField(required=False, allow_null=True)
+    validate_only = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="A dry run: the batch stops after validation, completed with nothing executed and "
+        "every line listed as validate_only in its results, or validation_failed as usual.",
+    )
+
+    def validate_error_budget(self, value):
+        return error_budget_clean(value)
 
     def validate_hash(self, value):
         # Blank skips the field's validators, yet it is no more a SHA-256 than any other string.
@@ -62,6 +105,7 @@ class BatchCreateSerializer(serializers.Serializer):
     def validate(self, attrs):
         attrs["hash"] = attrs.get("hash") or ""
         attrs.setdefault("batch_dict", None)
+        attrs.setdefault("error_budget", None)
         return attrs
 
 
@@ -104,10 +148,22 @@ class ProgressSerializer(serializers.Serializer):
 class DownloadSerializer(serializers.Serializer):
     url = serializers.URLField()
     validity_ts = TimestampField(source="expires_at")
+    partial = serializers.BooleanField(
+        required=False,
+        help_text="Present (true) while the batch runs: the lines run so far, in line order, in the "
+        "results file's format. Absent for the final file.",
+    )
+
+    def to_representation(self, signed):
+        data = super().to_representation(signed)
+        if not data.get("partial"):
+            data.pop("partial", None)
+        return data
 
 
 class BatchSerializer(serializers.Serializer):
-    """The batch object; `hash`, `batch_dict`, `retry_of` and `reason` appear only when set."""
+    """The batch object; `hash`, `batch_dict`, `error_budget`, `validate_only`, `retry_of` and
+    `reason` appear only when set."""
 
     batch = serializers.UUIDField(source="uuid")
     operation = serializers.CharField()
@@ -116,9 +172,14 @@ class BatchSerializer(serializers.Serializer):
     updated_ts = TimestampField(source="updated_at")
     hash = serializers.CharField(required=False)
     batch_dict = BatchDictField(required=False)
+    error_budget = ErrorBudgetField(required=False)
+    validate_only = serializers.BooleanField(required=False, help_text="Present (true) for a dry run.")
     retry_of = serializers.UUIDField(source="retry_of_id", required=False)
     reason = serializers.CharField(
-        source="failure_reason", required=False, help_text="Why the batch stopped, when it failed."
+        source="failure_reason",
+        required=False,
+        help_text="Why the batch stopped, when it failed or its error budget was exceeded "
+        "(then it starts with error_budget_exceeded).",
     )
     progress = serializers.SerializerMethodField()
 
@@ -128,7 +189,15 @@ class BatchSerializer(serializers.Serializer):
 
     def to_representation(self, batch):
         data = super().to_representation(batch)
-        for key, unset in (("hash", ""), ("batch_dict", None), ("retry_of", None), ("reason", "")):
+        unset_values = (
+            ("hash", ""),
+            ("batch_dict", None),
+            ("error_budget", None),
+            ("validate_only", False),
+            ("retry_of", None),
+            ("reason", ""),
+        )
+        for key, unset in unset_values:
             if data.get(key) == unset:
                 data.pop(key)
         return data

@@ -14,6 +14,7 @@ from django.core.validators import RegexValidator
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from batches.controls import error_budget_clean
 from batches.files import upload_file_name
 from batches.models import Batch, BatchStatus, BatchStatusChange, Upload
 from batches.states import CANCEL_REQUESTED, CANCELLABLE, TERMINAL, batch_transition
@@ -209,12 +210,26 @@ def upload_invalidate(*, upload: Upload) -> Upload:
 # Batches
 
 
-def _idempotency_digest(*, handler: str, operation: str, hash: str, batch_dict, retry_of=None) -> str:
+def _idempotency_digest(
+    *,
+    handler: str,
+    operation: str,
+    hash: str,
+    batch_dict,
+    error_budget=None,
+    validate_only=False,
+    retry_of=None,
+) -> str:
     if retry_of is not None:
         # A retry's body is the batch it retries: each request stores its own upload.
         body = {"retry_of": str(retry_of.pk)}
     else:
         body = {"handler": handler, "operation": operation, "hash": hash, "batch_dict": batch_dict}
+    # Only when given, so a body without them digests as it did before they existed.
+    if error_budget is not None:
+        body["error_budget"] = error_budget
+    if validate_only:
+        body["validate_only"] = True
     return hashlib.sha256(encoded_json(body)).hexdigest()
 
 
@@ -282,6 +297,8 @@ def batch_create(
     operation: str,
     hash: str = "",
     batch_dict: dict | None = None,
+    error_budget: dict | None = None,
+    validate_only: bool = False,
     idempotency_key: str = "",
     retry_of: Batch | None = None,
 ) -> tuple[Batch, bool]:
@@ -303,9 +320,17 @@ def batch_create(
         hash_validator(hash)
     if batch_dict is not None:
         batch_dict_validate(batch_dict)
+    error_budget = error_budget_clean(error_budget)
+    validate_only = bool(validate_only)
 
     digest = _idempotency_digest(
-        handler=handler, operation=operation, hash=hash, batch_dict=batch_dict, retry_of=retry_of
+        handler=handler,
+        operation=operation,
+        hash=hash,
+        batch_dict=batch_dict,
+        error_budget=error_budget,
+        validate_only=validate_only,
+        retry_of=retry_of,
     )
     try:
         with transaction.atomic():
@@ -325,6 +350,8 @@ def batch_create(
                 operation=operation,
                 hash=hash,
                 batch_dict=batch_dict,
+                error_budget=error_budget,
+                validate_only=validate_only,
                 upload=upload,
                 idempotency_key=idempotency_key,
                 idempotency_digest=digest if idempotency_key else "",

@@ -21,7 +21,9 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     S.COPYING: frozenset({S.COPIED, S.HASH_MISMATCH, S.CANCEL}),
     S.HASH_MISMATCH: frozenset({S.DELETING}),
     S.COPIED: frozenset({S.VALIDATING, S.CANCEL}),
-    S.VALIDATING: frozenset({S.PROCESSING, S.VALIDATION_FAILED, S.CANCEL}),
+    # validating -> completed: a dry run (validate_only) stops after validation, its results
+    # file (every line validate_only) published by this one move.
+    S.VALIDATING: frozenset({S.PROCESSING, S.VALIDATION_FAILED, S.COMPLETED, S.CANCEL}),
     S.VALIDATION_FAILED: frozenset({S.DELETING}),
     S.PROCESSING: frozenset({S.PROCESSED, S.CANCEL}),
     S.PROCESSED: frozenset({S.WRITING_RESULTS}),

@@ -85,6 +85,8 @@ def input_format(head: bytes, declared_type: str) -> tuple[str, str]:
 class SignedUrl:
     url: str
     expires_at: datetime
+    # The lines run so far of a running batch, not its final file (SPEC section 11).
+    partial: bool = False
 
 
 class SignedLocalUrls:

@@ -26,6 +26,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from batches import selectors, services
 from batches.models import Batch, BatchStatus
+from batches.partial import PARTIAL_STATUSES, partial_download_url
 from batches.serializers import BatchSerializer
 from batches.states import CANCEL_REQUESTED, CANCELLABLE, TERMINAL
 from batches.storage import batch_download, file_urls
@@ -226,8 +227,13 @@ def batch_new_page(request, viewer: Viewer):
 
 
 def download_links(request, batch: Batch) -> dict[str, str | None]:
-    """Signed URLs of the results and errors files, once the pipeline has written them."""
-    links = {}
+    """Signed URLs of the results and errors files, once the pipeline has written them; while
+    lines run, of the lines run so far (`partial`)."""
+    links = {"partial": None}
+    if not batch.results_file and batch.status in PARTIAL_STATUSES and batch.processed:
+        links["partial"] = partial_download_url(
+            batch=batch, part="results", base_url=public_base_url(request)
+        ).url
     for part in ("results", "errors"):
         # An errors file of a batch without failed lines would download empty.
         download = batch_download(batch, part) if part == "results" or batch.failed else None

@@ -16,6 +16,7 @@ import logging
 import socket
 import time
 from collections import defaultdict
+from dataclasses import dataclass, field
 
 from celery import current_task
 from django.conf import settings
@@ -23,6 +24,7 @@ from django.db import connection, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
+from batches.controls import budget_exceeded, is_budget_stop
 from batches.models import Batch, BatchStatus, Chunk
 from batches.pipeline.faults import TRANSIENT_DATABASE_ERRORS
 from batches.pipeline.reading import read_chunk_lines
@@ -104,9 +106,52 @@ def worker_name() -> str:
     return (task and task.request.hostname) or socket.gethostname()
 
 
+def budget_reason(batch_id, budget: dict | None, *, lines: int, failed: int) -> str:
+    """Between line groups of a chunk: why the batch's committed counts plus this chunk's so
+    far pass its error budget, or "" while they do not."""
+    if not budget:
+        return ""
+    processed, failed_before = Batch.objects.filter(pk=batch_id).values_list("processed", "failed").get()
+    return budget_exceeded(budget, processed=processed + lines, failed=failed_before + failed)
+
+
+@dataclass
+class ChunkRun:
+    lines: list[str] = field(default_factory=list)
+    failed: int = 0
+    # Set when the chunk stopped early because the budget was passed as it ran.
+    stop_reason: str = ""
+
+
+def run_chunk_lines(batch: Batch, operation: Operation, user, pairs: list[tuple[int, str]]) -> ChunkRun:
+    """Runs the chunk's lines a group at a time; between groups, stops at a cancel or once the
+    error budget is passed."""
+    run = ChunkRun()
+    step = settings.BATCH_CANCEL_CHECK_LINES
+    for start in range(0, len(pairs), step):
+        if start:
+            if cancel_requested(batch.pk):
+                break
+            run.stop_reason = budget_reason(
+                batch.pk, batch.error_budget, lines=len(run.lines), failed=run.failed
+            )
+            if run.stop_reason:
+                break
+        group = run_lines(batch, operation, user, pairs[start : start + step])
+        run.lines += group
+        run.failed += sum(1 for line in group if not is_success_line(line))
+    return run
+
+
 def chunk_claim_and_run(batch_id) -> bool:
     """Claims one undone chunk of the batch and runs it, all in one transaction. False when
-    there is nothing to run (no chunk left, every one taken, or the batch stopped)."""
+    there is nothing to run (no chunk left, every one taken, or the batch stopped).
+
+    The error budget (SPEC section 11) is judged in the same transaction, under the batch's
+    row lock taken after the chunk's: the chunk whose results pass it commits them with the
+    move processing -> cancel, so no chunk starts after it, and a chunk that was running
+    meanwhile and finds the batch stopped by the budget rolls back (its lines are listed as
+    not executed). So at most one chunk's lines run past the budget, on any number of workers."""
     with transaction.atomic():
         chunk = (
             Chunk.objects.select_for_update(skip_locked=True, of=("self",))
@@ -123,39 +168,62 @@ def chunk_claim_and_run(batch_id) -> bool:
         operation = operation_get(batch.operation)
         pairs = read_chunk_lines(batch, chunk)
         # Each chunk runs with the creator's permissions as they are when it starts.
-        user = may_run(batch, operation)
-        step = settings.BATCH_CANCEL_CHECK_LINES
-        lines: list[str] = []
-        for start in range(0, len(pairs), step):
-            if start and cancel_requested(batch_id):
-                break
-            lines += run_lines(batch, operation, user, pairs[start : start + step])
-        succeeded = sum(1 for line in lines if is_success_line(line))
-        failed = len(lines) - succeeded
+        run = run_chunk_lines(batch, operation, may_run(batch, operation), pairs)
+        current = (
+            Batch.objects.select_for_update(of=("self",))
+            .only("status", "failure_reason", "processed", "failed")
+            .get(pk=batch_id)
+        )
+        if current.status != S.PROCESSING and is_budget_stop(current.failure_reason):
+            logger.info(
+                "batch %s: chunk %s rolled back, the batch stopped past its error budget",
+                batch_id,
+                chunk.index,
+            )
+            transaction.set_rollback(True)
+            return True
+        executed, failed = len(run.lines), run.failed
         Chunk.objects.filter(pk=chunk.pk).update(
             done=True,
-            executed_count=len(lines),
-            succeeded=succeeded,
+            executed_count=executed,
+            succeeded=executed - failed,
             failed=failed,
-            results="".join(lines),
+            results="".join(run.lines),
             done_at=timezone.now(),
             worker=worker_name(),
         )
         usage_record_batch_lines(
             account_id=batch.account_id,
             user_id=batch.created_by_id,
-            lines=len(lines),
+            lines=executed,
             failed=failed,
             operation=batch.operation,
             seconds=time.monotonic() - started,
         )
         Batch.objects.filter(pk=batch_id).update(
-            processed=F("processed") + len(lines),
-            succeeded=F("succeeded") + succeeded,
+            processed=F("processed") + executed,
+            succeeded=F("succeeded") + executed - failed,
             failed=F("failed") + failed,
             heartbeat_at=timezone.now(),
         )
+        if current.status == S.PROCESSING:
+            # Counts committed by other chunks meanwhile may bring a ratio back under the
+            # budget; a chunk that stopped early for it stops the batch all the same, with
+            # the counts it saw, or its unrun lines would never run.
+            reason = budget_exceeded(
+                batch.error_budget, processed=current.processed + executed, failed=current.failed + failed
+            )
+            stop_past_budget(batch.pk, reason or run.stop_reason)
     return True
+
+
+def stop_past_budget(batch_id, reason: str) -> None:
+    """Stops the batch as a cancel does, when there is a reason. Runs inside the chunk's
+    transaction, holding the batch's row lock."""
+    if reason:
+        batch_transition(
+            batch_id=batch_id, to=S.CANCEL, allowed_from=[S.PROCESSING], note=reason, failure_reason=reason
+        )
 
 
 def batches_in_turn() -> list:

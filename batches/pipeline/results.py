@@ -23,6 +23,7 @@ from twins.registry import OperationError, OperationResult
 logger = logging.getLogger(__name__)
 S = BatchStatus
 NOT_EXECUTED = {"subcode": "not_executed", "description": "The batch was cancelled before this line ran."}
+VALIDATE_ONLY = {"subcode": "validate_only", "description": "A dry run: the line is valid; it was not run."}
 
 
 def result_line(line: int, outcome: OperationResult | OperationError) -> str:
@@ -41,6 +42,15 @@ def result_line(line: int, outcome: OperationResult | OperationError) -> str:
 NOT_EXECUTED_LINE = (
     '{"line":%d,"status":null,"error":' + json.dumps(NOT_EXECUTED, separators=(",", ":")) + "}\n"
 )
+
+
+VALIDATE_ONLY_LINE = (
+    '{"line":%d,"status":null,"error":' + json.dumps(VALIDATE_ONLY, separators=(",", ":")) + "}\n"
+)
+
+
+def results_expiry():
+    return timezone.now() + timedelta(days=settings.RESULTS_RETENTION_DAYS)
 
 
 def is_success_line(line: str) -> bool:
@@ -126,7 +136,7 @@ def write_results(batch: Batch, blocks: Iterable[ResultBlock], lease: Lease) -> 
         except BaseException:
             discard_files(names)
             raise
-    return {**names, "results_expire_at": timezone.now() + timedelta(days=settings.RESULTS_RETENTION_DAYS)}
+    return {**names, "results_expire_at": results_expiry()}
 
 
 def discard_files(files: dict) -> None:

@@ -1,7 +1,9 @@
 """Validating: every line parsed and checked against the operation's input, with no side effect.
 
 Valid lines go, normalised, into a prepared file (`<line>\\t<json>` per line) cut into chunks
-by offset; any invalid line fails the batch with a report of the bad lines. Whatever a hostile
+by offset; any invalid line fails the batch with a report of the bad lines. A dry run
+(`validate_only`) writes no prepared file and no chunks: its results file, listing every line
+as `validate_only`, is written instead and published by the move validating -> completed. Whatever a hostile
 line or file does to the parser or the checks ends as that line's failure or the file's
 (`validation_failed`), never as a stuck batch.
 """
@@ -9,13 +11,11 @@ line or file does to the parser or the checks ends as that line's failure or the
 import json
 import logging
 import tempfile
-from datetime import timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.files import File
 from django.db import transaction
-from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
 from batches.fileformat import FileUnreadable
@@ -24,7 +24,7 @@ from batches.models import Batch, BatchStatus, Chunk
 from batches.pipeline.faults import RETRIED_ERRORS, StorageReadError
 from batches.pipeline.lease import Lease, LeaseLost, StepInterrupted, TickingReader
 from batches.pipeline.reading import input_lines, prepared_record
-from batches.pipeline.results import result_line
+from batches.pipeline.results import VALIDATE_ONLY_LINE, result_line, results_expiry
 from batches.states import batch_transition
 from batchsite.errors import describe_exception
 from twins.registry import Operation, OperationError, operation_get
@@ -98,6 +98,9 @@ def step_validate(batch: Batch, lease: Lease) -> Batch | None:
                         continue
                     if invalid:
                         continue
+                    if batch.validate_only:
+                        prepared.write((VALIDATE_ONLY_LINE % parsed.line).encode())
+                        continue
                     record = prepared_record(parsed.line, json.dumps(parsed.data, separators=(",", ":")))
                     prepared.write(record)
                     cutter.add(parsed.line, len(record))
@@ -111,6 +114,8 @@ def step_validate(batch: Batch, lease: Lease) -> Batch | None:
         if unreadable or invalid:
             return validation_failed(batch, lease, report, total=total, invalid=invalid, reason=unreadable)
         prepared.seek(0)
+        if batch.validate_only:
+            return dry_run_completed(batch, lease, prepared, total=total)
         prepared_name = fresh_batch_file_name(
             account_id=batch.account_id, batch_id=batch.pk, stem="prepared", suffix=".jsonl"
         )
@@ -128,6 +133,30 @@ def step_validate(batch: Batch, lease: Lease) -> Batch | None:
             Chunk.objects.bulk_create(cutter.chunks, batch_size=1000)
     if moved is None:
         storage_discard(prepared_name)
+    return moved
+
+
+def dry_run_completed(batch: Batch, lease: Lease, results, *, total: int) -> Batch | None:
+    """Publishes a dry run's results (every line validate_only) and completes it: nothing ran."""
+    name = fresh_batch_file_name(
+        account_id=batch.account_id, batch_id=batch.pk, stem="results", suffix=".jsonl"
+    )
+    storage_save_new(name, File(TickingReader(results, lease), name="results.jsonl"))
+    moved = batch_transition(
+        batch_id=batch.pk,
+        to=S.COMPLETED,
+        allowed_from=[S.VALIDATING],
+        owner=lease.owner,
+        note="validate_only: every line is valid; nothing was executed",
+        total=total,
+        results_file=name,
+        # Every line is listed there, and none ran: the errors part is the same file, so a
+        # retry of a dry run runs every line.
+        errors_file=name,
+        results_expire_at=results_expiry(),
+    )
+    if moved is None:
+        storage_discard(name)
     return moved
 
 
@@ -152,7 +181,7 @@ def validation_failed(
         failure_reason=reason,
         results_file=report_name,
         errors_file=report_name,
-        results_expire_at=timezone.now() + timedelta(days=settings.RESULTS_RETENTION_DAYS),
+        results_expire_at=results_expiry(),
     )
     if moved is None:
         storage_discard(report_name)

@@ -54,3 +54,20 @@ def pretty_json(value) -> str:
 def clock_time(moment) -> str:
     """Time of day to the millisecond: pipeline steps are often less than a second apart."""
     return moment.strftime("%H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
+
+
+@register.filter
+def error_budget_text(budget: dict | None) -> str:
+    """An error budget as a person reads it, e.g. "more than 10 failed lines, or more than 5 %
+    of the lines run (from 100 lines on)"."""
+    if not budget:
+        return "none"
+    limits = []
+    if "max_failed" in budget:
+        limits.append(f"more than {budget['max_failed']} failed lines")
+    if "max_failed_ratio" in budget:
+        limits.append(
+            f"more than {budget['max_failed_ratio'] * 100:g} % of the lines run failed "
+            f"(from {budget['min_lines']} lines on)"
+        )
+    return "stop at " + ", or ".join(limits)

@@ -251,7 +251,8 @@ def test_another_accounts_batch_is_404(caller, stranger):
 
 
 def test_download_is_409_until_there_is_a_file(caller):
-    batch = batch_in(S.PROCESSING, account=caller.account)
+    # From processing on, the lines run so far are offered (tests/batches/test_batch_controls.py).
+    batch = batch_in(S.VALIDATING, account=caller.account)
     assert_error(caller.client.get(f"/batches/{batch.uuid}?download=true"), 409, "results_not_ready")
     assert_error(
         caller.client.get(f"/batches/{batch.uuid}?download=true&part=errors"), 409, "errors_not_ready"

@@ -122,7 +122,7 @@ def test_the_state_the_detail_page_polls(caller):
     assert state["batch"]["batch"] == str(batch.pk)
     assert state["status_label"] == "processing" and state["can_cancel"] is True
     assert [change["status"] for change in state["history"]] == ["processing"]
-    assert state["downloads"] == {"results": None, "errors": None}
+    assert state["downloads"] == {"results": None, "errors": None, "partial": None}
 
 
 def test_the_api_takes_the_pages_session_only_with_its_csrf_token(caller):

@@ -17,6 +17,7 @@
   const downloads = {
     results: document.getElementById("download-results"),
     errors: document.getElementById("download-errors"),
+    partial: document.getElementById("download-partial"),
   };
 
   function setBadge(element, label, tone) {
@@ -34,6 +35,12 @@
       }
       const counted = terminal ? "No lines were run." : "Counting lines…";
       text.textContent = `${counted} · ${progress.succeeded} succeeded · ${progress.failed} failed`;
+      return;
+    }
+    if (batch.validate_only && batch.status === "completed") {
+      bar.max = 1;
+      bar.value = 1;
+      text.textContent = `Dry run: ${progress.total} lines checked, none run.`;
       return;
     }
     bar.max = Math.max(progress.total, 1);

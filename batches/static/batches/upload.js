@@ -73,6 +73,15 @@
     return any ? dict : null;
   }
 
+  // The failure limit: N lines, or P% of the lines run (as the CLI's --error-budget).
+  function errorBudget() {
+    const text = document.getElementById("error-budget").value.trim();
+    if (!text) return null;
+    if (/^\d+$/.test(text)) return { max_failed: Number(text) };
+    if (/^\d+(\.\d+)?%$/.test(text)) return { max_failed_ratio: Number(text.slice(0, -1)) / 100 };
+    throw new Error("The failure limit is a number of lines (25) or a percentage (5%).");
+  }
+
   document.getElementById("add-dict-row").addEventListener("click", () => {
     const row = rows.querySelector(".dict-row").cloneNode(true);
     for (const input of row.querySelectorAll("input")) input.value = "";
@@ -98,9 +107,17 @@
       showError("Choose a file to upload.");
       return;
     }
+    const body = { operation: form.elements.operation.value };
+    try {
+      const budget = errorBudget();
+      if (budget) body.error_budget = budget;
+    } catch (error) {
+      showError(error.message);
+      return;
+    }
+    if (document.getElementById("validate-only").checked) body.validate_only = true;
     submit.disabled = true;
     try {
-      const body = { operation: form.elements.operation.value };
       const dict = batchDict();
       if (dict) body.batch_dict = dict;
       // Web Crypto exists only in secure contexts (HTTPS or localhost); elsewhere the batch

@@ -1,0 +1,112 @@
+"""Results while running (SPEC section 11): the lines run so far, in line order, in the results
+file's format, downloadable before the final file exists.
+
+No file is written for it. The download URL is always this server's own endpoint, signed like
+the local download URLs (the signature and its expiry are the only credential), and the body is
+streamed from the done chunks' `results`, a few chunk rows at a time in index order: nothing is
+stored, nothing is held whole in memory, and it works the same with local storage and S3. Each
+fetch answers with the lines committed by then.
+
+Once the batch has published its final file, the chunks' results are cleared: a fetch then is
+sent on to the final file; a fetch that finds them cleared half-way goes on from the final file
+with the run lines after the last one it sent.
+"""
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+
+from django.conf import settings
+from django.core import signing
+from django.core.files.storage import default_storage
+from django.http import Http404
+from django.urls import reverse
+from django.utils import timezone
+
+from batches.models import Batch, BatchStatus, Chunk
+from batches.pipeline.results import is_success_line
+from batches.storage import SignedUrl
+from batchsite.errors import ApplicationError
+
+S = BatchStatus
+PARTIAL_SALT = "batches.partial-download"
+# While lines run, and in the moments between the last chunk and the final file.
+PARTIAL_STATUSES = frozenset({S.PROCESSING, S.CANCEL, S.CANCELLING, S.PROCESSED, S.WRITING_RESULTS})
+CHUNK_ROWS_PER_QUERY = 4
+PARTS = ("results", "errors")
+
+
+def partial_download_url(*, batch: Batch, part: str, base_url: str) -> SignedUrl:
+    expires_at = timezone.now() + timedelta(seconds=settings.DOWNLOAD_URL_VALIDITY_SECONDS)
+    token = signing.dumps(
+        {"batch": str(batch.pk), "part": part, "exp": expires_at.timestamp()}, salt=PARTIAL_SALT
+    )
+    url = base_url.rstrip("/") + reverse("download_partial", kwargs={"token": token})
+    return SignedUrl(url=url, expires_at=expires_at, partial=True)
+
+
+def partial_grant(token: str) -> tuple[str, str]:
+    """The batch id and part a signed partial URL grants; refuses a forged or expired one."""
+    try:
+        payload = signing.loads(token, salt=PARTIAL_SALT)
+    except signing.BadSignature:
+        raise ApplicationError(
+            "This download URL is not valid.", subcode="download_url_invalid", status_code=403
+        ) from None
+    if payload["exp"] <= time.time() or payload["part"] not in PARTS:
+        raise ApplicationError(
+            "This download URL has expired.", subcode="download_url_expired", status_code=403
+        )
+    return payload["batch"], payload["part"]
+
+
+def _kept(block: str, part: str) -> str:
+    if part == "results":
+        return block
+    return "".join(line for line in block.splitlines(keepends=True) if not is_success_line(line))
+
+
+def _final_lines_after(batch_id, part: str, after_line: int) -> Iterator[bytes]:
+    """The run lines of the final file past `after_line` (lines that never ran are left out)."""
+    name = Batch.objects.filter(pk=batch_id).values_list("results_file", flat=True).first()
+    if not name:
+        return
+    with default_storage.open(name, "rb") as final:
+        for record in final:
+            parsed = json.loads(record)
+            ran = parsed["line"] > after_line and parsed["status"] is not None
+            if ran and (part == "results" or not is_success_line(record.decode())):
+                yield record
+
+
+def partial_source(batch_id, part: str) -> tuple[Batch, str]:
+    """The batch a partial URL was issued for and its final file of that part, if published;
+    404 once the batch is gone or being deleted."""
+    batch = Batch.objects.filter(pk=batch_id).exclude(status=S.DELETING).first()
+    if batch is None:
+        raise Http404("The batch is gone.")
+    return batch, batch.errors_file if part == "errors" else batch.results_file
+
+
+def partial_lines(batch_id, part: str) -> Iterator[bytes]:
+    """The run lines so far, a chunk's worth at a time, in line order."""
+    last_index = -1
+    last_line = 0
+    while True:
+        rows = list(
+            Chunk.objects.filter(batch_id=batch_id, done=True, index__gt=last_index)
+            .order_by("index")
+            .values_list("index", "last_line", "executed_count", "results")[:CHUNK_ROWS_PER_QUERY]
+        )
+        if not rows:
+            return
+        for index, chunk_last_line, executed, results in rows:
+            if executed and not results:
+                # The final file was published meanwhile and the chunks' copies cleared.
+                yield from _final_lines_after(batch_id, part, last_line)
+                return
+            kept = _kept(results, part)
+            if kept:
+                yield kept.encode()
+            last_index, last_line = index, chunk_last_line

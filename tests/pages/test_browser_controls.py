@@ -1,0 +1,91 @@
+"""The batch controls in a real browser: the upload form's failure limit and "only validate"
+box, and the detail page's link to the lines a running batch has run so far. The pipeline is
+driven from the test (no worker), so each state the page shows is one the test chose."""
+
+import json
+import re
+import uuid
+
+import pytest
+from django.test import override_settings
+from playwright.sync_api import expect
+
+from batches.models import Batch, BatchStatus
+from batches.pipeline import chunks
+from tests.batches.pipeline_helpers import InlinePipeline, batch_start, jsonl, run_batch
+from tests.pages.conftest import screenshot, sign_in
+from twins.models import Twin
+from twins.services import twins_create
+
+S = BatchStatus
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+DETAIL_URL = re.compile(r".*/ui/batches/(?P<batch>[0-9a-f-]{36})$")
+
+
+def test_the_form_sends_a_failure_limit_and_a_dry_run(page, caller, tmp_path):
+    batch_file = tmp_path / "twins.jsonl"
+    batch_file.write_bytes(jsonl({"description": {"serial": n}} for n in range(30)))
+    sign_in(page, caller)
+    page.goto("/ui/batches/new")
+    page.get_by_label("Batch file").set_input_files(batch_file)
+    page.get_by_label("Operation").select_option("create_twin")
+
+    page.get_by_label("Failure limit").fill("a few")
+    page.get_by_role("button", name="Upload and start").click()
+    expect(page.locator("#upload-error")).to_contain_text("The failure limit is a number of lines")
+    assert not Batch.objects.exists()
+
+    page.get_by_label("Failure limit").fill("5%")
+    page.get_by_label("Only validate").check()
+    screenshot(page, "form-controls")
+    page.get_by_role("button", name="Upload and start").click()
+    page.wait_for_url(DETAIL_URL)
+    batch = Batch.objects.get(pk=DETAIL_URL.match(page.url)["batch"])
+    assert batch.validate_only is True
+    assert batch.error_budget == {"max_failed_ratio": 0.05, "min_lines": 100}
+
+    run_batch(batch)
+    expect(page.locator("#batch-status")).to_have_attribute("data-status", "completed", timeout=15_000)
+    expect(page.locator("#progress-text")).to_have_text("Dry run: 30 lines checked, none run.")
+    page.reload()
+    expect(page.locator("#validate-only")).to_contain_text("Only validated")
+    expect(page.locator("#progress-text")).to_have_text("Dry run: 30 lines checked, none run.")
+    expect(page.locator("#error-budget")).to_contain_text("more than 5 % of the lines run failed")
+    assert not Twin.objects.exists()
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download results").click()
+    results = [json.loads(line) for line in download.value.path().read_text().splitlines()]
+    assert [line["line"] for line in results] == list(range(1, 31))
+    assert {line["error"]["subcode"] for line in results} == {"validate_only"}
+
+
+@override_settings(BATCH_CHUNK_LINES=5)
+def test_a_running_batch_offers_the_lines_run_so_far(page, caller):
+    twins = twins_create(account=caller.account, descriptions=[{"n": 0}] * 20)
+    lines = [
+        {"twin": str(uuid.uuid4()) if number == 3 else str(twin.uuid), "description": {"n": number}}
+        for number, twin in enumerate(twins, start=1)
+    ]
+    batch = batch_start(caller, "update_twin", jsonl(lines))
+    runner = InlinePipeline()
+    runner.advance(batch)
+    runner.run_until(batch, S.PROCESSING)
+    assert chunks.chunk_claim_and_run(batch.pk)
+    assert chunks.chunk_claim_and_run(batch.pk)
+
+    sign_in(page, caller)
+    page.goto(f"/ui/batches/{batch.pk}")
+    link = page.get_by_role("link", name="Download lines run so far")
+    expect(link).to_be_visible()
+    expect(page.get_by_role("link", name="Download results")).to_be_hidden()
+    screenshot(page, "detail-partial")
+    with page.expect_download() as download:
+        link.click()
+    partial = [json.loads(line) for line in download.value.path().read_text().splitlines()]
+    assert [line["line"] for line in partial] == list(range(1, 11))
+    assert partial[2]["status"] == 404 and partial[0]["status"] == 200
+
+    runner.drain()
+    expect(page.locator("#batch-status")).to_have_attribute("data-status", "completed", timeout=15_000)
+    expect(link).to_be_hidden()
+    expect(page.get_by_role("link", name="Download results")).to_be_visible()

@@ -1,0 +1,49 @@
+"""Batch controls on S3 (moto's server): a dry run writes its results to the bucket, and the
+lines run so far are served by this server while the batch runs, then the final file from
+the bucket."""
+
+import json
+from urllib.parse import urlsplit
+
+import requests
+from django.test import override_settings
+
+from batches.models import Batch, BatchStatus
+from batches.pipeline import chunks
+from tests.batches.pipeline_helpers import InlinePipeline, jsonl, run_batch
+from tests.scaleout.test_s3 import create_batch, download, presigned_upload, twin_lines
+from twins.models import Twin
+
+S = BatchStatus
+
+
+def test_a_dry_run_on_s3(caller, s3):
+    handler = presigned_upload(caller, s3, twin_lines(5))
+    batch = run_batch(Batch.objects.get(pk=create_batch(caller, handler, validate_only=True).json()["batch"]))
+    assert batch.status == S.COMPLETED and not Twin.objects.exists()
+    lines = [json.loads(line) for line in download(caller, s3, batch.pk).text.splitlines()]
+    assert [line["error"]["subcode"] for line in lines] == ["validate_only"] * 5
+
+
+@override_settings(BATCH_CHUNK_LINES=3)
+def test_lines_run_so_far_on_s3_then_the_final_file_from_the_bucket(caller, s3):
+    handler = presigned_upload(caller, s3, jsonl({"description": {"n": n}} for n in range(9)))
+    batch = Batch.objects.get(pk=create_batch(caller, handler).json()["batch"])
+    runner = InlinePipeline()
+    runner.advance(batch)
+    runner.run_until(batch, S.PROCESSING)
+    assert chunks.chunk_claim_and_run(batch.pk)
+
+    offered = caller.client.get(f"/batches/{batch.pk}", {"download": "true"}).json()["download"]
+    assert offered["partial"] is True
+    path = urlsplit(offered["url"]).path
+    partial = b"".join(caller.client.get(path).streaming_content).decode().splitlines()
+    assert [json.loads(line)["line"] for line in partial] == [1, 2, 3]
+
+    runner.drain()
+    batch.refresh_from_db()
+    sent_on = caller.client.get(path)
+    assert sent_on.status_code == 302
+    assert urlsplit(sent_on["Location"]).netloc == urlsplit(s3.endpoint).netloc
+    final = requests.get(sent_on["Location"], timeout=10).text.splitlines()
+    assert final[:3] == partial and len(final) == 9
