@@ -301,10 +301,9 @@ class PartialDownloadApi(APIView):
     def get(self, request, token):
         batch_id, part = partial_grant(token)
         batch, final_name = partial_source(batch_id, part)
-        filename = f"{batch.uuid}-{part}.jsonl"
         if final_name:
             signed = file_urls().download_url(
-                name=final_name, filename=filename, base_url=request.build_absolute_uri("/")
+                download=batch_download(batch, part), base_url=public_base_url(request)
             )
             return HttpResponseRedirect(signed.url)
         response = StreamingHttpResponse(partial_lines(batch.pk, part), content_type="application/x-ndjson")

@@ -16,6 +16,7 @@ from batches import services
 from batches.models import Batch, BatchStatus, Chunk
 from batches.pipeline import chunks
 from batchsite.celery import app as celery_app
+from operating.models import UsageHour
 from tests.batches.pipeline_helpers import (
     InlinePipeline,
     WorkerProcess,
@@ -133,9 +134,17 @@ def assert_dry_run_changes_nothing(caller, worker_factory, lines: int, timeout: 
     assert batch.status == S.COMPLETED
     assert (batch.total, batch.processed) == (lines, 0)
     after = row_counts()
-    # The batch and its status history are the only new rows; no twin, ledger entry or chunk.
+    # The batch, its status history and the account's bookkeeping (its quota row, the hour's
+    # usage: a batch created) are the only new rows; no twin, ledger entry or chunk.
     changed = {label: after[label] - before[label] for label in after if after[label] != before[label]}
-    assert set(changed) <= {"batches.Batch", "batches.BatchStatusChange", "batches.MaintenanceRun"}
+    assert set(changed) <= {
+        "batches.Batch",
+        "batches.BatchStatusChange",
+        "batches.MaintenanceRun",
+        "operating.AccountQuota",
+        "operating.UsageHour",
+    }
+    assert not UsageHour.objects.filter(account_id=caller.account.pk, batch_lines__gt=0).exists()
     assert changed["batches.Batch"] == 1
     assert not Chunk.objects.filter(batch=batch).exists()
     count = 0
