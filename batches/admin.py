@@ -12,7 +12,7 @@ from django.utils.html import format_html, format_html_join
 from batches import services
 from batches.models import Batch, BatchStatusChange, Upload
 from batches.partial import PARTIAL_STATUSES, partial_download_url
-from batches.states import CANCELLABLE
+from batches.statuses import CANCELLABLE
 from batches.storage import Download, batch_download, file_urls
 from batches.templatetags.batch_pages import error_budget_text, pretty_json, progress_percent
 from batchsite.errors import ApplicationError

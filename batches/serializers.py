@@ -3,7 +3,7 @@ from rest_framework import serializers
 
 from batches.controls import DEFAULT_MIN_LINES, error_budget_clean
 from batches.models import BatchStatus
-from batches.services import HASH_PATTERN, batch_dict_validate, hash_validator
+from batches.validators import HASH_PATTERN, batch_dict_validate, hash_validator
 from batchsite.timestamps import TimestampField
 
 LIMIT_MAX = 1000

@@ -1,70 +1,33 @@
 """Writes for uploads and batches. Status changes go through `batches.states.batch_transition`."""
 
 import hashlib
-import json
 import uuid
 from datetime import timedelta
 from typing import BinaryIO
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.core.files.base import File
 from django.core.files.storage import default_storage
-from django.core.validators import RegexValidator
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from batches.controls import error_budget_clean
 from batches.files import upload_file_name
 from batches.models import Batch, BatchStatus, BatchStatusChange, Upload
-from batches.states import CANCEL_REQUESTED, CANCELLABLE, TERMINAL, batch_transition
+from batches.states import batch_transition
+from batches.statuses import CANCEL_REQUESTED, CANCELLABLE, TERMINAL
 from batches.storage import bucket_object, uploads_go_direct
 from batches.tasks import CELERY_ENQUEUE
-from batchsite import jsonsafe
+from batches.validators import batch_dict_validate, encoded_json, hash_validator
 from batchsite.errors import ApplicationError, Conflict
 from operating import services as usage
 from permissions.models import Account, AccountUser
 from twins.registry import operation_get
 
-HASH_PATTERN = r"^[a-f0-9]{64}$"
-BATCH_DICT_KEY_PATTERN = r"^[a-z_][0-9a-z_]{0,63}$"
-BATCH_DICT_MAX_BYTES = 64 * 1024
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 IDEMPOTENCY_KEY_MAX_LENGTH = Batch._meta.get_field("idempotency_key").max_length
 UPLOAD_BLOCK_BYTES = 64 * 1024
-
-hash_validator = RegexValidator(
-    HASH_PATTERN, message="hash must be a lowercase hex SHA-256 (64 characters).", code="invalid_hash"
-)
-_batch_dict_key_validator = RegexValidator(BATCH_DICT_KEY_PATTERN)
-
-
-def encoded_json(value) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True).encode()
-
-
-def batch_dict_validate(value) -> None:
-    if not isinstance(value, dict):
-        raise ValidationError("batch_dict must be a JSON object.", code="invalid_batch_dict")
-    refusal = jsonsafe.refusal_of_value(value)
-    if refusal:
-        raise ValidationError(f"batch_dict: {refusal}", code=jsonsafe.MALFORMED)
-    for key in value:
-        try:
-            _batch_dict_key_validator(key)
-        except ValidationError:
-            raise ValidationError(
-                f"batch_dict key {key!r} must match {BATCH_DICT_KEY_PATTERN}.",
-                code="invalid_batch_dict_key",
-            ) from None
-    size = len(encoded_json(value))
-    if size > BATCH_DICT_MAX_BYTES:
-        largest = max(value, key=lambda key: len(encoded_json(value[key])))
-        raise ValidationError(
-            f"batch_dict is {size} bytes encoded, over the limit of {BATCH_DICT_MAX_BYTES}; "
-            f"its largest value is under key {largest!r}.",
-            code="batch_dict_too_large",
-        )
 
 
 def _enqueue_advance(batch_id) -> None:

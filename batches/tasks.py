@@ -10,34 +10,15 @@ import logging
 import threading
 import time
 
-from celery import shared_task
 from celery.signals import worker_ready
 from django.conf import settings
 from django.db import close_old_connections, transaction
 
 from batches.pipeline import driver
-from batches.pipeline.faults import RETRIED_ERRORS, ChunkIncomplete, StorageReadError
+from batches.task_decorator import pipeline_task
 from batchsite.publishing import publish
 
 logger = logging.getLogger(__name__)
-
-
-def pipeline_task(**options):
-    """The one task decorator: acknowledged only when finished, re-queued if the worker
-    process dies, retried with backoff on database and storage faults."""
-    return shared_task(
-        acks_late=True,
-        reject_on_worker_lost=True,
-        autoretry_for=(*RETRIED_ERRORS, StorageReadError, ChunkIncomplete),
-        retry_backoff=1,
-        retry_backoff_max=30,
-        retry_jitter=True,
-        max_retries=8,
-        soft_time_limit=6 * 3600,
-        time_limit=6 * 3600 + 60,
-        ignore_result=True,
-        **options,
-    )
 
 
 def enqueue_after_commit(task, *args) -> None:

@@ -28,7 +28,7 @@ from batches import selectors, services
 from batches.models import Batch, BatchStatus
 from batches.partial import PARTIAL_STATUSES, partial_download_url
 from batches.serializers import BatchSerializer
-from batches.states import CANCEL_REQUESTED, CANCELLABLE, TERMINAL
+from batches.statuses import CANCEL_REQUESTED, CANCELLABLE, TERMINAL
 from batches.storage import batch_download, file_urls
 from batches.templatetags.batch_pages import clock_time, progress_percent, status_label, status_tone
 from batchsite.clients import public_base_url

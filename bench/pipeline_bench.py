@@ -144,7 +144,7 @@ def create_batch(path: Path):
 
 def wait_terminal(batch_id, *, timeout: float):
     from batches.models import Batch
-    from batches.states import TERMINAL
+    from batches.statuses import TERMINAL
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

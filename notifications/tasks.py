@@ -4,7 +4,7 @@ per task, and beat's sweep that re-queues whatever is due and nobody is sending.
 from django.conf import settings
 from django.utils import timezone
 
-from batches.tasks import pipeline_task
+from batches.task_decorator import pipeline_task
 from notifications import services
 
 

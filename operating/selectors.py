@@ -7,7 +7,7 @@ from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
 from batches.models import Batch
-from batches.states import ACTIVE
+from batches.statuses import ACTIVE
 from operating.models import LinesMinute, QuotaRefusalHour, UsageHour
 from operating.services import USAGE_COUNTERS, hour_of
 from permissions.models import Account

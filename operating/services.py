@@ -23,7 +23,7 @@ from django.db.models import F, Sum
 from django.utils import timezone
 
 from batches.models import Batch, BatchStatus
-from batches.states import ACTIVE
+from batches.statuses import ACTIVE
 from batchsite.errors import ApplicationError
 from operating import metrics
 from operating.models import NO_USER, AccountQuota, LinesMinute, QuotaRefusalHour, UsageHour

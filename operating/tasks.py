@@ -1,9 +1,8 @@
-from celery import shared_task
-
+from batches.task_decorator import pipeline_task
 from operating import services
 
 
-@shared_task(ignore_result=True)
+@pipeline_task()
 def usage_prune() -> dict:
     """Periodic: drops usage and refusal counts past USAGE_RETENTION_DAYS."""
     return services.usage_prune()

@@ -19,7 +19,8 @@ from batches.pipeline.copying import step_copy
 from batches.pipeline.lease import Lease, LeaseLost, StepInterrupted
 from batches.pipeline.results import step_finish_cancel, step_write_results
 from batches.pipeline.validating import step_validate
-from batches.states import TERMINAL, batch_transition
+from batches.states import batch_transition
+from batches.statuses import TERMINAL
 
 logger = logging.getLogger(__name__)
 S = BatchStatus

@@ -20,7 +20,7 @@ from django.utils import timezone
 from batches.files import batch_folder, storage_discard, storage_files_under, storage_remove_folder
 from batches.models import Batch, BatchStatus, MaintenanceRun, Upload
 from batches.pipeline.lease import Lease
-from batches.states import ACTIVE, TERMINAL
+from batches.statuses import ACTIVE, TERMINAL
 
 logger = logging.getLogger(__name__)
 S = BatchStatus

@@ -5,7 +5,7 @@ import json
 from django import template
 
 from batches.models import Batch, BatchStatus
-from batches.states import ACTIVE, TERMINAL
+from batches.statuses import ACTIVE, TERMINAL
 
 register = template.Library()
 

@@ -18,7 +18,7 @@ from django.db import connection
 from batches import services
 from batches.models import Batch, BatchStatus
 from batches.pipeline import chunks, driver
-from batches.states import TERMINAL
+from batches.statuses import TERMINAL
 
 
 def upload_bytes(caller, content: bytes, content_type: str = "application/x-ndjson"):

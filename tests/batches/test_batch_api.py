@@ -13,7 +13,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from batches.models import Batch, BatchStatus, Upload
-from batches.states import CANCELLABLE, TERMINAL
+from batches.statuses import CANCELLABLE, TERMINAL
 from batches.tasks import batch_advance
 from tests.batches.api_support import (
     BATCHABLE,

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from batches import services
 from batches.fileformat import FileUnreadable, parse_lines
 from batches.models import Batch, BatchStatus
-from batches.states import TERMINAL
+from batches.statuses import TERMINAL
 from tests.batches.pipeline_helpers import batch_start, read_results, run_batch, upload_bytes
 from tests.helpers import assert_error
 from twins.registry import operation_get

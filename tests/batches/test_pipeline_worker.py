@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 from batches import services
 from batches.models import Batch, BatchStatus, Chunk
 from batches.pipeline import chunks
-from batches.states import TERMINAL
+from batches.statuses import TERMINAL
 from batchsite.celery import app as celery_app
 from batchsite.errors import Conflict
 from tests.batches.pipeline_helpers import (
