@@ -229,3 +229,18 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
 }
+
+# Pages that work with no internet (issue 13): Swagger UI from the pinned
+# drf-spectacular-sidecar package through whitenoise, and a Content-Security-Policy that
+# allows only the site itself (batchsite/security.py).
+INSTALLED_APPS += ["drf_spectacular_sidecar"]
+MIDDLEWARE.insert(1, "batchsite.security.ContentSecurityPolicyMiddleware")
+SPECTACULAR_SETTINGS.update(
+    {
+        "SWAGGER_UI_DIST": "SIDECAR",
+        "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+        "REDOC_DIST": "SIDECAR",
+        # No online validator badge: it would load an image from another site.
+        "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+    }
+)
