@@ -282,6 +282,8 @@ def batch_detail_page(request, viewer: Viewer, batch_id):
             "state": state,
             "history": batch.history.all(),
             "may_delete": viewer.may_delete(batch),
+            "failed_lines": selectors.batch_failed_lines(batch=batch),
+            "full_report": state["downloads"]["errors"] or state["downloads"]["results"],
         },
     )
 
