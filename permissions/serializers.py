@@ -67,7 +67,6 @@ class RoleSerializer(serializers.Serializer):
     created_ts = TimestampField(source="created_at")
     updated_ts = TimestampField(source="updated_at")
 
-
     @extend_schema_field(RoleRulesSerializer)
     def get_rules(self, role) -> dict:
         """All three rules, null where none was given, also for a role stored without rules."""

@@ -27,7 +27,8 @@ def test_a_validation_failure_lists_its_first_100_bad_lines(page, caller, worker
     page.get_by_role("button", name="Upload and start").click()
     opened_batch(page)
 
-    expect(page.locator("#batch-status")).to_have_attribute("data-status", "validation_failed", timeout=30_000)
+    status = page.locator("#batch-status")
+    expect(status).to_have_attribute("data-status", "validation_failed", timeout=30_000)
     section = page.locator("#failed-lines")
     expect(section).to_be_visible()
     rows = section.locator("tbody tr")
