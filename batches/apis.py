@@ -6,7 +6,7 @@ Creates answer 201, every other call 200, as the examples of Trusted Twin's clie
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import permissions as drf_permissions
 from rest_framework import status
 from rest_framework.response import Response
@@ -23,7 +23,6 @@ from batches.serializers import (
     BatchSerializer,
     BatchUpdateSerializer,
     DownloadSerializer,
-    ErrorSerializer,
     HandlerSerializer,
     UploadStoredSerializer,
     UploadUrlSerializer,
@@ -31,22 +30,8 @@ from batches.serializers import (
 from batches.storage import download_url_file, file_urls, upload_url_handler
 from batchsite.errors import Conflict
 from batchsite.inputs import validated
+from batchsite.schema import error_responses
 from batchsite.timestamps import from_ts
-
-ERROR_MEANINGS = {
-    400: "Bad input; the subcode names the cause.",
-    401: "No secret, or not a valid one.",
-    403: "The role does not allow this action.",
-    404: "No such object in the caller's account.",
-    409: "The object's state does not allow this now.",
-    411: "No Content-Length header.",
-    413: "The file is over the size limit.",
-}
-
-
-def errors(*codes: int) -> dict:
-    return {code: OpenApiResponse(ErrorSerializer, description=ERROR_MEANINGS[code]) for code in codes}
-
 
 class UploadUrlsApi(APIView):
     required_actions = {"POST": "create_upload_url"}
@@ -54,7 +39,7 @@ class UploadUrlsApi(APIView):
     @extend_schema(
         operation_id="create_upload_url",
         request=None,
-        responses={201: UploadUrlSerializer, **errors(401, 403)},
+        responses={201: UploadUrlSerializer, **error_responses(401, 403)},
         description="A URL to PUT a batch file to, valid for 60 minutes.",
     )
     def post(self, request):
@@ -72,7 +57,7 @@ class UploadUrlApi(APIView):
 
     @extend_schema(
         operation_id="invalidate_upload_url",
-        responses={200: HandlerSerializer, **errors(401, 403, 404)},
+        responses={200: HandlerSerializer, **error_responses(401, 403, 404)},
         description="The URL stops working; a file PUT to it is deleted unless a batch holds it.",
     )
     def delete(self, request, handler):
@@ -90,7 +75,7 @@ class UploadFileApi(APIView):
     @extend_schema(
         operation_id="upload_file",
         request={"application/octet-stream": OpenApiTypes.BINARY},
-        responses={200: UploadStoredSerializer, **errors(400, 403, 404, 409, 411, 413)},
+        responses={200: UploadStoredSerializer, **error_responses(400, 403, 404, 409, 411, 413)},
         description="Stores the body as the upload's file; a second PUT replaces it until a batch takes "
         "the handler. Needs a Content-Length header.",
     )
@@ -120,7 +105,7 @@ class BatchesApi(APIView):
                 "Idempotent-Replayed: true) instead of creating another; a different body is 409.",
             )
         ],
-        responses={201: BatchSerializer, **errors(400, 401, 403, 409)},
+        responses={201: BatchSerializer, **error_responses(400, 401, 403, 409)},
     )
     def post(self, request):
         data = validated(BatchCreateSerializer, request.data)
@@ -138,7 +123,7 @@ class BatchesApi(APIView):
     @extend_schema(
         operation_id="get_batches",
         parameters=[BatchListQuerySerializer],
-        responses={200: BatchPageSerializer, **errors(400, 401, 403)},
+        responses={200: BatchPageSerializer, **error_responses(400, 401, 403)},
         description="The account's batches, newest first. Pass the returned cursor (with the same "
         "filters) for the next page; it is null on the last one.",
     )
@@ -163,7 +148,7 @@ class BatchApi(APIView):
     @extend_schema(
         operation_id="get_batch",
         parameters=[BatchDetailQuerySerializer],
-        responses={200: BatchDownloadSerializer, **errors(400, 401, 403, 404, 409)},
+        responses={200: BatchDownloadSerializer, **error_responses(400, 401, 403, 404, 409)},
         description="With download=true, adds a temporary URL of the results file (part=errors: only "
         "the failed lines); 409 while there is no such file yet.",
     )
@@ -189,7 +174,7 @@ class BatchApi(APIView):
     @extend_schema(
         operation_id="update_batch",
         request=BatchUpdateSerializer,
-        responses={200: BatchSerializer, **errors(400, 401, 403, 404, 409)},
+        responses={200: BatchSerializer, **error_responses(400, 401, 403, 404, 409)},
         description='Cancels the batch: {"status": "cancel"} is the only change allowed. Asking again '
         "while it stops changes nothing; a finished batch is 409.",
     )
@@ -200,7 +185,7 @@ class BatchApi(APIView):
 
     @extend_schema(
         operation_id="delete_batch",
-        responses={200: BatchSerializer, **errors(401, 403, 404)},
+        responses={200: BatchSerializer, **error_responses(401, 403, 404)},
         description="Starts deletion: a running batch is cancelled first; afterwards the batch, its "
         "files and results are gone and GET answers 404.",
     )
@@ -215,7 +200,7 @@ class BatchRetryApi(APIView):
     @extend_schema(
         operation_id="retry_batch",
         request=None,
-        responses={201: BatchSerializer, **errors(401, 403, 404, 409)},
+        responses={201: BatchSerializer, **error_responses(401, 403, 404, 409)},
         description="A new batch, linked by retry_of, of only the lines that failed or never ran, in "
         "their order; 409 when the batch is not completed or cancelled, or every line succeeded.",
     )
@@ -235,7 +220,7 @@ class DownloadFileApi(APIView):
         operation_id="download_file",
         responses={
             (200, "application/x-ndjson"): OpenApiTypes.BINARY,
-            **errors(403, 404),
+            **error_responses(403, 404),
         },
         description="Streams a results file; the URL comes from GET /batches/{batch}?download=true.",
     )

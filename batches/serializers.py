@@ -2,18 +2,14 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from batches.models import BatchStatus
-from batches.services import HASH_PATTERN, batch_dict_validate, hash_validator
-from batchsite.timestamps import TimestampField
+from batches.services import BATCH_DICT_KEY_PATTERN, HASH_PATTERN, batch_dict_validate, hash_validator
+from batchsite.fields import StrictCharField
+from batchsite.timestamps import TS_MAX, TimestampField
+from twins.registry import batchable_operations
 
 LIMIT_MAX = 1000
-# The last second of year 9999: past it a timestamp is no date at all.
-TS_MAX = 253402300799
-
-
-class ErrorSerializer(serializers.Serializer):
-    subcode = serializers.CharField(help_text="A stable name of the cause, e.g. handler_expired.")
-    description = serializers.CharField(help_text="What went wrong, for a person.")
-    trace = serializers.CharField(help_text="An id also written to the server's log.")
+# A listing cursor: URL-safe base64 of the last batch's position (batches.selectors).
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]{16,}={0,2}$"
 
 
 class UploadUrlSerializer(serializers.Serializer):
@@ -31,15 +27,36 @@ class UploadStoredSerializer(serializers.Serializer):
     size = serializers.IntegerField(help_text="Bytes stored.")
 
 
-@extend_schema_field({"type": "object", "additionalProperties": True})
+@extend_schema_field(
+    {"type": "object", "additionalProperties": True, "propertyNames": {"pattern": BATCH_DICT_KEY_PATTERN}}
+)
 class BatchDictField(serializers.JSONField):
     pass
 
 
+@extend_schema_field({"type": "string", "format": "uuid"})
+class HandlerField(StrictCharField):
+    """A handler from POST /cache; anything else is refused as handler_unknown."""
+
+
+@extend_schema_field({"type": "string", "pattern": HASH_PATTERN})
+class HashField(StrictCharField):
+    pass
+
+
+class OperationNameField(StrictCharField):
+    """A batchable operation's name; the schema lists them (the registry is filled at start)."""
+
+    @property
+    def _spectacular_annotation(self):
+        names = sorted(operation.name for operation in batchable_operations())
+        return {"field": {"type": "string", "enum": names}}
+
+
 class BatchCreateSerializer(serializers.Serializer):
-    handler = serializers.CharField(max_length=100, help_text="From POST /cache, with a file PUT to it.")
-    operation = serializers.CharField(max_length=64, help_text="A batchable operation, e.g. create_twin.")
-    hash = serializers.CharField(
+    handler = HandlerField(max_length=100, help_text="From POST /cache, with a file PUT to it.")
+    operation = OperationNameField(max_length=64, help_text="A batchable operation, e.g. create_twin.")
+    hash = HashField(
         required=False,
         allow_null=True,
         allow_blank=True,
@@ -86,7 +103,17 @@ class BatchListQuerySerializer(serializers.Serializer):
         required=False, min_value=0, max_value=TS_MAX, help_text="Created at or before (Unix seconds)."
     )
     limit = serializers.IntegerField(required=False, min_value=1, max_value=LIMIT_MAX, default=LIMIT_MAX)
-    cursor = serializers.CharField(required=False, help_text="From the previous page; opaque.")
+    cursor = serializers.RegexField(
+        CURSOR_PATTERN, required=False, help_text="From the previous page; opaque (URL-safe base64)."
+    )
+
+    def to_internal_value(self, data):
+        # DRF skips an empty query value (`?status=`) of an optional field; the schema allows
+        # none, so it is refused like any other value that is not one.
+        blank = {name: "May not be blank." for name in self.fields if data.get(name) == ""}
+        if blank:
+            raise serializers.ValidationError(blank)
+        return super().to_internal_value(data)
 
 
 class BatchDetailQuerySerializer(serializers.Serializer):

@@ -242,5 +242,19 @@ SPECTACULAR_SETTINGS.update(
         "REDOC_DIST": "SIDECAR",
         # No online validator badge: it would load an image from another site.
         "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+        # OpenAPI 3.1 schemas are JSON Schema, so key patterns (`propertyNames`) are part of it.
+        "OAS_VERSION": "3.1.0",
+        # A PATCH body's required fields stay required (PATCH /twins needs `description`).
+        "COMPONENT_SPLIT_PATCH": False,
+        # Every status each operation can answer, with the error body, and the links between
+        # operations (batchsite/schema.py).
+        "POSTPROCESSING_HOOKS": [
+            "drf_spectacular.hooks.postprocess_schema_enums",
+            "batchsite.schema.complete_operations",
+        ],
     }
 )
+# The API reads JSON bodies only, as its schema says (a form would be a second, untested
+# dialect); uploads are read raw by their own view.
+REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = ["rest_framework.parsers.JSONParser"]
+REST_FRAMEWORK["TEST_REQUEST_DEFAULT_FORMAT"] = "json"

@@ -32,9 +32,15 @@ class StatementSerializer(serializers.Serializer):
 class RulesSerializer(serializers.Serializer):
     """Trusted Twin answers with all three rules, null for any the client left out."""
 
-    twin_rule = StrictCharField(allow_null=True, required=False, default=None, max_length=4096)
-    entry_rule = StrictCharField(allow_null=True, required=False, default=None, max_length=4096)
-    identity_rule = StrictCharField(allow_null=True, required=False, default=None, max_length=4096)
+    twin_rule = StrictCharField(
+        allow_null=True, required=False, default=None, min_length=1, max_length=4096
+    )
+    entry_rule = StrictCharField(
+        allow_null=True, required=False, default=None, min_length=1, max_length=4096
+    )
+    identity_rule = StrictCharField(
+        allow_null=True, required=False, default=None, min_length=1, max_length=4096
+    )
 
 
 class RoleCreateSerializer(serializers.Serializer):
@@ -99,7 +105,7 @@ class UserSerializer(OmitNullDescriptionMixin, serializers.Serializer):
     role = serializers.UUIDField(source="role_id")
     account = serializers.UUIDField(source="account_id")
     name = serializers.CharField()
-    description = serializers.JSONField()
+    description = serializers.JSONField(required=False, help_text="Left out when the user has none.")
     activity = serializers.JSONField()
     created_ts = TimestampField(source="created_at")
     updated_ts = TimestampField(source="updated_at")
