@@ -33,6 +33,7 @@ from batchsite.inputs import validated
 from batchsite.schema import error_responses
 from batchsite.timestamps import from_ts
 
+
 class UploadUrlsApi(APIView):
     required_actions = {"POST": "create_upload_url"}
 

@@ -5,7 +5,6 @@ from datetime import UTC, datetime
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-
 # The last second of year 9999: past it a timestamp is no date at all. Before 1970 is refused
 # too, so that what the schema states (0..TS_MAX) is exactly what is accepted.
 TS_MAX = 253402300799

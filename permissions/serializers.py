@@ -32,12 +32,8 @@ class StatementSerializer(serializers.Serializer):
 class RulesSerializer(serializers.Serializer):
     """Trusted Twin answers with all three rules, null for any the client left out."""
 
-    twin_rule = StrictCharField(
-        allow_null=True, required=False, default=None, min_length=1, max_length=4096
-    )
-    entry_rule = StrictCharField(
-        allow_null=True, required=False, default=None, min_length=1, max_length=4096
-    )
+    twin_rule = StrictCharField(allow_null=True, required=False, default=None, min_length=1, max_length=4096)
+    entry_rule = StrictCharField(allow_null=True, required=False, default=None, min_length=1, max_length=4096)
     identity_rule = StrictCharField(
         allow_null=True, required=False, default=None, min_length=1, max_length=4096
     )
