@@ -40,8 +40,12 @@ class HandlerField(StrictCharField):
 
 
 @extend_schema_field({"type": "string", "pattern": HASH_PATTERN})
-class HashField(StrictCharField):
-    pass
+class HashField(serializers.CharField):
+    def to_internal_value(self, data):
+        # Not a string is no more a SHA-256 than a wrong string: the same subcode.
+        if not isinstance(data, str):
+            raise serializers.ValidationError(hash_validator.message, code=hash_validator.code)
+        return super().to_internal_value(data)
 
 
 class OperationNameField(StrictCharField):
@@ -93,6 +97,11 @@ class BatchUpdateSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+@extend_schema_field({"type": "string", "pattern": CURSOR_PATTERN})
+class CursorField(serializers.CharField):
+    """Checked by the listing itself, which answers invalid_cursor for one it did not issue."""
+
+
 class BatchListQuerySerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=BatchStatus.choices, required=False)
     operation = serializers.CharField(required=False, max_length=64)
@@ -103,9 +112,7 @@ class BatchListQuerySerializer(serializers.Serializer):
         required=False, min_value=0, max_value=TS_MAX, help_text="Created at or before (Unix seconds)."
     )
     limit = serializers.IntegerField(required=False, min_value=1, max_value=LIMIT_MAX, default=LIMIT_MAX)
-    cursor = serializers.RegexField(
-        CURSOR_PATTERN, required=False, help_text="From the previous page; opaque (URL-safe base64)."
-    )
+    cursor = CursorField(required=False, help_text="From the previous page; opaque (URL-safe base64).")
 
     def to_internal_value(self, data):
         # DRF skips an empty query value (`?status=`) of an optional field; the schema allows
