@@ -28,9 +28,9 @@ class Offline:
         page.on("requestfailed", lambda request: self.failed.append(f"{request.url} {request.failure}"))
         page.on(
             "console",
-            lambda message: self.refused.append(message.text)
-            if "Content Security Policy" in message.text
-            else None,
+            lambda message: (
+                self.refused.append(message.text) if "Content Security Policy" in message.text else None
+            ),
         )
 
     def route(self, route):
