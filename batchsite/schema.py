@@ -142,6 +142,15 @@ LINKS = {
 }
 
 
+# Path parameters routed as plain strings (`<str:batch>`), as the views check them: a batch or
+# handler that is not a uuid is simply not found (404), like an unknown one.
+PATH_PARAMETER_SCHEMAS = {
+    "batch": {"type": "string", "format": "uuid"},
+    "handler": {"type": "string", "format": "uuid"},
+    # Six characters, upper-case letters and digits, taken in either case.
+    "pin": {"type": "string", "pattern": "^[A-Za-z0-9]{6}$"},
+}
+
 # Bodies whose view refuses any field it does not name.
 CLOSED_BODIES = {"BatchUpdate"}
 
@@ -175,6 +184,9 @@ def complete_operations(result, generator, request, public):
             operation = path_item.get(method)
             if operation is None:
                 continue
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "path" and parameter["name"] in PATH_PARAMETER_SCHEMAS:
+                    parameter["schema"] = dict(PATH_PARAMETER_SCHEMAS[parameter["name"]])
             responses = operation.setdefault("responses", {})
             for code in sorted(_codes_for(operation)):
                 responses.setdefault(str(code), _error_response(code))
