@@ -34,10 +34,13 @@ def test_every_operation_documents_the_errors_its_shape_implies(schema):
     assert set(schema["components"]["schemas"]["Error"]["required"]) == {"subcode", "description", "trace"}
 
 
+ID_PARAMETERS = {"batch", "handler", "role", "user", "twin", "account"}
+
+
 def test_path_ids_are_uuids(schema):
     for path, method, operation in operations(schema):
         for parameter in operation.get("parameters", []):
-            if parameter["in"] == "path" and parameter["name"] in {"batch", "handler", "role", "user", "twin"}:
+            if parameter["in"] == "path" and parameter["name"] in ID_PARAMETERS:
                 assert parameter["schema"].get("format") == "uuid", f"{method} {path} {parameter['name']}"
 
 
