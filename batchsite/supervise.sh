@@ -3,20 +3,21 @@
 #
 # usage: supervise.sh PARENT_PID WEB_COMMAND WORKER_COMMAND
 #
-# Stops both when Ctrl-C (SIGINT) or SIGTERM reaches it, when either process exits, or when
-# PARENT_PID (the make recipe's shell) is gone. A stop asked for prints "Stopped." and exits 0;
-# a process that exited on its own makes it exit 1. Ctrl-C reaches the web server and the
-# worker too (one process group): gunicorn stops at once; Celery starts a warm shutdown,
-# which may wait for a long chunk task, so after RUN_STOP_GRACE seconds (default 1) the
-# worker gets SIGQUIT, a cold shutdown. That loses nothing: tasks are acknowledged late, so
-# the interrupted one is delivered again on the next start, and a chunk's work commits in one
-# transaction with its done mark.
+# Stops both when Ctrl-C (SIGINT), SIGTERM or a hangup (the terminal closed) reaches it, when
+# either process exits, or when PARENT_PID (the make recipe's shell) is gone. A stop asked for
+# prints "Stopped." and exits 0; a process that exited on its own makes it exit 1.
+#
+# Ctrl-C reaches the web server and the worker too (one process group): gunicorn stops at
+# once; Celery starts a warm shutdown, which may wait for a long chunk task, so after
+# RUN_STOP_GRACE seconds (default 1) the worker gets SIGQUIT, a cold shutdown. That loses
+# nothing: tasks are acknowledged late, so the interrupted one is delivered again on the next
+# start, and a chunk's work commits in one transaction with its done mark.
 set -u
 parent=$1 web_command=$2 worker_command=$3
 grace_tenths=$(( ${RUN_STOP_GRACE:-1} * 10 ))
 
 interrupted=
-trap 'interrupted=1' INT TERM
+trap 'interrupted=1' INT TERM HUP
 
 alive() { kill -0 "$1" 2>/dev/null; }
 

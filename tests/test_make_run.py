@@ -112,7 +112,7 @@ def wait_healthy(base: str, run: MakeRun, timeout: float = 180):
         try:
             if requests.get(f"{base}/healthz", timeout=2).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except requests.RequestException:
             pass
         time.sleep(0.3)
     raise AssertionError("make run did not answer /healthz")
