@@ -2,49 +2,77 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-PORT ?= 8000
-DATA_DIR ?= $(CURDIR)/var
-export DATA_DIR
+
+# Settings come from the environment, then `.env` (ENV_FILE), then batchsite/settings.py's
+# defaults. The Makefile keeps no defaults of its own: it asks the settings for the few values
+# its recipes use, so a make target and `manage.py` always agree. A value set in the
+# environment or on make's command line wins, as it does for the settings. Evaluated when a
+# recipe uses it, after `install` made the virtualenv.
+setting = $(shell $(BIN)/python -m batchsite.config --value $(1))
+PORT ?= $(call setting,PORT)
+WEB_WORKERS ?= $(call setting,WEB_WORKERS)
+DATA_DIR ?= $(call setting,DATA_DIR)
+HOST ?= $(call setting,HOST)
 
 INSTALLED := $(VENV)/.installed
+INSTALLED_DEV := $(VENV)/.installed-dev
 
-.PHONY: install run web worker beat test lint migrate browser
+.PHONY: install install-dev run web worker beat test lint migrate browser print-config deploy-check
 
 install: $(INSTALLED)
+install-dev: $(INSTALLED_DEV)
 
-# Reinstalls only when requirements.txt changes.
-$(INSTALLED): requirements.txt
+# The runtime requirements, then the project itself (editable: the `batch` command in
+# .venv/bin). Reinstalls only when requirements.txt or pyproject.toml changes.
+$(INSTALLED): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $@
+
+# Tests and tools on top of the runtime (make test, make lint); production installs only
+# requirements.txt. Reinstalls when either file changes.
+$(INSTALLED_DEV): $(INSTALLED) requirements-dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+# The resolved settings that make targets and manage.py use (PORT, WEB_WORKERS, DATA_DIR,
+# the database), e.g. to check a `.env`.
+print-config:
+	@$(BIN)/python -m batchsite.config
 
 migrate: install
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 
 # The web server and one Celery worker (with its embedded beat) on the embedded default.
-RUN_WEB = $(BIN)/gunicorn batchsite.wsgi --bind 0.0.0.0:$(PORT) --workers 2 --threads 4 \
-	--no-control-socket --access-logfile -
+RUN_WEB = $(BIN)/gunicorn batchsite.wsgi -c batchsite/gunicorn_conf.py --bind $(or $(HOST),127.0.0.1):$(PORT) \
+	--workers 2
 RUN_WORKER = $(BIN)/celery -A batchsite worker --beat --loglevel=INFO --concurrency=2
 # batchsite/supervise.sh starts both and stops both when one exits or on Ctrl-C (then it says
 # "Stopped." and exits 0). On a terminal it runs as its own foreground job (`set -m`), so Ctrl-C
 # reaches it and its children but not make, which would otherwise die of the signal however
 # the recipe ends. SIGTERM to make ends the recipe's shell; the supervisor sees its parent gone
-# and stops too. No gunicorn control socket: its default path is shared by every gunicorn of
-# the user.
+# and stops too.
 run: migrate
-	@echo "Serving on http://127.0.0.1:$(PORT), data in $(DATA_DIR); Ctrl-C stops."
+	@echo "Serving on http://$(or $(HOST),127.0.0.1):$(PORT), data in $(DATA_DIR); Ctrl-C stops."
+	@rm -rf "$${PROMETHEUS_MULTIPROC_DIR:-$(DATA_DIR)/prometheus}"
 	@if [ -t 0 ]; then set -m; fi; \
 	bash batchsite/supervise.sh $$$$ "$(RUN_WEB)" "$(RUN_WORKER)"
 
 # The production processes, one per target, for hosts that each run some of them (README,
-# "Scaling out"): any number of web and worker hosts, exactly one beat.
+# "Scaling out"): any number of web and worker hosts; beat is optional (every worker runs the
+# periodic jobs when they are due).
 web: migrate
-	$(BIN)/gunicorn batchsite.wsgi --bind 0.0.0.0:$(PORT) --workers $${WEB_WORKERS:-4} --threads 4 \
-		--no-control-socket --access-logfile -
+	$(BIN)/gunicorn batchsite.wsgi -c batchsite/gunicorn_conf.py --bind $(or $(HOST),0.0.0.0):$(PORT) \
+		--workers $(WEB_WORKERS)
 
+# Several workers on one host need names of their own: `make worker WORKER_NAME=second`
+# (node second@HOST; Chunk.worker records it). Without one the node is celery@HOST.
+# WORKER_QUEUES names the queues it takes (default both: pipeline,chunks).
 worker: install
-	$(BIN)/celery -A batchsite worker --loglevel=INFO
+	$(BIN)/celery -A batchsite worker --loglevel=INFO $(if $(WORKER_NAME),--hostname=$(WORKER_NAME)@%h) \
+		$(if $(WORKER_QUEUES),--queues=$(WORKER_QUEUES))
 
 beat: install
 	$(BIN)/celery -A batchsite beat --loglevel=INFO
@@ -55,10 +83,16 @@ browser:
 	test -x /usr/bin/chromium || { apt-get update && apt-get install -y --no-install-recommends chromium; }
 
 TEST_DATA_DIR ?= $(CURDIR)/var/test
-test: DATA_DIR := $(TEST_DATA_DIR)
-test: install browser
+test: export DATA_DIR := $(TEST_DATA_DIR)
+test: install-dev browser
+	rm -rf "$(DATA_DIR)/prometheus"
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-lint: install
+# Validates deploy/ with the tools that run here (the compose file against the compose-spec
+# schema, the Dockerfile with hadolint, the units with systemd-analyze); says which it skipped.
+deploy-check: install-dev
+	$(BIN)/python deploy/check.py
+
+lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -12,7 +12,7 @@ from django.utils.html import format_html, format_html_join
 from batches import services
 from batches.models import Batch, BatchStatusChange, Upload
 from batches.states import CANCELLABLE
-from batches.storage import file_urls
+from batches.storage import Download, batch_download, file_urls
 from batches.templatetags.batch_pages import pretty_json, progress_percent
 from batchsite.errors import ApplicationError
 from permissions.admin import ReadOnly, UuidSearch
@@ -43,9 +43,9 @@ class StatusHistoryInline(ReadOnly, admin.TabularInline):
     extra = 0
 
 
-def download_link(*, name: str, filename: str, label: str) -> str:
+def download_link(*, download: Download, label: str) -> str:
     # A relative URL: the page's own host serves it (S3 hands out absolute ones anyway).
-    url = file_urls().download_url(name=name, filename=filename, base_url="/").url
+    url = file_urls().download_url(download=download, base_url="/").url
     return format_html('<a href="{}">{}</a>', url, label)
 
 
@@ -94,16 +94,11 @@ class BatchAdmin(ReadOnly, UuidSearch, admin.ModelAdmin):
 
     @admin.display(description="files")
     def downloads(self, batch):
-        input_name = batch.input_file or (batch.upload.file_name if batch.upload_id else "")
-        files = [
-            (input_name, "input", "input file"),
-            (batch.results_file, "results", "results"),
-            (batch.errors_file, "errors", "errors only"),
-        ]
+        parts = [("input", "input file"), ("results", "results"), ("errors", "errors only")]
         links = [
-            download_link(name=name, filename=f"{batch.uuid}-{part}", label=label)
-            for name, part, label in files
-            if name
+            download_link(download=download, label=label)
+            for part, label in parts
+            if (download := batch_download(batch, part))
         ]
         return format_html_join(" · ", "{}", ((link,) for link in links)) if links else "none yet"
 

@@ -7,7 +7,6 @@ from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import permissions as drf_permissions
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -27,11 +26,13 @@ from batches.serializers import (
     UploadStoredSerializer,
     UploadUrlSerializer,
 )
-from batches.storage import download_url_file, file_urls, upload_url_handler
+from batches.storage import batch_download, download_url_file, file_urls, upload_url_handler
+from batchsite.clients import public_base_url
 from batchsite.errors import Conflict
 from batchsite.inputs import validated
 from batchsite.schema import error_responses
 from batchsite.timestamps import from_ts
+from permissions.access import Public
 
 
 class UploadUrlsApi(APIView):
@@ -46,7 +47,7 @@ class UploadUrlsApi(APIView):
     def post(self, request):
         upload = services.upload_create(account=request.account, created_by=request.user.account_user)
         url = file_urls().upload_url(
-            handler=upload.handler, expires_at=upload.expires_at, base_url=request.build_absolute_uri("/")
+            handler=upload.handler, expires_at=upload.expires_at, base_url=public_base_url(request)
         )
         return Response(
             UploadUrlSerializer({"url": url, "upload": upload}).data, status=status.HTTP_201_CREATED
@@ -71,7 +72,7 @@ class UploadFileApi(APIView):
     """The signed URL is the credential: no secret is read here, and no CSRF token is asked."""
 
     authentication_classes = []
-    permission_classes = [drf_permissions.AllowAny]
+    permission_classes = [Public]
 
     @extend_schema(
         operation_id="upload_file",
@@ -158,17 +159,13 @@ class BatchApi(APIView):
         query = validated(BatchDetailQuerySerializer, request.query_params)
         body = BatchSerializer(found).data
         if query["download"]:
-            name = found.errors_file if query["part"] == "errors" else found.results_file
-            if not name:
+            download = batch_download(found, query["part"])
+            if download is None:
                 raise Conflict(
                     f"The batch has no {query['part']} file yet ({found.status}).",
                     subcode=f"{query['part']}_not_ready",
                 )
-            signed = file_urls().download_url(
-                name=name,
-                filename=f"{found.uuid}-{query['part']}.jsonl",
-                base_url=request.build_absolute_uri("/"),
-            )
+            signed = file_urls().download_url(download=download, base_url=public_base_url(request))
             body["download"] = DownloadSerializer(signed).data
         return Response(body)
 
@@ -201,21 +198,38 @@ class BatchRetryApi(APIView):
     @extend_schema(
         operation_id="retry_batch",
         request=None,
-        responses={201: BatchSerializer, **error_responses(401, 403, 404, 409)},
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                location=OpenApiParameter.HEADER,
+                required=False,
+                description="The same key within 24 hours returns the same retry (201, with "
+                "Idempotent-Replayed: true); a key used for another request is 409.",
+            )
+        ],
+        responses={201: BatchSerializer, **error_responses(400, 401, 403, 404, 409)},
         description="A new batch, linked by retry_of, of only the lines that failed or never ran, in "
-        "their order; 409 when the batch is not completed or cancelled, or every line succeeded.",
+        "their order; 409 when the batch is not completed or cancelled, every line succeeded, or it "
+        "was already retried (batch_already_retried, naming the retry: retry that one instead).",
     )
     def post(self, request, batch):
         found = selectors.batch_get(account=request.account, batch_id=batch)
-        retry = batch_retry(batch=found, user=request.user)
-        return Response(BatchSerializer(retry).data, status=status.HTTP_201_CREATED)
+        retry, created = batch_retry(
+            batch=found,
+            user=request.user,
+            idempotency_key=request.headers.get("Idempotency-Key", "").strip(),
+        )
+        response = Response(BatchSerializer(retry).data, status=status.HTTP_201_CREATED)
+        if not created:
+            response["Idempotent-Replayed"] = "true"
+        return response
 
 
 class DownloadFileApi(APIView):
     """The signed URL is the credential: no secret is read here."""
 
     authentication_classes = []
-    permission_classes = [drf_permissions.AllowAny]
+    permission_classes = [Public]
 
     @extend_schema(
         operation_id="download_file",
@@ -233,5 +247,5 @@ class DownloadFileApi(APIView):
             default_storage.open(granted.name, "rb"),
             as_attachment=True,
             filename=granted.filename,
-            content_type="application/x-ndjson",
+            content_type=granted.content_type,
         )

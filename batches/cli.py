@@ -1,4 +1,5 @@
-"""Command-line client of the batch API: `python -m batches.cli COMMAND ...`.
+"""Command-line client of the batch API: `batch COMMAND ...` (installed with the project) or
+`python -m batches.cli COMMAND ...`.
 
 It uses only the public HTTP API, so it works against any deployment, local files or S3:
 
@@ -22,6 +23,7 @@ import json
 import os
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import requests
@@ -30,11 +32,15 @@ from tqdm import tqdm
 BLOCK_BYTES = 1 << 20
 TERMINAL = {"completed", "hash_mismatch", "validation_failed", "cancelled"}
 TIMEOUT_SECONDS = 60
+CREATE_ATTEMPTS = 3
 CSV_SUFFIXES = {".csv"}
+# Handlers are random UUIDs; the nil UUID is never one.
+NO_HANDLER = "00000000-0000-0000-0000-000000000000"
 
 
 class ApiError(Exception):
     def __init__(self, response: requests.Response):
+        self.status_code = response.status_code
         try:
             body = response.json()
             detail = f"{body['subcode']}: {body['description']}"
@@ -147,13 +153,51 @@ def finished(batch: dict) -> int:
     return 0 if batch["status"] == "completed" else 1
 
 
+def create_batch(api: Api, body: dict) -> dict:
+    """POST /batches under one Idempotency-Key, sent again with the same key when the answer
+    was lost or the server failed: a retry returns the batch the first request created
+    instead of running every line twice."""
+    headers = {"Idempotency-Key": str(uuid.uuid4())}
+    for attempt in range(1, CREATE_ATTEMPTS):
+        try:
+            return api.call("POST", "/batches", json=body, headers=headers)
+        except requests.RequestException:
+            pass
+        except ApiError as error:
+            if error.status_code < 500:
+                raise
+        time.sleep(attempt)
+    return api.call("POST", "/batches", json=body, headers=headers)
+
+
+def check_before_upload(api: Api, body: dict) -> None:
+    """Asks the service to create the batch with a handler that no upload has. Every other rule
+    (the operation, the caller's right to it, the hash, batch_dict) is checked before the
+    handler, so `handler_unknown` means the real request will pass them: an unknown or
+    forbidden operation stops here, before a byte is uploaded."""
+    response = api.session.post(
+        api.base + "/batches", json={**body, "handler": NO_HANDLER}, timeout=TIMEOUT_SECONDS
+    )
+    try:
+        answer = response.json()
+    except ValueError:
+        answer = None
+    if not (
+        response.status_code == 404
+        and isinstance(answer, dict)
+        and answer.get("subcode") == "handler_unknown"
+    ):
+        raise ApiError(response)
+
+
 def command_submit(api: Api, args) -> int:
     path = Path(args.file)
     body = {"operation": args.operation, "hash": file_sha256(path)}
     if args.batch_dict:
         body["batch_dict"] = dict(args.batch_dict)
+    check_before_upload(api, body)
     body["handler"] = upload(api, path)
-    batch = api.call("POST", "/batches", json=body)
+    batch = create_batch(api, body)
     if args.wait:
         return finished(wait(api, batch["batch"], interval=args.interval))
     print(batch["batch"])
@@ -197,7 +241,9 @@ def command_list(api: Api, args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    main = argparse.ArgumentParser(prog="python -m batches.cli", description="Client of the batch API.")
+    # `batch` when installed as the project's console script, else `python -m batches.cli`.
+    prog = "batch" if Path(sys.argv[0]).name == "batch" else "python -m batches.cli"
+    main = argparse.ArgumentParser(prog=prog, description="Client of the batch API.")
     main.add_argument("--url", default=os.environ.get("BATCH_API_URL"), help="base URL (BATCH_API_URL)")
     main.add_argument("--secret", default=os.environ.get("BATCH_API_SECRET"), help="(BATCH_API_SECRET)")
     commands = main.add_subparsers(dest="command", required=True)

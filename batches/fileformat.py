@@ -1,22 +1,47 @@
 """Reading a batch file line by line (SPEC section 5), streamed, never whole in memory.
 
-JSON Lines by default; CSV with a header row when the upload's content type says so or the
-first non-blank byte is not `{`; either may be gzip-compressed (detected by its magic bytes).
-Line numbers are 1-based over the file as uploaded (after decompression), blank lines
-counted; blank lines yield nothing.
+The format is the one the upload's Content-Type names: JSON Lines for
+`application/x-ndjson`, `application/json` (and the other JSON Lines types below), CSV with
+a header row for `text/csv`. Only a type that names no format (none,
+`application/octet-stream`, `application/gzip`, ...) is sniffed: CSV when the first non-blank
+byte is not `{`. Either may be gzip-compressed (detected by its magic bytes). Line numbers
+are 1-based over the file as uploaded (after decompression), blank lines counted; blank
+lines yield nothing.
+
+Any file can be read: `parse_lines` yields a `ParsedLine` per non-blank line (the data, or
+the line's own error) and raises `FileUnreadable` - never anything else - when the file as a
+whole cannot be taken. The limits bind the work, not only the upload (README, "Hostile
+input"): decompressed bytes, physical lines (blank ones included), bytes per line and per
+CSV record (a quoted cell may span lines), cells per CSV record, JSON nesting depth.
 """
 
 import codecs
 import csv
 import gzip
 import io
-import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from django.conf import settings
+
+from batchsite import jsonsafe
+
 GZIP_MAGIC = b"\x1f\x8b"
-CSV_CONTENT_TYPES = ("text/csv", "application/csv")
+CSV_CONTENT_TYPES = frozenset({"text/csv", "application/csv"})
+JSON_LINES_CONTENT_TYPES = frozenset(
+    {
+        "application/x-ndjson",
+        "application/ndjson",
+        "application/json",
+        "application/jsonl",
+        "application/x-jsonlines",
+        "application/jsonlines",
+    }
+)
+# How often, in decompressed bytes, the caller's `on_progress` hears from the reader.
+PROGRESS_EVERY_BYTES = 1 << 16
+SKIP_BLOCK_BYTES = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -28,7 +53,43 @@ class ParsedLine:
 
 
 class FileUnreadable(Exception):
-    """The file as a whole cannot be read (bad gzip, not UTF-8 text, no CSV header)."""
+    """The file as a whole cannot be read (bad gzip, no CSV header, binary, past a file-level
+    limit); the message says why and, where it applies, at which line."""
+
+
+@dataclass(frozen=True)
+class ReadProgress:
+    """How far the reader is: physical lines read (blank ones included) and decompressed
+    bytes read so far."""
+
+    physical_lines: int
+    decompressed_bytes: int
+
+
+@dataclass(frozen=True)
+class Limits:
+    line_bytes: int
+    decompressed_bytes: int
+    physical_lines: int
+    csv_cells: int
+    json_depth: int
+
+
+class _Passthrough(Exception):
+    """An exception that is not the file's fault - the caller's progress callback's, or the
+    storage's the bytes come from (a network error is no reason to fail a batch) - carried
+    past the reader's own error handling, to come out unchanged."""
+
+    def __init__(self, error: Exception):
+        super().__init__(error)
+        self.error = error
+
+
+def read_source(source: BinaryIO, size: int) -> bytes:
+    try:
+        return source.read(size)
+    except Exception as error:
+        raise _Passthrough(error) from error
 
 
 class PeekableStream(io.RawIOBase):
@@ -42,18 +103,65 @@ class PeekableStream(io.RawIOBase):
         return True
 
     def readinto(self, buffer):
-        data = self.head + self.rest.read(max(len(buffer) - len(self.head), 0))
+        data = self.head + read_source(self.rest, max(len(buffer) - len(self.head), 0))
         self.head = b""
         buffer[: len(data)] = data
         return len(data)
 
 
-def open_decompressed(raw: BinaryIO) -> io.BufferedReader:
-    head = raw.read(2)
-    stream = io.BufferedReader(PeekableStream(head, raw), buffer_size=1 << 16)
+class CountedStream(io.RawIOBase):
+    """The decompressed bytes: counted against the limit, a decompression failure turned
+    into `FileUnreadable`, and the caller told of the progress every 64 KiB."""
+
+    def __init__(self, source, *, limits: Limits, on_progress: Callable[[ReadProgress], None] | None):
+        self.source = source
+        self.limits = limits
+        self.on_progress = on_progress
+        self.bytes_read = 0
+        self.physical_lines = 0
+        self.reported_at = 0
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        try:
+            data = self.source.read(len(buffer))
+        except (FileUnreadable, _Passthrough):
+            raise
+        except Exception as error:  # zlib.error, EOFError, BadGzipFile: the bytes are not gzip
+            where = f" after line {self.physical_lines}" if self.physical_lines else ""
+            raise FileUnreadable(
+                f"The file could not be decompressed{where}: {type(error).__name__}: {error}"
+            ) from error
+        self.bytes_read += len(data)
+        if self.bytes_read > self.limits.decompressed_bytes:
+            raise FileUnreadable(
+                f"The file decompresses to more than {self.limits.decompressed_bytes} bytes "
+                f"(BATCH_DECOMPRESSED_MAX_BYTES); the limit was passed after line {self.physical_lines}."
+            )
+        buffer[: len(data)] = data
+        if self.on_progress is not None and self.bytes_read - self.reported_at >= PROGRESS_EVERY_BYTES:
+            self.report()
+        return len(data)
+
+    def report(self) -> None:
+        self.reported_at = self.bytes_read
+        try:
+            self.on_progress(ReadProgress(self.physical_lines, self.bytes_read))
+        except Exception as error:
+            raise _Passthrough(error) from error
+
+
+def open_decompressed(
+    raw: BinaryIO, *, limits: Limits, on_progress=None
+) -> tuple[io.BufferedReader, CountedStream]:
+    head = read_source(raw, 2)
+    source = io.BufferedReader(PeekableStream(head, raw), buffer_size=SKIP_BLOCK_BYTES)
     if head == GZIP_MAGIC:
-        return io.BufferedReader(gzip.GzipFile(fileobj=stream), buffer_size=1 << 16)
-    return stream
+        source = gzip.GzipFile(fileobj=source, mode="rb")
+    counted = CountedStream(source, limits=limits, on_progress=on_progress)
+    return io.BufferedReader(counted, buffer_size=SKIP_BLOCK_BYTES), counted
 
 
 def first_meaningful_byte(stream: io.BufferedReader) -> bytes:
@@ -65,106 +173,309 @@ def first_meaningful_byte(stream: io.BufferedReader) -> bytes:
     return stripped[:1]
 
 
-def parse_lines(raw: BinaryIO, *, content_type: str, max_line_bytes: int) -> Iterator[ParsedLine]:
+def default_limits(max_line_bytes: int, **given) -> Limits:
+    def pick(name, setting):
+        value = given.get(name)
+        return getattr(settings, setting) if value is None else value
+
+    return Limits(
+        line_bytes=max_line_bytes,
+        decompressed_bytes=pick("max_decompressed_bytes", "BATCH_DECOMPRESSED_MAX_BYTES"),
+        physical_lines=pick("max_lines", "BATCH_MAX_LINES"),
+        csv_cells=pick("max_csv_cells", "BATCH_CSV_MAX_CELLS"),
+        json_depth=pick("max_json_depth", "BATCH_JSON_MAX_DEPTH"),
+    )
+
+
+def format_of(content_type: str) -> str:
+    """`csv`, `jsonl`, or `` when the type names no format and the content decides."""
+    media_type = content_type.split(";")[0].strip().lower()
+    if media_type in CSV_CONTENT_TYPES:
+        return "csv"
+    if media_type in JSON_LINES_CONTENT_TYPES:
+        return "jsonl"
+    return ""
+
+
+def parse_lines(
+    raw: BinaryIO,
+    *,
+    content_type: str,
+    max_line_bytes: int,
+    max_decompressed_bytes: int | None = None,
+    max_lines: int | None = None,
+    max_csv_cells: int | None = None,
+    max_json_depth: int | None = None,
+    on_progress: Callable[[ReadProgress], None] | None = None,
+) -> Iterator[ParsedLine]:
+    """Each non-blank line of the file, parsed, with its 1-based physical line number.
+
+    Raises `FileUnreadable` and nothing else whatever the bytes; what `on_progress` or
+    reading `raw` itself raises (a storage error) comes out unchanged. The limits not given
+    come from the settings `BATCH_DECOMPRESSED_MAX_BYTES`, `BATCH_MAX_LINES` (physical
+    lines, blank ones included), `BATCH_CSV_MAX_CELLS` and `BATCH_JSON_MAX_DEPTH`.
+
+    `on_progress(ReadProgress)` is called every 64 KiB of decompressed bytes read, from
+    inside the iteration, including while a blank-line flood or an over-long line is read
+    and skipped (stretches that yield nothing): the place for a heartbeat or a look at a
+    cancel. To stop reading, raise from it; the exception comes out of the iteration as is.
+    """
+    limits = default_limits(
+        max_line_bytes,
+        max_decompressed_bytes=max_decompressed_bytes,
+        max_lines=max_lines,
+        max_csv_cells=max_csv_cells,
+        max_json_depth=max_json_depth,
+    )
+    counted = None
     try:
-        stream = open_decompressed(raw)
-        is_csv = content_type.split(";")[0].strip().lower() in CSV_CONTENT_TYPES
-        if not is_csv:
+        stream, counted = open_decompressed(raw, limits=limits, on_progress=on_progress)
+        kind = format_of(content_type)
+        if not kind:
             first = first_meaningful_byte(stream)
-            is_csv = bool(first) and first != b"{"
-        if is_csv:
-            yield from parse_csv(stream, max_line_bytes=max_line_bytes)
+            kind = "csv" if first and first != b"{" else "jsonl"
+        lines = read_raw_lines(stream, counted, limits, keep_blank=kind == "csv")
+        if kind == "csv":
+            yield from parse_csv(lines, limits)
         else:
-            yield from parse_json_lines(stream, max_line_bytes=max_line_bytes)
-    except (OSError, EOFError, gzip.BadGzipFile) as error:
-        raise FileUnreadable(f"The file could not be decompressed: {error}") from error
+            yield from parse_json_lines(lines, limits)
+    except FileUnreadable:
+        raise
+    except _Passthrough as carried:
+        raise carried.error from None
+    except Exception as error:
+        where = counted.physical_lines if counted is not None else 0
+        raise FileUnreadable(
+            f"The file could not be read after line {where}: {type(error).__name__}: {error}"
+        ) from error
 
 
-def parse_json_lines(stream: io.BufferedReader, *, max_line_bytes: int) -> Iterator[ParsedLine]:
-    for number, raw_line in enumerate(read_raw_lines(stream, max_line_bytes=max_line_bytes), start=1):
-        if raw_line is None:
-            yield line_too_large(number, max_line_bytes)
-            continue
-        if number == 1 and raw_line.startswith(codecs.BOM_UTF8):
-            raw_line = raw_line[len(codecs.BOM_UTF8) :]
-        if not raw_line.strip():
-            continue
-        try:
-            data = json.loads(raw_line)
-        except UnicodeDecodeError:
-            yield ParsedLine(number, error_subcode="invalid_encoding", error="The line is not UTF-8 text.")
-            continue
-        except ValueError as error:
-            yield ParsedLine(
-                number, error_subcode="invalid_json", error=f"The line is not valid JSON: {error}"
-            )
-            continue
-        if not isinstance(data, dict):
-            yield ParsedLine(number, error_subcode="invalid_json", error="The line must be a JSON object.")
-            continue
-        yield ParsedLine(number, data=data)
+# Physical lines ------------------------------------------------------------------------
 
 
-def read_raw_lines(stream: io.BufferedReader, *, max_line_bytes: int) -> Iterator[bytes | None]:
-    """Each line's bytes without its line break; None for a line over the limit, whose bytes
-    are skipped without being held."""
+# A physical line: (number, content without its line break or None when it is over the
+# limit - its bytes were skipped, not held -, count of its `"` bytes, for CSV). Tuples: a
+# file may have ten million of them.
+RawLine = tuple[int, bytes | None, int]
+
+
+def read_raw_lines(
+    stream: io.BufferedReader, counted: CountedStream, limits: Limits, *, keep_blank: bool
+) -> Iterator[RawLine]:
+    limit, max_lines = limits.line_bytes, limits.physical_lines
+    readline = stream.readline
+    number = 0
     while True:
-        line = stream.readline(max_line_bytes + 2)
+        line = readline(limit + 2)
         if not line:
             return
-        if line.endswith(b"\n") or len(line) <= max_line_bytes:
-            yield line.rstrip(b"\r\n")
+        number += 1
+        if number > max_lines:
+            counted.physical_lines = number
+            raise FileUnreadable(
+                f"The file has more than {max_lines} lines (BATCH_MAX_LINES, blank lines "
+                f"included); line {number} is past the limit."
+            )
+        if line == b"\n" and not keep_blank:
+            if not number & 0x3FF:
+                counted.physical_lines = number
             continue
-        while line and not line.endswith(b"\n"):
-            line = stream.readline(1 << 16)
-        yield None
+        counted.physical_lines = number
+        if b"\x00" in line:
+            refuse_nul(number)
+        if line[-1:] == b"\n":
+            content = line[:-2] if line[-2:] == b"\r\n" else line[:-1]
+            complete = True
+        else:
+            content, complete = line, len(line) < limit + 2
+        if complete and len(content) <= limit:
+            yield number, content, content.count(b'"')
+            continue
+        quotes = line.count(b'"')
+        while line and line[-1:] != b"\n":
+            line = readline(SKIP_BLOCK_BYTES)
+            if b"\x00" in line:
+                refuse_nul(number)
+            quotes += line.count(b'"')
+        yield number, None, quotes
+
+
+def refuse_nul(number: int):
+    raise FileUnreadable(f"Line {number} holds a NUL byte: the file is binary, not text.")
 
 
 def line_too_large(number: int, max_line_bytes: int) -> ParsedLine:
     return ParsedLine(
         number,
         error_subcode="line_too_large",
-        error=f"The line is longer than {max_line_bytes} bytes.",
+        error=f"The line is longer than {max_line_bytes} bytes (BATCH_LINE_MAX_BYTES).",
     )
 
 
-def parse_csv(stream: io.BufferedReader, *, max_line_bytes: int) -> Iterator[ParsedLine]:
-    text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
-    counted = LineCountingReader(text, max_line_bytes=max_line_bytes)
-    reader = csv.reader(counted)
+# JSON Lines ----------------------------------------------------------------------------
+
+
+def parse_json_lines(lines: Iterator[RawLine], limits: Limits) -> Iterator[ParsedLine]:
+    for number, content, _ in lines:
+        if content is None:
+            yield line_too_large(number, limits.line_bytes)
+            continue
+        if number == 1 and content.startswith(codecs.BOM_UTF8):
+            content = content[len(codecs.BOM_UTF8) :]
+        if not content.strip():
+            continue
+        yield json_line(number, content, limits)
+
+
+def json_line(number: int, content: bytes, limits: Limits) -> ParsedLine:
     try:
-        header = None
-        for row in reader:
-            if row and any(cell.strip() for cell in row):
-                header = [name.strip() for name in row]
-                break
-        if header is None:
-            return
-        if len(set(header)) != len(header) or not all(header):
-            raise FileUnreadable("The CSV header must name every column once.")
-        for row in reader:
-            number = counted.record_start
-            if counted.oversized:
-                counted.oversized = False
-                yield line_too_large(number, max_line_bytes)
-                continue
-            if not row or not any(cell.strip() for cell in row):
-                continue
-            if len(row) != len(header):
-                yield ParsedLine(
-                    number,
-                    error_subcode="invalid_csv",
-                    error=f"The row has {len(row)} cells; the header has {len(header)}.",
+        data = jsonsafe.loads(content, depth_limit=limits.json_depth)
+    except jsonsafe.JsonRefused as error:
+        return ParsedLine(number, error_subcode=error.subcode, error=error.description)
+    except UnicodeDecodeError:
+        return ParsedLine(number, error_subcode="invalid_encoding", error="The line is not UTF-8 text.")
+    except ValueError as error:
+        return ParsedLine(number, error_subcode="invalid_json", error=f"The line is not valid JSON: {error}")
+    except Exception as error:  # noqa: BLE001 - whatever a line does is that line's failure
+        return ParsedLine(
+            number, error_subcode="invalid_json", error=f"The line cannot be read: {type(error).__name__}."
+        )
+    if not isinstance(data, dict):
+        return ParsedLine(number, error_subcode="invalid_json", error="The line must be a JSON object.")
+    return ParsedLine(number, data=data)
+
+
+# CSV -----------------------------------------------------------------------------------
+
+
+class RecordAborted(Exception):
+    """A CSV record refused before the csv module held all of it; its rest was skipped."""
+
+    def __init__(self, parsed: ParsedLine):
+        super().__init__(parsed.error)
+        self.parsed = parsed
+
+
+class CsvFeeder:
+    """Feeds the csv reader physical lines, keeping the line each record starts on and the
+    bytes it has taken so far. A record that passes the line limit (a quoted cell may span
+    lines), or holds a line that is not UTF-8, is aborted: the rest of it is skipped by
+    counting quotes, without holding it, and the reader is started afresh."""
+
+    def __init__(self, lines: Iterator[RawLine], limits: Limits):
+        self.lines = lines
+        self.limits = limits
+        self.record_start: int | None = None
+        self.record_bytes = 0
+        self.quotes = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        number, content, quotes = next(self.lines)
+        if self.record_start is None:
+            self.record_start = number
+        self.quotes += quotes
+        start = self.record_start
+        if content is None:
+            self.abort(line_too_large(start, self.limits.line_bytes))
+        if number == 1 and content.startswith(codecs.BOM_UTF8):
+            content = content[len(codecs.BOM_UTF8) :]
+        self.record_bytes += len(content) + 1
+        if self.record_bytes > self.limits.line_bytes + 1:
+            self.abort(
+                ParsedLine(
+                    start,
+                    error_subcode="line_too_large",
+                    error=f"The CSV record starting on line {start} is longer than "
+                    f"{self.limits.line_bytes} bytes (BATCH_LINE_MAX_BYTES).",
                 )
-                continue
-            yield csv_row(number, header, row)
-    except UnicodeDecodeError as error:
-        raise FileUnreadable("The CSV file is not UTF-8 text.") from error
-    except csv.Error as error:
-        raise FileUnreadable(f"The CSV file is malformed: {error}") from error
+            )
+        try:
+            text = content.decode("utf-8")
+        except UnicodeDecodeError:
+            self.abort(
+                ParsedLine(start, error_subcode="invalid_encoding", error="The line is not UTF-8 text.")
+            )
+        return text + "\n"
+
+    def end_record(self) -> int:
+        """The first line of the record the reader has just returned."""
+        start = self.record_start
+        self.record_start, self.record_bytes, self.quotes = None, 0, 0
+        return start if start is not None else 0
+
+    def skip_rest_of_record(self) -> None:
+        """Reads on, holding nothing, to the end of the line where the record's quotes close."""
+        while self.quotes % 2:
+            raw_line = next(self.lines, None)
+            if raw_line is None:
+                break
+            self.quotes += raw_line[2]
+        self.end_record()
+
+    def abort(self, parsed: ParsedLine):
+        self.skip_rest_of_record()
+        raise RecordAborted(parsed)
 
 
-def csv_row(number: int, header: list[str], row: list[str]) -> ParsedLine:
+def parse_csv(lines: Iterator[RawLine], limits: Limits) -> Iterator[ParsedLine]:
+    feeder = CsvFeeder(lines, limits)
+    header = None
+    finished = False
+    while not finished:
+        try:
+            for row in csv.reader(feeder):
+                number = feeder.end_record()
+                if not row or not any(cell.strip() for cell in row):
+                    continue
+                if header is None:
+                    header = csv_header(row, number, limits)
+                    continue
+                yield csv_record(number, header, row, limits)
+            finished = True
+        except RecordAborted as aborted:
+            yield aborted.parsed
+        except csv.Error as error:
+            number = feeder.record_start or 0
+            feeder.skip_rest_of_record()
+            yield ParsedLine(
+                number, error_subcode="invalid_csv", error=f"The CSV record is malformed: {error}"
+            )
+    if header is None:
+        raise FileUnreadable("The CSV file has no header row.")
+
+
+def csv_header(row: list[str], number: int, limits: Limits) -> list[str]:
+    if len(row) > limits.csv_cells:
+        raise FileUnreadable(
+            f"The CSV header on line {number} has {len(row)} columns; the limit is {limits.csv_cells} "
+            "(BATCH_CSV_MAX_CELLS)."
+        )
+    header = [name.strip() for name in row]
+    if len(set(header)) != len(header) or not all(header):
+        raise FileUnreadable(f"The CSV header (line {number}) must name every column once.")
+    return header
+
+
+def csv_record(number: int, header: list[str], row: list[str], limits: Limits) -> ParsedLine:
+    if len(row) > limits.csv_cells:
+        return ParsedLine(
+            number,
+            error_subcode="invalid_csv",
+            error=f"The row has {len(row)} cells; the limit is {limits.csv_cells} (BATCH_CSV_MAX_CELLS).",
+        )
+    if len(row) != len(header):
+        return ParsedLine(
+            number,
+            error_subcode="invalid_csv",
+            error=f"The row has {len(row)} cells; the header has {len(header)}.",
+        )
+    return csv_row(number, header, row, limits)
+
+
+def csv_row(number: int, header: list[str], row: list[str], limits: Limits) -> ParsedLine:
     data = {}
     for name, cell in zip(header, row, strict=True):
         if cell == "":
@@ -172,8 +483,12 @@ def csv_row(number: int, header: list[str], row: list[str]) -> ParsedLine:
         stripped = cell.strip()
         if stripped[:1] in ("{", "["):
             try:
-                data[name] = json.loads(stripped)
-            except ValueError:
+                data[name] = jsonsafe.loads(stripped, depth_limit=limits.json_depth)
+            except jsonsafe.JsonRefused as error:
+                return ParsedLine(
+                    number, error_subcode=error.subcode, error=f"The cell {name!r}: {error.description}"
+                )
+            except Exception:  # noqa: BLE001 - a cell's failure is its line's, never the batch's
                 return ParsedLine(
                     number,
                     error_subcode="invalid_json",
@@ -182,37 +497,3 @@ def csv_row(number: int, header: list[str], row: list[str]) -> ParsedLine:
         else:
             data[name] = cell
     return ParsedLine(number, data=data)
-
-
-class LineCountingReader:
-    """Feeds the csv reader physical lines while keeping count, so each record knows the
-    line it started on (a quoted cell may span lines); an over-long line is replaced by an
-    empty one and flagged."""
-
-    def __init__(self, text: io.TextIOWrapper, *, max_line_bytes: int):
-        self.text = text
-        self.max_line_bytes = max_line_bytes
-        self.lines_read = 0
-        self.record_start = 1
-        self.in_record = False
-        self.oversized = False
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> str:
-        line = self.text.readline(self.max_line_bytes + 2)
-        if not line:
-            raise StopIteration
-        self.lines_read += 1
-        if not self.in_record:
-            self.record_start = self.lines_read
-        if len(line) > self.max_line_bytes and not line.endswith("\n"):
-            while line and not line.endswith("\n"):
-                line = self.text.readline(1 << 16)
-            self.oversized = True
-            self.in_record = False
-            return "\n"
-        if line.count('"') % 2 == 1:
-            self.in_record = not self.in_record
-        return line

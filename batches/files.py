@@ -1,11 +1,76 @@
-"""Where a batch's files live in storage (Django's default storage: local files or S3)."""
+"""Where uploads and a batch's files live in storage (Django's default storage: local files or
+S3), and the few storage moves the pipeline needs beyond Django's Storage API."""
+
+import os
+import uuid
+
+from django.core.files.storage import FileSystemStorage, default_storage
 
 
 def upload_file_name(*, account_id, handler) -> str:
     return f"uploads/{account_id}/{handler}"
 
 
+def batch_folder(*, account_id, batch_id) -> str:
+    return f"batches/{account_id}/{batch_id}"
+
+
 def batch_file_name(*, account_id, batch_id, name: str) -> str:
-    """`name` is one of: input (the batch's own copy), prepared.jsonl (validated, normalised
-    lines), results.jsonl, errors.jsonl."""
-    return f"batches/{account_id}/{batch_id}/{name}"
+    return f"{batch_folder(account_id=account_id, batch_id=batch_id)}/{name}"
+
+
+def fresh_batch_file_name(*, account_id, batch_id, stem: str, suffix: str = "") -> str:
+    """A name no earlier run used: a step writes its file under one and publishes it by
+    recording the name on the batch, so a file is never rewritten while a chunk reads it."""
+    return batch_file_name(
+        account_id=account_id, batch_id=batch_id, name=f"{stem}-{uuid.uuid4().hex}{suffix}"
+    )
+
+
+def storage_save_new(name: str, content) -> None:
+    """Saves under exactly `name`, a fresh name from `fresh_batch_file_name`."""
+    saved = default_storage.save(name, content)
+    if saved != name:
+        default_storage.delete(saved)
+        raise FileExistsError(f"storage already held {name}")
+
+
+def storage_discard(name: str) -> None:
+    """Deletes a stored file if it is there."""
+    if name:
+        default_storage.delete(name)
+
+
+def storage_files_under(folder: str) -> list[str]:
+    """Every file below `folder`, at any depth."""
+    try:
+        folders, files = default_storage.listdir(folder)
+    except FileNotFoundError:
+        return []
+    names = [f"{folder}/{name}" for name in files]
+    for name in folders:
+        names += storage_files_under(f"{folder}/{name}")
+    return names
+
+
+def storage_remove_folder(folder: str) -> None:
+    """Deletes every file below `folder` and, with local storage, the emptied folders up to
+    (not including) the storage root; S3 has no folders to leave behind."""
+    for name in storage_files_under(folder):
+        default_storage.delete(name)
+    if not isinstance(default_storage, FileSystemStorage):
+        return
+    path = default_storage.path(folder)
+    root = os.path.realpath(default_storage.location)
+    for current, _, _ in sorted(os.walk(path), key=lambda entry: -len(entry[0])):
+        try:
+            os.rmdir(current)
+        except OSError:
+            return
+    parent = os.path.dirname(path)
+    while os.path.realpath(parent).startswith(root + os.sep):
+        try:
+            os.rmdir(parent)
+        except OSError:
+            return
+        parent = os.path.dirname(parent)

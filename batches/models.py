@@ -68,8 +68,11 @@ class Batch(models.Model):
     idempotency_key = models.CharField(max_length=200, blank=True)
     idempotency_digest = models.CharField(max_length=64, blank=True)
 
-    # Files in storage: the batch's own copy of the input, and what the pipeline writes.
+    # Files in storage: the batch's own copy of the input, and what the pipeline writes. Each
+    # is written under a fresh name and published by recording it here in the transition that
+    # completes its step, so no file is ever rewritten while another process may read it.
     input_file = models.CharField(max_length=300, blank=True)
+    prepared_file = models.CharField(max_length=300, blank=True)
     results_file = models.CharField(max_length=300, blank=True)
     errors_file = models.CharField(max_length=300, blank=True)
     # Why the batch stopped, for validation_failed and hash_mismatch.
@@ -85,6 +88,11 @@ class Batch(models.Model):
     # Moved by whichever worker is busy with the batch; a batch in a non-terminal status
     # whose heartbeat stops is resumed by the periodic maintenance task.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # The one execution that owns the batch's current single-worker step (copy, validate,
+    # write results, finish a cancel, purge) and until when; renewed while it works. Another
+    # delivery of the same step does nothing while the lease is live.
+    lease_owner = models.CharField(max_length=64, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
     results_expire_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -101,6 +109,9 @@ class Batch(models.Model):
                 condition=~models.Q(idempotency_key=""),
                 name="batch_idempotency_key_unique",
             ),
+            # A batch has at most one retry (retry it again by retrying the retry): parallel
+            # retry requests cannot each run the same lines.
+            models.UniqueConstraint(fields=["retry_of"], name="batch_one_retry"),
             models.CheckConstraint(
                 condition=models.Q(processed=models.F("succeeded") + models.F("failed")),
                 name="batch_progress_adds_up",
@@ -151,9 +162,22 @@ class Chunk(models.Model):
     worker = models.CharField(max_length=200, blank=True)
 
     class Meta:
-        ordering = ["batch", "index"]
+        # No default ordering: ordering by "batch" joins the batch table, and a FOR UPDATE
+        # over that join locks the batch row too (a deadlock with a chunk worker).
         constraints = [models.UniqueConstraint(fields=["batch", "index"], name="chunk_batch_index_unique")]
         indexes = [models.Index(fields=["batch", "done"], name="chunk_batch_done")]
 
     def __str__(self):
         return f"chunk {self.index} of {self.batch_id}"
+
+
+class MaintenanceRun(models.Model):
+    """When a periodic job last ran. Any worker may run a job that is due; claiming it is a
+    conditional update of this row, so one runs per interval whichever process is alive."""
+
+    name = models.CharField(max_length=64, primary_key=True)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return self.name

@@ -5,12 +5,23 @@ from django.urls import path
 from django.views.generic import RedirectView
 
 from batches import views
+from permissions.signin import SignInForm
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="batch_list_page"), name="pages_home"),
+    path(
+        "",
+        RedirectView.as_view(pattern_name="batch_list_page", http_method_names=["get", "head"]),
+        name="pages_home",
+    ),
     path(
         "login",
-        auth_views.LoginView.as_view(template_name="pages/login.html", redirect_authenticated_user=True),
+        auth_views.LoginView.as_view(
+            template_name="pages/login.html",
+            redirect_authenticated_user=True,
+            authentication_form=SignInForm,
+            # FormView would also take PUT as a POST.
+            http_method_names=["get", "head", "post"],
+        ),
         name="login",
     ),
     path("logout", auth_views.LogoutView.as_view(next_page="login"), name="logout"),

@@ -56,10 +56,14 @@ def _cursor_encode(batch: Batch) -> str:
 def _cursor_decode(cursor: str) -> Q:
     """The keyset condition for the rows after the cursor's batch (newest first)."""
     try:
-        created_iso, uuid_hex = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        created_at = datetime.fromisoformat(created_iso)
-        batch_id = uuid.UUID(hex=uuid_hex)
-    except (binascii.Error, ValueError, TypeError, UnicodeError):
+        position = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if not isinstance(position, list) or [type(part) for part in position] != [str, str]:
+            raise ValueError("not a cursor")
+        created_at = datetime.fromisoformat(position[0])
+        if created_at.tzinfo is None:
+            raise ValueError("not a cursor")
+        batch_id = uuid.UUID(hex=position[1])
+    except (binascii.Error, ValueError, TypeError, UnicodeError, RecursionError):
         raise ApplicationError(
             "The cursor is not one this service issued.", subcode="invalid_cursor"
         ) from None

@@ -18,8 +18,10 @@ from batches.files import upload_file_name
 from batches.models import Batch, BatchStatus, BatchStatusChange, Upload
 from batches.states import CANCEL_REQUESTED, CANCELLABLE, TERMINAL, batch_transition
 from batches.storage import bucket_object, uploads_go_direct
-from batches.tasks import batch_advance
+from batches.tasks import CELERY_ENQUEUE
+from batchsite import jsonsafe
 from batchsite.errors import ApplicationError, Conflict
+from operating import services as usage
 from permissions.models import Account, AccountUser
 from twins.registry import operation_get
 
@@ -43,6 +45,9 @@ def encoded_json(value) -> bytes:
 def batch_dict_validate(value) -> None:
     if not isinstance(value, dict):
         raise ValidationError("batch_dict must be a JSON object.", code="invalid_batch_dict")
+    refusal = jsonsafe.refusal_of_value(value)
+    if refusal:
+        raise ValidationError(f"batch_dict: {refusal}", code=jsonsafe.MALFORMED)
     for key in value:
         try:
             _batch_dict_key_validator(key)
@@ -62,7 +67,7 @@ def batch_dict_validate(value) -> None:
 
 
 def _enqueue_advance(batch_id) -> None:
-    transaction.on_commit(lambda: batch_advance.delay(str(batch_id)))
+    CELERY_ENQUEUE.advance(str(batch_id))
 
 
 # Uploads
@@ -91,6 +96,8 @@ def upload_discover(upload: Upload) -> None:
             subcode="file_too_large",
             status_code=413,
         )
+    usage.quota_check_upload(account_id=upload.account_id, size=found.size)
+    usage.usage_record_upload(account_id=upload.account_id, user_id=upload.created_by_id, size=found.size)
     upload.size = found.size
     upload.content_type = found.content_type[:200]
     upload.uploaded_at = found.modified_at
@@ -151,6 +158,7 @@ def upload_store(
             subcode="file_too_large",
             status_code=413,
         )
+    usage.quota_check_upload(account_id=upload.account_id, size=content_length)
 
     name = f"{upload_file_name(account_id=upload.account_id, handler=upload.handler)}.{uuid.uuid4().hex}"
     reader = _CountingReader(stream)
@@ -171,6 +179,9 @@ def upload_store(
             upload.content_type = content_type[:200]
             upload.uploaded_at = timezone.now()
             upload.save(update_fields=["file_name", "size", "content_type", "uploaded_at"])
+            usage.usage_record_upload(
+                account_id=upload.account_id, user_id=upload.created_by_id, size=content_length
+            )
             if previous:
                 transaction.on_commit(lambda: default_storage.delete(previous))
     except BaseException:
@@ -198,9 +209,29 @@ def upload_invalidate(*, upload: Upload) -> Upload:
 # Batches
 
 
-def _idempotency_digest(*, handler: str, operation: str, hash: str, batch_dict) -> str:
-    body = {"handler": handler, "operation": operation, "hash": hash, "batch_dict": batch_dict}
+def _idempotency_digest(*, handler: str, operation: str, hash: str, batch_dict, retry_of=None) -> str:
+    if retry_of is not None:
+        # A retry's body is the batch it retries: each request stores its own upload.
+        body = {"retry_of": str(retry_of.pk)}
+    else:
+        body = {"handler": handler, "operation": operation, "hash": hash, "batch_dict": batch_dict}
     return hashlib.sha256(encoded_json(body)).hexdigest()
+
+
+def idempotency_key_check(key: str) -> None:
+    if len(key) > IDEMPOTENCY_KEY_MAX_LENGTH:
+        raise ApplicationError(
+            f"The Idempotency-Key is longer than {IDEMPOTENCY_KEY_MAX_LENGTH} characters.",
+            subcode="invalid_idempotency_key",
+        )
+
+
+def retry_replay(*, batch: Batch, idempotency_key: str) -> Batch | None:
+    """The retry an earlier request with this key made of `batch`, if within the window;
+    409 when the key was used for something else."""
+    digest = _idempotency_digest(handler="", operation="", hash="", batch_dict=None, retry_of=batch)
+    with transaction.atomic():
+        return _idempotent_replay(account=batch.account, key=idempotency_key, digest=digest)
 
 
 def _idempotent_replay(*, account: Account, key: str, digest: str) -> Batch | None:
@@ -227,12 +258,9 @@ def _usable_upload(*, account: Account, handler: str) -> Upload:
     except ValueError:
         handler_id = None
     upload = Upload.objects.select_for_update().filter(handler=handler_id).first() if handler_id else None
-    if upload is None:
-        raise ApplicationError("No upload URL has this handler.", subcode="handler_unknown")
-    if upload.account_id != account.pk:
-        raise ApplicationError(
-            "This handler was issued to another account.", subcode="handler_of_other_account"
-        )
+    if upload is None or upload.account_id != account.pk:
+        # Another account's handler is unknown here too, so an answer never tells it exists.
+        raise ApplicationError("No upload URL has this handler.", subcode="handler_unknown", status_code=404)
     if upload.used_at is not None:
         raise ApplicationError("Another batch already took this handler.", subcode="handler_used")
     if upload.invalidated_at is not None:
@@ -255,10 +283,12 @@ def batch_create(
     hash: str = "",
     batch_dict: dict | None = None,
     idempotency_key: str = "",
+    retry_of: Batch | None = None,
 ) -> tuple[Batch, bool]:
     """Creates a batch over an uploaded file and enqueues its pipeline. Returns the batch and
     whether it is new: with an `idempotency_key` seen within 24 hours and the same body, the
-    earlier batch comes back instead."""
+    earlier batch comes back instead. A retry names the batch it retries (`retry_of`); a
+    batch has at most one, so a second raises IntegrityError (see `batches.retry`)."""
     found = operation_get(operation)
     if found is None:
         raise ApplicationError(f"There is no operation {operation!r}.", subcode="operation_unknown")
@@ -268,17 +298,15 @@ def batch_create(
         )
     if not user.has_perm(operation, account):
         raise PermissionDenied(f"The role does not allow {operation}.")
-    if len(idempotency_key) > IDEMPOTENCY_KEY_MAX_LENGTH:
-        raise ApplicationError(
-            f"The Idempotency-Key is longer than {IDEMPOTENCY_KEY_MAX_LENGTH} characters.",
-            subcode="invalid_idempotency_key",
-        )
+    idempotency_key_check(idempotency_key)
     if hash:
         hash_validator(hash)
     if batch_dict is not None:
         batch_dict_validate(batch_dict)
 
-    digest = _idempotency_digest(handler=handler, operation=operation, hash=hash, batch_dict=batch_dict)
+    digest = _idempotency_digest(
+        handler=handler, operation=operation, hash=hash, batch_dict=batch_dict, retry_of=retry_of
+    )
     try:
         with transaction.atomic():
             if idempotency_key:
@@ -286,6 +314,9 @@ def batch_create(
                 if earlier is not None:
                     return earlier, False
             upload = _usable_upload(account=account, handler=handler)
+            usage.usage_admit_batch(
+                account_id=account.pk, user_id=getattr(getattr(user, "account_user", None), "pk", None)
+            )
             now = timezone.now()
             Upload.objects.filter(pk=upload.pk).update(used_at=now)
             batch = Batch.objects.create(
@@ -297,6 +328,7 @@ def batch_create(
                 upload=upload,
                 idempotency_key=idempotency_key,
                 idempotency_digest=digest if idempotency_key else "",
+                retry_of=retry_of,
             )
             BatchStatusChange.objects.create(batch=batch, from_status="", to_status=BatchStatus.NEW)
             _enqueue_advance(batch.pk)

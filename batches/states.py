@@ -11,6 +11,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from batches.models import Batch, BatchStatus, BatchStatusChange
+from notifications.outbox import outbox_record
+from operating.metrics import transition_observed
 
 S = BatchStatus
 
@@ -43,20 +45,40 @@ def can_move(source: str, target: str) -> bool:
 
 
 def batch_transition(
-    *, batch_id, to: str, allowed_from: Iterable[str] | None = None, note: str = "", **changes
+    *,
+    batch_id,
+    to: str,
+    allowed_from: Iterable[str] | None = None,
+    owner: str = "",
+    note: str = "",
+    **changes,
 ) -> Batch | None:
     """Moves the batch to `to` if the table allows it from its current status (and, when
     given, the current status is one of `allowed_from`). Returns the updated batch, or None
-    when the move does not apply; callers decide whether that is a conflict or nothing to do."""
+    when the move does not apply; callers decide whether that is a conflict or nothing to do.
+
+    A step that holds the batch's lease passes its `owner` token: the move then happens only
+    while that lease is still its own (a step that lost its lease to a resumed one publishes
+    nothing), and the lease is released with it."""
     with transaction.atomic():
         batch = Batch.objects.select_for_update().filter(pk=batch_id).first()
         if batch is None or not can_move(batch.status, to):
             return None
         if allowed_from is not None and batch.status not in set(allowed_from):
             return None
+        if owner:
+            if batch.lease_owner != owner:
+                return None
+            changes.update(lease_owner="", lease_expires_at=None)
         source = batch.status
         now = timezone.now()
-        Batch.objects.filter(pk=batch_id, status=source).update(status=to, updated_at=now, **changes)
+        transaction.on_commit(
+            lambda entered=batch.updated_at: transition_observed(source=source, to=to, entered_at=entered)
+        )
+        Batch.objects.filter(pk=batch_id, status=source).update(
+            status=to, updated_at=now, heartbeat_at=now, **changes
+        )
         BatchStatusChange.objects.create(batch_id=batch_id, from_status=source, to_status=to, note=note)
         batch.refresh_from_db()
+        outbox_record(batch=batch, source=source, target=to)
         return batch

@@ -10,6 +10,7 @@ learns of an upload only by looking at the bucket (`bucket_object`).
 
 import time
 import uuid
+import zlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -22,6 +23,7 @@ from django.utils import timezone
 from storages.backends.s3 import S3Storage
 from storages.utils import clean_name
 
+from batches.fileformat import CSV_CONTENT_TYPES, GZIP_MAGIC
 from batches.models import Upload
 from batchsite.errors import ApplicationError
 
@@ -29,12 +31,54 @@ UPLOAD_SALT = "batches.upload-url"
 DOWNLOAD_SALT = "batches.download-url"
 
 
+RESULTS_CONTENT_TYPE = "application/x-ndjson"
+
+
 @dataclass(frozen=True)
 class Download:
-    """What a signed download URL grants: one file in storage, offered under `filename`."""
+    """What a signed download URL grants: one file in storage, offered under `filename` as
+    `content_type`."""
 
     name: str
     filename: str
+    content_type: str = RESULTS_CONTENT_TYPE
+
+
+def batch_download(batch, part: str) -> Download | None:
+    """The one place that names a batch's file for a client: `part` is `results` or `errors`
+    (JSON Lines, `<batch>-results.jsonl`) or `input` (the file as uploaded, with its own type:
+    `.jsonl`, `.csv`, or either `.gz`). None while the batch has no such file."""
+    if part != "input":
+        name = batch.errors_file if part == "errors" else batch.results_file
+        return Download(name=name, filename=f"{batch.uuid}-{part}.jsonl") if name else None
+    upload = batch.upload if batch.upload_id else None
+    name = batch.input_file or (upload.file_name if upload else "")
+    if not name:
+        return None
+    try:
+        head = read_range(name, 0, 64)
+    except (OSError, ClientError):
+        head = b""  # gone (the upload after its copy, a deleted batch): the link will say so
+    suffix, content_type = input_format(head, upload.content_type if upload else "")
+    return Download(name=name, filename=f"{batch.uuid}-input{suffix}", content_type=content_type)
+
+
+def input_format(head: bytes, declared_type: str) -> tuple[str, str]:
+    """The file suffix and content type of an input file from its first bytes, as the pipeline
+    reads it (batches.fileformat): gzip by its magic bytes; CSV by the type it was uploaded
+    with, or a first character other than `{`."""
+    gzipped = head.startswith(GZIP_MAGIC)
+    if gzipped:
+        try:
+            head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(head)
+        except zlib.error:
+            head = b""
+    is_csv = declared_type.split(";")[0].strip().lower() in CSV_CONTENT_TYPES
+    first = head.lstrip()[:1]
+    if not is_csv and first:
+        is_csv = first != b"{"
+    suffix, content_type = (".csv", "text/csv") if is_csv else (".jsonl", RESULTS_CONTENT_TYPE)
+    return (suffix + ".gz", "application/gzip") if gzipped else (suffix, content_type)
 
 
 @dataclass(frozen=True)
@@ -50,10 +94,16 @@ class SignedLocalUrls:
         token = signing.dumps({"handler": str(handler), "exp": expires_at.timestamp()}, salt=UPLOAD_SALT)
         return base_url.rstrip("/") + reverse("upload_file", kwargs={"token": token})
 
-    def download_url(self, *, name: str, filename: str, base_url: str) -> SignedUrl:
+    def download_url(self, *, download: Download, base_url: str) -> SignedUrl:
         expires_at = timezone.now() + timedelta(seconds=settings.DOWNLOAD_URL_VALIDITY_SECONDS)
         token = signing.dumps(
-            {"name": name, "filename": filename, "exp": expires_at.timestamp()}, salt=DOWNLOAD_SALT
+            {
+                "name": download.name,
+                "filename": download.filename,
+                "type": download.content_type,
+                "exp": expires_at.timestamp(),
+            },
+            salt=DOWNLOAD_SALT,
         )
         url = base_url.rstrip("/") + reverse("download_file", kwargs={"token": token})
         return SignedUrl(url=url, expires_at=expires_at)
@@ -76,13 +126,13 @@ class PresignedS3Urls:
             HttpMethod="PUT",
         )
 
-    def download_url(self, *, name: str, filename: str, base_url: str) -> SignedUrl:
+    def download_url(self, *, download: Download, base_url: str) -> SignedUrl:
         seconds = settings.DOWNLOAD_URL_VALIDITY_SECONDS
         url = self.storage.url(
-            name,
+            download.name,
             parameters={
-                "ResponseContentDisposition": f'attachment; filename="{filename}"',
-                "ResponseContentType": "application/x-ndjson",
+                "ResponseContentDisposition": f'attachment; filename="{download.filename}"',
+                "ResponseContentType": download.content_type,
             },
             expire=seconds,
         )
@@ -165,4 +215,9 @@ def upload_url_handler(token: str) -> uuid.UUID:
 def download_url_file(token: str) -> Download:
     """The file a signed download URL grants; refuses a forged or expired URL."""
     payload = _unsigned(token, salt=DOWNLOAD_SALT, what="download")
-    return Download(name=payload["name"], filename=payload["filename"])
+    # URLs signed before the type was part of the token were all for JSON Lines files.
+    return Download(
+        name=payload["name"],
+        filename=payload["filename"],
+        content_type=payload.get("type", RESULTS_CONTENT_TYPE),
+    )

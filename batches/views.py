@@ -28,10 +28,12 @@ from batches import selectors, services
 from batches.models import Batch, BatchStatus
 from batches.serializers import BatchSerializer
 from batches.states import CANCEL_REQUESTED, CANCELLABLE, TERMINAL
-from batches.storage import file_urls
+from batches.storage import batch_download, file_urls
 from batches.templatetags.batch_pages import clock_time, progress_percent, status_label, status_tone
+from batchsite.clients import public_base_url
 from batchsite.errors import ApplicationError, error_body
 from batchsite.timestamps import to_ts
+from notifications.selectors import deliveries_of_batch
 from permissions.models import Account
 from permissions.selectors import account_of
 from twins.registry import batchable_operations
@@ -226,16 +228,12 @@ def batch_new_page(request, viewer: Viewer):
 def download_links(request, batch: Batch) -> dict[str, str | None]:
     """Signed URLs of the results and errors files, once the pipeline has written them."""
     links = {}
-    # An errors file of a batch without failed lines would download empty.
-    errors_file = batch.errors_file if batch.failed else ""
-    for part, name in (("results", batch.results_file), ("errors", errors_file)):
+    for part in ("results", "errors"):
+        # An errors file of a batch without failed lines would download empty.
+        download = batch_download(batch, part) if part == "results" or batch.failed else None
         links[part] = (
-            file_urls()
-            .download_url(
-                name=name, filename=f"{batch.uuid}-{part}.jsonl", base_url=request.build_absolute_uri("/")
-            )
-            .url
-            if name
+            file_urls().download_url(download=download, base_url=public_base_url(request)).url
+            if download
             else None
         )
     return links
@@ -284,6 +282,7 @@ def batch_detail_page(request, viewer: Viewer, batch_id):
             "may_delete": viewer.may_delete(batch),
             "failed_lines": selectors.batch_failed_lines(batch=batch),
             "full_report": state["downloads"]["errors"] or state["downloads"]["results"],
+            "deliveries": deliveries_of_batch(batch_id=batch.pk),
         },
     )
 

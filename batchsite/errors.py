@@ -7,14 +7,18 @@ the line a client quotes.
 """
 
 import logging
+import math
 import uuid
 from dataclasses import dataclass
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.http import Http404, JsonResponse
+from django.http import Http404, JsonResponse, UnreadablePostError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
+
+from operating.logs import current_trace
 
 logger = logging.getLogger("batchsite.errors")
 
@@ -34,8 +38,17 @@ class Conflict(ApplicationError):
         super().__init__(description, subcode=subcode, status_code=409)
 
 
+class ServerErrorsOnly(logging.Filter):
+    """For Django's `django.request` logger: a refused request (4xx) already has its one line
+    from `error_body`, with the trace the client got; only server errors pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return getattr(record, "status_code", 500) >= 500
+
+
 def error_body(*, status_code: int, subcode: str, description: str) -> dict:
-    trace = uuid.uuid4().hex
+    # The request's own trace, so the body, this log line and the request's others agree.
+    trace = current_trace() or uuid.uuid4().hex
     logger.log(
         logging.ERROR if status_code >= 500 else logging.INFO,
         "trace=%s status=%s subcode=%s %s",
@@ -101,6 +114,14 @@ def describe_exception(exc) -> ErrorInfo | None:
     file carries exactly what the single call would have answered."""
     if isinstance(exc, ApplicationError):
         return ErrorInfo(exc.status_code, exc.subcode, exc.description)
+    if isinstance(exc, UnreadablePostError):
+        # The client stopped sending the body (the server's idle timeout) or went away.
+        return ErrorInfo(400, "body_not_received", "The request body stopped arriving before its end.")
+    if isinstance(exc, RequestDataTooBig):
+        return ErrorInfo(413, "request_too_large", str(exc) or "The request body is too large.")
+    if isinstance(exc, SuspiciousOperation):
+        # Django's own refusals of a request (too many fields, a bad header, ...).
+        return ErrorInfo(400, "malformed_request", str(exc) or "The request is malformed.")
     if isinstance(exc, Http404):
         return ErrorInfo(404, "not_found", str(exc) or "Not found.")
     if isinstance(exc, DjangoPermissionDenied):
@@ -128,8 +149,9 @@ def exception_handler(exc, context):
         logger.exception("unhandled error in %s", context.get("view"))
         return error_response(500, "internal_error", "The server could not complete the request.")
     response = error_response(info.status_code, info.subcode, info.description)
-    if isinstance(exc, exceptions.Throttled) and exc.wait:
-        response["Retry-After"] = str(int(exc.wait))
+    retry_after = exc.wait if isinstance(exc, exceptions.Throttled) else getattr(exc, "retry_after", None)
+    if retry_after:
+        response["Retry-After"] = str(math.ceil(retry_after))
     if isinstance(exc, (exceptions.NotAuthenticated, exceptions.AuthenticationFailed)):
         response["WWW-Authenticate"] = "Bearer"
     return response

@@ -4,20 +4,37 @@ Every variable has an embedded default that needs no server: SQLite, local files
 kombu's filesystem broker under DATA_DIR. `.env.example` names every variable.
 """
 
+import os
+import sys
 from pathlib import Path
 
 import environ
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# One source of settings for every process (make targets, manage.py, gunicorn, Celery): the
+# environment, then the `.env` file (ENV_FILE, default `.env` next to manage.py), then the
+# defaults below. A variable set in the environment wins over the same one in the file. The
+# Makefile keeps no defaults of its own; it asks this module (`python -m batchsite.config`).
+ENV_FILE = Path(env.str("ENV_FILE", default=str(BASE_DIR / ".env")))
+environ.Env.read_env(ENV_FILE, overwrite=False)
 
-DATA_DIR = Path(env.str("DATA_DIR", default=str(BASE_DIR / "var"))).resolve()
+# A relative DATA_DIR is taken from the checkout, not the working directory, so `make` and
+# `manage.py` run from elsewhere find the same data.
+DATA_DIR = (BASE_DIR / env.str("DATA_DIR", default="var")).resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 
+# Read by `make run` and `make web` (through batchsite.config) and the systemd units.
+PORT = env.int("PORT", default=8000)
+WEB_WORKERS = env.int("WEB_WORKERS", default=4)
+# The address to bind; empty: 127.0.0.1 for `make run`, 0.0.0.0 for `make web`.
+HOST = env.str("HOST", default="")
+
 SECRET_KEY = env.str("SECRET_KEY", default="")
-if not SECRET_KEY:
+SECRET_KEY_GENERATED = not SECRET_KEY
+if SECRET_KEY_GENERATED:
     # A per-installation key kept under DATA_DIR, so signed upload URLs survive restarts
     # and every process of one installation (web, worker) signs alike.
     key_file = DATA_DIR / "secret_key"
@@ -28,7 +45,7 @@ if not SECRET_KEY:
     SECRET_KEY = key_file.read_text().strip()
 
 DEBUG = env.bool("DEBUG", default=False)
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["*"])
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
@@ -47,10 +64,12 @@ INSTALLED_APPS = [
     "permissions",
     "twins",
     "batches",
+    "notifications",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "batchsite.middleware.MethodNotAllowedMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -96,6 +115,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+if SECRET_KEY_GENERATED and DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
+    # A database server usually means several hosts, and each would generate its own key:
+    # sessions and signed upload and download URLs would then fail on every other host.
+    sys.stderr.write(
+        "WARNING: SECRET_KEY is not set but DATABASE_URL names a database server. This host "
+        f"signs with a key generated into {DATA_DIR / 'secret_key'}; set the same SECRET_KEY on "
+        "every host, or sessions and upload/download URLs fail across hosts.\n"
+    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -159,6 +187,11 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "batchsite.errors.exception_handler",
+    "DEFAULT_PARSER_CLASSES": [
+        "batchsite.parsers.SafeJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_THROTTLE_RATES": {"secret_pin": env.str("PIN_THROTTLE_RATE", default="30/min")},
 }
@@ -187,6 +220,17 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         # The filesystem transport polls; the default second would delay every step.
         "polling_interval": 0.1,
     }
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # Bounded waits on the broker's socket: without them a broker that accepts a connection
+    # and never answers blocks a publish for ever. Above kombu's 1 s BRPOP, so idle is fine.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_timeout": 10, "socket_connect_timeout": 3}
+CELERY_BROKER_CONNECTION_TIMEOUT = 3
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5}
+# Queues by workload: chunk slices on their own queue, so a pipeline step or a maintenance job
+# never waits behind a queue of chunk work. A worker consumes both unless WORKER_QUEUES says.
+CELERY_TASK_DEFAULT_QUEUE = "pipeline"
+CELERY_TASK_QUEUES = (Queue("pipeline"), Queue("chunks"))
+CELERY_TASK_ROUTES = {"batches.tasks.chunks_work": {"queue": "chunks"}}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -202,33 +246,157 @@ SECRET_PIN_VALIDITY_SECONDS = env.int("SECRET_PIN_VALIDITY_SECONDS", default=600
 BATCH_FILE_MAX_BYTES = env.int("BATCH_FILE_MAX_BYTES", default=1024**3)
 BATCH_LINE_MAX_BYTES = env.int("BATCH_LINE_MAX_BYTES", default=64 * 1024)
 BATCH_MAX_LINES = env.int("BATCH_MAX_LINES", default=10_000_000)
+# Hostile input (README "Hostile input"): what one batch file may make a worker do, and how
+# deeply any JSON (a batch line or a request body) may nest.
+BATCH_DECOMPRESSED_MAX_BYTES = env.int("BATCH_DECOMPRESSED_MAX_BYTES", default=4 * BATCH_FILE_MAX_BYTES)
+BATCH_CSV_MAX_CELLS = env.int("BATCH_CSV_MAX_CELLS", default=1000)
+BATCH_JSON_MAX_DEPTH = env.int("BATCH_JSON_MAX_DEPTH", default=64)
 RESULTS_RETENTION_DAYS = env.int("RESULTS_RETENTION_DAYS", default=30)
 VALIDATION_REPORT_MAX_LINES = env.int("VALIDATION_REPORT_MAX_LINES", default=10_000)
 
 # The pipeline (SPEC section 7): lines per chunk (the unit of work and of recovery), lines
-# between two looks at a cancel, how many chunk workers one batch may occupy at once, how
-# many chunks one task runs before queueing itself again behind other batches, and
-# how long a non-terminal batch may go without a heartbeat before maintenance resumes it.
+# between two looks at a cancel, how many chunk workers one batch asks for at once, and how
+# long one chunk task runs before queueing itself again behind other work.
 BATCH_CHUNK_LINES = env.int("BATCH_CHUNK_LINES", default=1000)
 BATCH_CANCEL_CHECK_LINES = env.int("BATCH_CANCEL_CHECK_LINES", default=500)
 BATCH_CHUNK_WORKERS = env.int("BATCH_CHUNK_WORKERS", default=8)
-BATCH_CHUNKS_PER_TASK = env.int("BATCH_CHUNKS_PER_TASK", default=50)
-BATCH_STUCK_AFTER_SECONDS = env.int("BATCH_STUCK_AFTER_SECONDS", default=300)
+BATCH_SLICE_SECONDS = env.float("BATCH_SLICE_SECONDS", default=1.0)
+# Recovery (README, "Failure model"): a single-worker step's lease (renewed every second while
+# it works; a lost worker's step resumes once it expires), how often the sweep looks for
+# batches no worker is moving, how long a passing status may wait before it is asked for
+# again, how long processing may go without a committed chunk, when a batch that is not
+# moving is logged as an error, and the interval of housekeeping (uploads, orphans, retention).
+BATCH_LEASE_SECONDS = env.int("BATCH_LEASE_SECONDS", default=30)
+PIPELINE_SWEEP_SECONDS = env.float("PIPELINE_SWEEP_SECONDS", default=5)
+PIPELINE_KICK_AFTER_SECONDS = env.float("PIPELINE_KICK_AFTER_SECONDS", default=5)
+BATCH_STUCK_AFTER_SECONDS = env.int("BATCH_STUCK_AFTER_SECONDS", default=60)
+BATCH_ALARM_AFTER_SECONDS = env.int("BATCH_ALARM_AFTER_SECONDS", default=3600)
 MAINTENANCE_INTERVAL_SECONDS = env.int("MAINTENANCE_INTERVAL_SECONDS", default=60)
+# A request never waits longer than this for the broker; the sweep starts what was not sent.
+BROKER_PUBLISH_TIMEOUT_SECONDS = env.float("BROKER_PUBLISH_TIMEOUT_SECONDS", default=2)
+# GET /healthz answers within this, whatever the broker or the storage do.
+HEALTH_CHECK_SECONDS = env.float("HEALTH_CHECK_SECONDS", default=2.5)
 CELERY_BEAT_SCHEDULE = {
-    "batches-maintain": {
-        "task": "batches.tasks.batches_maintain",
+    "batches-sweep": {"task": "batches.tasks.batches_sweep", "schedule": PIPELINE_SWEEP_SECONDS},
+    "batches-housekeeping": {
+        "task": "batches.tasks.batches_housekeeping",
         "schedule": MAINTENANCE_INTERVAL_SECONDS,
     },
+}
+
+# Webhooks (SPEC section 10): callbacks on private addresses only when allowed (tests, a
+# private network you trust); the answer's timeout; retries doubling from the first delay up
+# to the largest, for a day by default; how often beat sweeps for due deliveries; how long
+# settled events are kept.
+WEBHOOK_ALLOW_PRIVATE_HOSTS = env.bool("WEBHOOK_ALLOW_PRIVATE_HOSTS", default=False)
+WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10)
+WEBHOOK_RETRY_FIRST_DELAY_SECONDS = env.float("WEBHOOK_RETRY_FIRST_DELAY_SECONDS", default=30)
+WEBHOOK_RETRY_MAX_DELAY_SECONDS = env.float("WEBHOOK_RETRY_MAX_DELAY_SECONDS", default=3600)
+WEBHOOK_RETRY_FOR_SECONDS = env.float("WEBHOOK_RETRY_FOR_SECONDS", default=24 * 3600)
+WEBHOOK_SWEEP_INTERVAL_SECONDS = env.float("WEBHOOK_SWEEP_INTERVAL_SECONDS", default=10)
+WEBHOOK_EVENT_RETENTION_DAYS = env.int("WEBHOOK_EVENT_RETENTION_DAYS", default=30)
+CELERY_BEAT_SCHEDULE["notifications-sweep"] = {
+    "task": "notifications.tasks.webhooks_sweep",
+    "schedule": WEBHOOK_SWEEP_INTERVAL_SECONDS,
 }
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        # Upload and download tokens never reach a log (Django logs 4xx paths).
+        "redact_tokens": {"()": "batchsite.redact.TokenRedactingFilter"},
+        # A refused request is logged once, by batchsite.errors with its trace; Django's own
+        # "Bad Request"/"Not Found" lines are kept for server errors only.
+        "server_errors_only": {"()": "batchsite.errors.ServerErrorsOnly"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_tokens"]}
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"django.request": {"filters": ["server_errors_only"]}},
 }
+
+# Security (README, "Security").
+# Absolute URLs (upload and download URLs) are built from PUBLIC_URL, or else from a Host that
+# ALLOWED_HOSTS checked: a wildcard without PUBLIC_URL would put any client's Host in them.
+PUBLIC_URL = env.str("PUBLIC_URL", default="").rstrip("/")
+if "*" in ALLOWED_HOSTS and not PUBLIC_URL:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "ALLOWED_HOSTS=* needs PUBLIC_URL (e.g. https://batches.example.com): absolute URLs "
+        "are never built from an unchecked Host header."
+    )
+# How many proxies in front of the web server append to X-Forwarded-For; 0 ignores the header.
+# The throttles and the sign-in lockout key on the client address this gives.
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+REST_FRAMEWORK["NUM_PROXIES"] = TRUSTED_PROXY_COUNT
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["secret_pin_account"] = env.str(
+    "PIN_ACCOUNT_THROTTLE_RATE", default="100/hour"
+)
+# The cache every process shares (throttle counts, sign-in failures): the database's cache table
+# (the operating app's migrations make it) unless CACHE_URL names one, e.g. redis://127.0.0.1:6379/1.
+CACHE_URL = env.str("CACHE_URL", default="")
+CACHES = {
+    "default": env.cache_url_config(CACHE_URL)
+    if CACHE_URL
+    else {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "operating_cache"}
+}
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=900)
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# One switch for a deployment behind a TLS-terminating proxy that sets X-Forwarded-Proto
+# (overwriting any the client sent): HSTS, secure cookies, redirect to https. /healthz stays
+# reachable over plain http for load balancers' checks.
+HTTPS = env.bool("HTTPS", default=False)
+if HTTPS:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env.int("HSTS_SECONDS", default=31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+
+# Operating it (SPEC section 12): usage, quotas, throttling, metrics, logs. ---------------
+INSTALLED_APPS += ["operating"]
+# First: it times and counts every request and sets the log context (trace, account).
+MIDDLEWARE.insert(0, "operating.middleware.OperatingMiddleware")
+# Quotas per account; the admin may set other values per account (AccountQuota).
+QUOTA_MAX_ACTIVE_BATCHES = env.int("QUOTA_MAX_ACTIVE_BATCHES", default=10)
+QUOTA_MAX_BATCH_LINES_PER_DAY = env.int("QUOTA_MAX_BATCH_LINES_PER_DAY", default=50_000_000)
+QUOTA_MAX_UPLOAD_BYTES = env.int("QUOTA_MAX_UPLOAD_BYTES", default=BATCH_FILE_MAX_BYTES)
+# Seconds a client is asked to wait when it has max_active_batches running.
+QUOTA_ACTIVE_BATCHES_RETRY_AFTER = env.int("QUOTA_ACTIVE_BATCHES_RETRY_AFTER", default=30)
+# Per account, over every process, on the shared cache.
+API_THROTTLE_RATE = env.str("API_THROTTLE_RATE", default="6000/min")
+REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["operating.throttling.AccountRateThrottle"]
+# API calls and quota refusals are counted in memory and written every few seconds, one
+# upsert per account and hour, instead of a write per request.
+USAGE_FLUSH_SECONDS = env.float("USAGE_FLUSH_SECONDS", default=5.0)
+USAGE_RETENTION_DAYS = env.int("USAGE_RETENTION_DAYS", default=30)
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# prometheus-client's multiprocess mode: every process (gunicorn's, Celery's) writes its
+# samples under this folder and /metrics adds them up. Read by prometheus_client at import,
+# so it is set here, before anything imports it.
+PROMETHEUS_MULTIPROC_DIR = Path(env.str("PROMETHEUS_MULTIPROC_DIR", default=str(DATA_DIR / "prometheus")))
+PROMETHEUS_MULTIPROC_DIR.mkdir(parents=True, exist_ok=True)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(PROMETHEUS_MULTIPROC_DIR)
+CELERY_BEAT_SCHEDULE["operating-prune"] = {"task": "operating.tasks.usage_prune", "schedule": 3600}
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+LOGGING["filters"]["context"] = {"()": "operating.logs.ContextFilter"}
+LOGGING["formatters"]["json"] = {"()": "operating.logs.JsonFormatter"}
+LOGGING["handlers"]["console"]["filters"].append("context")
+if LOG_FORMAT == "json":
+    LOGGING["handlers"]["console"]["formatter"] = "json"
 
 # Pages that work with no internet (issue 13): Swagger UI from the pinned
 # drf-spectacular-sidecar package through whitenoise, and a Content-Security-Policy that
@@ -256,5 +424,5 @@ SPECTACULAR_SETTINGS.update(
 )
 # The API reads JSON bodies only, as its schema says (a form would be a second, untested
 # dialect); uploads are read raw by their own view.
-REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = ["rest_framework.parsers.JSONParser"]
+REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = ["batchsite.parsers.SafeJSONParser"]
 REST_FRAMEWORK["TEST_REQUEST_DEFAULT_FORMAT"] = "json"

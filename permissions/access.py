@@ -1,8 +1,25 @@
-"""The action check every API view goes through: guardian's `has_perm(action, account)`."""
+"""The checks every API view goes through: the method first (405 for one the route does not
+serve), then guardian's `has_perm(action, account)`."""
 
 from rest_framework import exceptions, permissions
 
 from permissions.selectors import account_of
+
+
+def ensure_method_served(request, view) -> None:
+    """A route answers 405 for a method it does not serve, before any other check, so PUT,
+    TRACE, OPTIONS or HEAD never look like a refusal of the caller. An action route serves the
+    methods named in `required_actions`; a public one the methods it has a handler for (HEAD
+    with GET, as Django maps it), never OPTIONS."""
+    method = request.method
+    actions = getattr(view, "required_actions", None)
+    if actions is not None:
+        served = method in actions
+    else:
+        name = method.lower()
+        served = name != "options" and name in view.http_method_names and hasattr(view, name)
+    if not served:
+        raise exceptions.MethodNotAllowed(method)
 
 
 class HasAction(permissions.BasePermission):
@@ -10,6 +27,7 @@ class HasAction(permissions.BasePermission):
     the caller needs that action as an object permission on their account."""
 
     def has_permission(self, request, view):
+        ensure_method_served(request, view)
         user = request.user
         if user is None or not user.is_authenticated:
             return False
@@ -22,4 +40,12 @@ class HasAction(permissions.BasePermission):
         if not user.has_perm(action, account):
             raise exceptions.PermissionDenied(f"The role does not allow {action}.")
         request.account = account
+        return True
+
+
+class Public(permissions.BasePermission):
+    """No secret needed (the URL or the PIN is the credential); unserved methods are 405."""
+
+    def has_permission(self, request, view):
+        ensure_method_served(request, view)
         return True

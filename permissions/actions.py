@@ -48,4 +48,17 @@ TENANT_ACTIONS = (
     "delete_user_secret",
 )
 
-ACTIONS = BATCH_ACTIONS + TWIN_ACTIONS + TENANT_ACTIONS
+NOTIFICATION_ACTIONS = (
+    "webhook_subscribe",
+    "webhook_confirm_subscription",
+    "webhook_unsubscribe",
+    "webhook_refresh_subscription",
+)
+
+# SPEC section 12: an account's and a user's hourly usage.
+USAGE_ACTIONS = (
+    "get_account_usage",
+    "get_user_usage",
+)
+
+ACTIONS = BATCH_ACTIONS + TWIN_ACTIONS + TENANT_ACTIONS + NOTIFICATION_ACTIONS + USAGE_ACTIONS

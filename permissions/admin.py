@@ -18,7 +18,11 @@ from batchsite.errors import ApplicationError
 from permissions import services
 from permissions.actions import ACTIONS
 from permissions.models import Account, AccountUser, Role, UserSecret
+from permissions.signin import AdminSignInForm
 from permissions.statements import EVERYTHING
+
+# Wrong passwords lock sign-in out for a while, as on /ui/login (permissions.signin).
+admin.site.login_form = AdminSignInForm
 
 
 class UuidSearch:
@@ -393,10 +397,10 @@ class UserSecretAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         validity_at = form.cleaned_data["validity_at"]
         if change:
-            services.secret_update(secret=obj, validity_at=validity_at)
+            services.secret_update(secret=obj, validity_at=validity_at, acting_user=request.user)
             return
         issued = services.secret_issue(
-            account_user=form.cleaned_data["account_user"], validity_at=validity_at
+            account_user=form.cleaned_data["account_user"], validity_at=validity_at, acting_user=request.user
         )
         adopt(obj, issued.secret)
         messages.warning(

@@ -6,14 +6,13 @@ written against them expects it); every other read, update and delete answers 20
 """
 
 from drf_spectacular.utils import extend_schema
-from rest_framework import permissions as drf_permissions
 from rest_framework import status
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from batchsite.inputs import validated
 from permissions import selectors, services
+from permissions.access import Public
 from permissions.serializers import (
     IssuedSecretSerializer,
     PinSerializer,
@@ -29,6 +28,7 @@ from permissions.serializers import (
     UserUpdateSerializer,
     WhoAmISerializer,
 )
+from permissions.throttles import PinAccountThrottle, PinClientThrottle
 
 
 class WhoAmIApi(APIView):
@@ -76,7 +76,7 @@ class RoleApi(APIView):
     def delete(self, request, role):
         found = selectors.role_get(account=request.account, role_uuid=role)
         body = RoleSerializer(found).data
-        services.role_delete(role=found)
+        services.role_delete(role=found, acting_user=request.user)
         return Response(body)
 
 
@@ -116,7 +116,7 @@ class UserApi(APIView):
     def delete(self, request, user):
         found = selectors.user_get(account=request.account, user_uuid=user)
         body = UserSerializer(found).data
-        services.user_delete(account_user=found)
+        services.user_delete(account_user=found, acting_user=request.user)
         return Response(body)
 
 
@@ -136,12 +136,15 @@ class UserSecretApi(APIView):
     def post(self, request, user):
         found = selectors.user_get(account=request.account, user_uuid=user)
         data = validated(SecretValiditySerializer, request.data)
-        pin = services.secret_pin_create(account_user=found, secret_validity_at=data["validity_ts"])
+        pin = services.secret_pin_create(
+            account_user=found, secret_validity_at=data["validity_ts"], acting_user=request.user
+        )
         return Response({"pin": pin}, status=status.HTTP_201_CREATED)
 
     @extend_schema(operation_id="get_user_secret", responses=SecretSerializer)
     def get(self, request, user):
         found = selectors.user_get(account=request.account, user_uuid=user)
+        services.ensure_user_within(acting_user=request.user, account_user=found)
         return Response(SecretSerializer(selectors.secret_get(account_user=found)).data)
 
     @extend_schema(
@@ -151,7 +154,9 @@ class UserSecretApi(APIView):
         found = selectors.user_get(account=request.account, user_uuid=user)
         secret = selectors.secret_get(account_user=found)
         data = validated(SecretValiditySerializer, request.data)
-        updated = services.secret_update(secret=secret, validity_at=data["validity_ts"])
+        updated = services.secret_update(
+            secret=secret, validity_at=data["validity_ts"], acting_user=request.user
+        )
         return Response(SecretSerializer(updated).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(operation_id="delete_user_secret", responses={200: SecretSerializer})
@@ -159,7 +164,7 @@ class UserSecretApi(APIView):
         found = selectors.user_get(account=request.account, user_uuid=user)
         secret = selectors.secret_get(account_user=found)
         body = SecretSerializer(secret).data
-        services.secret_delete(secret=secret)
+        services.secret_delete(secret=secret, acting_user=request.user)
         return Response(body)
 
 
@@ -167,9 +172,8 @@ class SecretFromPinApi(APIView):
     """The PIN is the credential: no secret is needed (nor read) here."""
 
     authentication_classes = []
-    permission_classes = [drf_permissions.AllowAny]
-    throttle_classes = [ScopedRateThrottle]
-    throttle_scope = "secret_pin"
+    permission_classes = [Public]
+    throttle_classes = [PinClientThrottle, PinAccountThrottle]
 
     @extend_schema(operation_id="create_user_secret", request=None, responses={201: IssuedSecretSerializer})
     def post(self, request, account, pin):

@@ -56,6 +56,11 @@ class AccountUser(models.Model):
     name = models.CharField(max_length=200)
     description = models.JSONField(null=True, blank=True)
     activity = models.JSONField(null=True, blank=True)
+    # An expiry someone else (an administrator) set on this user's secret, and who: the user
+    # may shorten it but neither lengthen nor remove it, and a secret they reissue keeps it.
+    # Kept on the user, not the secret, so deleting the secret does not shed it.
+    secret_expiry_cap = models.DateTimeField(null=True, blank=True)
+    secret_expiry_set_by = models.CharField(max_length=200, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -87,6 +92,8 @@ class SecretPin(models.Model):
     account_user = models.ForeignKey(AccountUser, on_delete=models.CASCADE, related_name="pins")
     digest = models.CharField(max_length=64, unique=True)
     secret_validity_at = models.DateTimeField(null=True, blank=True)
+    # Who asked for the PIN: the account user's uuid, "staff:<pk>" for the admin site.
+    requested_by = models.CharField(max_length=200, blank=True, default="")
     expires_at = models.DateTimeField()
     created_at = models.DateTimeField(auto_now_add=True)
 

@@ -2,6 +2,7 @@
 
 import hashlib
 import secrets
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -46,6 +47,38 @@ def ensure_no_escalation(*, acting_user, account: Account, statement: dict | Non
         )
 
 
+def ensure_not_outranked(*, acting_user, account: Account, target_actions: set[str], what: str) -> None:
+    """No one acts on a principal (a user, their secret, a role) that holds an action the caller
+    does not: otherwise a narrow role could take over, demote or delete a broader one."""
+    if acting_user is None:
+        return
+    beyond = target_actions - actions_held(user=acting_user, account=account)
+    if beyond:
+        raise ApplicationError(
+            f"The {what} holds actions your own role does not have: " + ", ".join(sorted(beyond)),
+            subcode="principal_holds_more",
+            status_code=403,
+        )
+
+
+def ensure_user_within(*, acting_user, account_user: AccountUser) -> None:
+    ensure_not_outranked(
+        acting_user=acting_user,
+        account=account_user.account,
+        target_actions=actions_held(user=account_user.user, account=account_user.account),
+        what="user",
+    )
+
+
+def ensure_role_within(*, acting_user, role: Role) -> None:
+    ensure_not_outranked(
+        acting_user=acting_user,
+        account=role.account,
+        target_actions=granted_actions(role.statement),
+        what="role",
+    )
+
+
 def role_sync_permissions(*, role: Role) -> None:
     """Materialise the statement as the object permissions the role's group holds on its
     account: add what it grants, remove what it no longer does."""
@@ -85,6 +118,7 @@ def role_create(
 @transaction.atomic
 def role_update(*, role: Role, acting_user=None, name=UNSET, statement=UNSET, rules=UNSET) -> Role:
     role = Role.objects.select_for_update().get(pk=role.pk)
+    ensure_role_within(acting_user=acting_user, role=role)
     if statement is not UNSET:
         ensure_no_escalation(acting_user=acting_user, account=role.account, statement=statement)
         role.statement = statement
@@ -98,7 +132,8 @@ def role_update(*, role: Role, acting_user=None, name=UNSET, statement=UNSET, ru
 
 
 @transaction.atomic
-def role_delete(*, role: Role) -> None:
+def role_delete(*, role: Role, acting_user=None) -> None:
+    ensure_role_within(acting_user=acting_user, role=role)
     # Every user has exactly one role (SPEC section 2), so a role in use (the caller's own
     # included) stays until its users have another one.
     if role.users.exists():
@@ -147,6 +182,7 @@ def user_update(
     activity=UNSET,
 ) -> AccountUser:
     account_user = AccountUser.objects.select_for_update().get(pk=account_user.pk)
+    ensure_user_within(acting_user=acting_user, account_user=account_user)
     if role is not UNSET and role.pk != account_user.role_id:
         ensure_no_escalation(acting_user=acting_user, account=account_user.account, statement=role.statement)
         user_assign_role(account_user=account_user, role=role)
@@ -161,7 +197,8 @@ def user_update(
 
 
 @transaction.atomic
-def user_delete(*, account_user: AccountUser) -> None:
+def user_delete(*, account_user: AccountUser, acting_user=None) -> None:
+    ensure_user_within(acting_user=acting_user, account_user=account_user)
     django_user = account_user.user
     account_user.delete()
     django_user.delete()
@@ -173,9 +210,13 @@ class IssuedSecret:
     raw: str
 
 
-def secret_issue(*, account_user: AccountUser, validity_at: datetime | None) -> IssuedSecret:
+def secret_issue(
+    *, account_user: AccountUser, validity_at: datetime | None, acting_user=None
+) -> IssuedSecret:
     """A new secret for the user, replacing any earlier one. The raw secret exists only in
     the return value."""
+    if acting_user is not None:
+        expiry_record(account_user=account_user, validity_at=validity_at, set_by=principal_label(acting_user))
     raw = secrets.token_urlsafe(48)
     UserSecret.objects.filter(account_user=account_user).delete()
     secret = UserSecret.objects.create(
@@ -191,8 +232,55 @@ def pin_digest(*, account_uuid, pin: str) -> str:
     return digest_of(f"{account_uuid}:{pin.upper()}")
 
 
+def principal_label(acting_user) -> str:
+    """Who acted, as stored: the account user's uuid, or `staff:<pk>` for the admin site."""
+    if acting_user is None:
+        return ""
+    account_user = getattr(acting_user, "account_user", None)
+    return str(account_user.uuid) if account_user is not None else f"staff:{acting_user.pk}"
+
+
+def is_owner(*, acting_user, account_user: AccountUser) -> bool:
+    return acting_user is not None and principal_label(acting_user) == str(account_user.uuid)
+
+
+def expiry_within_cap(*, account_user: AccountUser, validity_at: datetime | None) -> None:
+    """A user acting on their own secret stays within an expiry someone else set."""
+    cap = account_user.secret_expiry_cap
+    if cap is not None and (validity_at is None or validity_at > cap):
+        raise ApplicationError(
+            f"An administrator set this secret to expire at {cap.isoformat()}; "
+            "you may shorten that, not lengthen or remove it.",
+            subcode="expiry_set_by_other",
+            status_code=403,
+        )
+
+
+def expiry_record(*, account_user: AccountUser, validity_at: datetime | None, set_by: str) -> None:
+    """Someone other than the owner set the expiry: that becomes the owner's cap (or, with no
+    expiry, lifts it). The owner's own changes leave the cap as it is."""
+    if set_by == str(account_user.uuid):
+        return
+    AccountUser.objects.filter(pk=account_user.pk).update(
+        secret_expiry_cap=validity_at, secret_expiry_set_by=set_by if validity_at else ""
+    )
+    account_user.secret_expiry_cap = validity_at
+    account_user.secret_expiry_set_by = set_by if validity_at else ""
+
+
 @transaction.atomic
-def secret_pin_create(*, account_user: AccountUser, secret_validity_at: datetime | None) -> str:
+def secret_pin_create(
+    *, account_user: AccountUser, secret_validity_at: datetime | None, acting_user=None
+) -> str:
+    """A PIN that exchanges for the user's new secret. Asking for one for a user who holds
+    more than the caller is refused: the PIN is that user's identity."""
+    ensure_user_within(acting_user=acting_user, account_user=account_user)
+    if is_owner(acting_user=acting_user, account_user=account_user):
+        cap = account_user.secret_expiry_cap
+        if cap is not None and secret_validity_at is None:
+            # A reissued secret keeps the expiry an administrator set.
+            secret_validity_at = cap
+        expiry_within_cap(account_user=account_user, validity_at=secret_validity_at)
     if secret_validity_at is not None and secret_validity_at <= timezone.now():
         raise ApplicationError("validity_ts must be in the future.", subcode="invalid_validity_ts")
     pin = "".join(secrets.choice(PIN_ALPHABET) for _ in range(PIN_LENGTH))
@@ -200,9 +288,34 @@ def secret_pin_create(*, account_user: AccountUser, secret_validity_at: datetime
         account_user=account_user,
         digest=pin_digest(account_uuid=account_user.account_id, pin=pin),
         secret_validity_at=secret_validity_at,
+        requested_by=principal_label(acting_user),
         expires_at=timezone.now() + timedelta(seconds=settings.SECRET_PIN_VALIDITY_SECONDS),
     )
     return pin
+
+
+def requester_within(*, pin: SecretPin) -> None:
+    """Checked again at the exchange: the user's grants may have grown, or the requester's
+    shrunk, since the PIN was issued; the PIN must not carry more than its requester holds."""
+    target = pin.account_user
+    requester_uuid = _uuid_or_none(pin.requested_by)
+    if requester_uuid is None or requester_uuid == target.pk:
+        return  # the user's own PIN, or one from the admin site (staff)
+    requester = AccountUser.objects.select_related("user", "account").filter(uuid=requester_uuid).first()
+    if requester is None:
+        raise ApplicationError(
+            "The user who asked for this PIN no longer exists.",
+            subcode="principal_holds_more",
+            status_code=403,
+        )
+    ensure_user_within(acting_user=requester.user, account_user=target)
+
+
+def _uuid_or_none(text: str):
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
 
 
 @transaction.atomic
@@ -217,18 +330,30 @@ def secret_create_from_pin(*, account_uuid, pin: str) -> IssuedSecret:
     if found is None or found.expires_at <= timezone.now():
         raise ApplicationError("The PIN is unknown, used or expired.", subcode="invalid_pin", status_code=404)
     found.delete()
+    requester_within(pin=found)
+    if found.requested_by:
+        expiry_record(
+            account_user=found.account_user, validity_at=found.secret_validity_at, set_by=found.requested_by
+        )
     return secret_issue(account_user=found.account_user, validity_at=found.secret_validity_at)
 
 
 @transaction.atomic
-def secret_update(*, secret: UserSecret, validity_at: datetime | None) -> UserSecret:
+def secret_update(*, secret: UserSecret, validity_at: datetime | None, acting_user=None) -> UserSecret:
+    account_user = secret.account_user
+    ensure_user_within(acting_user=acting_user, account_user=account_user)
+    if is_owner(acting_user=acting_user, account_user=account_user):
+        expiry_within_cap(account_user=account_user, validity_at=validity_at)
+    elif acting_user is not None:
+        expiry_record(account_user=account_user, validity_at=validity_at, set_by=principal_label(acting_user))
     secret.validity_at = validity_at
     secret.save(update_fields=["validity_at", "updated_at"])
     return secret
 
 
 @transaction.atomic
-def secret_delete(*, secret: UserSecret) -> None:
+def secret_delete(*, secret: UserSecret, acting_user=None) -> None:
+    ensure_user_within(acting_user=acting_user, account_user=secret.account_user)
     secret.delete()
 
 

@@ -4,17 +4,23 @@ Each failure below is a real one of the component: a broker on a closed port, br
 that are not directories, a storage location under a regular file, a database that refuses.
 """
 
+import socket
+import time
+
 import pytest
 from django.core.files.storage import default_storage
 from django.test import Client, override_settings
 
+from batches.pipeline import driver
 from batchsite.celery import app as celery_app
 
 EVERYTHING_OK = {"database": "ok", "broker": "ok", "storage": "ok"}
 
 
 def healthz():
-    return Client().get("/healthz")
+    response = Client().get("/healthz")
+    response.checks = {name: value for name, value in response.json().items() if name != "pipeline"}
+    return response
 
 
 @pytest.fixture
@@ -28,7 +34,7 @@ def not_a_directory(tmp_path):
 def test_healthy_without_authentication(db):
     response = healthz()
     assert response.status_code == 200
-    assert response.json() == EVERYTHING_OK
+    assert response.checks == EVERYTHING_OK
 
 
 @pytest.fixture
@@ -47,7 +53,7 @@ def test_broker_on_a_closed_port_is_503(db, broker_url):
     broker_url("redis://127.0.0.1:1/0")
     response = healthz()
     assert response.status_code == 503
-    assert response.json() == {**EVERYTHING_OK, "broker": "failing"}
+    assert response.checks == {**EVERYTHING_OK, "broker": "failing"}
 
 
 def test_filesystem_broker_without_its_folders_is_503(db, broker_url, monkeypatch, not_a_directory):
@@ -59,7 +65,7 @@ def test_filesystem_broker_without_its_folders_is_503(db, broker_url, monkeypatc
     )
     response = healthz()
     assert response.status_code == 503
-    assert response.json() == {**EVERYTHING_OK, "broker": "failing"}
+    assert response.checks == {**EVERYTHING_OK, "broker": "failing"}
 
 
 def test_storage_that_cannot_be_written_is_503(db, not_a_directory):
@@ -73,16 +79,40 @@ def test_storage_that_cannot_be_written_is_503(db, not_a_directory):
     with override_settings(STORAGES=unwritable):
         response = healthz()
     assert response.status_code == 503
-    assert response.json() == {**EVERYTHING_OK, "storage": "failing"}
+    assert response.checks == {**EVERYTHING_OK, "storage": "failing"}
 
 
 def test_database_that_refuses_connections_is_503():
     # Without the `db` fixture pytest-django refuses every connection to the database.
     response = healthz()
     assert response.status_code == 503
-    assert response.json() == {**EVERYTHING_OK, "database": "failing"}
+    assert response.checks == {**EVERYTHING_OK, "database": "failing"}
 
 
 def test_storage_probe_leaves_nothing_behind(db):
     assert healthz().status_code == 200
     assert default_storage.listdir("healthz") == ([], [])
+
+
+def test_a_broker_that_accepts_and_never_answers_fails_within_the_deadline(db, broker_url):
+    """A broker that takes the TCP connection and then says nothing must not hang the probe."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    try:
+        broker_url(f"redis://127.0.0.1:{silent.getsockname()[1]}/0")
+        started = time.monotonic()
+        response = healthz()
+        elapsed = time.monotonic() - started
+    finally:
+        silent.close()
+    assert response.status_code == 503
+    assert response.checks == {**EVERYTHING_OK, "broker": "failing"}
+    assert elapsed < 3.5
+
+
+def test_reports_the_pipelines_sweep_and_stalled_batches(db):
+    body = healthz().json()
+    assert body["pipeline"] == {"sweep_age_seconds": None, "stalled_batches": 0}
+    driver.sweep(driver.Enqueue(advance=lambda batch_id: None, run_chunks=lambda: None))
+    assert 0 <= healthz().json()["pipeline"]["sweep_age_seconds"] < 5

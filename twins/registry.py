@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 
 from batchsite.errors import ErrorInfo, describe_exception
@@ -98,12 +99,19 @@ class Operation:
         return tuple(re.findall(r"<(?:\w+:)?(\w+)>", self.route))
 
     def validate_input(self, data: Any) -> dict:
-        """The validated input of one request or batch line; raises a ValidationError."""
-        if self.fast_validator is not None:
-            return self.fast_validator(data)
-        serializer = self.input_serializer(data=data)
-        serializer.is_valid(raise_exception=True)
-        return serializer.validated_data
+        """The validated input of one request or batch line; raises a ValidationError, and
+        only that, whatever the data (hostile values are refused by the parsers of
+        `twins.validation`; this is the net for what they did not foresee)."""
+        try:
+            if self.fast_validator is not None:
+                return self.fast_validator(data)
+            serializer = self.input_serializer(data=data)
+            serializer.is_valid(raise_exception=True)
+            return serializer.validated_data
+        except (RecursionError, UnicodeError, OverflowError) as error:
+            raise DjangoValidationError(
+                f"The input cannot be read: {type(error).__name__}.", code="malformed_body"
+            ) from None
 
     def run_bulk(self, *, actor: Actor, items: Sequence[dict]) -> list[Outcome]:
         bulk = self.bulk_handler or loop_over_single(self.handler)

@@ -11,7 +11,6 @@ The parsers raise Django's `ValidationError` with a message that names the offen
 
 import base64
 import binascii
-import json
 import re
 import uuid
 from collections.abc import Callable, Mapping
@@ -23,6 +22,7 @@ from django.core.exceptions import ValidationError
 from rest_framework.exceptions import ErrorDetail
 from rest_framework.exceptions import ValidationError as InputError
 
+from batchsite import jsonsafe
 from batchsite.timestamps import from_ts, ts_in_range
 
 DESCRIPTION_KEY = re.compile(r"[a-z_][0-9a-z_]{0,63}")
@@ -35,8 +35,27 @@ SCAN_COUNT_MAX = 1000
 PERSONAL_LEDGER = "personal"
 
 
+SHOWN_MAX_CHARS = 200
+
+
+def shown(value: Any) -> str:
+    """A client's value as an error message quotes it: its repr, cut short; never an error
+    of its own (a 5,000-digit integer or a 5,000-deep list cannot be repr'd)."""
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError):
+        return f"a {type(value).__name__}"
+    return text if len(text) <= SHOWN_MAX_CHARS else text[:SHOWN_MAX_CHARS] + "…"
+
+
 def encoded_size(value: Any) -> int:
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    """The value's size as compact UTF-8 JSON; a ValidationError (the parser's 400
+    `malformed_body`) for a value no JSON body could carry: too deep, NaN or Infinity, an
+    integer too long, a lone surrogate."""
+    try:
+        return len(jsonsafe.encoded(value))
+    except jsonsafe.JsonRefused as error:
+        raise ValidationError(error.description, code=error.subcode) from None
 
 
 def _require_mapping(value: Any, what: str) -> Mapping:
@@ -48,7 +67,9 @@ def _require_mapping(value: Any, what: str) -> Mapping:
 def _require_keys_match(mapping: Mapping, pattern: re.Pattern, what: str) -> None:
     for key in mapping:
         if not isinstance(key, str) or not pattern.fullmatch(key):
-            raise ValidationError(f"{what} {key!r} does not match ^{pattern.pattern}$.", code="invalid_key")
+            raise ValidationError(
+                f"{what} {shown(key)} does not match ^{pattern.pattern}$.", code="invalid_key"
+            )
 
 
 def parse_uuid(value: Any) -> uuid.UUID:
@@ -57,7 +78,7 @@ def parse_uuid(value: Any) -> uuid.UUID:
     try:
         return uuid.UUID(value)
     except ValueError:
-        raise ValidationError(f"{value!r} is not a valid UUID.", code="invalid") from None
+        raise ValidationError(f"{shown(value)} is not a valid UUID.", code="invalid") from None
 
 
 def cursor_of(last: uuid.UUID) -> str:
@@ -99,6 +120,9 @@ def parse_count(value: Any) -> int:
 def parse_text(value: Any) -> str:
     if not isinstance(value, str) or len(value) > RULE_MAX_LENGTH:
         raise ValidationError(f"Must be a string of at most {RULE_MAX_LENGTH} characters.", code="invalid")
+    refusal = jsonsafe.refusal_of_value(value)
+    if refusal:
+        raise ValidationError(refusal, code=jsonsafe.MALFORMED)
     return value
 
 
@@ -124,7 +148,7 @@ def parse_description(value: Any) -> dict:
 
 def parse_identity(value: Any) -> str:
     if not isinstance(value, str) or not IDENTITY.fullmatch(value):
-        raise ValidationError(f"Identity {value!r} does not match ^{IDENTITY.pattern}$.", code="invalid")
+        raise ValidationError(f"Identity {shown(value)} does not match ^{IDENTITY.pattern}$.", code="invalid")
     return value
 
 
@@ -133,9 +157,9 @@ def _parse_nullable(parse: Callable[[Any], Any], value: Any) -> Any:
 
 
 def _reject_unknown(fields: Mapping, known: set[str], what: str) -> None:
-    unknown = sorted(set(fields) - known)
+    unknown = sorted(set(fields) - known, key=shown)
     if unknown:
-        raise ValidationError(f"{what}: unsupported field {unknown[0]!r}.", code="invalid")
+        raise ValidationError(f"{what}: unsupported field {shown(unknown[0])}.", code="invalid")
 
 
 def parse_identities(value: Any) -> dict[str, dict]:
@@ -204,7 +228,7 @@ def parse_entry_keys(value: Any) -> list[str]:
     for key in value:
         if not isinstance(key, str) or not ENTRY_KEY.fullmatch(key):
             raise ValidationError(
-                f"Entry key {key!r} does not match ^{ENTRY_KEY.pattern}$.", code="invalid_key"
+                f"Entry key {shown(key)} does not match ^{ENTRY_KEY.pattern}$.", code="invalid_key"
             )
     return list(dict.fromkeys(value))
 

@@ -15,8 +15,9 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import connection
 
-from batches import pipeline, services
+from batches import services
 from batches.models import Batch, BatchStatus
+from batches.pipeline import chunks, driver
 from batches.states import TERMINAL
 
 
@@ -53,10 +54,9 @@ class InlinePipeline:
 
     def __init__(self):
         self.pending = deque()
-        self.enqueue = pipeline.Enqueue(
-            advance=lambda batch_id: self.pending.append((pipeline.batch_advance, batch_id, {})),
-            resume=lambda batch_id: self.pending.append((pipeline.batch_advance, batch_id, {"resume": True})),
-            run_chunks=lambda batch_id: self.pending.append((pipeline.chunks_run, batch_id, {})),
+        self.enqueue = driver.Enqueue(
+            advance=lambda batch_id: self.pending.append((driver.batch_advance, (batch_id,))),
+            run_chunks=lambda: self.pending.append((driver.chunks_work, ())),
         )
 
     def advance(self, batch) -> None:
@@ -65,8 +65,8 @@ class InlinePipeline:
     def step(self) -> bool:
         if not self.pending:
             return False
-        function, batch_id, kwargs = self.pending.popleft()
-        function(batch_id, self.enqueue, **kwargs)
+        function, args = self.pending.popleft()
+        function(*args, self.enqueue)
         return True
 
     def drain(self) -> None:
@@ -84,7 +84,7 @@ def stop_after_first_chunk(batch, stop=None) -> Batch | None:
     runner = InlinePipeline()
     runner.advance(batch)
     runner.run_until(batch, BatchStatus.PROCESSING)
-    assert pipeline.chunk_claim_and_run(batch.pk)
+    assert chunks.chunk_claim_and_run(batch.pk)
     (stop or services.batch_cancel)(batch=batch)
     runner.advance(batch)
     runner.drain()
@@ -134,6 +134,9 @@ class WorkerProcess:
             "DATABASE_URL": database_url(),
             "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
             "MAINTENANCE_INTERVAL_SECONDS": "1",
+            "PIPELINE_SWEEP_SECONDS": "0.5",
+            "PIPELINE_KICK_AFTER_SECONDS": "2",
+            "BATCH_LEASE_SECONDS": "3",
             "BATCH_STUCK_AFTER_SECONDS": "4",
             **(extra_env or {}),
         }

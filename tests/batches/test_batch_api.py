@@ -34,7 +34,7 @@ CONTENT = b'{"description": {"n": 1}}\n'
 def enqueued(monkeypatch) -> list[str]:
     """The batch ids the pipeline was asked to advance (the pipeline itself is not run here)."""
     asked = []
-    monkeypatch.setattr(batch_advance, "delay", asked.append)
+    monkeypatch.setattr(batch_advance, "apply_async", lambda args: asked.append(args[0]))
     return asked
 
 
@@ -68,8 +68,8 @@ def test_create_batch_accepts_the_trusted_twin_body_template_with_nulls(caller):
 
 
 def test_handler_unknown(caller):
-    assert_error(create_batch(caller, str(uuid.uuid4())), 400, "handler_unknown")
-    assert_error(create_batch(caller, "not-a-uuid"), 400, "handler_unknown")
+    assert_error(create_batch(caller, str(uuid.uuid4())), 404, "handler_unknown")
+    assert_error(create_batch(caller, "not-a-uuid"), 404, "handler_unknown")
 
 
 def test_handler_expired(caller):
@@ -94,8 +94,9 @@ def test_handler_used_by_another_batch(caller):
     assert_error(create_batch(caller, handler), 400, "handler_used")
 
 
-def test_handler_of_another_account(caller, stranger):
-    assert_error(create_batch(stranger, uploaded_handler(caller)), 400, "handler_of_other_account")
+def test_handler_of_another_account_is_unknown(caller, stranger):
+    """Answered exactly as a handler that never existed, so it confirms nothing."""
+    assert_error(create_batch(stranger, uploaded_handler(caller)), 404, "handler_unknown")
 
 
 def test_operation_unknown(caller):

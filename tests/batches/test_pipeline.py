@@ -9,8 +9,11 @@ import pytest
 from django.core.files.storage import default_storage
 from django.test import override_settings
 
-from batches import pipeline, services
+from batches import services
 from batches.models import Batch, BatchStatus, Chunk
+from batches.pipeline import chunks, driver
+from batches.pipeline.copying import step_copy
+from batches.pipeline.lease import Lease
 from batches.states import batch_transition
 from permissions import services as permission_services
 from tests.batches.pipeline_helpers import (
@@ -210,8 +213,7 @@ def test_cancel_before_processing_runs_nothing_and_lists_every_line(caller, stag
     if stage != S.NEW:
         # Stop the worker right after it entered the stage, as a cancel arriving mid-step.
         while Batch.objects.get(pk=batch.pk).status != stage:
-            batch_obj = Batch.objects.get(pk=batch.pk)
-            pipeline.STEPS[batch_obj.status](batch_obj, runner.enqueue)
+            driver.batch_step(batch.pk, runner.enqueue)
     services.batch_cancel(batch=batch)
     runner.drain()
     runner.advance(batch)
@@ -229,9 +231,9 @@ def test_cancel_during_processing_keeps_executed_lines_and_reports_the_rest(call
     runner = InlinePipeline()
     runner.advance(batch)
     runner.run_until(batch, S.PROCESSING)
-    assert pipeline.chunk_claim_and_run(batch.pk)
+    assert chunks.chunk_claim_and_run(batch.pk)
     services.batch_cancel(batch=batch)
-    assert not pipeline.chunk_claim_and_run(batch.pk), "no chunk starts after a cancel"
+    assert not chunks.chunk_claim_and_run(batch.pk), "no chunk starts after a cancel"
     runner.advance(batch)
     runner.drain()
     batch = Batch.objects.get(pk=batch.pk)
@@ -258,8 +260,8 @@ def test_cancel_is_seen_between_lines_of_a_running_chunk(caller, monkeypatch):
             batch_transition(batch_id=batch_id, to=S.CANCEL)
         return Batch.objects.get(pk=batch_id).status != S.PROCESSING
 
-    monkeypatch.setattr(pipeline, "cancel_requested", cancel_on_second_look)
-    assert pipeline.chunk_claim_and_run(batch.pk)
+    monkeypatch.setattr(chunks, "cancel_requested", cancel_on_second_look)
+    assert chunks.chunk_claim_and_run(batch.pk)
     chunk = Chunk.objects.get(batch=batch)
     assert chunk.done and chunk.executed_count == 4
     monkeypatch.undo()
@@ -273,9 +275,14 @@ def test_cancel_is_seen_between_lines_of_a_running_chunk(caller, monkeypatch):
 def test_a_step_that_lost_the_race_to_a_cancel_changes_nothing(caller):
     batch = batch_start(caller, "create_twin", twin_lines(2))
     batch_transition(batch_id=batch.pk, to=S.COPYING)
+    lease = Lease(batch_id=batch.pk, status=S.COPYING)
+    assert lease.acquire()
     services.batch_cancel(batch=batch)
-    assert pipeline.step_copy(Batch.objects.get(pk=batch.pk), InlinePipeline().enqueue) is None
-    assert Batch.objects.get(pk=batch.pk).status == S.CANCEL
+    assert step_copy(Batch.objects.get(pk=batch.pk), lease) is None
+    batch = Batch.objects.get(pk=batch.pk)
+    assert batch.status == S.CANCEL
+    assert batch.input_file == ""
+    assert default_storage.listdir(f"batches/{batch.account_id}/{batch.pk}")[1] == []
 
 
 @override_settings(BATCH_CHUNK_LINES=2)
@@ -284,7 +291,7 @@ def test_lines_run_with_the_creators_permissions_at_execution_time(caller):
     runner = InlinePipeline()
     runner.advance(batch)
     runner.run_until(batch, S.PROCESSING)
-    assert pipeline.chunk_claim_and_run(batch.pk)
+    assert chunks.chunk_claim_and_run(batch.pk)
     permission_services.role_update(
         role=caller.role, statement={"effect": "deny", "actions": ["create_twin"]}
     )
@@ -327,8 +334,8 @@ def test_a_second_run_of_a_done_chunk_applies_nothing_twice(caller):
     runner = InlinePipeline()
     runner.advance(batch)
     runner.run_until(batch, S.PROCESSING)
-    assert pipeline.chunk_claim_and_run(batch.pk)
-    assert not pipeline.chunk_claim_and_run(batch.pk)
+    assert chunks.chunk_claim_and_run(batch.pk)
+    assert not chunks.chunk_claim_and_run(batch.pk)
     assert Twin.objects.count() == 3
     assert Batch.objects.get(pk=batch.pk).processed == 3
 
@@ -342,9 +349,9 @@ def test_lines_that_never_ran_keep_their_numbers_across_blank_lines(caller):
     assert [line["line"] for line in read_results(batch.errors_file)] == [4, 7]
 
 
-@override_settings(BATCH_CHUNK_LINES=1, BATCH_CHUNK_WORKERS=1, BATCH_CHUNKS_PER_TASK=2)
+@override_settings(BATCH_CHUNK_LINES=1, BATCH_CHUNK_WORKERS=1, BATCH_SLICE_SECONDS=0)
 def test_a_large_batch_shares_the_workers_with_a_later_one(caller, stranger):
-    """A chunk task runs a few chunks, then queues itself behind other batches' work: the
+    """A chunk task's next chunk goes to the account that has had the fewest lines run: the
     second tenant's batch finishes while the first, larger one is still running."""
     large = batch_start(caller, "create_twin", twin_lines(12))
     small = batch_start(stranger, "create_twin", twin_lines(2))

@@ -9,8 +9,9 @@ import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
-from batches import pipeline, services
+from batches import services
 from batches.models import Batch, BatchStatus, Chunk
+from batches.pipeline import chunks
 from batches.states import TERMINAL
 from batchsite.celery import app as celery_app
 from batchsite.errors import Conflict
@@ -201,7 +202,7 @@ def test_cancel_racing_completion_yields_one_outcome(caller):
         runner = InlinePipeline()
         runner.advance(batch)
         runner.run_until(batch, S.PROCESSING)
-        while pipeline.chunk_claim_and_run(batch.pk):
+        while chunks.chunk_claim_and_run(batch.pk):
             pass
         barrier = threading.Barrier(2)
 

@@ -1,15 +1,28 @@
 """POST /batches/{batch}/retry: a new batch of the lines that failed or never ran."""
 
+import gzip
 import json
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from django.conf import settings
 from django.core.files.storage import default_storage
+from django.db import connection
 from django.test import override_settings
+from rest_framework.test import APIClient
 
 from batches import services
-from batches.models import Batch, BatchStatus
-from tests.batches.pipeline_helpers import batch_start, jsonl, read_results, run_batch, stop_after_first_chunk
+from batches.models import Batch, BatchStatus, Upload
+from tests.batches.pipeline_helpers import (
+    batch_start,
+    jsonl,
+    read_results,
+    run_batch,
+    stop_after_first_chunk,
+    upload_bytes,
+)
 from tests.helpers import assert_error
 
 S = BatchStatus
@@ -99,3 +112,144 @@ def test_retry_needs_the_operation_in_the_role(caller, make_caller):
     limited = make_caller(account=caller.account, statement={"effect": "deny", "actions": ["update_twin"]})
     assert_error(retry(limited, batch), 403, "action_not_allowed")
     assert Batch.objects.filter(retry_of=batch).count() == 0
+
+
+def cancelled_with_unrun_lines(caller):
+    records = [{"description": {"serial": n}} for n in range(4)]
+    with override_settings(BATCH_CHUNK_LINES=2):
+        return stop_after_first_chunk(batch_start(caller, "create_twin", jsonl(records)))
+
+
+def stored_uploads(caller) -> int:
+    return Upload.objects.filter(account=caller.account).exclude(file_name="").count()
+
+
+def test_a_batch_has_one_retry_and_a_second_request_is_409_naming_it(caller):
+    batch = cancelled_with_unrun_lines(caller)
+    first = retry(caller, batch)
+    assert first.status_code == 201, first.content
+    uploads = stored_uploads(caller)
+    body = assert_error(retry(caller, batch), 409, "batch_already_retried")
+    assert first.json()["batch"] in body["description"]
+    assert Batch.objects.filter(retry_of=batch).count() == 1
+    assert stored_uploads(caller) == uploads
+
+
+def test_the_retry_of_a_retry_takes_what_is_left(caller):
+    batch = cancelled_with_unrun_lines(caller)
+    second = Batch.objects.get(pk=retry(caller, batch).json()["batch"])
+    services.batch_cancel(batch=second)
+    run_batch(second)
+    third = retry(caller, second)
+    assert third.status_code == 201, third.content
+    assert third.json()["retry_of"] == str(second.pk)
+
+
+def test_the_same_idempotency_key_replays_the_retry(caller):
+    batch = cancelled_with_unrun_lines(caller)
+    headers = {"HTTP_IDEMPOTENCY_KEY": "retry-1"}
+    first = caller.client.post(f"/batches/{batch.pk}/retry", **headers)
+    assert first.status_code == 201, first.content
+    assert "Idempotent-Replayed" not in first
+    uploads = stored_uploads(caller)
+    again = caller.client.post(f"/batches/{batch.pk}/retry", **headers)
+    assert again.status_code == 201 and again["Idempotent-Replayed"] == "true"
+    assert again.json()["batch"] == first.json()["batch"]
+    assert Batch.objects.filter(retry_of=batch).count() == 1
+    assert stored_uploads(caller) == uploads
+
+
+def test_a_key_used_for_another_request_is_409(caller):
+    batch = cancelled_with_unrun_lines(caller)
+    upload = upload_bytes(caller, jsonl([{}]))
+    created = caller.client.post(
+        "/batches",
+        {"handler": str(upload.handler), "operation": "create_twin"},
+        format="json",
+        HTTP_IDEMPOTENCY_KEY="shared",
+    )
+    assert created.status_code == 201, created.content
+    response = caller.client.post(f"/batches/{batch.pk}/retry", HTTP_IDEMPOTENCY_KEY="shared")
+    assert_error(response, 409, "idempotency_key_reused")
+    assert not Batch.objects.filter(retry_of=batch).exists()
+
+
+def test_a_refused_retry_stores_nothing(caller, make_caller):
+    batch = cancelled_with_unrun_lines(caller)
+    limited = make_caller(account=caller.account, statement={"effect": "deny", "actions": ["create_twin"]})
+    uploads = Upload.objects.count()
+    files = stored_files()
+    assert_error(retry(limited, batch), 403, "action_not_allowed")
+    assert Upload.objects.count() == uploads
+    assert stored_files() == files
+
+
+def stored_files(folder: str = "") -> set[str]:
+    """Every file in storage (local or a bucket)."""
+    folders, names = default_storage.listdir(folder)
+    found = {f"{folder}/{name}" if folder else name for name in names}
+    for name in folders:
+        found |= stored_files(f"{folder}/{name}" if folder else name)
+    return found
+
+
+def parallel_retries(caller, batch, *, count: int, key: str = "") -> list:
+    """`count` retry requests at once, each on its own connection."""
+    start = threading.Barrier(count)
+    headers = {"HTTP_IDEMPOTENCY_KEY": key} if key else {}
+
+    def one(_):
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=caller.secret)
+        try:
+            start.wait(timeout=10)
+            return client.post(f"/batches/{batch.pk}/retry", **headers)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(one, range(count)))
+
+
+postgres_only = pytest.mark.skipif(
+    settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql",
+    reason="parallel writers need PostgreSQL",
+)
+
+
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("key", ["", "one-key"], ids=["no-key", "same-key"])
+def test_parallel_retries_make_one_batch(caller, key):
+    batch = cancelled_with_unrun_lines(caller)
+    responses = parallel_retries(caller, batch, count=4, key=key)
+    retries = list(Batch.objects.filter(retry_of=batch))
+    assert len(retries) == 1
+    made = [response for response in responses if response.status_code == 201]
+    refused = [response for response in responses if response.status_code != 201]
+    assert {response.json()["batch"] for response in made} == {str(retries[0].pk)}
+    if key:
+        assert not refused, [response.content for response in refused]
+        assert sum(1 for response in made if "Idempotent-Replayed" not in response) == 1
+    else:
+        assert len(made) == 1
+        for response in refused:
+            assert str(retries[0].pk) in assert_error(response, 409, "batch_already_retried")["description"]
+    # The losers' files are gone: only the original's and the retry's uploads hold one.
+    assert stored_uploads(caller) == 1
+
+
+def test_retry_of_a_broken_file_cancelled_before_validation_takes_the_lines_before_the_break(caller):
+    good = b'{"description": {"serial": 1}}\n' * 3
+    content = gzip.compress(good + b'{"description": {}}\n' * 5000)[:-40]
+    batch = batch_start(caller, "create_twin", content, content_type="")
+    services.batch_cancel(batch=batch)
+    cancelled = run_batch(batch)
+    assert cancelled.status == S.CANCELLED
+    listed = len(read_results(cancelled.errors_file))
+    assert 3 <= listed < 5003
+    response = retry(caller, batch)
+    assert response.status_code == 201, response.content
+    retried = input_of(Batch.objects.get(pk=response.json()["batch"]))
+    assert len(retried) == listed
+    assert retried[:4] == [{"description": {"serial": 1}}] * 3 + [{"description": {}}]

@@ -86,6 +86,6 @@ def test_refusals_carry_the_error_body(client):
     ):
         assert status == 404 and set(body) == {"subcode", "description", "trace"}
     status, body = answer(client.create_batch(body={"operation": BATCHABLE, "handler": str(uuid.uuid4())}))
-    assert status == 400 and body["subcode"] == "handler_unknown"
+    assert status == 404 and body["subcode"] == "handler_unknown"
     status, body = answer(client.get_batches(params={"limit": 5000}))
     assert status == 400

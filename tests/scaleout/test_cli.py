@@ -5,11 +5,12 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from django.conf import settings
 
-from batches.models import Batch
+from batches.models import Batch, Upload
 from batchsite.celery import app as celery_app
 from tests.batches.pipeline_helpers import WorkerProcess, jsonl
 
@@ -103,3 +104,27 @@ def test_refusals_exit_2_with_the_error(cli, tmp_path):
     assert "401" in refused.stderr and "invalid_secret" in refused.stderr
     del cli.env["BATCH_API_SECRET"]
     assert cli("list").returncode == 2
+
+
+@pytest.mark.parametrize(
+    "operation, statement, refusal",
+    [
+        ("create_twn", None, "400 operation_unknown"),
+        ("create_twin", {"effect": "deny", "actions": ["create_twin"]}, "403 action_not_allowed"),
+        ("get_twin", {"effect": "deny", "actions": ["create_batch"]}, "403 action_not_allowed"),
+    ],
+)
+def test_a_wrong_or_forbidden_operation_stops_before_the_upload(
+    make_caller, live_server, tmp_path, operation, statement, refusal
+):
+    """The CLI asks the service first (POST /batches with a handler no upload has), so a typo
+    or a missing right costs no upload: no upload URL issued, no file stored."""
+    caller = make_caller(statement=statement)
+    source = tmp_path / "twins.jsonl"
+    source.write_bytes(jsonl({"description": {"serial": n}} for n in range(10)))
+    refused = Cli(url=live_server.url, secret=caller.secret)("submit", str(source), "--operation", operation)
+    assert refused.returncode == 2, refused.stderr
+    assert refusal in refused.stderr
+    assert not Upload.objects.exists() and not Batch.objects.exists()
+    uploads = Path(settings.MEDIA_ROOT) / "uploads" / str(caller.account.pk)
+    assert not uploads.exists() or not any(uploads.iterdir())

@@ -11,9 +11,10 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.test import override_settings
 
-from batches import pipeline, services
-from batches.files import batch_file_name, upload_file_name
+from batches import services
+from batches.files import upload_file_name
 from batches.models import Batch, BatchStatus
+from batches.pipeline import maintenance
 from batches.storage import read_range
 from tests.batches.pipeline_helpers import (
     WorkerProcess,
@@ -101,7 +102,7 @@ def test_upload_is_recorded_when_the_batch_is_created(caller, s3):
 
 def test_handler_rules_hold_with_direct_uploads(caller, stranger, s3, django_capture_on_commit_callbacks):
     handler = presigned_upload(caller, s3, twin_lines(1))
-    assert_error(create_batch(stranger, handler), 400, "handler_of_other_account")
+    assert_error(create_batch(stranger, handler), 404, "handler_unknown")
     with override_settings(BATCH_FILE_MAX_BYTES=10):
         assert_error(create_batch(caller, handler), 413, "file_too_large")
     with django_capture_on_commit_callbacks(execute=True):
@@ -113,7 +114,7 @@ def test_handler_rules_hold_with_direct_uploads(caller, stranger, s3, django_cap
 def test_unused_upload_leaves_the_bucket_when_it_expires(caller, s3):
     handler = presigned_upload(caller, s3, b"never used\n")
     services.Upload.objects.filter(handler=handler).update(expires_at="2000-01-01T00:00:00Z")
-    assert pipeline.uploads_expire() == 1
+    assert maintenance.uploads_expire() == 1
     assert s3.keys() == set()
 
 
@@ -137,7 +138,7 @@ def test_cancelled_batch_reads_unexecuted_lines_by_range(caller, s3):
 def test_deleted_batch_leaves_nothing_in_the_bucket(caller, s3):
     handler = presigned_upload(caller, s3, twin_lines(2))
     batch = run_batch(Batch.objects.get(pk=create_batch(caller, handler).json()["batch"]))
-    assert batch_file_name(account_id=caller.account.pk, batch_id=batch.pk, name="results.jsonl") in s3
+    assert batch.results_file in s3
     assert caller.client.delete(f"/batches/{batch.pk}").status_code == 200
     assert run_batch(batch) is None
     assert s3.keys() == set()

@@ -1,0 +1,209 @@
+"""Processing: chunks (line ranges) claimed and run by any number of workers.
+
+A chunk's effects, its result lines, its done mark and the batch's progress commit in one
+transaction, so a worker killed at any moment loses nothing and applies nothing twice. Locks
+are taken in one order everywhere: chunk rows (only those: `of=("self",)`, no join), then the
+batch row.
+
+Scheduling is fair across accounts: the next chunk a worker claims belongs to the account
+that has had the fewest lines run among its processing batches, then to that account's batch
+with the fewest lines run (least attained service). A small batch arriving beside a large one
+is served by the next chunk any worker claims.
+"""
+
+import json
+import logging
+import socket
+import time
+from collections import defaultdict
+
+from celery import current_task
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Sum
+from django.utils import timezone
+
+from batches.models import Batch, BatchStatus, Chunk
+from batches.pipeline.faults import TRANSIENT_DATABASE_ERRORS
+from batches.pipeline.reading import read_chunk_lines
+from batches.pipeline.results import is_success_line, result_line
+from batches.pipeline.validating import validate_item
+from batches.states import batch_transition
+from operating.services import usage_record_batch_lines
+from twins.registry import Actor, Operation, OperationError, OperationResult, operation_get
+
+logger = logging.getLogger(__name__)
+S = BatchStatus
+SQLITE_PAUSE_BETWEEN_CHUNKS_SECONDS = 0.05
+INTERNAL_ERROR = OperationError(500, "internal_error", "The server could not complete the request.")
+
+
+def execute_items(operation: Operation, actor: Actor, items: list[dict]) -> list:
+    """The operation's bulk path. If it fails for a reason of its own, each item runs alone,
+    so one bad line gets the 500 the single call would have given and the others run. A
+    database fault (dropped connection, statement cancel, deadlock) is not a line's fault: it
+    is raised, the chunk rolls back and runs again later."""
+    try:
+        with transaction.atomic():
+            return operation.run_bulk(actor=actor, items=items)
+    except TRANSIENT_DATABASE_ERRORS:
+        raise
+    except Exception:
+        logger.exception("bulk %s failed; running its %d items one by one", operation.name, len(items))
+    outcomes = []
+    failures = 0
+    for data in items:
+        try:
+            with transaction.atomic():
+                outcomes.extend(operation.run_bulk(actor=actor, items=[data]))
+        except TRANSIENT_DATABASE_ERRORS:
+            raise
+        except Exception as error:  # noqa: BLE001 - the line fails, the chunk goes on
+            failures += 1
+            logger.warning("%s failed on one item: %r", operation.name, error)
+            outcomes.append(INTERNAL_ERROR)
+    return outcomes
+
+
+def may_run(batch: Batch, operation: Operation):
+    """The creating user, if their role allows the operation now; else None."""
+    account_user = batch.created_by
+    user = account_user.user if account_user else None
+    if user is None or not user.has_perm(operation.name, batch.account):
+        return None
+    return user
+
+
+def run_lines(batch: Batch, operation: Operation, user, pairs: list[tuple[int, str]]) -> list[str]:
+    """Executes a few lines as `user`; every line is refused when `user` is None."""
+    if user is None:
+        refusal = OperationError(403, "action_not_allowed", f"The role does not allow {operation.name}.")
+        return [result_line(number, refusal) for number, _ in pairs]
+    outcomes: dict[int, OperationResult | OperationError] = {}
+    runnable: list[tuple[int, dict]] = []
+    for number, text in pairs:
+        validated, error = validate_item(operation, json.loads(text))
+        if error is not None:
+            outcomes[number] = error
+        else:
+            runnable.append((number, validated))
+    actor = Actor(user=user, account=batch.account)
+    executed = execute_items(operation, actor, [validated for _, validated in runnable])
+    outcomes.update(zip((number for number, _ in runnable), executed, strict=True))
+    return [result_line(number, outcomes[number]) for number, _ in pairs]
+
+
+def cancel_requested(batch_id) -> bool:
+    status = Batch.objects.filter(pk=batch_id).values_list("status", flat=True).first()
+    return status != S.PROCESSING
+
+
+def worker_name() -> str:
+    """The Celery node running this task, or the host's name outside a worker."""
+    task = current_task
+    return (task and task.request.hostname) or socket.gethostname()
+
+
+def chunk_claim_and_run(batch_id) -> bool:
+    """Claims one undone chunk of the batch and runs it, all in one transaction. False when
+    there is nothing to run (no chunk left, every one taken, or the batch stopped)."""
+    with transaction.atomic():
+        chunk = (
+            Chunk.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(batch_id=batch_id, done=False)
+            .order_by("index")
+            .first()
+        )
+        if chunk is None:
+            return False
+        batch = Batch.objects.select_related("account", "created_by__user").filter(pk=batch_id).first()
+        if batch is None or batch.status != S.PROCESSING:
+            return False
+        started = time.monotonic()
+        operation = operation_get(batch.operation)
+        pairs = read_chunk_lines(batch, chunk)
+        # Each chunk runs with the creator's permissions as they are when it starts.
+        user = may_run(batch, operation)
+        step = settings.BATCH_CANCEL_CHECK_LINES
+        lines: list[str] = []
+        for start in range(0, len(pairs), step):
+            if start and cancel_requested(batch_id):
+                break
+            lines += run_lines(batch, operation, user, pairs[start : start + step])
+        succeeded = sum(1 for line in lines if is_success_line(line))
+        failed = len(lines) - succeeded
+        Chunk.objects.filter(pk=chunk.pk).update(
+            done=True,
+            executed_count=len(lines),
+            succeeded=succeeded,
+            failed=failed,
+            results="".join(lines),
+            done_at=timezone.now(),
+            worker=worker_name(),
+        )
+        usage_record_batch_lines(
+            account_id=batch.account_id,
+            user_id=batch.created_by_id,
+            lines=len(lines),
+            failed=failed,
+            operation=batch.operation,
+            seconds=time.monotonic() - started,
+        )
+        Batch.objects.filter(pk=batch_id).update(
+            processed=F("processed") + len(lines),
+            succeeded=F("succeeded") + succeeded,
+            failed=F("failed") + failed,
+            heartbeat_at=timezone.now(),
+        )
+    return True
+
+
+def batches_in_turn() -> list:
+    """Processing batches in the order their next chunk is due: least attained service per
+    account, then per batch."""
+    rows = list(Batch.objects.filter(status=S.PROCESSING).values_list("pk", "account_id", "processed"))
+    attained: dict = defaultdict(int)
+    for _, account_id, processed in rows:
+        attained[account_id] += processed
+    rows.sort(key=lambda row: (attained[row[1]], row[2], str(row[0])))
+    return [batch_id for batch_id, _, _ in rows]
+
+
+def chunk_run_next():
+    """Runs the next chunk due; returns its batch's id, or None when no chunk can be claimed."""
+    for batch_id in batches_in_turn():
+        if chunk_claim_and_run(batch_id):
+            return batch_id
+    return None
+
+
+def processing_settled(batch_id) -> bool:
+    """Nothing more will run: every chunk is done, or the batch stopped."""
+    return cancel_requested(batch_id) or not Chunk.objects.filter(batch_id=batch_id, done=False).exists()
+
+
+def let_other_writers_in() -> None:
+    """SQLite has one writer at a time and its busy handler is not fair: workers committing
+    chunk after chunk would starve a request waiting to write (a cancel, a new batch). A
+    short pause between chunks lets it in. PostgreSQL locks rows and needs no pause."""
+    if connection.vendor == "sqlite":
+        time.sleep(SQLITE_PAUSE_BETWEEN_CHUNKS_SECONDS)
+
+
+def processing_finish(batch: Batch) -> Batch | None:
+    """Moves a batch whose chunks are all done to processed, only if every line ran once."""
+    executed = Chunk.objects.filter(batch_id=batch.pk).aggregate(total=Sum("executed_count"))["total"] or 0
+    if not (batch.processed == batch.total == executed):
+        logger.error(
+            "batch %s: all chunks done but processed=%s executed=%s total=%s; left in processing",
+            batch.pk,
+            batch.processed,
+            executed,
+            batch.total,
+        )
+        return None
+    return batch_transition(batch_id=batch.pk, to=S.PROCESSED, allowed_from=[S.PROCESSING])
+
+
+def undone_chunks(batch_id) -> int:
+    return Chunk.objects.filter(batch_id=batch_id, done=False).count()

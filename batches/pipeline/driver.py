@@ -1,0 +1,136 @@
+"""The pipeline's entry points; Celery tasks call these and nothing else.
+
+`batch_advance` runs a batch's next steps until it waits for chunk workers, for another
+worker's step, or stops. `chunks_work` is one time slice of a chunk worker. `sweep` and
+`housekeeping` are the periodic jobs. Every step is safe to run twice: statuses move only
+through `batch_transition`, single-worker steps only under the batch's lease.
+"""
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from batches.models import Batch, BatchStatus
+from batches.pipeline import chunks, maintenance
+from batches.pipeline.copying import step_copy
+from batches.pipeline.lease import Lease, LeaseLost, StepInterrupted
+from batches.pipeline.results import step_finish_cancel, step_write_results
+from batches.pipeline.validating import step_validate
+from batches.states import TERMINAL, batch_transition
+
+logger = logging.getLogger(__name__)
+S = BatchStatus
+
+
+@dataclass(frozen=True)
+class Enqueue:
+    """How the pipeline asks for more work; batches.tasks gives the Celery-backed one."""
+
+    advance: Callable[[str], None]
+    run_chunks: Callable[[], None]
+
+
+LeasedStep = Callable[[Batch, Lease], Batch | None]
+LEASED_STEPS: dict[str, LeasedStep] = {
+    S.COPYING: step_copy,
+    S.VALIDATING: step_validate,
+    S.WRITING_RESULTS: step_write_results,
+    S.CANCELLING: step_finish_cancel,
+    S.DELETING: maintenance.step_purge,
+}
+PASSING_TO: dict[str, str] = {
+    S.NEW: S.COPYING,
+    S.COPIED: S.VALIDATING,
+    S.PROCESSED: S.WRITING_RESULTS,
+    S.CANCEL: S.CANCELLING,
+}
+
+
+def run_leased(batch: Batch, step: LeasedStep) -> None:
+    lease = Lease(batch_id=batch.pk, status=batch.status)
+    if not lease.acquire():
+        return
+    try:
+        step(batch, lease)
+    except StepInterrupted:
+        pass
+    except LeaseLost as lost:
+        logger.warning("%s", lost)
+    finally:
+        lease.release()
+
+
+def processing_step(batch: Batch, enqueue: Enqueue) -> None:
+    undone = chunks.undone_chunks(batch.pk)
+    if undone:
+        for _ in range(min(undone, settings.BATCH_CHUNK_WORKERS)):
+            enqueue.run_chunks()
+        return
+    if chunks.processing_finish(batch) is None:
+        enqueue.run_chunks()
+
+
+def batch_step(batch_id, enqueue: Enqueue) -> bool:
+    """Runs the batch's next step; True when its status moved (by this step or meanwhile)."""
+    batch = Batch.objects.select_related("upload", "account").filter(pk=batch_id).first()
+    if batch is None:
+        return False
+    status = batch.status
+    if batch.delete_requested_at and status in TERMINAL:
+        batch_transition(batch_id=batch.pk, to=S.DELETING, allowed_from=[status])
+    elif status in PASSING_TO:
+        batch_transition(batch_id=batch.pk, to=PASSING_TO[status], allowed_from=[status])
+    elif status == S.PROCESSING:
+        processing_step(batch, enqueue)
+    elif status in LEASED_STEPS:
+        run_leased(batch, LEASED_STEPS[status])
+    current = Batch.objects.filter(pk=batch_id).values_list("status", flat=True).first()
+    return current is not None and current != status
+
+
+def batch_advance(batch_id, enqueue: Enqueue) -> None:
+    """Runs the batch's next steps for as long as its status keeps moving."""
+    while batch_step(batch_id, enqueue):
+        pass
+
+
+def chunks_work(enqueue: Enqueue) -> None:
+    """A chunk worker's slice: runs the chunks due, fairly across accounts, for up to
+    BATCH_SLICE_SECONDS, then queues itself again behind the other work if any is left. A batch
+    whose last chunk it ran (or that it saw stop) is moved on at once, not queued."""
+    deadline = time.monotonic() + settings.BATCH_SLICE_SECONDS
+    while True:
+        batch_id = chunks.chunk_run_next()
+        if batch_id is None:
+            return
+        if chunks.processing_settled(batch_id):
+            batch_advance(batch_id, enqueue)
+        if time.monotonic() >= deadline:
+            enqueue.run_chunks()
+            return
+        chunks.let_other_writers_in()
+
+
+def sweep(enqueue: Enqueue) -> int:
+    """Resumes batches no worker is moving, when this process gets the job's turn."""
+    if not maintenance.claim_run("sweep", every_seconds=settings.PIPELINE_SWEEP_SECONDS):
+        return 0
+    resumed = maintenance.sweep(enqueue.advance)
+    maintenance.finish_run("sweep")
+    return resumed
+
+
+def housekeeping(enqueue: Enqueue) -> dict:
+    """Expires uploads, removes orphaned upload files, deletes batches past retention."""
+    if not maintenance.claim_run("housekeeping", every_seconds=settings.MAINTENANCE_INTERVAL_SECONDS):
+        return {}
+    done = {
+        "uploads_expired": maintenance.uploads_expire(),
+        "orphans_removed": maintenance.uploads_remove_orphans(),
+        "batches_expired": maintenance.batches_past_retention(enqueue.advance),
+    }
+    maintenance.finish_run("housekeeping")
+    return done

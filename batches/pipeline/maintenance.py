@@ -1,0 +1,149 @@
+"""Keeping the pipeline moving and tidy: the sweep that resumes batches whose worker or message
+was lost, the housekeeping that expires uploads, removes orphaned files and deletes batches past
+retention, and the purge that removes a deleted batch.
+
+Any worker may run a periodic job that is due: `claim_run` is a conditional update of the job's
+row, so one process runs it per interval, whichever processes are alive (beat, or the timer
+every worker starts).
+"""
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import IntegrityError
+from django.db.models import Q
+from django.utils import timezone
+
+from batches.files import batch_folder, storage_discard, storage_files_under, storage_remove_folder
+from batches.models import Batch, BatchStatus, MaintenanceRun, Upload
+from batches.pipeline.lease import Lease
+from batches.states import ACTIVE, TERMINAL
+
+logger = logging.getLogger(__name__)
+S = BatchStatus
+LEASED = frozenset({S.COPYING, S.VALIDATING, S.WRITING_RESULTS, S.CANCELLING, S.DELETING})
+# Statuses a worker leaves at once; one still there after a few seconds lost its message.
+PASSING = frozenset({S.NEW, S.COPIED, S.PROCESSED, S.CANCEL})
+
+
+def claim_run(name: str, *, every_seconds: float) -> bool:
+    """True for the one caller that gets to run job `name` now."""
+    now = timezone.now()
+    due_before = now - timedelta(seconds=every_seconds * 0.9)
+    if MaintenanceRun.objects.filter(name=name, started_at__lt=due_before).update(started_at=now):
+        return True
+    if MaintenanceRun.objects.filter(name=name).exists():
+        return False
+    try:
+        MaintenanceRun.objects.create(name=name, started_at=now)
+    except IntegrityError:
+        return False
+    return True
+
+
+def finish_run(name: str) -> None:
+    MaintenanceRun.objects.filter(name=name).update(finished_at=timezone.now())
+
+
+def batches_to_resume() -> set[str]:
+    """Batches a worker owes a step but no worker is doing: a passing status not left for a few
+    seconds, a single-worker step whose lease expired (or that no one took), processing with no
+    chunk committed for BATCH_STUCK_AFTER_SECONDS, a finished batch whose deletion stalled."""
+    now = timezone.now()
+    kick_before = now - timedelta(seconds=settings.PIPELINE_KICK_AFTER_SECONDS)
+    stuck_before = now - timedelta(seconds=settings.BATCH_STUCK_AFTER_SECONDS)
+    quiet = Q(heartbeat_at__lt=kick_before) | Q(heartbeat_at__isnull=True, created_at__lt=kick_before)
+    queries = (
+        Batch.objects.filter(status__in=PASSING).filter(quiet),
+        Batch.objects.filter(status__in=LEASED, lease_owner="").filter(quiet),
+        Batch.objects.filter(status__in=LEASED, lease_expires_at__lt=now),
+        Batch.objects.filter(status=S.PROCESSING, heartbeat_at__lt=stuck_before),
+        Batch.objects.filter(status__in=TERMINAL, delete_requested_at__lt=kick_before),
+    )
+    return {str(pk) for query in queries for pk in query.values_list("pk", flat=True)}
+
+
+def sweep(advance: Callable[[str], None]) -> int:
+    """Resumes the batches no worker is moving. Each is touched first, so a batch that is only
+    waiting in a busy queue is asked for again no more than every few seconds."""
+    batch_ids = batches_to_resume()
+    for batch_id in batch_ids:
+        Batch.objects.filter(pk=batch_id).update(heartbeat_at=timezone.now())
+        advance(batch_id)
+    if batch_ids:
+        logger.info("sweep: resumed %d batches", len(batch_ids))
+    alarm_before = timezone.now() - timedelta(seconds=settings.BATCH_ALARM_AFTER_SECONDS)
+    for batch_id, status, updated_at in Batch.objects.filter(
+        status__in=ACTIVE, updated_at__lt=alarm_before
+    ).values_list("pk", "status", "updated_at")[:100]:
+        logger.error(
+            "batch %s has been %s since %s: it is not moving", batch_id, status, updated_at.isoformat()
+        )
+    return len(batch_ids)
+
+
+def stalled_batches() -> int:
+    """How many active batches have not changed status for BATCH_ALARM_AFTER_SECONDS."""
+    alarm_before = timezone.now() - timedelta(seconds=settings.BATCH_ALARM_AFTER_SECONDS)
+    return Batch.objects.filter(status__in=ACTIVE, updated_at__lt=alarm_before).count()
+
+
+def uploads_expire(*, keep_rows_days: int = 7) -> int:
+    """Unused uploads past their validity (or invalidated) lose their bytes; their rows stay
+    a while so a late create_batch is told "expired" rather than "unknown"."""
+    now = timezone.now()
+    unused = Upload.objects.filter(used_at__isnull=True)
+    lapsed = unused.filter(Q(expires_at__lt=now) | Q(invalidated_at__isnull=False)).exclude(file_name="")
+    count = 0
+    for upload in lapsed.only("pk", "file_name"):
+        storage_discard(upload.file_name)
+        Upload.objects.filter(pk=upload.pk).update(file_name="")
+        count += 1
+    unused.filter(expires_at__lt=now - timedelta(days=keep_rows_days)).delete()
+    return count
+
+
+def uploads_remove_orphans() -> int:
+    """Files under uploads/ that no upload row names (a PUT whose process died half-way, a file
+    a crash left behind) are deleted once older than any upload URL can be."""
+    older_than = timezone.now() - timedelta(seconds=settings.UPLOAD_URL_VALIDITY_SECONDS + 3600)
+    referenced = set(Upload.objects.exclude(file_name="").values_list("file_name", flat=True))
+    removed = 0
+    for name in storage_files_under("uploads"):
+        if name in referenced:
+            continue
+        try:
+            modified = default_storage.get_modified_time(name)
+        except (FileNotFoundError, NotImplementedError):
+            continue
+        if modified < older_than:
+            storage_discard(name)
+            removed += 1
+    return removed
+
+
+def batches_past_retention(advance: Callable[[str], None]) -> int:
+    """Finished batches whose results passed their retention are deleted like a DELETE would."""
+    expired = Batch.objects.filter(
+        status__in=TERMINAL, results_expire_at__lt=timezone.now(), delete_requested_at__isnull=True
+    )
+    batch_ids = [str(pk) for pk in expired.values_list("pk", flat=True)]
+    Batch.objects.filter(pk__in=batch_ids).update(delete_requested_at=timezone.now())
+    for batch_id in batch_ids:
+        advance(batch_id)
+    return len(batch_ids)
+
+
+def step_purge(batch: Batch, lease: Lease) -> None:
+    """Removes the batch's files and folder, then the batch itself (history and chunks go with it)."""
+    storage_remove_folder(batch_folder(account_id=batch.account_id, batch_id=batch.pk))
+    for name in (batch.input_file, batch.prepared_file, batch.results_file, batch.errors_file):
+        storage_discard(name)
+    if batch.upload is not None:
+        storage_discard(batch.upload.file_name)
+        Upload.objects.filter(pk=batch.upload.pk).delete()
+    Batch.objects.filter(pk=batch.pk, status=S.DELETING, lease_owner=lease.owner).delete()
+    return None

@@ -1,0 +1,179 @@
+"""The results file: every line's result in line order (SPEC section 6), merged from the
+chunks' results when processing ends, and the partial results when a cancel stops a batch."""
+
+import json
+import logging
+import tempfile
+from collections.abc import Iterable, Iterator
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.files import File
+from django.db import transaction
+from django.utils import timezone
+
+from batches.files import fresh_batch_file_name, storage_discard, storage_save_new
+from batches.models import Batch, BatchStatus, Chunk
+from batches.pipeline.faults import RETRIED_ERRORS, StorageReadError
+from batches.pipeline.lease import Lease, LeaseLost, StepInterrupted, TickingReader
+from batches.pipeline.reading import input_lines, prepared_line_numbers
+from batches.states import batch_transition
+from twins.registry import OperationError, OperationResult
+
+logger = logging.getLogger(__name__)
+S = BatchStatus
+NOT_EXECUTED = {"subcode": "not_executed", "description": "The batch was cancelled before this line ran."}
+
+
+def result_line(line: int, outcome: OperationResult | OperationError) -> str:
+    if isinstance(outcome, OperationResult):
+        record = {"line": line, "status": outcome.status, "result": outcome.body}
+    else:
+        record = {
+            "line": line,
+            "status": outcome.status,
+            "error": {"subcode": outcome.subcode, "description": outcome.description},
+        }
+    return json.dumps(record, separators=(",", ":"), default=str) + "\n"
+
+
+# What result_line would write for a line that never ran; a cancel may write a million.
+NOT_EXECUTED_LINE = (
+    '{"line":%d,"status":null,"error":' + json.dumps(NOT_EXECUTED, separators=(",", ":")) + "}\n"
+)
+
+
+def is_success_line(line: str) -> bool:
+    # Result lines are written by result_line with a fixed key order; inside JSON strings a
+    # quote is always escaped, so this key can only be the top-level "result".
+    return ',"result":' in line
+
+
+def not_executed_block(batch: Batch, chunk: Chunk, executed: int) -> str:
+    """The not_executed lines of a chunk past its first `executed` lines."""
+    if chunk.last_line - chunk.first_line + 1 == chunk.line_count:
+        # No blank line inside the chunk: its line numbers follow on without a gap.
+        numbers = range(chunk.first_line + executed, chunk.last_line + 1)
+    else:
+        numbers = prepared_line_numbers(batch, chunk, executed)
+    return "".join(NOT_EXECUTED_LINE % number for number in numbers)
+
+
+ResultBlock = tuple[str, bool]
+
+
+def merged_result_blocks(batch: Batch, lease: Lease) -> Iterator[ResultBlock]:
+    """Every line's result in line order, as blocks of lines, each marked whether all of its
+    lines failed; lines that never ran as `not_executed`."""
+    chunks = Chunk.objects.filter(batch_id=batch.pk).order_by("index")
+    for chunk in chunks.only(
+        "pk",
+        "index",
+        "first_line",
+        "last_line",
+        "line_count",
+        "executed_count",
+        "done",
+        "start_offset",
+        "end_offset",
+    ).iterator(chunk_size=500):
+        lease.tick()
+        executed = chunk.executed_count if chunk.done else 0
+        if executed:
+            yield Chunk.objects.filter(pk=chunk.pk).values_list("results", flat=True).get(), False
+        if executed < chunk.line_count:
+            yield not_executed_block(batch, chunk, executed), True
+
+
+def unparsed_not_executed_blocks(batch: Batch, lease: Lease) -> Iterator[ResultBlock]:
+    """For a batch stopped before its lines were cut into chunks: every line the file yields,
+    as far as it can be read (a file that cannot be parsed lists the lines before the fault)."""
+    source, lines = input_lines(batch, lease)
+    with source:
+        try:
+            for parsed in lines:
+                lease.tick()
+                yield NOT_EXECUTED_LINE % parsed.line, True
+        except (StorageReadError, LeaseLost, StepInterrupted, *RETRIED_ERRORS):
+            raise
+        except Exception as error:  # noqa: BLE001 - a cancel always ends, whatever the file holds
+            logger.warning("batch %s: listing its lines stopped: %r", batch.pk, error)
+
+
+def write_results(batch: Batch, blocks: Iterable[ResultBlock], lease: Lease) -> dict:
+    """Streams result lines into a new results file and the failed (and unexecuted) ones into a
+    new errors file; returns the fields that publish them on the batch."""
+    names = {
+        field: fresh_batch_file_name(
+            account_id=batch.account_id, batch_id=batch.pk, stem=stem, suffix=".jsonl"
+        )
+        for field, stem in (("results_file", "results"), ("errors_file", "errors"))
+    }
+    with tempfile.TemporaryFile() as results, tempfile.TemporaryFile() as errors:
+        for block, all_failed in blocks:
+            encoded = block.encode()
+            results.write(encoded)
+            if all_failed:
+                errors.write(encoded)
+            else:
+                failed = [line for line in block.splitlines(keepends=True) if not is_success_line(line)]
+                errors.write("".join(failed).encode())
+        results.seek(0)
+        errors.seek(0)
+        try:
+            storage_save_new(names["results_file"], File(TickingReader(results, lease), name="results.jsonl"))
+            storage_save_new(names["errors_file"], File(TickingReader(errors, lease), name="errors.jsonl"))
+        except BaseException:
+            discard_files(names)
+            raise
+    return {**names, "results_expire_at": timezone.now() + timedelta(days=settings.RESULTS_RETENTION_DAYS)}
+
+
+def discard_files(files: dict) -> None:
+    for field in ("results_file", "errors_file"):
+        storage_discard(files.get(field, ""))
+
+
+def step_write_results(batch: Batch, lease: Lease) -> Batch | None:
+    if batch.processed != batch.total:
+        logger.error(
+            "batch %s reached writing_results with %s of %s lines processed; not completing it",
+            batch.pk,
+            batch.processed,
+            batch.total,
+        )
+        return None
+    files = write_results(batch, merged_result_blocks(batch, lease), lease)
+    moved = batch_transition(
+        batch_id=batch.pk, to=S.COMPLETED, allowed_from=[S.WRITING_RESULTS], owner=lease.owner, **files
+    )
+    if moved is None:
+        discard_files(files)
+    else:
+        Chunk.objects.filter(batch_id=batch.pk).update(results="")
+    return moved
+
+
+def step_finish_cancel(batch: Batch, lease: Lease) -> Batch | None:
+    """Waits for in-flight chunks to commit or roll back, then writes the partial results and
+    stops the batch."""
+    with transaction.atomic():
+        # Chunk rows only, in index order, as a chunk worker takes them; a chunk that starts
+        # after this sees the status and runs nothing.
+        list(
+            Chunk.objects.select_for_update(of=("self",))
+            .filter(batch_id=batch.pk, done=False)
+            .order_by("index")
+            .values_list("pk", flat=True)
+        )
+    has_chunks = Chunk.objects.filter(batch_id=batch.pk).exists()
+    blocks = merged_result_blocks(batch, lease) if has_chunks else unparsed_not_executed_blocks(batch, lease)
+    files = write_results(batch, blocks, lease)
+    moved = batch_transition(
+        batch_id=batch.pk, to=S.CANCELLED, allowed_from=[S.CANCELLING], owner=lease.owner, **files
+    )
+    if moved is None:
+        discard_files(files)
+    else:
+        Chunk.objects.filter(batch_id=batch.pk).update(results="")
+    return moved

@@ -1,0 +1,159 @@
+"""Validating: every line parsed and checked against the operation's input, with no side effect.
+
+Valid lines go, normalised, into a prepared file (`<line>\\t<json>` per line) cut into chunks
+by offset; any invalid line fails the batch with a report of the bad lines. Whatever a hostile
+line or file does to the parser or the checks ends as that line's failure or the file's
+(`validation_failed`), never as a stuck batch.
+"""
+
+import json
+import logging
+import tempfile
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.files import File
+from django.db import transaction
+from django.utils import timezone
+from rest_framework.exceptions import ValidationError
+
+from batches.fileformat import FileUnreadable
+from batches.files import fresh_batch_file_name, storage_discard, storage_save_new
+from batches.models import Batch, BatchStatus, Chunk
+from batches.pipeline.faults import RETRIED_ERRORS, StorageReadError
+from batches.pipeline.lease import Lease, LeaseLost, StepInterrupted, TickingReader
+from batches.pipeline.reading import input_lines, prepared_record
+from batches.pipeline.results import result_line
+from batches.states import batch_transition
+from batchsite.errors import describe_exception
+from twins.registry import Operation, OperationError, operation_get
+
+logger = logging.getLogger(__name__)
+S = BatchStatus
+
+
+def validate_item(operation: Operation, data: dict):
+    """The operation's input check, as the REST view runs it: validated data and None, or None
+    and the error the single call would have answered."""
+    try:
+        return operation.validate_input(data), None
+    except (ValidationError, DjangoValidationError) as error:
+        return None, OperationError.from_info(describe_exception(error))
+    except Exception as error:  # noqa: BLE001 - a hostile line must fail alone, whatever it raises
+        logger.warning("checking a %s line raised %s", operation.name, type(error).__name__)
+        return None, OperationError(
+            400, "malformed_body", f"The line cannot be read as a request ({type(error).__name__})."
+        )
+
+
+class ChunkCutter:
+    """Cuts the prepared file into chunks of BATCH_CHUNK_LINES lines while it is written."""
+
+    def __init__(self, batch_id):
+        self.batch_id = batch_id
+        self.chunks: list[Chunk] = []
+        self.offset = 0
+
+    def add(self, line: int, size: int) -> None:
+        if not self.chunks or self.chunks[-1].line_count == settings.BATCH_CHUNK_LINES:
+            self.chunks.append(
+                Chunk(
+                    batch_id=self.batch_id,
+                    index=len(self.chunks),
+                    first_line=line,
+                    last_line=line,
+                    start_offset=self.offset,
+                    end_offset=self.offset,
+                    line_count=0,
+                )
+            )
+        self.offset += size
+        chunk = self.chunks[-1]
+        chunk.last_line = line
+        chunk.end_offset = self.offset
+        chunk.line_count += 1
+
+
+def step_validate(batch: Batch, lease: Lease) -> Batch | None:
+    operation = operation_get(batch.operation)
+    cutter = ChunkCutter(batch.pk)
+    total = invalid = 0
+    unreadable = ""
+    with tempfile.TemporaryFile() as prepared, tempfile.TemporaryFile() as report:
+        source, lines = input_lines(batch, lease)
+        with source:
+            try:
+                for parsed in lines:
+                    total += 1
+                    lease.tick()
+                    if parsed.data is None:
+                        error = OperationError(400, parsed.error_subcode, parsed.error)
+                    else:
+                        _, error = validate_item(operation, parsed.data)
+                    if error is not None:
+                        invalid += 1
+                        if invalid <= settings.VALIDATION_REPORT_MAX_LINES:
+                            report.write(result_line(parsed.line, error).encode())
+                        continue
+                    if invalid:
+                        continue
+                    record = prepared_record(parsed.line, json.dumps(parsed.data, separators=(",", ":")))
+                    prepared.write(record)
+                    cutter.add(parsed.line, len(record))
+            except FileUnreadable as error:
+                unreadable = str(error)
+            except (StorageReadError, LeaseLost, StepInterrupted, *RETRIED_ERRORS):
+                raise
+            except Exception as error:  # noqa: BLE001 - a hostile file fails validation, it does not wedge
+                logger.warning("batch %s: reading the file raised %r", batch.pk, error)
+                unreadable = f"The file cannot be read past line {total}: {type(error).__name__}."
+        if unreadable or invalid:
+            return validation_failed(batch, lease, report, total=total, invalid=invalid, reason=unreadable)
+        prepared.seek(0)
+        prepared_name = fresh_batch_file_name(
+            account_id=batch.account_id, batch_id=batch.pk, stem="prepared", suffix=".jsonl"
+        )
+        storage_save_new(prepared_name, File(TickingReader(prepared, lease), name="prepared.jsonl"))
+    with transaction.atomic():
+        moved = batch_transition(
+            batch_id=batch.pk,
+            to=S.PROCESSING,
+            allowed_from=[S.VALIDATING],
+            owner=lease.owner,
+            total=total,
+            prepared_file=prepared_name,
+        )
+        if moved is not None:
+            Chunk.objects.bulk_create(cutter.chunks, batch_size=1000)
+    if moved is None:
+        storage_discard(prepared_name)
+    return moved
+
+
+def validation_failed(
+    batch: Batch, lease: Lease, report, *, total: int, invalid: int, reason: str
+) -> Batch | None:
+    if not reason:
+        listed = min(invalid, settings.VALIDATION_REPORT_MAX_LINES)
+        reason = f"{invalid} of {total} lines are invalid"
+        reason += f"; the first {listed} are listed." if listed < invalid else "; each is listed."
+    report.seek(0)
+    report_name = fresh_batch_file_name(
+        account_id=batch.account_id, batch_id=batch.pk, stem="errors", suffix=".jsonl"
+    )
+    storage_save_new(report_name, File(TickingReader(report, lease), name="errors.jsonl"))
+    moved = batch_transition(
+        batch_id=batch.pk,
+        to=S.VALIDATION_FAILED,
+        allowed_from=[S.VALIDATING],
+        owner=lease.owner,
+        note=reason,
+        failure_reason=reason,
+        results_file=report_name,
+        errors_file=report_name,
+        results_expire_at=timezone.now() + timedelta(days=settings.RESULTS_RETENTION_DAYS),
+    )
+    if moved is None:
+        storage_discard(report_name)
+    return moved

@@ -1,0 +1,100 @@
+"""Gunicorn pieces named by batchsite/gunicorn_conf.py: a thread worker that drops slow or
+stalled clients, and an access log without tokens.
+
+Gunicorn's gthread worker waits (in the poller) for a connection's first byte, but then hands
+the connection to a thread that blocks reading the rest of the request head for as long as the
+client likes: eight clients each sending an unfinished header took every thread of `make run`
+(slowloris). Here the whole head must arrive within HEADER_TIMEOUT seconds of the connection
+(or, kept alive, its next request) reaching the worker, and a body read waits at most
+BODY_IDLE_TIMEOUT seconds for the next bytes. Production still belongs behind a buffering
+proxy (deploy/nginx.conf); this keeps the server itself standing.
+"""
+
+import os
+import time
+
+from gunicorn.glogging import Logger
+from gunicorn.http.errors import NoMoreData
+from gunicorn.workers.gthread import ThreadWorker
+
+from batchsite.redact import redact
+
+HEADER_TIMEOUT = float(os.environ.get("WEB_HEADER_TIMEOUT", "5"))
+BODY_IDLE_TIMEOUT = float(os.environ.get("WEB_BODY_IDLE_TIMEOUT", "10"))
+
+
+class DeadlineSocket:
+    """The client socket as the request parser sees it: recv() with a deadline for the head,
+    then with an idle timeout for the body."""
+
+    def __init__(self, sock, since: float):
+        self._sock = sock
+        self.start_head(since)
+
+    def start_head(self, since: float):
+        self._head_deadline = since + HEADER_TIMEOUT
+
+    def start_body(self):
+        self._head_deadline = None
+
+    def recv(self, size):
+        if self._head_deadline is None:
+            self._sock.settimeout(BODY_IDLE_TIMEOUT)
+            return self._sock.recv(size)
+        remaining = self._head_deadline - time.monotonic()
+        if remaining <= 0:
+            raise NoMoreData(b"")
+        self._sock.settimeout(remaining)
+        try:
+            return self._sock.recv(size)
+        except TimeoutError:
+            # Closed quietly like a client that went away: it was too slow to be served.
+            raise NoMoreData(b"") from None
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
+def deadline_socket_of(conn) -> DeadlineSocket | None:
+    unreader = getattr(getattr(conn, "parser", None), "unreader", None)
+    sock = getattr(unreader, "sock", None)
+    return sock if isinstance(sock, DeadlineSocket) else None
+
+
+class DeadlineThreadWorker(ThreadWorker):
+    def enqueue_req(self, conn):
+        # The head's deadline counts from here, not from when a thread is free: connections
+        # queued behind slow ones then fail fast instead of each taking a thread in turn.
+        conn.queued_at = time.monotonic()
+        super().enqueue_req(conn)
+
+    def handle(self, conn):
+        if not getattr(conn, "deadline_armed", False):
+            conn.deadline_armed = True
+            init = conn.init
+
+            def init_with_deadline():
+                init()
+                unreader = getattr(conn.parser, "unreader", None)
+                if unreader is not None and hasattr(unreader, "sock"):
+                    unreader.sock = DeadlineSocket(unreader.sock, conn.queued_at)
+
+            conn.init = init_with_deadline
+        else:
+            sock = deadline_socket_of(conn)
+            if sock is not None:
+                sock.start_head(conn.queued_at)  # the next request on a kept-alive connection
+        return super().handle(conn)
+
+    def handle_request(self, req, conn):
+        sock = deadline_socket_of(conn)
+        if sock is not None:
+            sock.start_body()
+        return super().handle_request(req, conn)
+
+
+class RedactingLogger(Logger):
+    """The access log, with upload/download tokens and signed query values redacted."""
+
+    def atoms(self, resp, req, environ, request_time):
+        return {key: redact(value) for key, value in super().atoms(resp, req, environ, request_time).items()}

@@ -1,0 +1,99 @@
+"""Trusted Twin's notification routes. Subscribing needs a secret and `webhook_subscribe`;
+the token routes need only the token from the confirmation URL (it is the credential), so
+the receiver of the confirmation can confirm it, and anyone holding it can end it."""
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import permissions as drf_permissions
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from batches.apis import errors
+from batchsite.inputs import validated
+from notifications import selectors, services
+from notifications.serializers import (
+    SubscribeSerializer,
+    SubscriptionCreatedSerializer,
+    SubscriptionLinksSerializer,
+    SubscriptionRefreshedSerializer,
+    SubscriptionSerializer,
+    TokenQuerySerializer,
+)
+
+TOKEN = OpenApiParameter("token", required=True, description="The token of the confirmation URL.")
+
+
+class WebhooksApi(APIView):
+    required_actions = {"POST": "webhook_subscribe"}
+
+    @extend_schema(
+        operation_id="webhook_subscribe",
+        request=SubscribeSerializer,
+        responses={201: SubscriptionCreatedSerializer, **errors(400, 401, 403)},
+        description="A subscription of the callback URL to a topic. The service POSTs a "
+        "subscription_confirmation message to it; nothing else is sent until its confirmation_url "
+        "is fetched. Hosts on loopback, private, link-local or multicast addresses are refused "
+        "(callback_url_not_allowed).",
+    )
+    def post(self, request):
+        data = validated(SubscribeSerializer, request.data)
+        subscription = services.subscription_create(
+            account=request.account,
+            created_by=request.user.account_user,
+            callback_url=data["callback_url"],
+            topic=data["topic"],
+            client_secret=data.get("client_secret") or "",
+            expires=data.get("expires"),
+            base_url=request.build_absolute_uri("/"),
+        )
+        return Response(SubscriptionCreatedSerializer(subscription).data, status=status.HTTP_201_CREATED)
+
+
+class WebhookTokenApi(APIView):
+    authentication_classes = []
+    permission_classes = [drf_permissions.AllowAny]
+
+    def subscription(self, request, account):
+        token = validated(TokenQuerySerializer, request.query_params)["token"]
+        return selectors.subscription_by_token(account=account, token=token), token
+
+    def links(self, subscription, token):
+        """The subscription with the URL that unsubscribes (DELETE) and refreshes (PATCH) it."""
+        url = services.subscription_url(subscription, token)
+        subscription.unsubscribe_url = subscription.refresh_url = url
+        return subscription
+
+    @extend_schema(
+        operation_id="webhook_confirm_subscription",
+        parameters=[TOKEN],
+        responses={200: SubscriptionLinksSerializer, **errors(400, 404)},
+        description="Confirms the subscription: events are delivered from now on.",
+    )
+    def get(self, request, account):
+        subscription, token = self.subscription(request, account)
+        subscription = services.subscription_confirm(subscription=subscription)
+        return Response(SubscriptionLinksSerializer(self.links(subscription, token)).data)
+
+    @extend_schema(
+        operation_id="webhook_unsubscribe",
+        parameters=[TOKEN],
+        responses={201: SubscriptionSerializer, **errors(400, 404)},
+        description="Ends the subscription: nothing more is delivered and the token stops working.",
+    )
+    def delete(self, request, account):
+        subscription, _ = self.subscription(request, account)
+        subscription = services.subscription_unsubscribe(subscription=subscription)
+        return Response(SubscriptionSerializer(subscription).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        operation_id="webhook_refresh_subscription",
+        parameters=[TOKEN],
+        request=None,
+        responses={201: SubscriptionRefreshedSerializer, **errors(400, 404)},
+        description="Renews the subscription: valid for its `expires` seconds from now.",
+    )
+    def patch(self, request, account):
+        subscription, token = self.subscription(request, account)
+        subscription = services.subscription_refresh(subscription=subscription)
+        body = {"subscription": self.links(subscription, token), "callback_url": subscription.callback_url}
+        return Response(SubscriptionRefreshedSerializer(body).data, status=status.HTTP_201_CREATED)

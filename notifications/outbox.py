@@ -1,0 +1,95 @@
+"""The outbox: batch events written in the transaction of the transition they report.
+
+`batches.states.batch_transition` calls `outbox_record` inside its transaction, after the
+history row, so an event exists exactly when its transition committed; a process killed a
+moment later loses nothing, since beat's sweep delivers whatever is due. Transitions that
+are no event cost nothing; the others one indexed query when nobody subscribed.
+"""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from notifications.models import Delivery, Event, Subscription
+
+TOPIC_BATCHES = "batches"
+
+# The batch statuses that are events of the `batches` topic, by the status reached.
+BATCH_EVENTS = {
+    "processing": "batch_processing",
+    "completed": "batch_completed",
+    "cancelled": "batch_cancelled",
+    "hash_mismatch": "batch_hash_mismatch",
+    "validation_failed": "batch_validation_failed",
+}
+
+
+def retry_until(now):
+    return now + timedelta(seconds=settings.WEBHOOK_RETRY_FOR_SECONDS)
+
+
+def subscriptions_active(*, account_id, topic: str, now):
+    """Confirmed, not unsubscribed, not past validity: the ones that get events."""
+    return Subscription.objects.filter(
+        account_id=account_id,
+        topic=topic,
+        confirmed_at__isnull=False,
+        unsubscribed_at__isnull=True,
+        validity_at__gt=now,
+    )
+
+
+def outbox_record(*, batch, source: str, target: str) -> Event | None:
+    """Must run inside the transition's transaction, with `batch` as it is after the move."""
+    name = BATCH_EVENTS.get(target)
+    if name is None:
+        return None
+    now = timezone.now()
+    subscription_ids = list(
+        subscriptions_active(account_id=batch.account_id, topic=TOPIC_BATCHES, now=now).values_list(
+            "pk", flat=True
+        )
+    )
+    if not subscription_ids:
+        return None
+    # Imported here: the batch serializer imports the batch services, which import states.
+    from batches.serializers import BatchSerializer
+
+    event = Event(account_id=batch.account_id, topic=TOPIC_BATCHES, name=name, batch_id=batch.pk)
+    event.body = {
+        "type": "event",
+        "event": name,
+        "event_id": str(event.event_id),
+        "topic": TOPIC_BATCHES,
+        "account": str(batch.account_id),
+        "ts": round(now.timestamp(), 3),
+        "batch": BatchSerializer(batch).data,
+    }
+    event.save()
+    Delivery.objects.bulk_create(
+        Delivery(
+            event=event,
+            subscription_id=pk,
+            batch_id=batch.pk,
+            next_attempt_at=now,
+            retry_until=retry_until(now),
+        )
+        for pk in subscription_ids
+    )
+    deliver_after_commit(subscription_ids=subscription_ids, batch_id=batch.pk)
+    return event
+
+
+def deliver_after_commit(*, subscription_ids, batch_id) -> None:
+    from notifications.tasks import webhook_deliver
+
+    lane_batch = str(batch_id) if batch_id else None
+
+    def enqueue():
+        for pk in subscription_ids:
+            webhook_deliver.apply_async(args=[str(pk), lane_batch])
+
+    # robust: a broker that is down must not fail the transition; the sweep sends it later.
+    transaction.on_commit(enqueue, robust=True)

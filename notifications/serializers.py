@@ -1,0 +1,67 @@
+from django.core.validators import RegexValidator
+from rest_framework import serializers
+
+from batchsite.timestamps import TimestampField
+from notifications.services import EXPIRES_MAX_SECONDS
+
+TOPIC_PATTERN = r"^[a-z_][0-9a-z_]{0,63}$"
+
+
+class SubscribeSerializer(serializers.Serializer):
+    callback_url = serializers.CharField(
+        max_length=2000, help_text="http(s) URL the service POSTs the confirmation and the events to."
+    )
+    topic = serializers.CharField(
+        validators=[
+            RegexValidator(
+                TOPIC_PATTERN, message=f"The topic must match {TOPIC_PATTERN}.", code="invalid_topic"
+            )
+        ],
+        help_text="`batches` receives the account's batch events.",
+    )
+    client_secret = serializers.CharField(
+        max_length=256,
+        validators=[
+            # It travels as a header value: printable ASCII only.
+            RegexValidator(
+                r"^[\x20-\x7e]*$", message="Printable ASCII characters only.", code="invalid_client_secret"
+            )
+        ],
+        required=False,
+        allow_blank=True,
+        allow_null=True,
+        help_text="Sent back as X-Client-Secret with every message.",
+    )
+    expires = serializers.IntegerField(
+        min_value=1,
+        max_value=EXPIRES_MAX_SECONDS,
+        required=False,
+        allow_null=True,
+        help_text="Seconds the subscription is valid (default 30 days); a refresh renews it.",
+    )
+
+
+class TokenQuerySerializer(serializers.Serializer):
+    token = serializers.CharField(max_length=200, help_text="From the confirmation URL.")
+
+
+class SubscriptionSerializer(serializers.Serializer):
+    topic = serializers.CharField()
+    account = serializers.UUIDField(source="account_id")
+    validity_ts = TimestampField(source="validity_at")
+
+
+class SubscriptionLinksSerializer(SubscriptionSerializer):
+    unsubscribe_url = serializers.CharField(help_text="DELETE it to unsubscribe.")
+    refresh_url = serializers.CharField(help_text="PATCH it to renew the validity.")
+
+
+class SubscriptionCreatedSerializer(serializers.Serializer):
+    subscription = SubscriptionSerializer(source="*")
+    callback_url = serializers.CharField()
+    server_secret = serializers.CharField(help_text="Key of X-Webhook-Signature; shown only here.")
+
+
+class SubscriptionRefreshedSerializer(serializers.Serializer):
+    subscription = SubscriptionLinksSerializer()
+    callback_url = serializers.CharField()

@@ -1,0 +1,11 @@
+from django.apps import AppConfig
+
+
+class OperatingConfig(AppConfig):
+    name = "operating"
+    verbose_name = "Operating"
+
+    def ready(self):
+        from operating import logs
+
+        logs.connect_task_context()

@@ -1,0 +1,84 @@
+"""Prometheus metrics (SPEC section 12), multiprocess-safe: every process (gunicorn's workers,
+Celery's pool) writes its samples to files under PROMETHEUS_MULTIPROC_DIR and `/metrics` adds
+them up, so one scrape of any web process sees the work of all of them.
+
+prometheus_client picks its storage when first imported, from the environment: settings set
+PROMETHEUS_MULTIPROC_DIR before anything imports this module."""
+
+import os
+
+from django.conf import settings
+from django.utils import timezone
+
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(settings.PROMETHEUS_MULTIPROC_DIR))
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+from prometheus_client.core import GaugeMetricFamily
+
+SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
+
+batch_lines_processed = Counter(
+    "batch_lines_processed", "Batch lines run, by operation and outcome.", ["operation", "outcome"]
+)
+batch_transitions = Counter("batch_transitions", "Batch status changes, by the status entered.", ["status"])
+batch_stage_seconds = Histogram(
+    "batch_stage_seconds", "Time a batch spent in a status.", ["stage"], buckets=SECONDS_BUCKETS
+)
+batch_chunk_seconds = Histogram("batch_chunk_seconds", "Time to run one chunk.", buckets=SECONDS_BUCKETS)
+http_requests = Counter("http_requests", "HTTP requests answered.", ["method", "route", "status"])
+http_request_seconds = Histogram(
+    "http_request_seconds", "Time to answer an HTTP request.", ["route"], buckets=SECONDS_BUCKETS
+)
+webhook_deliveries = Counter("webhook_deliveries", "Webhook deliveries, by outcome.", ["outcome"])
+quota_refusals = Counter("quota_refusals", "Requests refused by a quota or the throttle.", ["quota"])
+
+
+class ActiveBatchesCollector:
+    """batches_active{status}: read from the database at scrape time, so it is right however
+    many processes moved the batches and whichever of them died."""
+
+    def collect(self):
+        from operating.selectors import batches_active_by_status, batches_stuck
+
+        family = GaugeMetricFamily("batches_active", "Batches not finished, by status.", labels=["status"])
+        for status, count in batches_active_by_status().items():
+            family.add_metric([status], count)
+        yield family
+        yield GaugeMetricFamily(
+            "batches_stuck",
+            "Unfinished batches without a heartbeat for BATCH_STUCK_AFTER_SECONDS (maintenance "
+            "resumes them; one that stays here is not moving).",
+            value=batches_stuck(),
+        )
+
+
+def registry_of(*, with_database: bool = True) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    if with_database:
+        registry.register(ActiveBatchesCollector())
+    return registry
+
+
+def exposition() -> tuple[bytes, str]:
+    return generate_latest(registry_of()), CONTENT_TYPE_LATEST
+
+
+def process_dead(pid: int) -> None:
+    """For gunicorn's child_exit hook: drops a dead worker's live-gauge files."""
+    multiprocess.mark_process_dead(pid)
+
+
+def transition_observed(*, source: str, to: str, entered_at) -> None:
+    """After a status change commits: the entered status, and the time spent in the left one
+    (from the batch's previous change; a status change is the only write of updated_at)."""
+    batch_transitions.labels(to).inc()
+    seconds = (timezone.now() - entered_at).total_seconds()
+    batch_stage_seconds.labels(source).observe(max(seconds, 0.0))

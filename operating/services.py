@@ -1,0 +1,268 @@
+"""Writes for usage and quotas (SPEC section 12).
+
+Counting is exact and cheap:
+- a batch's lines are counted by the chunk that runs them, by an upsert inside the chunk's
+  own transaction, so a chunk that rolls back (a killed worker) counts nothing and a chunk
+  counts once however often it is re-delivered;
+- a batch is counted by the transaction that creates it, an upload by the one that stores it;
+- API calls and quota refusals are counted in this process's memory and written every
+  USAGE_FLUSH_SECONDS, one upsert per account, user and hour, never a write per request.
+"""
+
+import logging
+import math
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Sum
+from django.utils import timezone
+
+from batches.models import Batch, BatchStatus
+from batches.states import ACTIVE
+from batchsite.errors import ApplicationError
+from operating import metrics
+from operating.models import NO_USER, AccountQuota, LinesMinute, QuotaRefusalHour, UsageHour
+
+logger = logging.getLogger(__name__)
+
+USAGE_COUNTERS = ("batches_created", "batch_lines", "batch_lines_failed", "upload_bytes", "api_calls")
+
+
+def hour_of(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _upsert(model, *, keys: dict, counters: tuple[str, ...], add: dict) -> None:
+    """`INSERT … ON CONFLICT (keys) DO UPDATE SET n = n + k`: one statement, no read, safe
+    against any number of concurrent writers (SQLite and PostgreSQL alike)."""
+    meta = model._meta
+    values = {**keys, **{name: add.get(name, 0) for name in counters}}
+    fields = [meta.get_field(name) for name in values]
+    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    conflict = ", ".join(connection.ops.quote_name(meta.get_field(name).column) for name in keys)
+    updates = ", ".join(
+        f"{quoted} = current.{quoted} + EXCLUDED.{quoted}"
+        for quoted in (connection.ops.quote_name(meta.get_field(name).column) for name in add)
+    )
+    params = [
+        field.get_db_prep_value(value, connection)
+        for field, value in zip(fields, values.values(), strict=True)
+    ]
+    placeholders = ", ".join(["%s"] * len(params))
+    table = connection.ops.quote_name(meta.db_table)
+    sql = (
+        f"INSERT INTO {table} AS current ({columns}) VALUES ({placeholders}) "
+        f"ON CONFLICT ({conflict}) DO UPDATE SET {updates}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def _usage_add(*, account_id, user_id, hour: datetime, **add) -> None:
+    keys = {"account": account_id, "user": user_id or NO_USER, "hour": hour}
+    _upsert(UsageHour, keys=keys, counters=USAGE_COUNTERS, add=add)
+
+
+# Counted where the work commits ---------------------------------------------------------
+
+
+def usage_record_batch_lines(
+    *, account_id, user_id, lines: int, failed: int, operation: str = "", seconds: float | None = None
+) -> None:
+    """Called by a chunk inside its own transaction, once its lines ran: their count goes
+    into the account's (and user's) hour and the dashboard's minute, and, once the chunk
+    commits, into the metrics."""
+    now = timezone.now()
+    if lines:
+        _usage_add(
+            account_id=account_id,
+            user_id=user_id,
+            hour=hour_of(now),
+            batch_lines=lines,
+            batch_lines_failed=failed,
+        )
+        minute = now.astimezone(UTC).replace(second=0, microsecond=0)
+        _upsert(
+            LinesMinute,
+            keys={"minute": minute},
+            counters=("lines", "failed"),
+            add={"lines": lines, "failed": failed},
+        )
+
+    def observe():
+        metrics.batch_lines_processed.labels(operation, "succeeded").inc(lines - failed)
+        metrics.batch_lines_processed.labels(operation, "failed").inc(failed)
+        if seconds is not None:
+            metrics.batch_chunk_seconds.observe(seconds)
+
+    transaction.on_commit(observe)
+
+
+def usage_record_upload(*, account_id, user_id, size: int) -> None:
+    """Called when an upload's bytes are stored (or found in the bucket), in that transaction."""
+    _usage_add(account_id=account_id, user_id=user_id, hour=hour_of(timezone.now()), upload_bytes=size)
+
+
+# Quotas --------------------------------------------------------------------------------
+
+
+class QuotaExceeded(ApplicationError):
+    """429 `quota_exceeded`; `retry_after` (seconds) when waiting helps."""
+
+    def __init__(self, description: str, *, quota: str, retry_after: int | None = None):
+        super().__init__(description, subcode="quota_exceeded", status_code=429)
+        self.quota = quota
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_active_batches: int
+    max_batch_lines_per_day: int
+    max_upload_bytes: int
+
+
+def quota_limits(quota: AccountQuota | None) -> Limits:
+    def pick(name: str, default: int) -> int:
+        value = getattr(quota, name, None) if quota is not None else None
+        return default if value is None else value
+
+    return Limits(
+        max_active_batches=pick("max_active_batches", settings.QUOTA_MAX_ACTIVE_BATCHES),
+        max_batch_lines_per_day=pick("max_batch_lines_per_day", settings.QUOTA_MAX_BATCH_LINES_PER_DAY),
+        max_upload_bytes=pick("max_upload_bytes", settings.QUOTA_MAX_UPLOAD_BYTES),
+    )
+
+
+def _refuse(*, account_id, quota: str, description: str, retry_after: int | None = None) -> QuotaExceeded:
+    refusal_count(account_id=account_id, quota=quota)
+    return QuotaExceeded(description, quota=quota, retry_after=retry_after)
+
+
+def seconds_to_next_utc_day(now: datetime) -> int:
+    tomorrow = (now.astimezone(UTC) + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return max(1, math.ceil((tomorrow - now).total_seconds()))
+
+
+def lines_committed_today(*, account_id, now: datetime) -> int:
+    """Lines run today (UTC) plus lines validated and still to run in active batches: what
+    the account has already taken of today's quota."""
+    day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    ran = UsageHour.objects.filter(account_id=account_id, hour__gte=day).aggregate(n=Sum("batch_lines"))["n"]
+    pending = Batch.objects.filter(
+        account_id=account_id, status=BatchStatus.PROCESSING, total__isnull=False
+    ).aggregate(n=Sum(F("total") - F("processed")))["n"]
+    return (ran or 0) + (pending or 0)
+
+
+def usage_admit_batch(*, account_id, user_id) -> None:
+    """Called by batch_create inside its transaction, before the batch row is written.
+
+    Takes the account's quota row lock, so two creates racing for the last free place take
+    turns and the second sees the first's batch; then checks max_active_batches and
+    max_batch_lines_per_day and counts the batch in the account's hour. A batch's own line
+    count is known only once it is validated, so a batch is admitted while the day's lines
+    are under the quota and then runs in full (see the README, "Operating it")."""
+    AccountQuota.objects.bulk_create([AccountQuota(account_id=account_id)], ignore_conflicts=True)
+    limits = quota_limits(AccountQuota.objects.select_for_update().get(account_id=account_id))
+    active = Batch.objects.filter(account_id=account_id, status__in=ACTIVE).count()
+    if active >= limits.max_active_batches:
+        raise _refuse(
+            account_id=account_id,
+            quota="max_active_batches",
+            description=f"The account has {active} unfinished batches; max_active_batches is "
+            f"{limits.max_active_batches}. Create it when one finishes.",
+            retry_after=settings.QUOTA_ACTIVE_BATCHES_RETRY_AFTER,
+        )
+    now = timezone.now()
+    taken = lines_committed_today(account_id=account_id, now=now)
+    if taken >= limits.max_batch_lines_per_day:
+        raise _refuse(
+            account_id=account_id,
+            quota="max_batch_lines_per_day",
+            description=f"The account has run or queued {taken} batch lines today (UTC); "
+            f"max_batch_lines_per_day is {limits.max_batch_lines_per_day}.",
+            retry_after=seconds_to_next_utc_day(now),
+        )
+    _usage_add(account_id=account_id, user_id=user_id, hour=hour_of(now), batches_created=1)
+    transaction.on_commit(lambda: metrics.batch_transitions.labels(BatchStatus.NEW).inc())
+
+
+def quota_check_upload(*, account_id, size: int) -> None:
+    """An upload larger than the account's max_upload_bytes is refused (waiting won't help)."""
+    limit = quota_limits(AccountQuota.objects.filter(account_id=account_id).first()).max_upload_bytes
+    if size > limit:
+        raise _refuse(
+            account_id=account_id,
+            quota="max_upload_bytes",
+            description=f"The file is {size} bytes; the account's max_upload_bytes is {limit}.",
+        )
+
+
+# Counted in memory, written every few seconds ---------------------------------------------
+
+
+class _Pending:
+    lock = threading.Lock()
+    api_calls: Counter = Counter()
+    refusals: Counter = Counter()
+    flushed_at = time.monotonic()
+
+
+def api_call_count(*, account_id, user_id) -> None:
+    key = (str(account_id), str(user_id or NO_USER), hour_of(timezone.now()))
+    with _Pending.lock:
+        _Pending.api_calls[key] += 1
+
+
+def refusal_count(*, account_id, quota: str) -> None:
+    """A refusal by a quota or the throttle, for the dashboard and the metrics. Kept in memory
+    because the refused request's transaction rolls back."""
+    metrics.quota_refusals.labels(quota).inc()
+    key = (str(account_id), quota, hour_of(timezone.now()))
+    with _Pending.lock:
+        _Pending.refusals[key] += 1
+
+
+def usage_flush(*, force: bool = False) -> None:
+    """Writes this process's pending counts, when USAGE_FLUSH_SECONDS have passed (or now,
+    with `force`). Called after each request and before /usage is read; counts that fail to
+    write stay pending for the next flush."""
+    with _Pending.lock:
+        due = time.monotonic() - _Pending.flushed_at >= settings.USAGE_FLUSH_SECONDS
+        if not (force or due) or not (_Pending.api_calls or _Pending.refusals):
+            return
+        calls, refusals = _Pending.api_calls, _Pending.refusals
+        _Pending.api_calls, _Pending.refusals = Counter(), Counter()
+        _Pending.flushed_at = time.monotonic()
+    try:
+        with transaction.atomic():
+            for (account_id, user_id, hour), count in sorted(calls.items()):
+                _usage_add(account_id=account_id, user_id=user_id, hour=hour, api_calls=count)
+            for (account_id, quota, hour), count in sorted(refusals.items()):
+                _upsert(
+                    QuotaRefusalHour,
+                    keys={"account": account_id, "quota": quota, "hour": hour},
+                    counters=("count",),
+                    add={"count": count},
+                )
+    except Exception:
+        logger.exception("could not write usage counts; keeping them for the next flush")
+        with _Pending.lock:
+            _Pending.api_calls.update(calls)
+            _Pending.refusals.update(refusals)
+
+
+def usage_prune() -> dict:
+    now = timezone.now()
+    keep_from = now - timedelta(days=settings.USAGE_RETENTION_DAYS)
+    return {
+        "usage_hours": UsageHour.objects.filter(hour__lt=keep_from).delete()[0],
+        "refusal_hours": QuotaRefusalHour.objects.filter(hour__lt=keep_from).delete()[0],
+        "line_minutes": LinesMinute.objects.filter(minute__lt=now - timedelta(days=2)).delete()[0],
+    }

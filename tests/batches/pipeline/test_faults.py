@@ -1,0 +1,152 @@
+"""Exactly once under broker and database faults, on PostgreSQL with real worker processes.
+
+Each run submits one batch and, while a given step is under way, does to the deployment what an
+operator's bad day does: drops every broker connection (the broker redelivers the unacked step
+while its worker still runs it), SIGKILLs every worker (a fresh one takes over once the dead
+one's lease expires), or cancels statements and terminates database connections under the
+chunk workers. Every run must end `completed` with every line run exactly once: one twin per
+line, one result line per input line, no 500. The workers read and write storage slowly
+(tests.slow_storage) so that each step lasts long enough to be hit.
+
+FAULT_LINES sets the batch size (`make soak` runs a larger one).
+"""
+
+import os
+import re
+import time
+
+import pytest
+from django.db import connection
+
+from batches.models import Batch, BatchStatus
+from batchsite.celery import app as celery_app
+from tests.batches.pipeline.faults import broker_kind, drop_broker_connections, other_backends
+from tests.batches.pipeline_helpers import (
+    WorkerProcess,
+    batch_start,
+    jsonl,
+    read_results,
+    wait_for,
+    wait_terminal,
+)
+from twins.models import Twin
+
+S = BatchStatus
+LINES = int(os.environ.get("FAULT_LINES", "12000"))
+PAD = "p" * 200
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(connection.vendor != "postgresql", reason="the fault suite runs on PostgreSQL"),
+]
+SLOW_WORKER_ENV = {
+    "DJANGO_SETTINGS_MODULE": "tests.slow_storage",
+    "SLOW_STORAGE_BYTES_PER_SECOND": "2000000",
+    "BATCH_CHUNK_LINES": "500",
+}
+
+
+class Deployment:
+    """Two worker processes, and whatever replaces them."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.workers: list[WorkerProcess] = []
+        celery_app.control.purge()
+
+    def start_worker(self) -> WorkerProcess:
+        index = len(self.workers)
+        worker = WorkerProcess(
+            extra_env=SLOW_WORKER_ENV, log_name=f"{self.name}-{index}", node_name=f"{self.name}-{index}@%h"
+        ).start()
+        self.workers.append(worker)
+        return worker
+
+    def kill_all(self) -> None:
+        for worker in self.workers:
+            if worker.process.poll() is None:
+                worker.kill()
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+
+    def log(self) -> str:
+        return "\n".join(worker.log() for worker in self.workers)
+
+
+@pytest.fixture
+def deployment(request):
+    running = Deployment(re.sub(r"\W+", "-", f"{request.node.originalname[5:30]}-{request.node.callspec.id}"))
+    running.start_worker()
+    running.start_worker()
+    yield running
+    running.stop()
+
+
+def submit(caller) -> Batch:
+    return batch_start(
+        caller, "create_twin", jsonl({"description": {"serial": n, "pad": PAD}} for n in range(LINES))
+    )
+
+
+def wait_status(batch: Batch, status: str, deployment: Deployment, *, processed_at_least: int = 0) -> None:
+    def reached():
+        current = Batch.objects.get(pk=batch.pk)
+        if current.status in (S.COMPLETED, S.VALIDATION_FAILED, S.CANCELLED):
+            raise AssertionError(f"the batch ended ({current.status}) before the fault\n{deployment.log()}")
+        return current.status == status and current.processed >= processed_at_least
+
+    wait_for(reached, timeout=120, interval=0.02, what=f"status {status}")
+
+
+def assert_every_line_ran_once(batch: Batch, caller, deployment: Deployment) -> None:
+    fault_at = time.monotonic()
+    batch = wait_terminal(batch, timeout=240, worker=deployment.workers[-1])
+    print(f"{deployment.name}: completed {time.monotonic() - fault_at:.1f} s after the fault")
+    assert batch.status == S.COMPLETED, deployment.log()
+    assert batch.processed == batch.total == LINES
+    assert (batch.succeeded, batch.failed) == (LINES, 0)
+    serials = list(Twin.objects.filter(account=caller.account).values_list("description__serial", flat=True))
+    assert len(serials) == LINES, "a line ran twice or not at all"
+    assert set(serials) == set(range(LINES))
+    results = read_results(batch.results_file)
+    assert [result["line"] for result in results] == list(range(1, LINES + 1))
+    assert {result["status"] for result in results} == {201}
+
+
+@pytest.mark.parametrize("status", [S.COPYING, S.VALIDATING, S.PROCESSING])
+def test_broker_connections_dropped_while_a_step_runs(caller, deployment, status):
+    if broker_kind() not in ("redis", "amqp"):
+        pytest.skip("needs a broker with connections to drop")
+    batch = submit(caller)
+    wait_status(batch, status, deployment, processed_at_least=1 if status == S.PROCESSING else 0)
+    assert drop_broker_connections() > 0
+    time.sleep(0.5)
+    drop_broker_connections()
+    assert_every_line_ran_once(batch, caller, deployment)
+
+
+@pytest.mark.parametrize("status", [S.COPYING, S.VALIDATING, S.PROCESSING, S.WRITING_RESULTS])
+def test_every_worker_killed_while_a_step_runs(caller, deployment, status):
+    if broker_kind() == "amqp":
+        pytest.skip("the kill cases run once, on Redis")
+    batch = submit(caller)
+    wait_status(batch, status, deployment, processed_at_least=1 if status == S.PROCESSING else 0)
+    deployment.kill_all()
+    deployment.start_worker()
+    assert_every_line_ran_once(batch, caller, deployment)
+
+
+@pytest.mark.parametrize("function", ["pg_cancel_backend", "pg_terminate_backend"])
+def test_database_sessions_cancelled_or_terminated_during_processing(caller, deployment, function):
+    if broker_kind() == "amqp":
+        pytest.skip("the database cases run once, on Redis")
+    batch = submit(caller)
+    wait_status(batch, S.PROCESSING, deployment, processed_at_least=1)
+    reached = 0
+    for _ in range(6):
+        reached += other_backends(function)
+        time.sleep(0.3)
+    assert reached > 0
+    assert_every_line_ran_once(batch, caller, deployment)

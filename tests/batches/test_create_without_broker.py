@@ -1,0 +1,103 @@
+"""Create never lies: a web process whose broker accepts connections and never answers still
+answers 201 to POST /batches, quickly, and the batch runs on the healthy workers, started by
+the pipeline's sweep."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from django.conf import settings
+
+from batches.models import Batch, BatchStatus
+from batchsite.celery import app as celery_app
+from tests.batches.pipeline_helpers import WorkerProcess, database_url, jsonl, wait_for, wait_terminal
+from twins.models import Twin
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def silent_broker():
+    """A TCP port that accepts connections and never says a word."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    yield f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+    listener.close()
+
+
+@pytest.fixture
+def web_without_broker(silent_broker):
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    env = {
+        **os.environ,
+        "DATA_DIR": str(settings.DATA_DIR),
+        "DATABASE_URL": database_url(),
+        "CELERY_BROKER_URL": silent_broker,
+    }
+    log = (Path(settings.DATA_DIR) / "web-without-broker.log").open("ab")
+    server = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("gunicorn")),
+            "batchsite.wsgi",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+            "--threads",
+            "4",
+            "--no-control-socket",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_for(lambda: _answers(url), timeout=30, what="the web server to start")
+    yield url
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def _answers(url: str) -> bool:
+    try:
+        requests.get(f"{url}/whoami", timeout=1)
+    except requests.ConnectionError:
+        return False
+    return True
+
+
+def test_create_answers_201_and_the_batch_runs_when_the_web_cannot_reach_the_broker(
+    caller, web_without_broker
+):
+    celery_app.control.purge()
+    worker = WorkerProcess(log_name="worker-behind-silent-web").start()
+    try:
+        headers = {"Authorization": caller.secret}
+        issued = requests.post(f"{web_without_broker}/cache", headers=headers, timeout=10).json()
+        assert requests.put(
+            issued["url"], data=jsonl({"description": {"n": n}} for n in range(30)), timeout=10
+        ).ok
+        started = time.monotonic()
+        response = requests.post(
+            f"{web_without_broker}/batches",
+            json={"handler": issued["handler"], "operation": "create_twin"},
+            headers=headers,
+            timeout=30,
+        )
+        answered_in = time.monotonic() - started
+        assert response.status_code == 201, response.text
+        assert answered_in < 5, f"the request waited {answered_in:.1f} s for the broker"
+        batch = Batch.objects.get(pk=response.json()["batch"])
+        assert wait_terminal(batch, timeout=60, worker=worker).status == BatchStatus.COMPLETED
+        assert Twin.objects.filter(account=caller.account).count() == 30
+    finally:
+        worker.stop()

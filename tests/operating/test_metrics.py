@@ -1,0 +1,155 @@
+"""GET /metrics: Prometheus text, the samples of the web process and of a real Celery worker's
+processes together (multiprocess mode), behind METRICS_TOKEN when set."""
+
+import json
+import os
+import subprocess
+import sys
+from datetime import timedelta
+
+import pytest
+import requests
+from django.conf import settings
+from django.test import override_settings
+from django.utils import timezone
+from prometheus_client.parser import text_string_to_metric_families
+
+from batchsite.celery import app as celery_app
+from operating import metrics
+from tests.batches.api_support import batch_in
+from tests.batches.pipeline_helpers import WorkerProcess, batch_start, jsonl, wait_for, wait_terminal
+from tests.scaleout.s3 import free_port
+
+LINES = 2500  # three chunks of BATCH_CHUNK_LINES=1000
+
+
+def samples(text: str) -> dict[tuple, float]:
+    """{(sample name, sorted labels): value} of a scrape."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def value(scrape: dict, name: str, **labels) -> float:
+    return scrape.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def scrape(base_url: str) -> dict:
+    response = requests.get(f"{base_url}/metrics", timeout=30)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/plain")
+    return samples(response.text)
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_a_scrape_shows_the_workers_batch_and_the_web_processs_requests(caller, live_server):
+    """The counters live in files shared by every process of the installation (and of earlier
+    test runs), so the test compares a scrape before with one after."""
+    before = scrape(live_server.url)
+    celery_app.control.purge()
+    worker = WorkerProcess(log_name="worker-metrics", extra_env={"LOG_FORMAT": "json"}).start()
+    try:
+        batch = batch_start(caller, "create_twin", jsonl({"description": {"n": n}} for n in range(LINES)))
+        signed = {"Authorization": caller.secret}
+        for _ in range(3):
+            assert requests.get(f"{live_server.url}/whoami", headers=signed, timeout=10).status_code == 200
+        refused = requests.get(f"{live_server.url}/whoami", timeout=10)
+        assert refused.status_code == 401
+        done = wait_terminal(batch, timeout=120, worker=worker)
+        assert done.status == "completed"
+    finally:
+        worker.stop()
+    after = scrape(live_server.url)
+
+    def grew(name: str, **labels) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    # From the worker's processes.
+    assert grew("batch_lines_processed_total", operation="create_twin", outcome="succeeded") == LINES
+    assert grew("batch_lines_processed_total", operation="create_twin", outcome="failed") == 0
+    assert grew("batch_chunk_seconds_count") == 3
+    assert grew("batch_chunk_seconds_sum") > 0
+    for stage in ("copying", "validating", "processing", "writing_results"):
+        assert grew("batch_stage_seconds_count", stage=stage) == 1, stage
+    assert grew("batch_stage_seconds_bucket", stage="processing", le="+Inf") == 1
+    for status in ("new", "copying", "copied", "validating", "processing", "processed", "completed"):
+        assert grew("batch_transitions_total", status=status) == 1, status
+    # From the web process (the live server in this process).
+    assert grew("http_requests_total", method="GET", route="whoami", status="200") == 3
+    assert grew("http_requests_total", method="GET", route="whoami", status="401") == 1
+    assert grew("http_request_seconds_count", route="whoami") == 4
+    # Read from the database at scrape time; this batch is finished.
+    assert ("batches_active", (("status", "processing"),)) in after
+
+    # The worker wrote JSON lines, those of its pipeline tasks naming the batch.
+    entries = [json.loads(line) for line in worker.log_path.read_text().splitlines() if line.startswith("{")]
+    assert entries and all({"ts", "level", "logger", "message"} <= set(entry) for entry in entries)
+    assert any(entry.get("batch") == str(batch.pk) for entry in entries)
+
+
+@pytest.mark.django_db
+def test_metrics_need_the_token_when_one_is_set(client):
+    with override_settings(METRICS_TOKEN="s3cret-token"):
+        refused = client.get("/metrics")
+        assert refused.status_code == 401 and refused.json()["subcode"] == "invalid_metrics_token"
+        assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        allowed = client.get("/metrics", headers={"Authorization": "Bearer s3cret-token"})
+        assert allowed.status_code == 200
+        names = {family.name for family in text_string_to_metric_families(allowed.content.decode())}
+    # Families appear once a process wrote a sample: these requests wrote the HTTP ones (the
+    # batch families are checked after a real batch, above).
+    assert {"batches_active", "http_requests", "http_request_seconds"} <= names
+    assert client.get("/metrics").status_code == 200
+
+
+@pytest.mark.django_db
+def test_http_metrics_label_the_route_not_the_path(caller, client):
+    def count(scraped, batch_id_route):
+        return value(scraped, "http_requests_total", method="GET", route=batch_id_route, status="404")
+
+    before = samples(client.get("/metrics").content.decode())
+    for _ in range(2):
+        caller.client.get("/batches/00000000-0000-4000-8000-00000000000a")
+    after = samples(client.get("/metrics").content.decode())
+    assert count(after, "batches/<str:batch>") - count(before, "batches/<str:batch>") == 2
+    assert not [key for key in after if "00000000-0000" in str(key)]
+
+
+@pytest.mark.django_db
+def test_batches_active_and_stuck_are_read_from_the_database(caller, client):
+    long_ago = timezone.now() - timedelta(hours=1)
+    batch_in("processing", account=caller.account, heartbeat_at=long_ago)
+    batch_in("processing", account=caller.account, heartbeat_at=timezone.now())
+    batch_in("completed", account=caller.account, heartbeat_at=long_ago)
+    scraped = samples(client.get("/metrics").content.decode())
+    assert value(scraped, "batches_active", status="processing") == 2
+    assert value(scraped, "batches_active", status="new") == 0
+    assert value(scraped, "batches_stuck") == 1
+
+
+def test_a_worker_host_serves_its_processes_samples(tmp_path):
+    """`serve_metrics`, for hosts without a web server: the samples every process of the host
+    wrote, here one this test process counts."""
+    port = free_port()
+    metrics.webhook_deliveries.labels("serve-metrics-test").inc(3)
+    command = [sys.executable, "manage.py", "serve_metrics", f"--port={port}", "--bind=127.0.0.1"]
+    env = {**os.environ, "DATA_DIR": str(settings.DATA_DIR)}
+    server = subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, stdout=subprocess.DEVNULL)
+    try:
+        text = wait_for(lambda: fetched(f"http://127.0.0.1:{port}/metrics"), timeout=30, what="serve_metrics")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    scraped = samples(text)
+    assert value(scraped, "webhook_deliveries_total", outcome="serve-metrics-test") >= 3
+    assert not [key for key in scraped if key[0] == "batches_active"]
+
+
+def fetched(url: str) -> str | None:
+    try:
+        return requests.get(url, timeout=2).text
+    except requests.ConnectionError:
+        return None

@@ -1,0 +1,145 @@
+"""Gunicorn started as `make run` starts it (batchsite/gunicorn_conf.py, two workers) keeps
+answering while slow clients hold connections open, and its logs carry no tokens."""
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.scaleout.s3 import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+GUNICORN = Path(sys.executable).with_name("gunicorn")
+
+
+def make_run_command(port: int, **environment) -> list[str]:
+    """The gunicorn arguments of `make run`, as make expands them (`make -n` prints, runs nothing)."""
+    env = {key: value for key, value in os.environ.items() if key != "HOST"}
+    printed = subprocess.run(
+        ["make", "-n", "-s", "run", f"PORT={port}"],
+        cwd=ROOT,
+        env={**env, **environment},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.replace("\\\n", " ")
+    line = re.search(r"/gunicorn (.*?) & web=", printed).group(1)
+    return line.split()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("gunicorn")
+    port = free_port()
+    arguments = make_run_command(port)
+    # The embedded defaults in a folder of its own: this is about gunicorn, not the backends.
+    services = ("DATABASE_URL", "CELERY_BROKER_URL", "CACHE_URL", "AWS_STORAGE_BUCKET_NAME")
+    env = {key: value for key, value in os.environ.items() if key not in services}
+    env["DATA_DIR"] = str(folder / "data")
+    # A shorter body stall than the default 10 s, so the stalled-body test is quick.
+    env["WEB_BODY_IDLE_TIMEOUT"] = "2"
+    log = folder / "gunicorn.log"
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            [str(GUNICORN), *arguments], cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        yield url, port, log
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_make_run_binds_loopback_unless_host_says_otherwise():
+    command = make_run_command(8123)
+    assert command[command.index("-c") + 1] == "batchsite/gunicorn_conf.py"
+    assert command[command.index("--bind") + 1] == "127.0.0.1:8123"
+    command = make_run_command(8123, HOST="0.0.0.0")
+    assert command[command.index("--bind") + 1] == "0.0.0.0:8123"
+
+
+def slow_client(port: int, stop: threading.Event) -> None:
+    """Sends a request head one header at a time and never finishes it."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            while not stop.wait(0.5):
+                sock.sendall(b"X-Slow: 1\r\n")
+    except OSError:
+        pass  # dropped by the server: what it should do
+
+
+def attack_and_time_healthz(url: str, port: int) -> tuple[int, float]:
+    stop = threading.Event()
+    clients = [threading.Thread(target=slow_client, args=(port, stop), daemon=True) for _ in range(24)]
+    for client in clients:
+        client.start()
+    try:
+        time.sleep(1)  # every slow client holds a connection with an unfinished head
+        started = time.monotonic()
+        try:
+            status = requests.get(f"{url}/healthz", timeout=15).status_code
+        except requests.Timeout:
+            status = 0
+        return status, time.monotonic() - started
+    finally:
+        stop.set()
+        for client in clients:
+            client.join()
+
+
+def test_slowloris_does_not_stop_healthz(server):
+    """Two rounds: the first one can find a worker's thread pool still growing."""
+    url, port, _ = server
+    for _ in range(2):
+        status, elapsed = attack_and_time_healthz(url, port)
+        assert status == 200, f"/healthz did not answer behind 24 slow clients ({elapsed:.1f} s)"
+        assert elapsed < 7, f"/healthz took {elapsed:.1f} s behind 24 slow clients"
+
+
+def test_a_stalled_body_is_dropped(server):
+    """A POST whose body never ends gets its answer (here CSRF's 403: the form never arrived)
+    once the body has stalled WEB_BODY_IDLE_TIMEOUT seconds, and its thread is free again."""
+    _, port, _ = server
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+        sock.sendall(
+            b"POST /ui/login HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            # With a CSRF cookie, Django reads the form for the token: that read stalls.
+            b"Cookie: csrftoken=abcdefghijklmnopqrstuvwxyzABCDEF\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\nusername=x"
+        )
+        started = time.monotonic()
+        answer = sock.recv(200)
+        elapsed = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 403"), answer
+    assert 1.5 < elapsed < 6, elapsed
+
+
+def test_tokens_are_redacted_from_the_logs(server):
+    url, _, log = server
+    token = "eyJoYW5kbGVyIjoiMTIzIn0:1tSecretSignature"
+    requests.get(f"{url}/downloads/{token}", timeout=10)
+    requests.put(f"{url}/uploads/{token}", data=b"x", timeout=10)
+    requests.get(f"{url}/healthz?token={token}", timeout=10)
+    time.sleep(0.5)
+    text = log.read_text()
+    assert "/downloads/[redacted]" in text and "/uploads/[redacted]" in text
+    assert "token=[redacted]" in text
+    assert token not in text
