@@ -147,6 +147,7 @@ LINKS = {
 PATH_PARAMETER_SCHEMAS = {
     "batch": {"type": "string", "format": "uuid"},
     "handler": {"type": "string", "format": "uuid"},
+    "account": {"type": "string", "format": "uuid"},
     # Six characters, upper-case letters and digits, taken in either case.
     "pin": {"type": "string", "pattern": "^[A-Za-z0-9]{6}$"},
 }

@@ -8,7 +8,7 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from batches.apis import errors
+from batchsite.schema import error_responses as errors
 from batchsite.inputs import validated
 from notifications import selectors, services
 from notifications.serializers import (
