@@ -45,8 +45,9 @@ METHODS = ("get", "put", "post", "patch", "delete")
 EXTRA_CODES = {
     # A throttle.
     "create_user_secret": {429},
-    # The body names an object (a role) that may not exist.
+    # The body names an object (a role, an upload) that may not exist.
     "create_user": {404},
+    "create_batch": {404},
     # A role still held by users.
     "delete_user_role": {409},
 }

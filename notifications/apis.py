@@ -20,7 +20,12 @@ from notifications.serializers import (
     TokenQuerySerializer,
 )
 
-TOKEN = OpenApiParameter("token", required=True, description="The token of the confirmation URL.")
+TOKEN = OpenApiParameter(
+    "token",
+    {"type": "string", "minLength": 1, "maxLength": 200},
+    required=True,
+    description="The token of the confirmation URL.",
+)
 
 
 class WebhooksApi(APIView):
