@@ -8,8 +8,8 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from batchsite.schema import error_responses as errors
 from batchsite.inputs import validated
+from batchsite.schema import error_responses as errors
 from notifications import selectors, services
 from notifications.serializers import (
     SubscribeSerializer,

@@ -11,7 +11,7 @@ class SubscribeSerializer(serializers.Serializer):
     callback_url = serializers.CharField(
         min_length=1,
         max_length=2000,
-        help_text="http(s) URL the service POSTs the confirmation and the events to."
+        help_text="http(s) URL the service POSTs the confirmation and the events to.",
     )
     topic = serializers.CharField(
         validators=[
