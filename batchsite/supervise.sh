@@ -45,6 +45,13 @@ for _ in $(seq "$grace_tenths"); do
     sleep 0.1
 done
 kill -QUIT "$web" "$worker" 2>/dev/null
+# A cold shutdown that hangs (a task that ignores it) gets SIGKILL: nothing is lost that way
+# either, for the reasons above.
+for _ in $(seq 50); do
+    alive "$web" || alive "$worker" || break
+    sleep 0.1
+done
+kill -KILL "$web" "$worker" 2>/dev/null
 { wait; } 2>/dev/null
 
 if [ -n "$interrupted" ]; then
