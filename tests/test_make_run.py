@@ -93,11 +93,14 @@ class MakeRun:
     def ctrl_c(self):
         os.write(self.master, CTRL_C)
 
-    def finish(self, timeout: float) -> int:
+    def finish(self, timeout: float) -> tuple[int, float]:
+        """make's exit status and the seconds it took, then the rest of its output."""
+        started = time.monotonic()
         returncode = self.process.wait(timeout=timeout)
+        took = time.monotonic() - started
         self.reader.join(timeout=5)
         os.close(self.master)
-        return returncode
+        return returncode, took
 
     def kill(self):
         if self.process.poll() is None:
@@ -166,9 +169,7 @@ def test_ctrl_c_stops_make_run_and_the_next_run_finishes_the_batch(tmp_path):
             time.sleep(0.1)
 
         first.ctrl_c()
-        pressed = time.monotonic()
-        returncode = first.finish(timeout=10)
-        stopped_after = time.monotonic() - pressed
+        returncode, stopped_after = first.finish(timeout=10)
     finally:
         first.kill()
     output = first.output.decode(errors="replace")
@@ -187,7 +188,7 @@ def test_ctrl_c_stops_make_run_and_the_next_run_finishes_the_batch(tmp_path):
             assert time.monotonic() < deadline, state
             time.sleep(0.3)
         second.ctrl_c()
-        assert second.finish(timeout=10) == 0
+        assert second.finish(timeout=10)[0] == 0
     finally:
         second.kill()
 

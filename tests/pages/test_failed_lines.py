@@ -8,10 +8,22 @@ import uuid
 import pytest
 from playwright.sync_api import expect
 
+from batchsite.celery import app as celery_app
+from tests.batches.pipeline_helpers import WorkerProcess
 from tests.pages.conftest import screenshot, sign_in
 from tests.pages.test_browser import opened_batch, upload_through_form
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def worker(django_db_setup):
+    """A worker of its own for each test: a worker process caches content types and
+    permissions by id, and the database is emptied and filled again between these tests."""
+    celery_app.control.purge()
+    process = WorkerProcess(log_name="worker-failed-lines").start()
+    yield process
+    process.stop()
 
 
 def write_lines(path, bodies) -> None:
