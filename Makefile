@@ -46,21 +46,19 @@ migrate: install
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 
 # The web server and one Celery worker (with its embedded beat) on the embedded default.
-# Ctrl-C (or SIGTERM to make) stops both; if either one exits, the other is stopped too, so
-# a port already in use does not leave a worker running behind a dead web server. Polls with
-# `kill -0` because `wait -n` is not in every /bin/sh. No gunicorn control socket: its default
-# path is shared by every gunicorn of the user.
+RUN_WEB = $(BIN)/gunicorn batchsite.wsgi -c batchsite/gunicorn_conf.py --bind $(or $(HOST),127.0.0.1):$(PORT) \
+	--workers 2
+RUN_WORKER = $(BIN)/celery -A batchsite worker --beat --loglevel=INFO --concurrency=2
+# batchsite/supervise.sh starts both and stops both when one exits or on Ctrl-C (then it says
+# "Stopped." and exits 0). On a terminal it runs as its own foreground job (`set -m`), so Ctrl-C
+# reaches it and its children but not make, which would otherwise die of the signal however
+# the recipe ends. SIGTERM to make ends the recipe's shell; the supervisor sees its parent gone
+# and stops too.
 run: migrate
 	@echo "Serving on http://$(or $(HOST),127.0.0.1):$(PORT), data in $(DATA_DIR); Ctrl-C stops."
 	@rm -rf "$${PROMETHEUS_MULTIPROC_DIR:-$(DATA_DIR)/prometheus}"
-	@interrupted=; trap 'interrupted=1' INT TERM; \
-	$(BIN)/celery -A batchsite worker --beat --loglevel=INFO --concurrency=2 & worker=$$!; \
-	$(BIN)/gunicorn batchsite.wsgi -c batchsite/gunicorn_conf.py --bind $(or $(HOST),127.0.0.1):$(PORT) \
-		--workers 2 & web=$$!; \
-	while [ -z "$$interrupted" ] && kill -0 $$web 2>/dev/null && kill -0 $$worker 2>/dev/null; do sleep 1; done; \
-	kill -TERM $$web $$worker 2>/dev/null; wait; \
-	if [ -n "$$interrupted" ]; then echo "Stopped."; exit 0; fi; \
-	echo "The web server or the worker exited; stopped the other." >&2; exit 1
+	@if [ -t 0 ]; then set -m; fi; \
+	bash batchsite/supervise.sh $$$$ "$(RUN_WEB)" "$(RUN_WORKER)"
 
 # The production processes, one per target, for hosts that each run some of them (README,
 # "Scaling out"): any number of web and worker hosts; beat is optional (every worker runs the

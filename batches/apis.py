@@ -30,7 +30,6 @@ from batches.serializers import (
     BatchSerializer,
     BatchUpdateSerializer,
     DownloadSerializer,
-    ErrorSerializer,
     HandlerSerializer,
     UploadStoredSerializer,
     UploadUrlSerializer,
@@ -39,22 +38,9 @@ from batches.storage import batch_download, download_url_file, file_urls, upload
 from batchsite.clients import public_base_url
 from batchsite.errors import Conflict
 from batchsite.inputs import validated
+from batchsite.schema import error_responses
 from batchsite.timestamps import from_ts
 from permissions.access import Public
-
-ERROR_MEANINGS = {
-    400: "Bad input; the subcode names the cause.",
-    401: "No secret, or not a valid one.",
-    403: "The role does not allow this action.",
-    404: "No such object in the caller's account.",
-    409: "The object's state does not allow this now.",
-    411: "No Content-Length header.",
-    413: "The file is over the size limit.",
-}
-
-
-def errors(*codes: int) -> dict:
-    return {code: OpenApiResponse(ErrorSerializer, description=ERROR_MEANINGS[code]) for code in codes}
 
 
 class UploadUrlsApi(APIView):
@@ -63,7 +49,7 @@ class UploadUrlsApi(APIView):
     @extend_schema(
         operation_id="create_upload_url",
         request=None,
-        responses={201: UploadUrlSerializer, **errors(401, 403)},
+        responses={201: UploadUrlSerializer, **error_responses(401, 403)},
         description="A URL to PUT a batch file to, valid for 60 minutes.",
     )
     def post(self, request):
@@ -81,7 +67,7 @@ class UploadUrlApi(APIView):
 
     @extend_schema(
         operation_id="invalidate_upload_url",
-        responses={200: HandlerSerializer, **errors(401, 403, 404)},
+        responses={200: HandlerSerializer, **error_responses(401, 403, 404)},
         description="The URL stops working; a file PUT to it is deleted unless a batch holds it.",
     )
     def delete(self, request, handler):
@@ -99,7 +85,7 @@ class UploadFileApi(APIView):
     @extend_schema(
         operation_id="upload_file",
         request={"application/octet-stream": OpenApiTypes.BINARY},
-        responses={200: UploadStoredSerializer, **errors(400, 403, 404, 409, 411, 413)},
+        responses={200: UploadStoredSerializer, **error_responses(400, 403, 404, 409, 411, 413)},
         description="Stores the body as the upload's file; a second PUT replaces it until a batch takes "
         "the handler. Needs a Content-Length header.",
     )
@@ -129,7 +115,7 @@ class BatchesApi(APIView):
                 "Idempotent-Replayed: true) instead of creating another; a different body is 409.",
             )
         ],
-        responses={201: BatchSerializer, **errors(400, 401, 403, 409)},
+        responses={201: BatchSerializer, **error_responses(400, 401, 403, 409)},
     )
     def post(self, request):
         data = validated(BatchCreateSerializer, request.data)
@@ -147,7 +133,7 @@ class BatchesApi(APIView):
     @extend_schema(
         operation_id="get_batches",
         parameters=[BatchListQuerySerializer],
-        responses={200: BatchPageSerializer, **errors(400, 401, 403)},
+        responses={200: BatchPageSerializer, **error_responses(400, 401, 403)},
         description="The account's batches, newest first. Pass the returned cursor (with the same "
         "filters) for the next page; it is null on the last one.",
     )
@@ -172,7 +158,7 @@ class BatchApi(APIView):
     @extend_schema(
         operation_id="get_batch",
         parameters=[BatchDetailQuerySerializer],
-        responses={200: BatchDownloadSerializer, **errors(400, 401, 403, 404, 409)},
+        responses={200: BatchDownloadSerializer, **error_responses(400, 401, 403, 404, 409)},
         description="With download=true, adds a temporary URL of the results file (part=errors: only "
         "the failed lines). While the batch runs (processing, cancel, cancelling, and until its final "
         "file is written) the URL gives the lines run so far, in line order, and download.partial is "
@@ -202,7 +188,7 @@ class BatchApi(APIView):
     @extend_schema(
         operation_id="update_batch",
         request=BatchUpdateSerializer,
-        responses={200: BatchSerializer, **errors(400, 401, 403, 404, 409)},
+        responses={200: BatchSerializer, **error_responses(400, 401, 403, 404, 409)},
         description='Cancels the batch: {"status": "cancel"} is the only change allowed. Asking again '
         "while it stops changes nothing; a finished batch is 409.",
     )
@@ -213,7 +199,7 @@ class BatchApi(APIView):
 
     @extend_schema(
         operation_id="delete_batch",
-        responses={200: BatchSerializer, **errors(401, 403, 404)},
+        responses={200: BatchSerializer, **error_responses(401, 403, 404)},
         description="Starts deletion: a running batch is cancelled first; afterwards the batch, its "
         "files and results are gone and GET answers 404.",
     )
@@ -237,7 +223,7 @@ class BatchRetryApi(APIView):
                 "Idempotent-Replayed: true); a key used for another request is 409.",
             )
         ],
-        responses={201: BatchSerializer, **errors(400, 401, 403, 404, 409)},
+        responses={201: BatchSerializer, **error_responses(400, 401, 403, 404, 409)},
         description="A new batch, linked by retry_of, of only the lines that failed or never ran, in "
         "their order; 409 when the batch is not completed or cancelled, every line succeeded, or it "
         "was already retried (batch_already_retried, naming the retry: retry that one instead).",
@@ -265,7 +251,7 @@ class DownloadFileApi(APIView):
         operation_id="download_file",
         responses={
             (200, "application/x-ndjson"): OpenApiTypes.BINARY,
-            **errors(403, 404),
+            **error_responses(403, 404),
         },
         description="Streams a results file; the URL comes from GET /batches/{batch}?download=true.",
     )
@@ -292,7 +278,7 @@ class PartialDownloadApi(APIView):
         responses={
             (200, "application/x-ndjson"): OpenApiTypes.BINARY,
             302: OpenApiResponse(description="The batch finished: its final file."),
-            **errors(403, 404),
+            **error_responses(403, 404),
         },
         description="Streams the lines a running batch has run so far, in line order, in the results "
         "file's format; the URL comes from GET /batches/{batch}?download=true while the batch runs. "

@@ -4,14 +4,16 @@ handler or batch is 404, exactly like one that does not exist."""
 import base64
 import binascii
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.core.files.storage import default_storage
 from django.db.models import Q
 from django.http import Http404
 
-from batches.models import Batch, Upload
+from batches.models import Batch, BatchStatus, Upload
 from batchsite.errors import ApplicationError
 from permissions.models import Account
 
@@ -94,3 +96,72 @@ def batch_list(
     rows = list(batches.only("uuid", "status", "created_at")[: limit + 1])
     page = rows[:limit]
     return BatchPage(batches=page, cursor=_cursor_encode(page[-1]) if len(rows) > limit else None)
+
+
+# The failed lines a batch's page shows inline ------------------------------------------
+
+FAILED_LINES_SHOWN = 100
+# "twin: Must be a valid UUID." → field "twin"; a refusal of the operation itself names none.
+FIELD_PREFIX = re.compile(r"^([A-Za-z_][\w.\[\]-]{0,127}): (.+)$", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class FailedLine:
+    line: int
+    status: int | None
+    subcode: str
+    field: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class FailedLines:
+    lines: list[FailedLine]
+    # How many more the full report lists; None when it cannot be told without reading it all.
+    more: int | None
+
+
+def failed_line(record: dict) -> FailedLine:
+    error = record.get("error") or {}
+    description = str(error.get("description", ""))
+    field, reason = "", description
+    match = FIELD_PREFIX.match(description)
+    if match:
+        field, reason = match.groups()
+    return FailedLine(
+        line=record.get("line"),
+        status=record.get("status"),
+        subcode=str(error.get("subcode", "")),
+        field=field,
+        reason=reason,
+    )
+
+
+def batch_failed_lines(*, batch: Batch, limit: int = FAILED_LINES_SHOWN) -> FailedLines | None:
+    """The first `limit` lines of the batch's errors file (SPEC section 6), read as a stream,
+    and how many more it holds; None when the batch has no failed lines to show."""
+    if not batch.errors_file:
+        return None
+    finished_with_failures = (
+        batch.status in (BatchStatus.COMPLETED, BatchStatus.CANCELLED) and batch.failed > 0
+    )
+    if batch.status != BatchStatus.VALIDATION_FAILED and not finished_with_failures:
+        return None
+    lines, remaining = [], 0
+    with default_storage.open(batch.errors_file, "rb") as errors:
+        for raw in errors:
+            if len(lines) < limit:
+                lines.append(failed_line(json.loads(raw)))
+            elif batch.status == BatchStatus.VALIDATION_FAILED:
+                # The report is capped at VALIDATION_REPORT_MAX_LINES lines: counting is cheap.
+                remaining += 1
+            else:
+                break
+    if batch.status == BatchStatus.VALIDATION_FAILED:
+        more = remaining
+    elif batch.total is not None:
+        # The errors file holds every line that did not succeed (failed or never ran).
+        more = max(batch.total - batch.succeeded - len(lines), 0)
+    else:
+        more = None
+    return FailedLines(lines=lines, more=more)

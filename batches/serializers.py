@@ -3,18 +3,14 @@ from rest_framework import serializers
 
 from batches.controls import DEFAULT_MIN_LINES, error_budget_clean
 from batches.models import BatchStatus
-from batches.validators import HASH_PATTERN, batch_dict_validate, hash_validator
-from batchsite.timestamps import TimestampField
+from batches.validators import BATCH_DICT_KEY_PATTERN, HASH_PATTERN, batch_dict_validate, hash_validator
+from batchsite.fields import StrictCharField
+from batchsite.timestamps import TS_MAX, TimestampField
+from twins.registry import batchable_operations
 
 LIMIT_MAX = 1000
-# The last second of year 9999: past it a timestamp is no date at all.
-TS_MAX = 253402300799
-
-
-class ErrorSerializer(serializers.Serializer):
-    subcode = serializers.CharField(help_text="A stable name of the cause, e.g. handler_expired.")
-    description = serializers.CharField(help_text="What went wrong, for a person.")
-    trace = serializers.CharField(help_text="An id also written to the server's log.")
+# A listing cursor: URL-safe base64 of the last batch's position (batches.selectors).
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]{16,}={0,2}$"
 
 
 class UploadUrlSerializer(serializers.Serializer):
@@ -32,7 +28,9 @@ class UploadStoredSerializer(serializers.Serializer):
     size = serializers.IntegerField(help_text="Bytes stored.")
 
 
-@extend_schema_field({"type": "object", "additionalProperties": True})
+@extend_schema_field(
+    {"type": "object", "additionalProperties": True, "propertyNames": {"pattern": BATCH_DICT_KEY_PATTERN}}
+)
 class BatchDictField(serializers.JSONField):
     pass
 
@@ -51,8 +49,7 @@ class BatchDictField(serializers.JSONField):
             },
             "max_failed_ratio": {
                 "type": "number",
-                "minimum": 0,
-                "exclusiveMinimum": True,
+                "exclusiveMinimum": 0,
                 "maximum": 1,
                 "description": "Stop once failed / run lines is more than this, judged from min_lines on.",
             },
@@ -69,10 +66,33 @@ class ErrorBudgetField(serializers.JSONField):
     pass
 
 
+@extend_schema_field({"type": "string", "format": "uuid"})
+class HandlerField(StrictCharField):
+    """A handler from POST /cache; anything else is refused as handler_unknown."""
+
+
+@extend_schema_field({"type": "string", "pattern": HASH_PATTERN})
+class HashField(serializers.CharField):
+    def to_internal_value(self, data):
+        # Not a string is no more a SHA-256 than a wrong string: the same subcode.
+        if not isinstance(data, str):
+            raise serializers.ValidationError(hash_validator.message, code=hash_validator.code)
+        return super().to_internal_value(data)
+
+
+class OperationNameField(StrictCharField):
+    """A batchable operation's name; the schema lists them (the registry is filled at start)."""
+
+    @property
+    def _spectacular_annotation(self):
+        names = sorted(operation.name for operation in batchable_operations())
+        return {"field": {"type": "string", "enum": names}}
+
+
 class BatchCreateSerializer(serializers.Serializer):
-    handler = serializers.CharField(max_length=100, help_text="From POST /cache, with a file PUT to it.")
-    operation = serializers.CharField(max_length=64, help_text="A batchable operation, e.g. create_twin.")
-    hash = serializers.CharField(
+    handler = HandlerField(max_length=100, help_text="From POST /cache, with a file PUT to it.")
+    operation = OperationNameField(max_length=64, help_text="A batchable operation, e.g. create_twin.")
+    hash = HashField(
         required=False,
         allow_null=True,
         allow_blank=True,
@@ -120,6 +140,11 @@ class BatchUpdateSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+@extend_schema_field({"type": "string", "pattern": CURSOR_PATTERN})
+class CursorField(serializers.CharField):
+    """Checked by the listing itself, which answers invalid_cursor for one it did not issue."""
+
+
 class BatchListQuerySerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=BatchStatus.choices, required=False)
     operation = serializers.CharField(required=False, max_length=64)
@@ -130,7 +155,15 @@ class BatchListQuerySerializer(serializers.Serializer):
         required=False, min_value=0, max_value=TS_MAX, help_text="Created at or before (Unix seconds)."
     )
     limit = serializers.IntegerField(required=False, min_value=1, max_value=LIMIT_MAX, default=LIMIT_MAX)
-    cursor = serializers.CharField(required=False, help_text="From the previous page; opaque.")
+    cursor = CursorField(required=False, help_text="From the previous page; opaque (URL-safe base64).")
+
+    def to_internal_value(self, data):
+        # DRF skips an empty query value (`?status=`) of an optional field; the schema allows
+        # none, so it is refused like any other value that is not one.
+        blank = {name: "May not be blank." for name in self.fields if data.get(name) == ""}
+        if blank:
+            raise serializers.ValidationError(blank)
+        return super().to_internal_value(data)
 
 
 class BatchDetailQuerySerializer(serializers.Serializer):

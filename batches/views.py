@@ -286,6 +286,8 @@ def batch_detail_page(request, viewer: Viewer, batch_id):
             "state": state,
             "history": batch.history.all(),
             "may_delete": viewer.may_delete(batch),
+            "failed_lines": selectors.batch_failed_lines(batch=batch),
+            "full_report": state["downloads"]["errors"] or state["downloads"]["results"],
             "deliveries": deliveries_of_batch(batch_id=batch.pk),
         },
     )

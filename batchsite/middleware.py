@@ -1,6 +1,7 @@
 """Unsupported methods answer 405 with the error body on every route."""
 
 from django.http import JsonResponse
+from django.urls import Resolver404, resolve
 
 from batchsite.errors import error_body
 
@@ -20,6 +21,24 @@ def method_not_allowed(method: str, allow: str = "") -> JsonResponse:
     return response
 
 
+def allowed_methods(path: str) -> str:
+    """The methods the route's view serves, for the Allow header of a 405 (RFC 9110)."""
+    try:
+        view_class = getattr(resolve(path).func, "view_class", None)
+    except Resolver404:
+        return ""
+    if view_class is None:
+        return ""
+    names = [
+        name.upper()
+        for name in getattr(view_class, "http_method_names", [])
+        if hasattr(view_class, name) and name.upper() not in NEVER_SERVED
+    ]
+    if "GET" in names and "HEAD" not in names:
+        names.append("HEAD")
+    return ", ".join(names)
+
+
 class MethodNotAllowedMiddleware:
     """TRACE, CONNECT and OPTIONS are 405 everywhere; any other 405 a view answers (Django's
     require_GET/require_POST, class-based views) gets the error body like the API's."""
@@ -29,7 +48,7 @@ class MethodNotAllowedMiddleware:
 
     def __call__(self, request):
         if request.method in NEVER_SERVED:
-            return method_not_allowed(request.method)
+            return method_not_allowed(request.method, allowed_methods(request.path_info))
         response = self.get_response(request)
         if response.status_code == 405 and not response.get("Content-Type", "").startswith(
             "application/json"

@@ -397,3 +397,32 @@ LOGGING["formatters"]["json"] = {"()": "operating.logs.JsonFormatter"}
 LOGGING["handlers"]["console"]["filters"].append("context")
 if LOG_FORMAT == "json":
     LOGGING["handlers"]["console"]["formatter"] = "json"
+
+# Pages that work with no internet (issue 13): Swagger UI from the pinned
+# drf-spectacular-sidecar package through whitenoise, and a Content-Security-Policy that
+# allows only the site itself (batchsite/security.py).
+INSTALLED_APPS += ["drf_spectacular_sidecar"]
+MIDDLEWARE.insert(1, "batchsite.security.ContentSecurityPolicyMiddleware")
+SPECTACULAR_SETTINGS.update(
+    {
+        "SWAGGER_UI_DIST": "SIDECAR",
+        "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+        "REDOC_DIST": "SIDECAR",
+        # No online validator badge: it would load an image from another site.
+        "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+        # OpenAPI 3.1 schemas are JSON Schema, so key patterns (`propertyNames`) are part of it.
+        "OAS_VERSION": "3.1.0",
+        # A PATCH body's required fields stay required (PATCH /twins needs `description`).
+        "COMPONENT_SPLIT_PATCH": False,
+        # Every status each operation can answer, with the error body, and the links between
+        # operations (batchsite/schema.py).
+        "POSTPROCESSING_HOOKS": [
+            "drf_spectacular.hooks.postprocess_schema_enums",
+            "batchsite.schema.complete_operations",
+        ],
+    }
+)
+# The API reads JSON bodies only, as its schema says (a form would be a second, untested
+# dialect); uploads are read raw by their own view.
+REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = ["batchsite.parsers.SafeJSONParser"]
+REST_FRAMEWORK["TEST_REQUEST_DEFAULT_FORMAT"] = "json"

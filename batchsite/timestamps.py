@@ -2,9 +2,18 @@
 
 from datetime import UTC, datetime
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+
+# The last second of year 9999: past it a timestamp is no date at all. Before 1970 is refused
+# too, so that what the schema states (0..TS_MAX) is exactly what is accepted.
+TS_MAX = 253402300799
+TS_SCHEMA = {"type": "number", "minimum": 0, "maximum": TS_MAX}
+
+
+def ts_in_range(value) -> bool:
+    """A JSON number of Unix seconds that names a date (no bool, NaN or infinity)."""
+    return not isinstance(value, bool) and isinstance(value, int | float) and 0 <= value <= TS_MAX
 
 
 def to_ts(moment: datetime | None) -> float | None:
@@ -15,7 +24,7 @@ def from_ts(seconds: float | None) -> datetime | None:
     return None if seconds is None else datetime.fromtimestamp(seconds, tz=UTC)
 
 
-@extend_schema_field(OpenApiTypes.NUMBER)
+@extend_schema_field(TS_SCHEMA)
 class TimestampField(serializers.Field):
     """A datetime read and written as Unix seconds (`1764325200.123`)."""
 
@@ -25,7 +34,7 @@ class TimestampField(serializers.Field):
         return to_ts(value)
 
     def to_internal_value(self, data):
-        if isinstance(data, bool) or not isinstance(data, (int, float)):
+        if not ts_in_range(data):
             self.fail("invalid")
         try:
             return from_ts(float(data))

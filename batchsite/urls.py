@@ -1,17 +1,24 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from batchsite.health import healthz
+from batchsite.home import home
 from operating.views import dashboard
 
 handler404 = "batchsite.errors.json_not_found"
 handler500 = "batchsite.errors.json_server_error"
 
 urlpatterns = [
+    path("", home, name="home"),
     path("healthz", healthz, name="healthz"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
-    path("docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    # The Swagger UI page loads its init script as a file (?script), so the CSP needs no inline code.
+    path(
+        "docs",
+        SpectacularSwaggerSplitView.as_view(url_name="schema", template_name="docs/swagger_ui.html"),
+        name="docs",
+    ),
     path("admin/dashboard/", dashboard, name="operating_dashboard"),
     path("admin/", admin.site.urls),
     path("ui/", include("batches.page_urls")),

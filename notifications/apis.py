@@ -8,8 +8,8 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from batches.apis import errors
 from batchsite.inputs import validated
+from batchsite.schema import error_responses as errors
 from notifications import selectors, services
 from notifications.serializers import (
     SubscribeSerializer,
@@ -20,7 +20,12 @@ from notifications.serializers import (
     TokenQuerySerializer,
 )
 
-TOKEN = OpenApiParameter("token", required=True, description="The token of the confirmation URL.")
+TOKEN = OpenApiParameter(
+    "token",
+    {"type": "string", "minLength": 1, "maxLength": 200},
+    required=True,
+    description="The token of the confirmation URL.",
+)
 
 
 class WebhooksApi(APIView):

@@ -9,7 +9,9 @@ TOPIC_PATTERN = r"^[a-z_][0-9a-z_]{0,63}$"
 
 class SubscribeSerializer(serializers.Serializer):
     callback_url = serializers.CharField(
-        max_length=2000, help_text="http(s) URL the service POSTs the confirmation and the events to."
+        min_length=1,
+        max_length=2000,
+        help_text="http(s) URL the service POSTs the confirmation and the events to.",
     )
     topic = serializers.CharField(
         validators=[

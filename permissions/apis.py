@@ -72,7 +72,7 @@ class RoleApi(APIView):
         updated = services.role_update(role=found, acting_user=request.user, **data)
         return Response(RoleSerializer(updated).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(operation_id="delete_user_role", responses=RoleSerializer)
+    @extend_schema(operation_id="delete_user_role", responses={200: RoleSerializer})
     def delete(self, request, role):
         found = selectors.role_get(account=request.account, role_uuid=role)
         body = RoleSerializer(found).data
@@ -112,7 +112,7 @@ class UserApi(APIView):
         updated = services.user_update(account_user=found, acting_user=request.user, **data)
         return Response(UserSerializer(updated).data)
 
-    @extend_schema(operation_id="delete_user", responses=UserSerializer)
+    @extend_schema(operation_id="delete_user", responses={200: UserSerializer})
     def delete(self, request, user):
         found = selectors.user_get(account=request.account, user_uuid=user)
         body = UserSerializer(found).data
@@ -159,7 +159,7 @@ class UserSecretApi(APIView):
         )
         return Response(SecretSerializer(updated).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(operation_id="delete_user_secret", responses=SecretSerializer)
+    @extend_schema(operation_id="delete_user_secret", responses={200: SecretSerializer})
     def delete(self, request, user):
         found = selectors.user_get(account=request.account, user_uuid=user)
         secret = selectors.secret_get(account_user=found)

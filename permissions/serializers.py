@@ -1,5 +1,7 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from batchsite.fields import StrictCharField, StrictRegexField
 from batchsite.timestamps import TimestampField
 
 ACTION_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
@@ -20,7 +22,7 @@ class OmitNullDescriptionMixin:
 class StatementSerializer(serializers.Serializer):
     effect = serializers.ChoiceField(choices=["allow", "deny"])
     actions = serializers.ListField(
-        child=serializers.RegexField(ACTION_NAME_PATTERN),
+        child=StrictRegexField(ACTION_NAME_PATTERN),
         allow_null=True,
         required=False,
         default=None,
@@ -30,21 +32,32 @@ class StatementSerializer(serializers.Serializer):
 class RulesSerializer(serializers.Serializer):
     """Trusted Twin answers with all three rules, null for any the client left out."""
 
-    twin_rule = serializers.CharField(allow_null=True, required=False, default=None, max_length=4096)
-    entry_rule = serializers.CharField(allow_null=True, required=False, default=None, max_length=4096)
-    identity_rule = serializers.CharField(allow_null=True, required=False, default=None, max_length=4096)
+    twin_rule = StrictCharField(allow_null=True, required=False, default=None, min_length=1, max_length=4096)
+    entry_rule = StrictCharField(allow_null=True, required=False, default=None, min_length=1, max_length=4096)
+    identity_rule = StrictCharField(
+        allow_null=True, required=False, default=None, min_length=1, max_length=4096
+    )
 
 
 class RoleCreateSerializer(serializers.Serializer):
-    name = serializers.RegexField(NAME_PATTERN, required=False, default="User Role Name")
+    name = StrictRegexField(NAME_PATTERN, required=False, default="User Role Name")
     statement = StatementSerializer(required=False, allow_null=True, default=None)
     rules = RulesSerializer(required=False, allow_null=True, default=None)
 
 
 class RoleUpdateSerializer(serializers.Serializer):
-    name = serializers.RegexField(NAME_PATTERN, required=False)
+    name = StrictRegexField(NAME_PATTERN, required=False)
     statement = StatementSerializer(required=False, allow_null=True)
     rules = RulesSerializer(required=False, allow_null=True)
+
+
+class RoleRulesSerializer(serializers.Serializer):
+    twin_rule = serializers.CharField(allow_null=True)
+    entry_rule = serializers.CharField(allow_null=True)
+    identity_rule = serializers.CharField(allow_null=True)
+
+
+RULE_NAMES = ("twin_rule", "entry_rule", "identity_rule")
 
 
 class RoleSerializer(serializers.Serializer):
@@ -52,9 +65,15 @@ class RoleSerializer(serializers.Serializer):
     name = serializers.CharField()
     account = serializers.UUIDField(source="account_id")
     statement = serializers.JSONField()
-    rules = serializers.JSONField()
+    rules = serializers.SerializerMethodField()
     created_ts = TimestampField(source="created_at")
     updated_ts = TimestampField(source="updated_at")
+
+    @extend_schema_field(RoleRulesSerializer)
+    def get_rules(self, role) -> dict:
+        """All three rules, null where none was given, also for a role stored without rules."""
+        stored = role.rules or {}
+        return {name: stored.get(name) for name in RULE_NAMES}
 
 
 class RoleSummarySerializer(serializers.Serializer):
@@ -64,14 +83,14 @@ class RoleSummarySerializer(serializers.Serializer):
 
 
 class UserCreateSerializer(serializers.Serializer):
-    name = serializers.RegexField(NAME_PATTERN, required=False, default="User Name")
+    name = StrictRegexField(NAME_PATTERN, required=False, default="User Name")
     role = serializers.UUIDField()
     description = serializers.DictField(required=False, allow_null=True, default=None)
     activity = serializers.DictField(required=False, allow_null=True, default=None)
 
 
 class UserUpdateSerializer(serializers.Serializer):
-    name = serializers.RegexField(NAME_PATTERN, required=False)
+    name = StrictRegexField(NAME_PATTERN, required=False)
     role = serializers.UUIDField(required=False)
     description = serializers.DictField(required=False, allow_null=True)
     activity = serializers.DictField(required=False, allow_null=True)
@@ -82,7 +101,7 @@ class UserSerializer(OmitNullDescriptionMixin, serializers.Serializer):
     role = serializers.UUIDField(source="role_id")
     account = serializers.UUIDField(source="account_id")
     name = serializers.CharField()
-    description = serializers.JSONField()
+    description = serializers.JSONField(required=False, help_text="Left out when the user has none.")
     activity = serializers.JSONField()
     created_ts = TimestampField(source="created_at")
     updated_ts = TimestampField(source="updated_at")

@@ -372,3 +372,16 @@ def account_bootstrap(*, name: str, user_name: str = "admin") -> BootstrappedAcc
     account_user = user_create(account=account, role=role, name=user_name)
     issued = secret_issue(account_user=account_user, validity_at=None)
     return BootstrappedAccount(account=account, account_user=account_user, secret=issued.raw)
+
+
+@transaction.atomic
+def staff_grant(*, account_user: AccountUser) -> str:
+    """Makes the user an operator of the whole service: the admin (as a superuser) and every
+    account's batches on the pages. Returns a new password for signing in, shown once."""
+    password = secrets.token_urlsafe(18)
+    user = account_user.user
+    user.is_staff = True
+    user.is_superuser = True
+    user.set_password(password)
+    user.save(update_fields=["is_staff", "is_superuser", "password"])
+    return password

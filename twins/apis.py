@@ -4,7 +4,6 @@ its validated input to the registered operation, through the same `run_one` a ba
 from collections.abc import Iterable
 from itertools import groupby
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions
 from rest_framework.response import Response
@@ -12,6 +11,7 @@ from rest_framework.views import APIView
 
 from batchsite.errors import error_response
 from twins.registry import Actor, Operation, OperationError, run_one
+from twins.serializers import INPUT_FIELDS
 
 BODY_METHODS = ("POST", "PATCH")
 
@@ -42,14 +42,26 @@ def _without(operation: Operation, suffix: str, keep: Iterable[str]) -> type | N
     )
 
 
+def _parameter(field, location: str) -> OpenApiParameter:
+    """A path or query parameter with the field's whole schema (pattern, range, format)."""
+    schema = dict(field.schema)
+    if field.allow_null:
+        schema.pop("nullable", None)
+    return OpenApiParameter(
+        field.name,
+        schema,
+        location,
+        required=location == OpenApiParameter.PATH or field.required,
+        description=schema.pop("description", "") or field.help_text,
+        # Lists go comma-separated in a query string (`entries=a,b`).
+        explode=False if schema.get("type") == "array" else None,
+    )
+
+
 def _schema(operation: Operation):
-    path = [
-        OpenApiParameter(
-            name, OpenApiTypes.UUID if name == "twin" else OpenApiTypes.STR, OpenApiParameter.PATH
-        )
-        for name in operation.path_fields
-    ]
-    query = _without(operation, "Query", operation.query_fields)
+    fields = {field.name: field for field in INPUT_FIELDS[operation.name]}
+    path = [_parameter(fields[name], OpenApiParameter.PATH) for name in operation.path_fields]
+    query = [_parameter(fields[name], OpenApiParameter.QUERY) for name in operation.query_fields]
     body_fields = set(operation.input_serializer._declared_fields) - {
         *operation.path_fields,
         *operation.query_fields,
@@ -57,7 +69,7 @@ def _schema(operation: Operation):
     return extend_schema(
         operation_id=operation.name,
         description=operation.description,
-        parameters=path + ([query] if query else []),
+        parameters=path + query,
         request=_without(operation, "Request", body_fields) if operation.method in BODY_METHODS else None,
         responses={operation.success_status: operation.response_serializer},
     )

@@ -8,13 +8,20 @@ from drf_spectacular.drainage import set_override
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from batchsite.timestamps import TS_SCHEMA as BASE_TS_SCHEMA
 from twins import validation as v
 
 UUID_SCHEMA = {"type": "string", "format": "uuid"}
-LEDGER_SCHEMA = {"type": "string", "description": "`personal` or the account's uuid", "default": "personal"}
+UUID_PATTERN = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+LEDGER_SCHEMA = {
+    "type": "string",
+    "pattern": f"^({v.PERSONAL_LEDGER}|{UUID_PATTERN})$",
+    "description": "`personal` or the account's uuid",
+    "default": "personal",
+}
 JSON_OBJECT_SCHEMA = {"type": "object", "additionalProperties": {}}
 RULE_SCHEMA = {"type": "string", "nullable": True, "maxLength": v.RULE_MAX_LENGTH}
-TS_SCHEMA = {"type": "number", "format": "double", "nullable": True}
+TS_SCHEMA = {**BASE_TS_SCHEMA, "nullable": True}
 
 
 class ParsedField(serializers.Field):
@@ -52,20 +59,34 @@ IDENTITY = _field("identity", v.parse_identity, {"type": "string", "pattern": f"
 ENTRY_KEYS = {
     "type": "array",
     "items": {"type": "string", "pattern": f"^{v.ENTRY_KEY.pattern}$"},
+    "minItems": 1,
     "description": "A list in a batch line; comma-separated in a query string.",
 }
-ENTRIES_SCHEMA = {
-    "type": "object",
-    "description": f"Keys match ^{v.ENTRY_KEY.pattern}$; each value's JSON at most "
-    f"{v.ENTRY_VALUE_MAX_BYTES} bytes.",
-    "additionalProperties": {
+ENTRY_FIELDS = {"value": {}, "visibility": RULE_SCHEMA}
+
+
+def entries_schema(*, value_required: bool) -> dict:
+    entry = {"type": "object", "properties": ENTRY_FIELDS, "additionalProperties": False}
+    if value_required:
+        entry["required"] = ["value"]
+    else:
+        entry["minProperties"] = 1
+    return {
         "type": "object",
-        "properties": {"value": {}, "visibility": RULE_SCHEMA},
-    },
-}
+        "description": f"Keys match ^{v.ENTRY_KEY.pattern}$; each value's JSON at most "
+        f"{v.ENTRY_VALUE_MAX_BYTES} bytes.",
+        "minProperties": 1,
+        "propertyNames": {"pattern": f"^{v.ENTRY_KEY.pattern}$"},
+        "additionalProperties": entry,
+    }
+
+
+NEW_ENTRIES_SCHEMA = entries_schema(value_required=True)
+ENTRY_CHANGES_SCHEMA = entries_schema(value_required=False)
 DESCRIPTION_SCHEMA = {
     "type": "object",
     "additionalProperties": {},
+    "propertyNames": {"pattern": f"^{v.DESCRIPTION_KEY.pattern}$"},
     "description": f"Keys match ^{v.DESCRIPTION_KEY.pattern}$; "
     f"at most {v.DESCRIPTION_MAX_BYTES} bytes as JSON.",
 }
@@ -112,9 +133,12 @@ INPUT_FIELDS: dict[str, tuple[v.InputField, ...]] = {
             {
                 "type": "object",
                 "description": f"Identities match ^{v.IDENTITY.pattern}$.",
+                "minProperties": 1,
+                "propertyNames": {"pattern": f"^{v.IDENTITY.pattern}$"},
                 "additionalProperties": {
                     "type": "object",
                     "properties": {"validity_ts": TS_SCHEMA, "visibility": RULE_SCHEMA},
+                    "additionalProperties": False,
                 },
             },
         ),
@@ -122,13 +146,17 @@ INPUT_FIELDS: dict[str, tuple[v.InputField, ...]] = {
     "get_twin_identities": (TWIN,),
     "delete_twin_identity": (TWIN, IDENTITY),
     "resolve_twin_identity": (IDENTITY,),
-    "add_twin_ledger_entry": (TWIN, LEDGER, _field("entries", v.parse_new_entries, ENTRIES_SCHEMA)),
+    "add_twin_ledger_entry": (TWIN, LEDGER, _field("entries", v.parse_new_entries, NEW_ENTRIES_SCHEMA)),
     "get_twin_ledger_entry": (
         TWIN,
         LEDGER,
         _field("entries", v.parse_entry_keys, ENTRY_KEYS, required=False, allow_null=True, default=None),
     ),
-    "update_twin_ledger_entry": (TWIN, LEDGER, _field("entries", v.parse_entry_changes, ENTRIES_SCHEMA)),
+    "update_twin_ledger_entry": (
+        TWIN,
+        LEDGER,
+        _field("entries", v.parse_entry_changes, ENTRY_CHANGES_SCHEMA),
+    ),
     "delete_twin_ledger_entry": (TWIN, LEDGER, _field("entries", v.parse_entry_keys, ENTRY_KEYS)),
 }
 

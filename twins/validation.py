@@ -23,7 +23,7 @@ from rest_framework.exceptions import ErrorDetail
 from rest_framework.exceptions import ValidationError as InputError
 
 from batchsite import jsonsafe
-from batchsite.timestamps import from_ts
+from batchsite.timestamps import from_ts, ts_in_range
 
 DESCRIPTION_KEY = re.compile(r"[a-z_][0-9a-z_]{0,63}")
 ENTRY_KEY = re.compile(r"[a-z_][0-9a-z_]{0,127}")
@@ -127,7 +127,7 @@ def parse_text(value: Any) -> str:
 
 
 def parse_timestamp(value: Any) -> datetime:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if not ts_in_range(value):
         raise ValidationError("Must be Unix seconds as a number.", code="invalid")
     try:
         return from_ts(float(value))

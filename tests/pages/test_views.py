@@ -128,10 +128,11 @@ def test_the_state_the_detail_page_polls(caller):
 def test_the_api_takes_the_pages_session_only_with_its_csrf_token(caller):
     browser = Client(enforce_csrf_checks=True)
     browser.force_login(caller.user)
-    without = browser.post("/cache")
+    # As the upload form sends it (the API reads JSON bodies only).
+    without = browser.post("/cache", content_type="application/json")
     assert without.status_code == 403
     assert "CSRF" in without.json()["description"]
 
     token = browser.get(reverse("batch_new_page")).context["csrf_token"]
-    issued = browser.post("/cache", headers={"X-CSRFToken": str(token)})
+    issued = browser.post("/cache", content_type="application/json", headers={"X-CSRFToken": str(token)})
     assert issued.status_code == 201, issued.content

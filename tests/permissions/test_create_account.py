@@ -2,6 +2,7 @@ import json
 from io import StringIO
 
 from django.core.management import call_command
+from django.test import Client
 from rest_framework.test import APIClient
 
 from permissions.actions import ACTIONS
@@ -43,3 +44,22 @@ def test_plain_output_ends_with_a_working_secret(db):
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=printed.split()[-1])
     assert client.get("/whoami").json()["user"] == str(account_user.uuid)
+
+
+def test_staff_option_prints_a_password_that_signs_in_to_the_admin(db):
+    printed = json.loads(create_account("Operators", "--json", "--staff"))
+    assert set(printed) == {"account", "user", "secret", "password"}
+
+    client = Client()
+    assert client.get("/admin/").status_code == 302
+    assert client.login(username=printed["user"], password=printed["password"])
+    admin_index = client.get("/admin/")
+    assert admin_index.status_code == 200
+    assert b"Batches" in admin_index.content
+
+
+def test_without_staff_the_user_has_no_admin(db):
+    printed = json.loads(create_account("Acme", "--json"))
+    account_user = AccountUser.objects.select_related("user").get(uuid=printed["user"])
+    assert not account_user.user.is_staff
+    assert not account_user.user.has_usable_password()

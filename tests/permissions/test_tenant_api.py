@@ -205,3 +205,22 @@ def test_secret_get_update_delete(caller, make_caller):
 def test_malformed_json_is_400(caller):
     response = caller.client.generic("POST", "/roles", "{not json", content_type="application/json")
     assert_error(response, 400, "malformed_body")
+
+
+NO_RULES = {"twin_rule": None, "entry_rule": None, "identity_rule": None}
+
+
+def test_a_role_created_without_rules_comes_back_with_all_three(caller):
+    role = create_role(caller.client, name="No rules").json()
+    assert role["rules"] == NO_RULES
+    assert caller.client.get(f"/roles/{role['uuid']}").json()["rules"] == NO_RULES
+    cleared = caller.client.patch(f"/roles/{role['uuid']}", {"rules": None}, format="json").json()
+    assert cleared["rules"] == NO_RULES
+
+
+@pytest.mark.parametrize(
+    "rules", [{"twin_rule": 5}, {"entry_rule": True}, {"identity_rule": ["x"]}, ["twin_rule"], "x"]
+)
+def test_wrongly_typed_rules_are_refused(caller, rules):
+    response = create_role(caller.client, name="Typed", rules=rules)
+    assert_error(response, 400)

@@ -108,7 +108,12 @@
     }
     const state = await response.json();
     show(state);
-    if (!state.terminal) setTimeout(poll, POLL_MS);
+    if (!state.terminal) {
+      setTimeout(poll, POLL_MS);
+    } else if (state.batch.status === "validation_failed" || state.batch.progress.failed > 0) {
+      // The failed lines are listed by the server, once: load the page again to show them.
+      window.location.reload();
+    }
   }
 
   if (root.dataset.terminal !== "true") setTimeout(poll, POLL_MS);

@@ -2,7 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand
 
-from permissions.services import account_bootstrap
+from permissions.services import account_bootstrap, staff_grant
 
 
 class Command(BaseCommand):
@@ -12,6 +12,12 @@ class Command(BaseCommand):
         parser.add_argument("name", help="The account's name.")
         parser.add_argument("--user", default="admin", help="The first user's name.")
         parser.add_argument("--json", action="store_true", help='Print {"account", "user", "secret"}.')
+        parser.add_argument(
+            "--staff",
+            action="store_true",
+            help="Also make the user staff (a superuser of /admin/) with a password, printed once; "
+            "the user name for signing in is the user's id.",
+        )
 
     def handle(self, *args, **options):
         created = account_bootstrap(name=options["name"], user_name=options["user"])
@@ -20,9 +26,16 @@ class Command(BaseCommand):
             "user": str(created.account_user.uuid),
             "secret": created.secret,
         }
+        if options["staff"]:
+            ids["password"] = staff_grant(account_user=created.account_user)
         if options["json"]:
             self.stdout.write(json.dumps(ids))
-        else:
+            return
+        self.stdout.write(
+            f"Account {ids['account']}, user {ids['user']}.\nSecret (shown only now): {ids['secret']}"
+        )
+        if options["staff"]:
             self.stdout.write(
-                f"Account {ids['account']}, user {ids['user']}.\nSecret (shown only now): {ids['secret']}"
+                f"Staff sign-in at /admin/ and /ui/login: user {ids['user']}, "
+                f"password (shown only now): {ids['password']}"
             )
