@@ -27,7 +27,7 @@ def test_every_operation_documents_the_errors_its_shape_implies(schema):
             assert "404" in codes, label
         if "requestBody" in operation:
             assert {"400", "415"} <= codes, label
-        for code in codes - {"200", "201"}:
+        for code in {code for code in codes if code.startswith(("4", "5"))}:
             assert operation["responses"][code]["content"]["application/json"]["schema"] == {
                 "$ref": "#/components/schemas/Error"
             }, label

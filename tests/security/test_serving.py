@@ -30,7 +30,7 @@ def make_run_command(port: int, **environment) -> list[str]:
         text=True,
         check=True,
     ).stdout.replace("\\\n", " ")
-    line = re.search(r"/gunicorn (.*?) & web=", printed).group(1)
+    line = re.search(r'/gunicorn ([^"]*)"', printed).group(1)
     return line.split()
 
 
