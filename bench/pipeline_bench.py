@@ -56,6 +56,8 @@ def environment() -> dict:
         "DATABASE_URL": DATABASE_URL,
         "CELERY_BROKER_URL": BROKER_URL,
         "DATA_DIR": str(DATA_DIR),
+        # This checkout's code, whatever else the virtualenv has installed in editable mode.
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")])),
     }
 
 
@@ -587,6 +589,89 @@ def measure_api(seconds: float, clients: int, web_workers: int, workers: int) ->
     return record(result)
 
 
+def function_of(frame: str) -> str:
+    """ "name (path/module.py:123)" as "name (module.py)": samples summed over its lines."""
+    name, _, where = frame.rpartition(" (")
+    return f"{name} ({where.rsplit('/', 1)[-1].split(':')[0]})"
+
+
+def summarise_profile(path: Path, top: int) -> dict:
+    """py-spy's collapsed stacks ("frame;frame;... count") as the functions with the most
+    samples on the stack (inclusive) and at its top (self), in % of the worker's samples
+    spent inside the pipeline (idle waiting on the broker excluded)."""
+    inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
+    total = 0
+    for row in path.read_text().splitlines():
+        stack, _, count = row.rpartition(" ")
+        if "batches/pipeline" not in stack:
+            continue
+        frames = [function_of(frame) for frame in stack.split(";") if not frame.startswith("process ")]
+        samples = int(count)
+        total += samples
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + samples
+        own[frames[-1]] = own.get(frames[-1], 0) + samples
+
+    def ranked(counts):
+        # Frames on (nearly) every sample are the worker's and the task's frame, not work.
+        shown = {frame: samples for frame, samples in counts.items() if samples < 0.97 * total}
+        best = sorted(shown.items(), key=lambda item: -item[1])[:top]
+        return [(frame, round(100 * samples / total, 1)) for frame, samples in best]
+
+    return {"samples": total, "inclusive": ranked(inclusive), "self": ranked(own)}
+
+
+def run_profile(arguments) -> None:
+    """One worker running a batch under py-spy; prints where its time goes."""
+    fresh_database()
+    setup_django()
+    empty_twins()
+    created = new_account("bench profile")
+    if arguments.operation == "create_twin":
+        path = twin_file(arguments.lines)
+    else:
+        path = ledger_file(arguments.lines, twins_copy_for(created.account, arguments.twins))
+    processes = start_workers(1)
+    output = DATA_DIR / f"profile-{arguments.operation}.txt"
+    spy = subprocess.Popen(
+        [
+            str(BIN / "py-spy"),
+            "record",
+            "--subprocesses",
+            "--format=raw",
+            f"--rate={arguments.rate}",
+            f"--output={output}",
+            f"--pid={processes[0].pid}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1)
+    try:
+        batch, _ = create_batch(path, arguments.operation, created)
+        batch = wait_terminal(batch.pk, timeout=arguments.timeout)
+    finally:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(timeout=60)
+        stop_workers(processes)
+    summary = summarise_profile(output, arguments.top)
+    record(
+        {
+            "bench": "profile",
+            "operation": arguments.operation,
+            "lines": arguments.lines,
+            "status": batch.status,
+            **phase_seconds(batch),
+            "samples": summary["samples"],
+        }
+    )
+    for kind in ("inclusive", "self"):
+        print(f"\n{kind} (% of samples in the pipeline)")
+        for frame, share in summary[kind]:
+            print(f"{share:6.1f}  {frame}")
+
+
 def run_api(arguments) -> None:
     fresh_database()
     setup_django()
@@ -761,6 +846,15 @@ def main() -> None:
     api.add_argument("--clients", type=int, default=32)
     api.add_argument("--web-workers", type=int, default=4)
     api.add_argument("--workers", type=int, default=2)
+    profile = commands.add_parser("profile", help="one worker running a batch under py-spy")
+    profile.add_argument(
+        "--operation", default="create_twin", choices=["create_twin", "add_twin_ledger_entry"]
+    )
+    profile.add_argument("--lines", type=int, default=100_000)
+    profile.add_argument("--twins", type=int, default=10_000)
+    profile.add_argument("--rate", type=int, default=200)
+    profile.add_argument("--top", type=int, default=25)
+    profile.add_argument("--timeout", type=float, default=3600)
     arguments = parser.parse_args()
     global DATABASE_URL, BROKER_URL
     DATABASE_URL = arguments.database_url or DATABASE_URL
@@ -774,6 +868,7 @@ def main() -> None:
         "cancel": run_cancel,
         "update": run_update,
         "api": run_api,
+        "profile": run_profile,
     }
     runs[arguments.command](arguments)
 

@@ -18,6 +18,7 @@ from batches.pipeline.faults import RETRIED_ERRORS, StorageReadError
 from batches.pipeline.lease import Lease, LeaseLost, StepInterrupted, TickingReader
 from batches.pipeline.reading import input_lines, prepared_line_numbers
 from batches.states import batch_transition
+from batchsite import fastjson
 from twins.registry import OperationError, OperationResult
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ def result_line(line: int, outcome: OperationResult | OperationError) -> str:
             "status": outcome.status,
             "error": {"subcode": outcome.subcode, "description": outcome.description},
         }
-    return json.dumps(record, separators=(",", ":"), default=str) + "\n"
+    return fastjson.dumps(record) + "\n"
 
 
 # What result_line would write for a line that never ran; a cancel may write a million.
