@@ -38,6 +38,7 @@ DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0
 BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/10")
 BIN = Path(sys.executable).parent
 PORT = int(os.environ.get("BENCH_PORT", "8791"))
+FLUSH_BROKER = True
 
 # Limits meant for tenants, not for a benchmark that is one tenant hammering the service.
 BENCH_SETTINGS = {
@@ -72,7 +73,8 @@ def fresh_database() -> None:
     with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{name}"')
-    if BROKER_URL.startswith("redis"):
+    if FLUSH_BROKER and BROKER_URL.startswith("redis"):
+        # Tasks left by an interrupted run would name batches of the dropped database.
         redis.Redis.from_url(BROKER_URL).flushdb()
     shutil.rmtree(DATA_DIR / "prometheus", ignore_errors=True)
     subprocess.run(
@@ -225,15 +227,31 @@ def per_second(count: int, seconds: float | None) -> int | None:
     return round(count / seconds) if seconds else None
 
 
+def cpu_seconds(memories) -> float:
+    """CPU time (user + system) so far of the workers' process trees: on a shared machine a
+    steadier measure of the work per line than the wall clock."""
+    ticks = 0
+    for memory in memories:
+        for pid in memory.processes():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def timed_batch(path: Path, *, lines: int, workers: int, timeout: float, operation: str, created=None):
     """One batch on fresh worker processes: its per step timings and each worker's peak RSS."""
     from tests.process_memory import PeakMemory
 
     processes = start_workers(workers)
     memories = [PeakMemory(process.pid) for process in processes]
+    cpu_before = cpu_seconds(memories)
     try:
         batch, _ = create_batch(path, operation, created)
         batch = wait_terminal(batch.pk, timeout=timeout)
+        cpu = cpu_seconds(memories) - cpu_before
     finally:
         peaks = [round(memory.stop(), 1) for memory in memories]
         stop_workers(processes)
@@ -248,6 +266,8 @@ def timed_batch(path: Path, *, lines: int, workers: int, timeout: float, operati
         "process_lines_per_s": per_second(lines, phases["process_s"]),
         "end_to_end_lines_per_s": per_second(lines, phases["total_s"]),
         "peak_rss_mib_per_worker": peaks,
+        "worker_cpu_s": round(cpu, 2),
+        "worker_cpu_us_per_line": round(cpu * 1e6 / lines, 1),
     }
 
 
@@ -708,7 +728,7 @@ def run_all(arguments) -> None:
     one = measure_batch(lines, 1, arguments.timeout)
     two = measure_batch(lines, 2, arguments.timeout)
     small_run = measure_batch(small, 1, arguments.timeout)
-    cancel = measure_cancel(lines, 2, arguments.timeout)
+    cancel = measure_cancel(arguments.cancel_lines or lines, 2, arguments.timeout)
     update = measure_update(arguments.update_lines, arguments.update_twins, 2, arguments.timeout)
     api = measure_api(arguments.api_seconds, arguments.clients, arguments.web_workers, 2)
     measures = {
@@ -722,6 +742,7 @@ def run_all(arguments) -> None:
         measures[f"{name}_lines_per_s"] = run["end_to_end_lines_per_s"]
         measures[f"{name}_process_lines_per_s"] = run["process_lines_per_s"]
         measures[f"{name}_status"] = run["status"]
+        measures[f"{name}_cpu_us_per_line"] = run["worker_cpu_us_per_line"]
     measures["memory_small_lines"] = small
     measures["memory_small_mib"] = max(small_run["peak_rss_mib_per_worker"])
     measures["memory_big_mib"] = max(one["peak_rss_mib_per_worker"])
@@ -730,6 +751,7 @@ def run_all(arguments) -> None:
     measures["update_lines_per_s"] = update["end_to_end_lines_per_s"]
     measures["update_process_lines_per_s"] = update["process_lines_per_s"]
     measures["update_status"] = update["status"]
+    measures["update_cpu_us_per_line"] = update["worker_cpu_us_per_line"]
     for name in ("create", "get", "healthz"):
         measures[f"api_{name}_p50_ms"] = api[f"{name}_p50_ms"]
         measures[f"api_{name}_p99_ms"] = api[f"{name}_p99_ms"]
@@ -810,10 +832,12 @@ def main() -> None:
     )
     parser.add_argument("--database-url", help="overrides BENCH_DATABASE_URL")
     parser.add_argument("--broker-url", help="overrides BENCH_BROKER_URL")
+    parser.add_argument("--keep-broker", action="store_true", help="do not flush the broker's Redis db")
     commands = parser.add_subparsers(dest="command", required=True)
     everything = commands.add_parser("all", help="the whole set: a table and one key=value line")
     everything.add_argument("--lines", type=int, default=1_000_000, help="create_twin batches and COPY")
     everything.add_argument("--memory-small-lines", type=int, default=100_000)
+    everything.add_argument("--cancel-lines", type=int, help="the batch cancelled at 10 %% (default --lines)")
     everything.add_argument("--update-lines", type=int, default=1_000_000)
     everything.add_argument("--update-twins", type=int, default=10_000)
     everything.add_argument("--single-seconds", type=float, default=10)
@@ -856,9 +880,10 @@ def main() -> None:
     profile.add_argument("--top", type=int, default=25)
     profile.add_argument("--timeout", type=float, default=3600)
     arguments = parser.parse_args()
-    global DATABASE_URL, BROKER_URL
+    global DATABASE_URL, BROKER_URL, FLUSH_BROKER
     DATABASE_URL = arguments.database_url or DATABASE_URL
     BROKER_URL = arguments.broker_url or BROKER_URL
+    FLUSH_BROKER = not arguments.keep_broker
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     runs = {
         "all": run_all,
