@@ -499,26 +499,26 @@ def run_update(arguments) -> None:
     measure_update(arguments.lines, arguments.twins, arguments.workers, arguments.timeout)
 
 
-def api_client(base: str, secret: str, handlers: list[str], seconds: float, threads: int, out) -> None:
-    """One client process: `threads` clients each cycling POST /batches, GET /batches/{batch}
-    and GET /healthz for `seconds`; sends {endpoint: [latency, ...], "errors": n} back."""
+def api_client(base: str, clients: list[tuple[str, list[str]]], seconds: float, out) -> None:
+    """One client process: a thread per (secret, upload handlers) client, each cycling
+    POST /batches, GET /batches/{batch} and GET /healthz for `seconds`; sends
+    {endpoint: [latency, ...], "errors": n, "reasons": {...}} back."""
     import requests
 
     latencies = {"create": [], "get": [], "healthz": []}
     errors = [0]
+    reasons: dict[str, int] = {}
     lock = threading.Lock()
     deadline = time.monotonic() + seconds
-    handlers = list(handlers)
 
-    def client() -> None:
+    def client(secret: str, handlers: list[str]) -> None:
         session = requests.Session()
         session.headers["Authorization"] = secret
         mine = {name: [] for name in latencies}
         failed = 0
         batch = None
         while time.monotonic() < deadline:
-            with lock:
-                handler = handlers.pop() if handlers else None
+            handler = handlers.pop() if handlers else None
             calls = [("healthz", "get", f"{base}/healthz", None)]
             if handler is not None:
                 body = {"handler": handler, "operation": "create_twin"}
@@ -527,10 +527,16 @@ def api_client(base: str, secret: str, handlers: list[str], seconds: float, thre
                 calls.append(("get", "get", f"{base}/batches/{batch}", None))
             for name, method, url, body in calls:
                 started = time.perf_counter()
-                response = session.request(method, url, json=body, timeout=30)
+                try:
+                    response = session.request(method, url, json=body, timeout=30)
+                except requests.RequestException as error:
+                    failed += 1
+                    reasons[type(error).__name__] = reasons.get(type(error).__name__, 0) + 1
+                    continue
                 elapsed = time.perf_counter() - started
                 if response.status_code >= 300:
                     failed += 1
+                    reasons[str(response.status_code)] = reasons.get(str(response.status_code), 0) + 1
                     continue
                 mine[name].append(elapsed)
                 if name == "create":
@@ -540,12 +546,12 @@ def api_client(base: str, secret: str, handlers: list[str], seconds: float, thre
                 latencies[name].extend(values)
             errors[0] += failed
 
-    running = [threading.Thread(target=client) for _ in range(threads)]
+    running = [threading.Thread(target=client, args=(secret, list(handlers))) for secret, handlers in clients]
     for thread in running:
         thread.start()
     for thread in running:
         thread.join()
-    out.put({**latencies, "errors": errors[0]})
+    out.put({**latencies, "errors": errors[0], "reasons": reasons})
 
 
 def percentile(values: list[float], fraction: float) -> float | None:
@@ -555,40 +561,43 @@ def percentile(values: list[float], fraction: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def measure_api(seconds: float, clients: int, web_workers: int, workers: int) -> dict:
+def measure_api(seconds: float, clients: int, web_workers: int, workers: int, accounts: int) -> dict:
     """Latency of POST /batches, GET /batches/{batch} and /healthz under `clients` concurrent
-    clients (4 client processes, so the clients' own GIL does not time the server), with chunk
-    workers running the batches the clients create."""
+    clients (4 client processes, so the clients' own GIL does not time the server), spread
+    over `accounts` accounts, with chunk workers running the batches the clients create. One
+    account's creates take turns on its quota row (operating.services.usage_admit_batch), so
+    with fewer accounts than clients POST /batches queues behind itself."""
     from batches import services
 
     empty_twins()
-    created = new_account("bench api")
+    owners = [new_account(f"bench api {index}") for index in range(max(1, min(accounts, clients)))]
     small = Path(tempfile.gettempdir()) / "bench-api-batch.jsonl"
     small.write_text("".join(json.dumps({"description": {"n": n}}) + "\n" for n in range(10)))
-    # Enough stored uploads that no client runs out: a batch takes its upload.
-    handlers = []
-    for _ in range(int(clients * seconds * 4)):
-        upload = services.upload_create(account=created.account, created_by=created.account_user)
-        with small.open("rb") as content:
-            services.upload_store(
-                handler=upload.handler,
-                stream=content,
-                content_length=small.stat().st_size,
-                content_type="application/x-ndjson",
-            )
-        handlers.append(str(upload.handler))
+    # Stored uploads for every client, a batch taking one each.
+    client_specs = []
+    for index in range(clients):
+        owner = owners[index % len(owners)]
+        handlers = []
+        for _ in range(int(seconds * 6)):
+            upload = services.upload_create(account=owner.account, created_by=owner.account_user)
+            with small.open("rb") as content:
+                services.upload_store(
+                    handler=upload.handler,
+                    stream=content,
+                    content_length=small.stat().st_size,
+                    content_type="application/x-ndjson",
+                )
+            handlers.append(str(upload.handler))
+        client_specs.append((owner.secret, handlers))
     processes = start_workers(workers)
     try:
         with WebServer(web_workers) as server:
             context = multiprocessing.get_context("spawn")
             out = context.Queue()
-            groups = 4
-            clients_per_group = [clients // groups + (index < clients % groups) for index in range(groups)]
-            shares = [handlers[index::groups] for index in range(groups)]
+            groups = min(4, clients)
             children = [
                 context.Process(
-                    target=api_client,
-                    args=(server.base, created.secret, shares[index], seconds, clients_per_group[index], out),
+                    target=api_client, args=(server.base, client_specs[index::groups], seconds, out)
                 )
                 for index in range(groups)
             ]
@@ -600,12 +609,17 @@ def measure_api(seconds: float, clients: int, web_workers: int, workers: int) ->
     finally:
         stop_workers(processes)
     latencies = {name: [v for part in gathered for v in part[name]] for name in ("create", "get", "healthz")}
-    result = {"bench": "api_latency", "clients": clients, "seconds": seconds}
+    result = {"bench": "api_latency", "clients": clients, "accounts": len(owners), "seconds": seconds}
     for name, values in latencies.items():
         result[f"{name}_calls"] = len(values)
         result[f"{name}_p50_ms"] = round(percentile(values, 0.5) * 1000, 1) if values else None
         result[f"{name}_p99_ms"] = round(percentile(values, 0.99) * 1000, 1) if values else None
     result["errors"] = sum(part["errors"] for part in gathered)
+    reasons: dict[str, int] = {}
+    for part in gathered:
+        for reason, count in part["reasons"].items():
+            reasons[reason] = reasons.get(reason, 0) + count
+    result["error_reasons"] = reasons
     return record(result)
 
 
@@ -695,7 +709,8 @@ def run_profile(arguments) -> None:
 def run_api(arguments) -> None:
     fresh_database()
     setup_django()
-    measure_api(arguments.seconds, arguments.clients, arguments.web_workers, arguments.workers)
+    a = arguments
+    measure_api(a.seconds, a.clients, a.web_workers, a.workers, a.accounts)
 
 
 TARGETS = (
@@ -730,7 +745,8 @@ def run_all(arguments) -> None:
     small_run = measure_batch(small, 1, arguments.timeout)
     cancel = measure_cancel(arguments.cancel_lines or lines, 2, arguments.timeout)
     update = measure_update(arguments.update_lines, arguments.update_twins, 2, arguments.timeout)
-    api = measure_api(arguments.api_seconds, arguments.clients, arguments.web_workers, 2)
+    a = arguments
+    api = measure_api(a.api_seconds, a.clients, a.web_workers, 2, a.api_accounts)
     measures = {
         "single_calls_per_s": single["calls_per_s"],
         "copy_rows_per_s": copy["rows_per_s"],
@@ -843,6 +859,7 @@ def main() -> None:
     everything.add_argument("--single-seconds", type=float, default=10)
     everything.add_argument("--api-seconds", type=float, default=10)
     everything.add_argument("--clients", type=int, default=32)
+    everything.add_argument("--api-accounts", type=int, default=32, help="accounts the API clients use")
     everything.add_argument("--threads", type=int, default=8, help="single-call client threads")
     everything.add_argument("--web-workers", type=int, default=4)
     everything.add_argument("--timeout", type=float, default=3600)
@@ -870,6 +887,7 @@ def main() -> None:
     api.add_argument("--clients", type=int, default=32)
     api.add_argument("--web-workers", type=int, default=4)
     api.add_argument("--workers", type=int, default=2)
+    api.add_argument("--accounts", type=int, default=32, help="accounts the clients use")
     profile = commands.add_parser("profile", help="one worker running a batch under py-spy")
     profile.add_argument(
         "--operation", default="create_twin", choices=["create_twin", "add_twin_ledger_entry"]

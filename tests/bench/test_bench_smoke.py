@@ -46,7 +46,7 @@ def bench_database_url():
 def test_bench_all_prints_every_measure_and_ratio(bench_database_url):
     sizes = "--lines 2000 --memory-small-lines 500 --cancel-lines 20000"
     sizes += " --update-lines 1000 --update-twins 100"
-    durations = "--single-seconds 1 --api-seconds 1 --clients 4 --threads 2 --web-workers 1"
+    durations = "--single-seconds 1 --api-seconds 1 --clients 4 --api-accounts 2 --threads 2 --web-workers 1"
     finished = subprocess.run(
         [
             sys.executable,
