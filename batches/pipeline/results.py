@@ -116,7 +116,9 @@ def write_results(batch: Batch, blocks: Iterable[ResultBlock], lease: Lease) -> 
             results.write(encoded)
             if all_failed:
                 errors.write(encoded)
-            else:
+            elif ',"error":' in block:
+                # Every failed line has this key; a block without it (the usual chunk: all
+                # succeeded) is not split into lines.
                 failed = [line for line in block.splitlines(keepends=True) if not is_success_line(line)]
                 errors.write("".join(failed).encode())
         results.seek(0)
