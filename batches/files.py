@@ -42,13 +42,19 @@ def storage_save_new(name: str, content) -> None:
         raise FileExistsError(f"storage already held {name}")
 
 
+def renames_into_place() -> bool:
+    """Django's own FileSystemStorage moves a file that has a path; a subclass may read it."""
+    return default_storage.__class__ is FileSystemStorage
+
+
 @contextmanager
 def storage_spool() -> Iterator:
     """A temporary file for a step's output. With local storage it lies in the storage's own
     folder, so storage_save_spooled renames it into place instead of copying it (the results
     of a million lines, written twice when cancelled, are a few hundred MB); it is removed on
-    exit unless it was saved. Elsewhere (S3) an ordinary temporary file."""
-    if not isinstance(default_storage, FileSystemStorage):
+    exit unless it was saved. Elsewhere (S3, or a storage class of its own) an ordinary
+    temporary file."""
+    if not renames_into_place():
         with tempfile.TemporaryFile() as spool:
             yield spool
         return
@@ -74,10 +80,10 @@ def storage_save_spooled(name: str, spool, reader) -> None:
     place with local storage; else read from its start through `reader` (a TickingReader
     over the spool, say, to keep a lease alive)."""
     spool.flush()
-    if isinstance(default_storage, FileSystemStorage) and isinstance(getattr(spool, "name", None), str):
+    spool.seek(0)
+    if renames_into_place() and isinstance(getattr(spool, "name", None), str):
         storage_save_new(name, _SpooledFile(spool, name=os.path.basename(name)))
     else:
-        spool.seek(0)
         storage_save_new(name, File(reader, name=os.path.basename(name)))
 
 
