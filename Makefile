@@ -101,6 +101,15 @@ soak: install-dev browser
 	FAULT_LINES=$${FAULT_LINES:-150000} FAIRNESS_LINES=$${FAIRNESS_LINES:-300000} \
 		STOP_ROUNDS=$${STOP_ROUNDS:-50} $(BIN)/pytest -m "soak or slow" $(PYTEST_ARGS)
 
+# The benchmark (bench/README.md): the whole set on PostgreSQL + Redis with real processes, a
+# table and one final key=value line with every measure and ratio. The database named by
+# BENCH_DATABASE_URL is DROPPED and recreated; BENCH_BROKER_URL's Redis db is flushed.
+# Sizes: BENCH_ARGS, e.g. BENCH_ARGS="--lines 200000 --update-lines 200000".
+.PHONY: bench
+BENCH_ARGS ?=
+bench: install
+	$(BIN)/python bench/pipeline_bench.py all $(BENCH_ARGS)
+
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

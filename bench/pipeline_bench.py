@@ -1,18 +1,26 @@
-"""Benchmark of the batch pipeline against its targets (issue 5), on a dedicated database.
+"""Benchmark of the batch pipeline against its targets (issue 17), on a dedicated database.
 
+    make bench                                   # the whole set, a table and one key=value line
+    .venv/bin/python bench/pipeline_bench.py all --lines 1000000 --update-lines 1000000
     .venv/bin/python bench/pipeline_bench.py batch --lines 100000 --workers 1
     .venv/bin/python bench/pipeline_bench.py single --seconds 20 --threads 8
     .venv/bin/python bench/pipeline_bench.py copy --lines 1000000
     .venv/bin/python bench/pipeline_bench.py cancel --lines 1000000
+    .venv/bin/python bench/pipeline_bench.py update --lines 1000000
+    .venv/bin/python bench/pipeline_bench.py api --seconds 15 --clients 32
 
-Each run prints one JSON line and appends it to bench/results/results.jsonl. The database
+Each measure prints one JSON line and appends it to bench/results/results.jsonl. The database
 (BENCH_DATABASE_URL, default a PostgreSQL database `batch_bench` on 127.0.0.1) is dropped and
-migrated afresh per run; the broker is BENCH_BROKER_URL (default Redis db 10).
+migrated afresh per run (once for `all`); the broker is BENCH_BROKER_URL (default Redis db 10).
+Everything runs as real processes: gunicorn for the HTTP measures, `celery worker` processes
+(each --concurrency=1, both queues) for the batches.
 """
 
 import argparse
 import json
+import multiprocessing
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,21 +37,35 @@ RESULTS = ROOT / "bench" / "results" / "results.jsonl"
 DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/batch_bench")
 BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/10")
 BIN = Path(sys.executable).parent
+PORT = int(os.environ.get("BENCH_PORT", "8791"))
+FLUSH_BROKER = True
+
+# Limits meant for tenants, not for a benchmark that is one tenant hammering the service.
+BENCH_SETTINGS = {
+    "API_THROTTLE_RATE": "100000000/min",
+    "QUOTA_MAX_ACTIVE_BATCHES": "1000000",
+    "QUOTA_MAX_BATCH_LINES_PER_DAY": "10000000000",
+    "LOG_LEVEL": "WARNING",
+}
 
 
 def environment() -> dict:
     return {
         **os.environ,
+        **BENCH_SETTINGS,
         "DJANGO_SETTINGS_MODULE": "batchsite.settings",
         "DATABASE_URL": DATABASE_URL,
         "CELERY_BROKER_URL": BROKER_URL,
         "DATA_DIR": str(DATA_DIR),
+        # This checkout's code, whatever else the virtualenv has installed in editable mode.
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")])),
     }
 
 
 def fresh_database() -> None:
-    """Drops and recreates the benchmark database, then migrates it."""
+    """Drops and recreates the benchmark database, then migrates it; empties the broker's db."""
     import psycopg
+    import redis
 
     parts = urllib.parse.urlsplit(DATABASE_URL)
     name = parts.path.lstrip("/")
@@ -51,6 +73,10 @@ def fresh_database() -> None:
     with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{name}"')
+    if FLUSH_BROKER and BROKER_URL.startswith("redis"):
+        # Tasks left by an interrupted run would name batches of the dropped database.
+        redis.Redis.from_url(BROKER_URL).flushdb()
+    shutil.rmtree(DATA_DIR / "prometheus", ignore_errors=True)
     subprocess.run(
         [str(BIN / "python"), "manage.py", "migrate", "--noinput", "-v0"],
         cwd=ROOT,
@@ -59,29 +85,46 @@ def fresh_database() -> None:
     )
 
 
+_django_ready = False
+
+
 def setup_django() -> None:
+    global _django_ready
+    if _django_ready:
+        return
     os.environ.update(environment())
     sys.path.insert(0, str(ROOT))
     import django
 
     django.setup()
+    _django_ready = True
 
 
-def record(result: dict) -> None:
+def empty_twins() -> None:
+    """Each measure starts on empty twin tables, so the sizes of earlier ones do not count."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE twins_ledgerentry, twins_identity, twins_twin")
+
+
+def record(result: dict) -> dict:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    result = {"at": time.strftime("%Y-%m-%dT%H:%M:%S"), **result}
-    line = json.dumps(result)
-    print(line)
+    line = json.dumps({"at": time.strftime("%Y-%m-%dT%H:%M:%S"), **result})
+    print(line, flush=True)
     with RESULTS.open("a") as results:
         results.write(line + "\n")
+    return result
 
 
 def twin_file(lines: int) -> Path:
     path = Path(tempfile.gettempdir()) / f"bench-twins-{lines}.jsonl"
     if not path.exists():
-        with path.open("w") as out:
+        partial = path.with_suffix(".partial")
+        with partial.open("w") as out:
             for number in range(lines):
                 out.write(json.dumps({"description": {"serial": number, "kind": "sensor"}}) + "\n")
+        partial.rename(path)
     return path
 
 
@@ -97,6 +140,7 @@ def start_workers(count: int) -> list[subprocess.Popen]:
                     "batchsite",
                     "worker",
                     "--concurrency=1",
+                    "--queues=pipeline,chunks",
                     f"--hostname=bench{index}@%h",
                     "--without-gossip",
                     "--without-mingle",
@@ -117,14 +161,23 @@ def stop_workers(workers: list[subprocess.Popen]) -> None:
     for worker in workers:
         os.killpg(worker.pid, signal.SIGTERM)
     for worker in workers:
-        worker.wait(timeout=30)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
 
 
-def create_batch(path: Path):
-    from batches import services
+def new_account(name: str):
     from permissions.services import account_bootstrap
 
-    created = account_bootstrap(name=f"bench {uuid.uuid4().hex[:6]}")
+    return account_bootstrap(name=f"{name} {uuid.uuid4().hex[:6]}")
+
+
+def create_batch(path: Path, operation: str = "create_twin", created=None):
+    from batches import services
+
+    created = created or new_account("bench")
     upload = services.upload_create(account=created.account, created_by=created.account_user)
     with path.open("rb") as content:
         services.upload_store(
@@ -137,7 +190,7 @@ def create_batch(path: Path):
         account=created.account,
         user=created.account_user.user,
         handler=str(upload.handler),
-        operation="create_twin",
+        operation=operation,
     )
     return batch, created
 
@@ -174,76 +227,113 @@ def per_second(count: int, seconds: float | None) -> int | None:
     return round(count / seconds) if seconds else None
 
 
+def cpu_seconds(memories) -> float:
+    """CPU time (user + system) so far of the workers' process trees: on a shared machine a
+    steadier measure of the work per line than the wall clock."""
+    ticks = 0
+    for memory in memories:
+        for pid in memory.processes():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def timed_batch(path: Path, *, lines: int, workers: int, timeout: float, operation: str, created=None):
+    """One batch on fresh worker processes: its per step timings and each worker's peak RSS."""
+    from tests.process_memory import PeakMemory
+
+    processes = start_workers(workers)
+    memories = [PeakMemory(process.pid) for process in processes]
+    cpu_before = cpu_seconds(memories)
+    try:
+        batch, _ = create_batch(path, operation, created)
+        batch = wait_terminal(batch.pk, timeout=timeout)
+        cpu = cpu_seconds(memories) - cpu_before
+    finally:
+        peaks = [round(memory.stop(), 1) for memory in memories]
+        stop_workers(processes)
+    phases = phase_seconds(batch)
+    return {
+        "operation": operation,
+        "lines": lines,
+        "workers": workers,
+        "status": batch.status,
+        "succeeded": batch.succeeded,
+        **phases,
+        "process_lines_per_s": per_second(lines, phases["process_s"]),
+        "end_to_end_lines_per_s": per_second(lines, phases["total_s"]),
+        "peak_rss_mib_per_worker": peaks,
+        "worker_cpu_s": round(cpu, 2),
+        "worker_cpu_us_per_line": round(cpu * 1e6 / lines, 1),
+    }
+
+
+def measure_batch(lines: int, workers: int, timeout: float) -> dict:
+    empty_twins()
+    result = timed_batch(
+        twin_file(lines), lines=lines, workers=workers, timeout=timeout, operation="create_twin"
+    )
+    return record({"bench": "batch", **result})
+
+
 def run_batch(arguments) -> None:
     fresh_database()
     setup_django()
-    path = twin_file(arguments.lines)
-    from tests.process_memory import PeakMemory
-
-    workers = start_workers(arguments.workers)
-    memories = [PeakMemory(worker.pid) for worker in workers]
-    try:
-        batch, _ = create_batch(path)
-        batch = wait_terminal(batch.pk, timeout=arguments.timeout)
-    finally:
-        peaks = [round(memory.stop(), 1) for memory in memories]
-        stop_workers(workers)
-    phases = phase_seconds(batch)
-    record(
-        {
-            "bench": "batch",
-            "operation": "create_twin",
-            "lines": arguments.lines,
-            "workers": arguments.workers,
-            "status": batch.status,
-            **phases,
-            "process_lines_per_s": round(arguments.lines / phases["process_s"])
-            if phases["process_s"]
-            else None,
-            "end_to_end_lines_per_s": round(arguments.lines / phases["total_s"])
-            if phases["total_s"]
-            else None,
-            "peak_rss_mib_per_worker": peaks,
-        }
-    )
+    measure_batch(arguments.lines, arguments.workers, arguments.timeout)
 
 
-def run_single(arguments) -> None:
+class WebServer:
+    """gunicorn as `make web` starts it, on the benchmark's database and broker."""
+
+    def __init__(self, web_workers: int):
+        self.process = subprocess.Popen(
+            [
+                str(BIN / "gunicorn"),
+                "batchsite.wsgi",
+                "-c",
+                "batchsite/gunicorn_conf.py",
+                f"--bind=127.0.0.1:{PORT}",
+                f"--workers={web_workers}",
+                "--access-logfile=/dev/null",
+            ],
+            cwd=ROOT,
+            env=environment(),
+            stdout=subprocess.DEVNULL,
+            stderr=(DATA_DIR / "gunicorn.log").open("w"),
+            start_new_session=True,
+        )
+        self.base = f"http://127.0.0.1:{PORT}"
+
+    def __enter__(self):
+        import requests
+
+        for _ in range(150):
+            try:
+                if requests.get(f"{self.base}/healthz", timeout=1).status_code == 200:
+                    return self
+            except (requests.ConnectionError, requests.Timeout):
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("gunicorn did not answer /healthz")
+
+    def __exit__(self, *exc_info):
+        os.killpg(self.process.pid, signal.SIGTERM)
+        self.process.wait(timeout=30)
+
+
+def measure_single(seconds: float, threads: int, web_workers: int) -> dict:
     """Single POST /twins calls through gunicorn from client threads, as a client would."""
     import requests
 
-    fresh_database()
-    setup_django()
-    from permissions.services import account_bootstrap
-
-    secret = account_bootstrap(name="bench single").secret
-    port = 8791
-    server = subprocess.Popen(
-        [
-            str(BIN / "gunicorn"),
-            "batchsite.wsgi",
-            f"--bind=127.0.0.1:{port}",
-            f"--workers={arguments.web_workers}",
-            "--threads=4",
-            "--no-control-socket",
-        ],
-        cwd=ROOT,
-        env=environment(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                if requests.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except (requests.ConnectionError, requests.Timeout):
-                time.sleep(0.2)
-        counts = [0] * arguments.threads
-        failures = [0] * arguments.threads
-        deadline = time.monotonic() + arguments.seconds
+    empty_twins()
+    secret = new_account("bench single").secret
+    with WebServer(web_workers) as server:
+        counts = [0] * threads
+        failures = [0] * threads
+        deadline = time.monotonic() + seconds
 
         def client(index: int) -> None:
             session = requests.Session()
@@ -251,7 +341,7 @@ def run_single(arguments) -> None:
             serial = 0
             while time.monotonic() < deadline:
                 response = session.post(
-                    f"{base}/twins", json={"description": {"serial": serial, "kind": "sensor"}}
+                    f"{server.base}/twins", json={"description": {"serial": serial, "kind": "sensor"}}
                 )
                 serial += 1
                 if response.status_code == 201:
@@ -260,20 +350,17 @@ def run_single(arguments) -> None:
                     failures[index] += 1
 
         started = time.monotonic()
-        threads = [threading.Thread(target=client, args=(index,)) for index in range(arguments.threads)]
-        for thread in threads:
+        workers = [threading.Thread(target=client, args=(index,)) for index in range(threads)]
+        for thread in workers:
             thread.start()
-        for thread in threads:
+        for thread in workers:
             thread.join()
         elapsed = time.monotonic() - started
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
-    record(
+    return record(
         {
             "bench": "single_calls",
-            "threads": arguments.threads,
-            "web_workers": arguments.web_workers,
+            "threads": threads,
+            "web_workers": web_workers,
             "calls": sum(counts),
             "failures": sum(failures),
             "calls_per_s": round(sum(counts) / elapsed, 1),
@@ -281,16 +368,19 @@ def run_single(arguments) -> None:
     )
 
 
-def run_copy(arguments) -> None:
+def run_single(arguments) -> None:
+    fresh_database()
+    setup_django()
+    measure_single(arguments.seconds, arguments.threads, arguments.web_workers)
+
+
+def measure_copy(lines: int) -> dict:
     """Raw PostgreSQL COPY of rows equivalent to create_twin's, the floor for comparison."""
     import psycopg
 
-    fresh_database()
-    setup_django()
-    from permissions.services import account_bootstrap
-
-    account = account_bootstrap(name="bench copy").account
-    path = twin_file(arguments.lines)
+    empty_twins()
+    account = new_account("bench copy").account
+    path = twin_file(lines)
     started = time.monotonic()
     with psycopg.connect(DATABASE_URL) as connection, connection.cursor() as cursor:
         now = time.strftime("%Y-%m-%d %H:%M:%S+00")
@@ -298,43 +388,48 @@ def run_copy(arguments) -> None:
             cursor.copy(
                 "COPY twins_twin (uuid, account_id, status, description, created_at, updated_at) FROM STDIN"
             ) as copy,
-            path.open() as lines,
+            path.open() as source,
         ):
-            for line in lines:
+            for line in source:
                 description = json.dumps(json.loads(line)["description"])
                 copy.write_row((uuid.uuid4(), account.pk, "alive", description, now, now))
     elapsed = time.monotonic() - started
-    record({"bench": "raw_copy", "lines": arguments.lines, "rows_per_s": round(arguments.lines / elapsed)})
+    return record({"bench": "raw_copy", "lines": lines, "rows_per_s": round(lines / elapsed)})
 
 
-def run_cancel(arguments) -> None:
-    """Time from a cancel request to `cancelled`, with the batch in full processing."""
+def run_copy(arguments) -> None:
     fresh_database()
     setup_django()
+    measure_copy(arguments.lines)
+
+
+def measure_cancel(lines: int, workers: int, timeout: float) -> dict:
+    """Time from a cancel request to `cancelled`, with the batch in full processing."""
     from batches import services
     from batches.models import Batch
 
-    path = twin_file(arguments.lines)
-    workers = start_workers(arguments.workers)
+    empty_twins()
+    path = twin_file(lines)
+    processes = start_workers(workers)
     try:
         batch, _ = create_batch(path)
-        deadline = time.monotonic() + arguments.timeout
-        while Batch.objects.get(pk=batch.pk).processed < arguments.lines // 10:
+        deadline = time.monotonic() + timeout
+        while Batch.objects.get(pk=batch.pk).processed < lines // 10:
             if time.monotonic() > deadline:
                 raise TimeoutError("processing did not get under way")
             time.sleep(0.05)
         asked = time.monotonic()
         services.batch_cancel(batch=batch)
         accepted = time.monotonic()
-        batch = wait_terminal(batch.pk, timeout=arguments.timeout)
+        batch = wait_terminal(batch.pk, timeout=timeout)
         finished = time.monotonic()
     finally:
-        stop_workers(workers)
-    record(
+        stop_workers(processes)
+    return record(
         {
             "bench": "cancel",
-            "lines": arguments.lines,
-            "workers": arguments.workers,
+            "lines": lines,
+            "workers": workers,
             "status": batch.status,
             "processed_when_stopped": batch.processed,
             "cancel_request_s": round(accepted - asked, 3),
@@ -343,11 +438,431 @@ def run_cancel(arguments) -> None:
     )
 
 
+def run_cancel(arguments) -> None:
+    fresh_database()
+    setup_django()
+    measure_cancel(arguments.lines, arguments.workers, arguments.timeout)
+
+
+def ledger_file(lines: int, twins: list[str]) -> Path:
+    """add_twin_ledger_entry lines spread over existing twins, one new entry each."""
+    path = Path(tempfile.gettempdir()) / f"bench-ledger-{os.getpid()}-{lines}.jsonl"
+    with path.open("w") as out:
+        for number in range(lines):
+            twin = twins[number % len(twins)]
+            entries = {f"k{number}": {"value": {"reading": number, "unit": "C"}, "visibility": None}}
+            out.write(json.dumps({"twin": twin, "ledger": "personal", "entries": entries}) + "\n")
+    return path
+
+
+def twins_copy_for(account, count: int) -> list[str]:
+    """`count` twins of the account, inserted with COPY (not timed)."""
+    import psycopg
+
+    made = [str(uuid.uuid4()) for _ in range(count)]
+    now = time.strftime("%Y-%m-%d %H:%M:%S+00")
+    with (
+        psycopg.connect(DATABASE_URL) as connection,
+        connection.cursor() as cursor,
+        cursor.copy(
+            "COPY twins_twin (uuid, account_id, status, description, created_at, updated_at) FROM STDIN"
+        ) as copy,
+    ):
+        for twin in made:
+            copy.write_row((twin, account.pk, "alive", '{"kind":"sensor"}', now, now))
+    return made
+
+
+def measure_update(lines: int, twins: int, workers: int, timeout: float) -> dict:
+    """An add_twin_ledger_entry batch over existing twins: the write-heavy case, where each
+    line locks and reads its twin and the ledger's keys before writing."""
+    empty_twins()
+    created = new_account("bench update")
+    path = ledger_file(lines, twins_copy_for(created.account, twins))
+    try:
+        result = timed_batch(
+            path,
+            lines=lines,
+            workers=workers,
+            timeout=timeout,
+            operation="add_twin_ledger_entry",
+            created=created,
+        )
+    finally:
+        path.unlink()
+    return record({"bench": "update_heavy", "twins": twins, **result})
+
+
+def run_update(arguments) -> None:
+    fresh_database()
+    setup_django()
+    measure_update(arguments.lines, arguments.twins, arguments.workers, arguments.timeout)
+
+
+def api_client(base: str, clients: list[tuple[str, list[str]]], seconds: float, out) -> None:
+    """One client process: a thread per (secret, upload handlers) client, each cycling
+    POST /batches, GET /batches/{batch} and GET /healthz for `seconds`; sends
+    {endpoint: [latency, ...], "errors": n, "reasons": {...}} back."""
+    import requests
+
+    latencies = {"create": [], "get": [], "healthz": []}
+    errors = [0]
+    reasons: dict[str, int] = {}
+    lock = threading.Lock()
+    deadline = time.monotonic() + seconds
+
+    def client(secret: str, handlers: list[str]) -> None:
+        session = requests.Session()
+        session.headers["Authorization"] = secret
+        mine = {name: [] for name in latencies}
+        failed = 0
+        batch = None
+        while time.monotonic() < deadline:
+            handler = handlers.pop() if handlers else None
+            calls = [("healthz", "get", f"{base}/healthz", None)]
+            if handler is not None:
+                body = {"handler": handler, "operation": "create_twin"}
+                calls.append(("create", "post", f"{base}/batches", body))
+            if batch is not None:
+                calls.append(("get", "get", f"{base}/batches/{batch}", None))
+            for name, method, url, body in calls:
+                started = time.perf_counter()
+                try:
+                    response = session.request(method, url, json=body, timeout=30)
+                except requests.RequestException as error:
+                    failed += 1
+                    reasons[type(error).__name__] = reasons.get(type(error).__name__, 0) + 1
+                    continue
+                elapsed = time.perf_counter() - started
+                if response.status_code >= 300:
+                    failed += 1
+                    reasons[str(response.status_code)] = reasons.get(str(response.status_code), 0) + 1
+                    continue
+                mine[name].append(elapsed)
+                if name == "create":
+                    batch = response.json()["batch"]
+        with lock:
+            for name, values in mine.items():
+                latencies[name].extend(values)
+            errors[0] += failed
+
+    running = [threading.Thread(target=client, args=(secret, list(handlers))) for secret, handlers in clients]
+    for thread in running:
+        thread.start()
+    for thread in running:
+        thread.join()
+    out.put({**latencies, "errors": errors[0], "reasons": reasons})
+
+
+def percentile(values: list[float], fraction: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def measure_api(seconds: float, clients: int, web_workers: int, workers: int, accounts: int) -> dict:
+    """Latency of POST /batches, GET /batches/{batch} and /healthz under `clients` concurrent
+    clients (4 client processes, so the clients' own GIL does not time the server), spread
+    over `accounts` accounts, with chunk workers running the batches the clients create. One
+    account's creates take turns on its quota row (operating.services.usage_admit_batch), so
+    with fewer accounts than clients POST /batches queues behind itself."""
+    from batches import services
+
+    empty_twins()
+    owners = [new_account(f"bench api {index}") for index in range(max(1, min(accounts, clients)))]
+    small = Path(tempfile.gettempdir()) / "bench-api-batch.jsonl"
+    small.write_text("".join(json.dumps({"description": {"n": n}}) + "\n" for n in range(10)))
+    # Stored uploads for every client, a batch taking one each.
+    client_specs = []
+    for index in range(clients):
+        owner = owners[index % len(owners)]
+        handlers = []
+        for _ in range(int(seconds * 6)):
+            upload = services.upload_create(account=owner.account, created_by=owner.account_user)
+            with small.open("rb") as content:
+                services.upload_store(
+                    handler=upload.handler,
+                    stream=content,
+                    content_length=small.stat().st_size,
+                    content_type="application/x-ndjson",
+                )
+            handlers.append(str(upload.handler))
+        client_specs.append((owner.secret, handlers))
+    processes = start_workers(workers)
+    try:
+        with WebServer(web_workers) as server:
+            context = multiprocessing.get_context("spawn")
+            out = context.Queue()
+            groups = min(4, clients)
+            children = [
+                context.Process(
+                    target=api_client, args=(server.base, client_specs[index::groups], seconds, out)
+                )
+                for index in range(groups)
+            ]
+            for child in children:
+                child.start()
+            gathered = [out.get(timeout=seconds + 120) for _ in children]
+            for child in children:
+                child.join()
+    finally:
+        stop_workers(processes)
+    latencies = {name: [v for part in gathered for v in part[name]] for name in ("create", "get", "healthz")}
+    result = {"bench": "api_latency", "clients": clients, "accounts": len(owners), "seconds": seconds}
+    for name, values in latencies.items():
+        result[f"{name}_calls"] = len(values)
+        result[f"{name}_p50_ms"] = round(percentile(values, 0.5) * 1000, 1) if values else None
+        result[f"{name}_p99_ms"] = round(percentile(values, 0.99) * 1000, 1) if values else None
+    result["errors"] = sum(part["errors"] for part in gathered)
+    reasons: dict[str, int] = {}
+    for part in gathered:
+        for reason, count in part["reasons"].items():
+            reasons[reason] = reasons.get(reason, 0) + count
+    result["error_reasons"] = reasons
+    return record(result)
+
+
+def function_of(frame: str) -> str:
+    """ "name (path/module.py:123)" as "name (module.py)": samples summed over its lines."""
+    name, _, where = frame.rpartition(" (")
+    return f"{name} ({where.rsplit('/', 1)[-1].split(':')[0]})"
+
+
+def summarise_profile(path: Path, top: int) -> dict:
+    """py-spy's collapsed stacks ("frame;frame;... count") as the functions with the most
+    samples on the stack (inclusive) and at its top (self), in % of the worker's samples
+    spent inside the pipeline (idle waiting on the broker excluded)."""
+    inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
+    total = 0
+    for row in path.read_text().splitlines():
+        stack, _, count = row.rpartition(" ")
+        if "batches/pipeline" not in stack:
+            continue
+        frames = [function_of(frame) for frame in stack.split(";") if not frame.startswith("process ")]
+        samples = int(count)
+        total += samples
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + samples
+        own[frames[-1]] = own.get(frames[-1], 0) + samples
+
+    def ranked(counts):
+        # Frames on (nearly) every sample are the worker's and the task's frame, not work.
+        shown = {frame: samples for frame, samples in counts.items() if samples < 0.97 * total}
+        best = sorted(shown.items(), key=lambda item: -item[1])[:top]
+        return [(frame, round(100 * samples / total, 1)) for frame, samples in best]
+
+    return {"samples": total, "inclusive": ranked(inclusive), "self": ranked(own)}
+
+
+def run_profile(arguments) -> None:
+    """One worker running a batch under py-spy; prints where its time goes."""
+    fresh_database()
+    setup_django()
+    empty_twins()
+    created = new_account("bench profile")
+    if arguments.operation == "create_twin":
+        path = twin_file(arguments.lines)
+    else:
+        path = ledger_file(arguments.lines, twins_copy_for(created.account, arguments.twins))
+    processes = start_workers(1)
+    output = DATA_DIR / f"profile-{arguments.operation}.txt"
+    spy = subprocess.Popen(
+        [
+            str(BIN / "py-spy"),
+            "record",
+            "--subprocesses",
+            "--format=raw",
+            f"--rate={arguments.rate}",
+            f"--output={output}",
+            f"--pid={processes[0].pid}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(1)
+    try:
+        batch, _ = create_batch(path, arguments.operation, created)
+        batch = wait_terminal(batch.pk, timeout=arguments.timeout)
+    finally:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(timeout=60)
+        stop_workers(processes)
+    summary = summarise_profile(output, arguments.top)
+    record(
+        {
+            "bench": "profile",
+            "operation": arguments.operation,
+            "lines": arguments.lines,
+            "status": batch.status,
+            **phase_seconds(batch),
+            "samples": summary["samples"],
+        }
+    )
+    for kind in ("inclusive", "self"):
+        print(f"\n{kind} (% of samples in the pipeline)")
+        for frame, share in summary[kind]:
+            print(f"{share:6.1f}  {frame}")
+
+
+def run_api(arguments) -> None:
+    fresh_database()
+    setup_django()
+    a = arguments
+    measure_api(a.seconds, a.clients, a.web_workers, a.workers, a.accounts)
+
+
+TARGETS = (
+    # (ratio key, comparison, target, what it says)
+    ("two_workers_vs_copy", ">=", 0.5, "2 workers end to end / raw COPY"),
+    ("two_workers_vs_single", ">=", 150, "2 workers end to end / single calls"),
+    ("one_worker_vs_copy", ">=", 0.3, "1 worker end to end / raw COPY"),
+    ("two_vs_one_worker", ">=", 1.85, "2 workers / 1 worker, end to end"),
+    ("memory_big_vs_small", "<=", 1.2, "worker peak RSS, big / small batch"),
+    ("memory_big_mib", "<", 300, "worker peak RSS at the big batch, MiB"),
+    ("cancel_s", "<=", 1.0, "cancel request to cancelled, s"),
+    ("create_vs_healthz_p50", "<=", 3.0, "POST /batches p50 / /healthz p50 under load"),
+    ("update_vs_single", ">=", 50, "update-heavy batch / single calls"),
+)
+
+
+def ratio(numerator, denominator):
+    return round(numerator / denominator, 3) if numerator and denominator else None
+
+
+def run_all(arguments) -> None:
+    """The whole set in one run, then a table and one key=value line with every measure and
+    ratio. Sizes come from the flags; the defaults finish within 10 minutes on 2 cores."""
+    started = time.monotonic()
+    fresh_database()
+    setup_django()
+    lines, small = arguments.lines, arguments.memory_small_lines
+    single = measure_single(arguments.single_seconds, arguments.threads, arguments.web_workers)
+    copy = measure_copy(lines)
+    one = measure_batch(lines, 1, arguments.timeout)
+    two = measure_batch(lines, 2, arguments.timeout)
+    small_run = measure_batch(small, 1, arguments.timeout)
+    cancel = measure_cancel(arguments.cancel_lines or lines, 2, arguments.timeout)
+    update = measure_update(arguments.update_lines, arguments.update_twins, 2, arguments.timeout)
+    a = arguments
+    api = measure_api(a.api_seconds, a.clients, a.web_workers, 2, a.api_accounts)
+    measures = {
+        "single_calls_per_s": single["calls_per_s"],
+        "copy_rows_per_s": copy["rows_per_s"],
+        "lines": lines,
+    }
+    for name, run in (("w1", one), ("w2", two)):
+        for key in ("copy_s", "validate_s", "process_s", "write_results_s", "total_s"):
+            measures[f"{name}_{key}"] = run[key]
+        measures[f"{name}_lines_per_s"] = run["end_to_end_lines_per_s"]
+        measures[f"{name}_process_lines_per_s"] = run["process_lines_per_s"]
+        measures[f"{name}_status"] = run["status"]
+        measures[f"{name}_cpu_us_per_line"] = run["worker_cpu_us_per_line"]
+    measures["memory_small_lines"] = small
+    measures["memory_small_mib"] = max(small_run["peak_rss_mib_per_worker"])
+    measures["memory_big_mib"] = max(one["peak_rss_mib_per_worker"])
+    measures["cancel_s"] = cancel["cancel_to_cancelled_s"]
+    measures["update_lines"] = arguments.update_lines
+    measures["update_lines_per_s"] = update["end_to_end_lines_per_s"]
+    measures["update_process_lines_per_s"] = update["process_lines_per_s"]
+    measures["update_status"] = update["status"]
+    measures["update_cpu_us_per_line"] = update["worker_cpu_us_per_line"]
+    for name in ("create", "get", "healthz"):
+        measures[f"api_{name}_p50_ms"] = api[f"{name}_p50_ms"]
+        measures[f"api_{name}_p99_ms"] = api[f"{name}_p99_ms"]
+    measures["api_errors"] = api["errors"]
+    ratios = {
+        "two_workers_vs_copy": ratio(measures["w2_lines_per_s"], measures["copy_rows_per_s"]),
+        "two_workers_vs_single": ratio(measures["w2_lines_per_s"], measures["single_calls_per_s"]),
+        "one_worker_vs_copy": ratio(measures["w1_lines_per_s"], measures["copy_rows_per_s"]),
+        "two_vs_one_worker": ratio(measures["w2_lines_per_s"], measures["w1_lines_per_s"]),
+        "memory_big_vs_small": ratio(measures["memory_big_mib"], measures["memory_small_mib"]),
+        "memory_big_mib": measures["memory_big_mib"],
+        "cancel_s": measures["cancel_s"],
+        "create_vs_healthz_p50": ratio(measures["api_create_p50_ms"], measures["api_healthz_p50_ms"]),
+        "update_vs_single": ratio(measures["update_lines_per_s"], measures["single_calls_per_s"]),
+    }
+    print_table(measures, ratios)
+    elapsed = round(time.monotonic() - started)
+    record({"bench": "all", "elapsed_s": elapsed, **measures, **ratios})
+    met = {key: target_met(ratios[key], comparison, target) for key, comparison, target, _ in TARGETS}
+    line = {**measures, **ratios, "targets_met": sum(met.values()), "targets": len(met), "elapsed_s": elapsed}
+    print(" ".join(f"{key}={value}" for key, value in line.items()), flush=True)
+
+
+def target_met(value, comparison: str, target: float) -> bool:
+    if value is None:
+        return False
+    return {">=": value >= target, "<=": value <= target, "<": value < target}[comparison]
+
+
+def print_table(measures: dict, ratios: dict) -> None:
+    m = measures
+    rows = [
+        ("single POST /twins", f"{m['single_calls_per_s']} calls/s"),
+        ("raw COPY", f"{m['copy_rows_per_s']:,} rows/s"),
+    ]
+    for name, label in (("w1", "1 worker"), ("w2", "2 workers")):
+        rows.append(
+            (
+                f"create_twin {m['lines']:,} lines, {label}",
+                f"{m[f'{name}_lines_per_s'] or 0:,} lines/s end to end ({m[f'{name}_total_s']} s: copy "
+                f"{m[f'{name}_copy_s']}, validate {m[f'{name}_validate_s']}, process "
+                f"{m[f'{name}_process_s']}, results {m[f'{name}_write_results_s']}) {m[f'{name}_status']}",
+            )
+        )
+    rows += [
+        (
+            f"worker peak RSS {m['memory_small_lines']:,} -> {m['lines']:,} lines",
+            f"{m['memory_small_mib']} -> {m['memory_big_mib']} MiB",
+        ),
+        ("cancel to cancelled (2 workers, at 10 %)", f"{m['cancel_s']} s"),
+        (
+            f"add_twin_ledger_entry {m['update_lines']:,} lines, 2 workers",
+            f"{m['update_lines_per_s'] or 0:,} lines/s end to end {m['update_status']}",
+        ),
+    ]
+    endpoints = (("create", "POST /batches"), ("get", "GET /batches/{batch}"), ("healthz", "/healthz"))
+    for name, label in endpoints:
+        rows.append(
+            (f"{label}, 32 clients", f"p50 {m[f'api_{name}_p50_ms']} ms, p99 {m[f'api_{name}_p99_ms']} ms")
+        )
+    width = max(len(label) for label, _ in rows)
+    print()
+    print(f"{'measure'.ljust(width)}  result")
+    for label, value in rows:
+        print(f"{label.ljust(width)}  {value}")
+    print()
+    print(f"{'target'.ljust(width)}  value   goal    met")
+    for key, comparison, target, label in TARGETS:
+        value = ratios[key]
+        met = target_met(value, comparison, target)
+        print(f"{label.ljust(width)}  {value!s:7} {comparison}{target!s:6} {met}")
+    print(flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--database-url", help="overrides BENCH_DATABASE_URL")
+    parser.add_argument("--broker-url", help="overrides BENCH_BROKER_URL")
+    parser.add_argument("--keep-broker", action="store_true", help="do not flush the broker's Redis db")
     commands = parser.add_subparsers(dest="command", required=True)
+    everything = commands.add_parser("all", help="the whole set: a table and one key=value line")
+    everything.add_argument("--lines", type=int, default=1_000_000, help="create_twin batches and COPY")
+    everything.add_argument("--memory-small-lines", type=int, default=100_000)
+    everything.add_argument("--cancel-lines", type=int, help="the batch cancelled at 10 %% (default --lines)")
+    everything.add_argument("--update-lines", type=int, default=1_000_000)
+    everything.add_argument("--update-twins", type=int, default=10_000)
+    everything.add_argument("--single-seconds", type=float, default=10)
+    everything.add_argument("--api-seconds", type=float, default=10)
+    everything.add_argument("--clients", type=int, default=32)
+    everything.add_argument("--api-accounts", type=int, default=32, help="accounts the API clients use")
+    everything.add_argument("--threads", type=int, default=8, help="single-call client threads")
+    everything.add_argument("--web-workers", type=int, default=4)
+    everything.add_argument("--timeout", type=float, default=3600)
     batch = commands.add_parser("batch", help="one create_twin batch, timed per phase, with worker memory")
     batch.add_argument("--lines", type=int, default=100_000)
     batch.add_argument("--workers", type=int, default=1)
@@ -362,11 +877,43 @@ def main() -> None:
     cancel.add_argument("--lines", type=int, default=1_000_000)
     cancel.add_argument("--workers", type=int, default=2)
     cancel.add_argument("--timeout", type=float, default=3600)
-    arguments = parser.parse_args()
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
-    {"batch": run_batch, "single": run_single, "copy": run_copy, "cancel": run_cancel}[arguments.command](
-        arguments
+    update = commands.add_parser("update", help="an add_twin_ledger_entry batch on existing twins")
+    update.add_argument("--lines", type=int, default=1_000_000)
+    update.add_argument("--twins", type=int, default=10_000)
+    update.add_argument("--workers", type=int, default=2)
+    update.add_argument("--timeout", type=float, default=3600)
+    api = commands.add_parser("api", help="API latency under concurrent clients")
+    api.add_argument("--seconds", type=float, default=10)
+    api.add_argument("--clients", type=int, default=32)
+    api.add_argument("--web-workers", type=int, default=4)
+    api.add_argument("--workers", type=int, default=2)
+    api.add_argument("--accounts", type=int, default=32, help="accounts the clients use")
+    profile = commands.add_parser("profile", help="one worker running a batch under py-spy")
+    profile.add_argument(
+        "--operation", default="create_twin", choices=["create_twin", "add_twin_ledger_entry"]
     )
+    profile.add_argument("--lines", type=int, default=100_000)
+    profile.add_argument("--twins", type=int, default=10_000)
+    profile.add_argument("--rate", type=int, default=200)
+    profile.add_argument("--top", type=int, default=25)
+    profile.add_argument("--timeout", type=float, default=3600)
+    arguments = parser.parse_args()
+    global DATABASE_URL, BROKER_URL, FLUSH_BROKER
+    DATABASE_URL = arguments.database_url or DATABASE_URL
+    BROKER_URL = arguments.broker_url or BROKER_URL
+    FLUSH_BROKER = not arguments.keep_broker
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    runs = {
+        "all": run_all,
+        "batch": run_batch,
+        "single": run_single,
+        "copy": run_copy,
+        "cancel": run_cancel,
+        "update": run_update,
+        "api": run_api,
+        "profile": run_profile,
+    }
+    runs[arguments.command](arguments)
 
 
 if __name__ == "__main__":

@@ -6,15 +6,15 @@ from twins.models import Identity, Twin, TwinStatus
 
 
 def twin_body(twin: Twin) -> dict:
+    owner = str(twin.account_id)
+    updated = to_ts(twin.updated_at)
+    # A new twin's two times are one value: converted once (a batch makes a million).
+    created = updated if twin.created_at is twin.updated_at else to_ts(twin.created_at)
     body = {
         "status": twin.status,
-        "owner": str(twin.account_id),
-        "updated_ts": to_ts(twin.updated_at),
-        "creation_certificate": {
-            "uuid": str(twin.uuid),
-            "created_ts": to_ts(twin.created_at),
-            "creator": str(twin.account_id),
-        },
+        "owner": owner,
+        "updated_ts": updated,
+        "creation_certificate": {"uuid": str(twin.uuid), "created_ts": created, "creator": owner},
     }
     if twin.description is not None:
         body["description"] = twin.description

@@ -12,10 +12,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import NamedTuple
 
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, transaction
+from django.db.models.base import ModelState
 from django.http import Http404
 from django.utils import timezone
 
+from batchsite import fastjson
 from batchsite.errors import ApplicationError
 from permissions.models import Account
 from twins import selectors
@@ -54,15 +56,42 @@ def ledger_require_own(*, account: Account, ledger: str) -> None:
 
 def twins_create(*, account: Account, descriptions: Sequence[dict | None]) -> list[Twin]:
     now = timezone.now()
+    if connection.vendor != "postgresql":
+        twins = [
+            Twin(uuid=uuid.uuid4(), account=account, description=description, created_at=now, updated_at=now)
+            for description in descriptions
+        ]
+        Twin.objects.bulk_create(twins)
+        return twins
     twins = [
-        Twin(uuid=uuid.uuid4(), account=account, description=description, created_at=now, updated_at=now)
+        _as_saved(
+            Twin,
+            {"account": account},
+            uuid=uuid.uuid4(),
+            account_id=account.pk,
+            status=TwinStatus.ALIVE,
+            description=description,
+            created_at=now,
+            updated_at=now,
+            terminated_at=None,
+        )
         for description in descriptions
     ]
-    if connection.vendor == "postgresql":
-        twins_copy(twins)
-    else:
-        Twin.objects.bulk_create(twins)
+    twins_copy(twins)
     return twins
+
+
+def _as_saved(model, related: dict, **values):
+    """An instance of a row the caller writes itself (by COPY), as a query would have loaded
+    it, built without Model.__init__: a chunk makes a thousand, and __init__'s signals and
+    per-field descriptors cost more than writing the rows. `values` names every field."""
+    instance = model.__new__(model)
+    instance._state = ModelState()
+    instance._state.adding = False
+    instance._state.db = DEFAULT_DB_ALIAS
+    instance._state.fields_cache.update(related)
+    instance.__dict__.update(values)
+    return instance
 
 
 TWIN_COPY_FIELDS = ("uuid", "account", "status", "description", "created_at", "updated_at")
@@ -76,7 +105,7 @@ def twins_copy(twins: Sequence[Twin]) -> None:
     statement = f"COPY {Twin._meta.db_table} ({columns}) FROM STDIN"
     with connection.cursor() as cursor, cursor.cursor.copy(statement) as copy:
         for twin in twins:
-            description = None if twin.description is None else json.dumps(twin.description)
+            description = None if twin.description is None else fastjson.dumps(twin.description)
             copy.write_row(
                 (twin.uuid, twin.account_id, twin.status, description, twin.created_at, twin.updated_at)
             )
@@ -170,10 +199,10 @@ def identity_delete(*, account: Account, twin_uuid: uuid.UUID, identity: str) ->
 
 
 def _ledger_twins(*, account: Account, requests: Sequence[LedgerRequest]) -> dict:
-    return selectors.twins_by_uuid(account=account, uuids=[r.twin for r in requests], for_update=True)
+    return selectors.twin_states_locked(account=account, uuids=[r.twin for r in requests])
 
 
-def _ledger_twin(*, account: Account, twins: dict, request: LedgerRequest) -> Twin:
+def _ledger_twin(*, account: Account, twins: dict, request: LedgerRequest) -> selectors.TwinState:
     twin = twin_found(twins=twins, twin_uuid=request.twin)
     ledger_require_own(account=account, ledger=request.ledger)
     twin_require_alive(twin)
@@ -192,38 +221,68 @@ def ledger_entries_add(
     """Adds entries; every key of a request must be new to the ledger."""
     now = timezone.now()
     twins = _ledger_twins(account=account, requests=requests)
-    existing = selectors.ledger_entries_by_twin(
-        twins=twins.values(), keys={key for r in requests for key in r.entries}
+    # Only whether a key is taken matters here: (twin, key) pairs, not entries.
+    taken_keys = selectors.ledger_keys_taken(
+        pairs=((r.twin, key) for r in requests if r.twin in twins for key in r.entries)
     )
-    outcomes: list[dict[str, LedgerEntry] | Exception] = []
-    staged: list[LedgerEntry] = []
+    copying = connection.vendor == "postgresql"
+    outcomes: list[dict | Exception] = []
+    staged: list = []
     for request in requests:
         try:
             twin = _ledger_twin(account=account, twins=twins, request=request)
-            entries = existing.setdefault(twin.uuid, {})
-            taken = next((key for key in request.entries if key in entries), None)
+            taken = next((key for key in request.entries if (twin.uuid, key) in taken_keys), None)
             if taken is not None:
                 raise ApplicationError(f"The ledger already has entry {taken!r}.", subcode="entry_exists")
         except (Http404, ApplicationError) as refusal:
             outcomes.append(refusal)
             continue
-        created = {
-            key: LedgerEntry(
-                twin=twin,
-                key=key,
-                value=fields["value"],
-                visibility=fields["visibility"],
-                created_at=now,
-                updated_at=now,
-                value_changed_at=now,
-            )
-            for key, fields in request.entries.items()
-        }
-        entries.update(created)
-        staged += created.values()
+        if copying:
+            # What the body shows of an entry; the row itself is written by COPY below.
+            created = {
+                key: _EntrySnapshot(fields["value"], fields["visibility"], now, now, now)
+                for key, fields in request.entries.items()
+            }
+            staged += ((twin.uuid, key, entry) for key, entry in created.items())
+        else:
+            created = {
+                key: LedgerEntry(
+                    twin_id=twin.uuid,
+                    key=key,
+                    value=fields["value"],
+                    visibility=fields["visibility"],
+                    created_at=now,
+                    updated_at=now,
+                    value_changed_at=now,
+                )
+                for key, fields in request.entries.items()
+            }
+            staged += created.values()
+        taken_keys.update((twin.uuid, key) for key in created)
         outcomes.append(created)
-    LedgerEntry.objects.bulk_create(staged)
+    if copying:
+        ledger_entries_copy(staged)
+    else:
+        LedgerEntry.objects.bulk_create(staged)
     return outcomes
+
+
+LEDGER_COPY_FIELDS = ("twin", "key", "value", "visibility", "created_at", "updated_at", "value_changed_at")
+
+
+def ledger_entries_copy(staged: Sequence[tuple]) -> None:
+    """Inserts new entries ((twin uuid, key, snapshot) triples) with PostgreSQL's COPY, inside
+    the caller's transaction, as twins_copy does. A null value is SQL NULL, as the ORM writes
+    it for JSONField(null=True)."""
+    if not staged:
+        return
+    columns = ", ".join(LedgerEntry._meta.get_field(name).column for name in LEDGER_COPY_FIELDS)
+    statement = f"COPY {LedgerEntry._meta.db_table} ({columns}) FROM STDIN"
+    with connection.cursor() as cursor, cursor.cursor.copy(statement) as copy:
+        for twin_id, key, entry in staged:
+            value = None if entry.value is None else fastjson.dumps(entry.value)
+            times = (entry.created_at, entry.updated_at, entry.value_changed_at)
+            copy.write_row((twin_id, key, value, entry.visibility, *times))
 
 
 def _as_json(value) -> str:

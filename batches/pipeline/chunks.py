@@ -11,7 +11,6 @@ with the fewest lines run (least attained service). A small batch arriving besid
 is served by the next chunk any worker claims.
 """
 
-import json
 import logging
 import socket
 import time
@@ -31,6 +30,7 @@ from batches.pipeline.reading import read_chunk_lines
 from batches.pipeline.results import is_success_line, result_line
 from batches.pipeline.validating import validate_item
 from batches.states import batch_transition
+from batchsite import fastjson
 from operating.services import usage_record_batch_lines
 from twins.registry import Actor, Operation, OperationError, OperationResult, operation_get
 
@@ -84,7 +84,7 @@ def run_lines(batch: Batch, operation: Operation, user, pairs: list[tuple[int, s
     outcomes: dict[int, OperationResult | OperationError] = {}
     runnable: list[tuple[int, dict]] = []
     for number, text in pairs:
-        validated, error = validate_item(operation, json.loads(text))
+        validated, error = validate_item(operation, fastjson.loads(text))
         if error is not None:
             outcomes[number] = error
         else:

@@ -131,6 +131,7 @@ def housekeeping(enqueue: Enqueue) -> dict:
     done = {
         "uploads_expired": maintenance.uploads_expire(),
         "orphans_removed": maintenance.uploads_remove_orphans(),
+        "spools_removed": maintenance.spool_remove_stale(),
         "batches_expired": maintenance.batches_past_retention(enqueue.advance),
     }
     maintenance.finish_run("housekeeping")

@@ -17,7 +17,13 @@ from django.db import IntegrityError
 from django.db.models import Q
 from django.utils import timezone
 
-from batches.files import batch_folder, storage_discard, storage_files_under, storage_remove_folder
+from batches.files import (
+    SPOOL_FOLDER,
+    batch_folder,
+    storage_discard,
+    storage_files_under,
+    storage_remove_folder,
+)
 from batches.models import Batch, BatchStatus, MaintenanceRun, Upload
 from batches.pipeline.lease import Lease
 from batches.statuses import ACTIVE, TERMINAL
@@ -106,13 +112,10 @@ def uploads_expire(*, keep_rows_days: int = 7) -> int:
     return count
 
 
-def uploads_remove_orphans() -> int:
-    """Files under uploads/ that no upload row names (a PUT whose process died half-way, a file
-    a crash left behind) are deleted once older than any upload URL can be."""
-    older_than = timezone.now() - timedelta(seconds=settings.UPLOAD_URL_VALIDITY_SECONDS + 3600)
-    referenced = set(Upload.objects.exclude(file_name="").values_list("file_name", flat=True))
+def files_remove_stale(folder: str, *, referenced: set[str], older_than) -> int:
+    """Deletes the files below `folder` that no row names and that are older than `older_than`."""
     removed = 0
-    for name in storage_files_under("uploads"):
+    for name in storage_files_under(folder):
         if name in referenced:
             continue
         try:
@@ -123,6 +126,22 @@ def uploads_remove_orphans() -> int:
             storage_discard(name)
             removed += 1
     return removed
+
+
+def uploads_remove_orphans() -> int:
+    """Files under uploads/ that no upload row names (a PUT whose process died half-way, a file
+    a crash left behind) are deleted once older than any upload URL can be."""
+    return files_remove_stale(
+        "uploads",
+        referenced=set(Upload.objects.exclude(file_name="").values_list("file_name", flat=True)),
+        older_than=timezone.now() - timedelta(seconds=settings.UPLOAD_URL_VALIDITY_SECONDS + 3600),
+    )
+
+
+def spool_remove_stale() -> int:
+    """Results being written spool in SPOOL_FOLDER and are renamed into place; a worker killed
+    while writing leaves its spool behind. Nothing writes one for an hour."""
+    return files_remove_stale(SPOOL_FOLDER, referenced=set(), older_than=timezone.now() - timedelta(hours=1))
 
 
 def batches_past_retention(advance: Callable[[str], None]) -> int:

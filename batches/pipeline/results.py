@@ -3,21 +3,20 @@ chunks' results when processing ends, and the partial results when a cancel stop
 
 import json
 import logging
-import tempfile
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.files import File
 from django.db import transaction
 from django.utils import timezone
 
-from batches.files import fresh_batch_file_name, storage_discard, storage_save_new
+from batches.files import fresh_batch_file_name, storage_discard, storage_save_spooled, storage_spool
 from batches.models import Batch, BatchStatus, Chunk
 from batches.pipeline.faults import RETRIED_ERRORS, StorageReadError
 from batches.pipeline.lease import Lease, LeaseLost, StepInterrupted, TickingReader
 from batches.pipeline.reading import input_lines, prepared_line_numbers
 from batches.states import batch_transition
+from batchsite import fastjson
 from twins.registry import OperationError, OperationResult
 
 logger = logging.getLogger(__name__)
@@ -35,7 +34,7 @@ def result_line(line: int, outcome: OperationResult | OperationError) -> str:
             "status": outcome.status,
             "error": {"subcode": outcome.subcode, "description": outcome.description},
         }
-    return json.dumps(record, separators=(",", ":"), default=str) + "\n"
+    return fastjson.dumps(record) + "\n"
 
 
 # What result_line would write for a line that never ran; a cancel may write a million.
@@ -119,20 +118,20 @@ def write_results(batch: Batch, blocks: Iterable[ResultBlock], lease: Lease) -> 
         )
         for field, stem in (("results_file", "results"), ("errors_file", "errors"))
     }
-    with tempfile.TemporaryFile() as results, tempfile.TemporaryFile() as errors:
+    with storage_spool() as results, storage_spool() as errors:
         for block, all_failed in blocks:
             encoded = block.encode()
             results.write(encoded)
             if all_failed:
                 errors.write(encoded)
-            else:
+            elif ',"error":' in block:
+                # Every failed line has this key; a block without it (the usual chunk: all
+                # succeeded) is not split into lines.
                 failed = [line for line in block.splitlines(keepends=True) if not is_success_line(line)]
                 errors.write("".join(failed).encode())
-        results.seek(0)
-        errors.seek(0)
         try:
-            storage_save_new(names["results_file"], File(TickingReader(results, lease), name="results.jsonl"))
-            storage_save_new(names["errors_file"], File(TickingReader(errors, lease), name="errors.jsonl"))
+            storage_save_spooled(names["results_file"], results, TickingReader(results, lease))
+            storage_save_spooled(names["errors_file"], errors, TickingReader(errors, lease))
         except BaseException:
             discard_files(names)
             raise

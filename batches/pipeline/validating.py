@@ -8,7 +8,6 @@ line or file does to the parser or the checks ends as that line's failure or the
 (`validation_failed`), never as a stuck batch.
 """
 
-import json
 import logging
 import tempfile
 
@@ -26,6 +25,7 @@ from batches.pipeline.lease import Lease, LeaseLost, StepInterrupted, TickingRea
 from batches.pipeline.reading import input_lines, prepared_record
 from batches.pipeline.results import VALIDATE_ONLY_LINE, result_line, results_expiry
 from batches.states import batch_transition
+from batchsite import fastjson
 from batchsite.errors import describe_exception
 from twins.registry import Operation, OperationError, operation_get
 
@@ -101,7 +101,7 @@ def step_validate(batch: Batch, lease: Lease) -> Batch | None:
                     if batch.validate_only:
                         prepared.write((VALIDATE_ONLY_LINE % parsed.line).encode())
                         continue
-                    record = prepared_record(parsed.line, json.dumps(parsed.data, separators=(",", ":")))
+                    record = prepared_record(parsed.line, fastjson.dumps(parsed.data))
                     prepared.write(record)
                     cutter.add(parsed.line, len(record))
             except FileUnreadable as error:

@@ -1,0 +1,42 @@
+"""orjson where the pipeline writes and reads millions of lines, giving what the standard
+library gives: `dumps` is `json.dumps(value, separators=(",", ":"), default=str)` (so ASCII
+only: a result or prepared line never holds a raw U+2028 or U+0085 that `str.splitlines`
+would cut at) and falls back to it for what orjson writes otherwise or does not take (text
+beyond ASCII, an integer past 64 bits); `loads` falls back to `json.loads` the same way.
+
+Only for data the service itself made or already validated: `batchsite.jsonsafe` stays the
+gate for a client's JSON (orjson writes NaN as null, which the gate must refuse).
+"""
+
+import json
+import re
+from typing import Any
+
+import orjson
+
+# Objects json.dumps would give to `default`, given to it here too.
+PASSTHROUGH = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
+def dumps(value: Any) -> str:
+    try:
+        encoded = orjson.dumps(value, default=str, option=PASSTHROUGH)
+    except TypeError:
+        encoded = b"\x80"
+    if encoded.isascii():
+        return encoded.decode("ascii")
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+# orjson reads an integer past 64 bits as a float; such text goes to json.loads.
+LONG_NUMBER = re.compile(r"[0-9]{19}")
+LONG_NUMBER_BYTES = re.compile(rb"[0-9]{19}")
+
+
+def loads(text: str | bytes) -> Any:
+    if (LONG_NUMBER if isinstance(text, str) else LONG_NUMBER_BYTES).search(text):
+        return json.loads(text)
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)

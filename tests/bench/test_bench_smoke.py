@@ -1,0 +1,95 @@
+"""A tiny run of `make bench`'s harness (bench/pipeline_bench.py all): every measure runs on
+real processes and the final key=value line names every measure and ratio. No target is
+asserted here; sizes are far too small for the numbers to mean anything.
+
+Needs PostgreSQL and Redis (the services mode of the suite): the harness drops and creates
+its own database, named after the suite's with `_bench_smoke` added."""
+
+import os
+import socket
+import subprocess
+import sys
+import urllib.parse
+from pathlib import Path
+
+import psycopg
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
+BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (DATABASE_URL.startswith("postgres") and BROKER_URL.startswith("redis")),
+        reason="the benchmark runs on PostgreSQL + Redis only",
+    ),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def bench_database_url():
+    parts = urllib.parse.urlsplit(DATABASE_URL)
+    name = parts.path.lstrip("/") + "_bench_smoke"
+    yield urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
+    with psycopg.connect(urllib.parse.urlunsplit(parts._replace(path="/postgres")), autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_bench_all_prints_every_measure_and_ratio(bench_database_url):
+    sizes = "--lines 2000 --memory-small-lines 500 --cancel-lines 20000"
+    sizes += " --update-lines 1000 --update-twins 100"
+    durations = "--single-seconds 1 --api-seconds 1 --clients 4 --api-accounts 2 --threads 2 --web-workers 1"
+    finished = subprocess.run(
+        [
+            sys.executable,
+            "bench/pipeline_bench.py",
+            f"--database-url={bench_database_url}",
+            f"--broker-url={BROKER_URL}",
+            "--keep-broker",
+            "all",
+            *sizes.split(),
+            *durations.split(),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "BENCH_PORT": str(free_port())},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert finished.returncode == 0, finished.stderr[-3000:]
+    final = dict(pair.split("=", 1) for pair in finished.stdout.strip().splitlines()[-1].split())
+    for status in ("w1_status", "w2_status", "update_status"):
+        assert final[status] == "completed"
+    for key in (
+        "single_calls_per_s",
+        "copy_rows_per_s",
+        "w1_lines_per_s",
+        "w2_lines_per_s",
+        "w1_validate_s",
+        "w2_process_s",
+        "memory_small_mib",
+        "memory_big_mib",
+        "cancel_s",
+        "update_lines_per_s",
+        "api_create_p50_ms",
+        "api_get_p99_ms",
+        "api_healthz_p50_ms",
+        "two_workers_vs_copy",
+        "two_workers_vs_single",
+        "one_worker_vs_copy",
+        "two_vs_one_worker",
+        "memory_big_vs_small",
+        "create_vs_healthz_p50",
+        "update_vs_single",
+    ):
+        assert float(final[key]) > 0, key
+    assert final["targets"] == "9"
+    assert "2 workers end to end / raw COPY" in finished.stdout
