@@ -137,27 +137,18 @@ def step_validate(batch: Batch, lease: Lease) -> Batch | None:
 
 
 def dry_run_completed(batch: Batch, lease: Lease, results, *, total: int) -> Batch | None:
-    """Publishes a dry run's results (every line validate_only) and completes it: nothing ran."""
-    name = fresh_batch_file_name(
-        account_id=batch.account_id, batch_id=batch.pk, stem="results", suffix=".jsonl"
-    )
-    storage_save_new(name, File(TickingReader(results, lease), name="results.jsonl"))
-    moved = batch_transition(
-        batch_id=batch.pk,
+    """Publishes a dry run's results (every line validate_only) and completes it: nothing ran.
+    Every line is listed there and none ran, so the errors part is the same file and a retry
+    of a dry run runs every line."""
+    return publish_report(
+        batch,
+        lease,
+        results,
+        stem="results",
         to=S.COMPLETED,
-        allowed_from=[S.VALIDATING],
-        owner=lease.owner,
         note="validate_only: every line is valid; nothing was executed",
         total=total,
-        results_file=name,
-        # Every line is listed there, and none ran: the errors part is the same file, so a
-        # retry of a dry run runs every line.
-        errors_file=name,
-        results_expire_at=results_expiry(),
     )
-    if moved is None:
-        storage_discard(name)
-    return moved
 
 
 def validation_failed(
@@ -167,22 +158,30 @@ def validation_failed(
         listed = min(invalid, settings.VALIDATION_REPORT_MAX_LINES)
         reason = f"{invalid} of {total} lines are invalid"
         reason += f"; the first {listed} are listed." if listed < invalid else "; each is listed."
-    report.seek(0)
-    report_name = fresh_batch_file_name(
-        account_id=batch.account_id, batch_id=batch.pk, stem="errors", suffix=".jsonl"
+    return publish_report(
+        batch, lease, report, stem="errors", to=S.VALIDATION_FAILED, note=reason, failure_reason=reason
     )
-    storage_save_new(report_name, File(TickingReader(report, lease), name="errors.jsonl"))
+
+
+def publish_report(
+    batch: Batch, lease: Lease, spool, *, stem: str, to: str, note: str, **changes
+) -> Batch | None:
+    """Ends validation with one file that is both the results and the errors part, published
+    by the fenced transition; a step that lost its lease deletes it."""
+    spool.seek(0)
+    name = fresh_batch_file_name(account_id=batch.account_id, batch_id=batch.pk, stem=stem, suffix=".jsonl")
+    storage_save_new(name, File(TickingReader(spool, lease), name=f"{stem}.jsonl"))
     moved = batch_transition(
         batch_id=batch.pk,
-        to=S.VALIDATION_FAILED,
+        to=to,
         allowed_from=[S.VALIDATING],
         owner=lease.owner,
-        note=reason,
-        failure_reason=reason,
-        results_file=report_name,
-        errors_file=report_name,
+        note=note,
+        results_file=name,
+        errors_file=name,
         results_expire_at=results_expiry(),
+        **changes,
     )
     if moved is None:
-        storage_discard(report_name)
+        storage_discard(name)
     return moved

@@ -15,11 +15,9 @@ from django.test import override_settings
 from batches import services
 from batches.models import Batch, BatchStatus, Chunk
 from batches.pipeline import chunks
-from batchsite.celery import app as celery_app
 from operating.models import UsageHour
 from tests.batches.pipeline_helpers import (
     InlinePipeline,
-    WorkerProcess,
     jsonl,
     read_results,
     upload_bytes,
@@ -31,21 +29,6 @@ from twins.services import twins_create
 
 S = BatchStatus
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def worker_factory():
-    celery_app.control.purge()
-    started = []
-
-    def start(**options) -> WorkerProcess:
-        worker = WorkerProcess(**options).start()
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop()
 
 
 def controlled_batch(caller, operation: str, content: bytes, **controls) -> Batch:

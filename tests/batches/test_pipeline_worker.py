@@ -13,11 +13,9 @@ from batches import services
 from batches.models import Batch, BatchStatus, Chunk
 from batches.pipeline import chunks
 from batches.statuses import TERMINAL
-from batchsite.celery import app as celery_app
 from batchsite.errors import Conflict
 from tests.batches.pipeline_helpers import (
     InlinePipeline,
-    WorkerProcess,
     batch_start,
     jsonl,
     read_results,
@@ -29,21 +27,6 @@ from twins.models import Twin
 
 S = BatchStatus
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def worker_factory():
-    celery_app.control.purge()
-    started = []
-
-    def start(**options) -> WorkerProcess:
-        worker = WorkerProcess(**options).start()
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop()
 
 
 def test_every_ending_on_a_real_worker(caller, worker_factory):
