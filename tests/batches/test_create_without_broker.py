@@ -48,14 +48,14 @@ def web_without_broker(silent_broker):
         [
             str(Path(sys.executable).with_name("gunicorn")),
             "batchsite.wsgi",
+            "-c",
+            "batchsite/gunicorn_conf.py",
             "--bind",
             f"127.0.0.1:{port}",
             "--workers",
             "1",
-            "--threads",
-            "4",
-            "--no-control-socket",
         ],
+        cwd=settings.BASE_DIR,
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -69,8 +69,8 @@ def web_without_broker(silent_broker):
 
 def _answers(url: str) -> bool:
     try:
-        requests.get(f"{url}/whoami", timeout=1)
-    except requests.ConnectionError:
+        requests.get(f"{url}/whoami", timeout=5)
+    except requests.RequestException:
         return False
     return True
 
