@@ -46,11 +46,14 @@ for _ in $(seq "$grace_tenths"); do
 done
 kill -QUIT "$web" "$worker" 2>/dev/null
 # A cold shutdown that hangs (a task that ignores it) gets SIGKILL: nothing is lost that way
-# either, for the reasons above.
+# either, for the reasons above. Their children go too: a gunicorn worker left behind would
+# keep the port, a pool process the task.
 for _ in $(seq 50); do
     alive "$web" || alive "$worker" || break
     sleep 0.1
 done
+pkill -KILL -P "$web" 2>/dev/null
+pkill -KILL -P "$worker" 2>/dev/null
 kill -KILL "$web" "$worker" 2>/dev/null
 { wait; } 2>/dev/null
 
