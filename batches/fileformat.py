@@ -42,6 +42,10 @@ JSON_LINES_CONTENT_TYPES = frozenset(
 # How often, in decompressed bytes, the caller's `on_progress` hears from the reader.
 PROGRESS_EVERY_BYTES = 1 << 16
 SKIP_BLOCK_BYTES = 1 << 16
+CUT_BLOCK_BYTES = 1 << 20
+# `cut_json_lines` trusts a sniffed format only within this many bytes of the start, as far as
+# `parse_lines` is sure to look (its peek returns at least this much).
+SNIFF_WINDOW_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -166,11 +170,18 @@ def open_decompressed(
 
 def first_meaningful_byte(stream: io.BufferedReader) -> bytes:
     """Peeks (without consuming) past blank space and a UTF-8 byte order mark."""
-    window = stream.peek(4096)
+    return sniffed_byte(stream.peek(SNIFF_WINDOW_BYTES))
+
+
+def sniffed_byte(window: bytes) -> bytes:
     stripped = window.lstrip(b" \t\r\n")
     if stripped.startswith(codecs.BOM_UTF8):
         stripped = stripped[len(codecs.BOM_UTF8) :].lstrip(b" \t\r\n")
     return stripped[:1]
+
+
+def sniffed_kind(first_byte: bytes) -> str:
+    return "csv" if first_byte and first_byte != b"{" else "jsonl"
 
 
 def default_limits(max_line_bytes: int, **given) -> Limits:
@@ -230,24 +241,95 @@ def parse_lines(
     counted = None
     try:
         stream, counted = open_decompressed(raw, limits=limits, on_progress=on_progress)
-        kind = format_of(content_type)
-        if not kind:
-            first = first_meaningful_byte(stream)
-            kind = "csv" if first and first != b"{" else "jsonl"
+        kind = format_of(content_type) or sniffed_kind(first_meaningful_byte(stream))
         lines = read_raw_lines(stream, counted, limits, keep_blank=kind == "csv")
         if kind == "csv":
             yield from parse_csv(lines, limits)
         else:
             yield from parse_json_lines(lines, limits)
-    except FileUnreadable:
-        raise
-    except _Passthrough as carried:
-        raise carried.error from None
     except Exception as error:
-        where = counted.physical_lines if counted is not None else 0
-        raise FileUnreadable(
-            f"The file could not be read after line {where}: {type(error).__name__}: {error}"
-        ) from error
+        raise reading_error(error, counted) from error
+
+
+def reading_error(error: Exception, counted: "CountedStream | None") -> Exception:
+    """What a failure while reading comes out as: FileUnreadable, or what the storage or the
+    progress callback raised, unchanged."""
+    if isinstance(error, FileUnreadable):
+        return error
+    if isinstance(error, _Passthrough):
+        return error.error
+    where = counted.physical_lines if counted is not None else 0
+    return FileUnreadable(f"The file could not be read after line {where}: {type(error).__name__}: {error}")
+
+
+def parse_json_lines_at(raw: BinaryIO, *, first_line: int, max_line_bytes: int) -> Iterator[ParsedLine]:
+    """The lines of one range of an uncompressed JSON Lines file, as `cut_json_lines` cut it,
+    numbered from `first_line`: each line exactly as `parse_lines` parses it in the whole file.
+    Raises what `parse_lines` raises."""
+    limits = default_limits(max_line_bytes)
+    counted = CountedStream(raw, limits=limits, on_progress=None)
+    counted.physical_lines = first_line - 1
+    try:
+        stream = io.BufferedReader(counted, buffer_size=SKIP_BLOCK_BYTES)
+        lines = read_raw_lines(stream, counted, limits, keep_blank=False, first_line=first_line)
+        yield from parse_json_lines(lines, limits)
+    except Exception as error:
+        raise reading_error(error, counted) from error
+
+
+@dataclass(frozen=True)
+class LineRange:
+    """Physical lines `first_line` to `first_line + line_count - 1`: bytes `start` to `end`."""
+
+    first_line: int
+    line_count: int
+    start: int
+    end: int
+
+
+def cut_json_lines(
+    raw: BinaryIO, *, content_type: str, lines_per_range: int, max_range_bytes: int, limits: Limits
+) -> list[LineRange] | None:
+    """An uncompressed JSON Lines file cut at line breaks into ranges of `lines_per_range`
+    physical lines, without parsing it (one pass counting line breaks); None for a file that
+    cannot be cut so: gzip, CSV, one past a file-level limit, or a range over
+    `max_range_bytes` (an over-long line). Such a file is read whole by `parse_lines`, which
+    also says what is wrong with it."""
+    block = read_source(raw, CUT_BLOCK_BYTES)
+    while 0 < len(block) < SNIFF_WINDOW_BYTES:
+        more = read_source(raw, CUT_BLOCK_BYTES)
+        if not more:
+            break
+        block += more
+    first_byte = sniffed_byte(block[:SNIFF_WINDOW_BYTES])
+    kind = format_of(content_type) or (sniffed_kind(first_byte) if first_byte else "")
+    if block.startswith(GZIP_MAGIC) or kind != "jsonl":
+        return None
+    ranges: list[LineRange] = []
+    first_line, start, lines_in, offset, last_byte = 1, 0, 0, 0, b"\n"
+    while block:
+        position, breaks = 0, block.count(b"\n")
+        while breaks >= lines_per_range - lines_in:
+            for _ in range(lines_per_range - lines_in):
+                position = block.index(b"\n", position) + 1
+            breaks -= lines_per_range - lines_in
+            if offset + position - start > max_range_bytes:
+                return None
+            ranges.append(LineRange(first_line, lines_per_range, start, offset + position))
+            first_line, start, lines_in = first_line + lines_per_range, offset + position, 0
+        lines_in += breaks
+        offset += len(block)
+        last_byte = block[-1:]
+        if offset - start > max_range_bytes or offset > limits.decompressed_bytes:
+            return None
+        block = read_source(raw, CUT_BLOCK_BYTES)
+    if last_byte != b"\n":
+        lines_in += 1
+    if lines_in:
+        ranges.append(LineRange(first_line, lines_in, start, offset))
+    if first_line - 1 + lines_in > limits.physical_lines:
+        return None
+    return ranges
 
 
 # Physical lines ------------------------------------------------------------------------
@@ -260,11 +342,16 @@ RawLine = tuple[int, bytes | None, int]
 
 
 def read_raw_lines(
-    stream: io.BufferedReader, counted: CountedStream, limits: Limits, *, keep_blank: bool
+    stream: io.BufferedReader,
+    counted: CountedStream,
+    limits: Limits,
+    *,
+    keep_blank: bool,
+    first_line: int = 1,
 ) -> Iterator[RawLine]:
     limit, max_lines = limits.line_bytes, limits.physical_lines
     readline = stream.readline
-    number = 0
+    number = first_line - 1
     while True:
         line = readline(limit + 2)
         if not line:

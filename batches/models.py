@@ -144,22 +144,37 @@ class BatchStatusChange(models.Model):
 
 class Chunk(models.Model):
     """A range of lines of a batch: the unit of parallel work and of recovery. Its effects,
-    its per-line results and `done` commit in one transaction."""
+    its per-line results and `done` commit in one transaction.
+
+    A large JSON Lines file is validated a chunk at a time too: the chunks are cut from the
+    input by line breaks while the batch is `validating` (`validated` false, the offsets and
+    line numbers those of the input), and each is checked by any chunk worker, which records
+    its valid lines normalised (`prepared`) or its invalid ones' errors (`results`). Other
+    files are validated in one pass and cut from the batch's prepared file, validated."""
 
     batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="chunks")
     index = models.IntegerField()
     first_line = models.BigIntegerField()
     last_line = models.BigIntegerField()
-    # Where the chunk's lines start and end in the batch's prepared (normalised) input.
+    # Where the chunk's lines start and end in the batch's prepared (normalised) input, or in
+    # the input itself for a chunk validated on its own.
     start_offset = models.BigIntegerField()
     end_offset = models.BigIntegerField()
     line_count = models.IntegerField()
+    validated = models.BooleanField(default=True)
+    # Of a chunk validated on its own: its valid lines, `<line>\t<json>` each, read instead
+    # of the batch's prepared file; how many lines are invalid; why the input could not be
+    # read past some line of the chunk.
+    prepared = models.TextField(blank=True)
+    invalid = models.IntegerField(default=0)
+    unreadable = models.TextField(blank=True)
     done = models.BooleanField(default=False)
     # Set when the chunk stopped at a cancel: lines past it are reported as not executed.
     executed_count = models.IntegerField(default=0)
     succeeded = models.IntegerField(default=0)
     failed = models.IntegerField(default=0)
-    # The chunk's result lines, JSON Lines in line order, merged into the results file.
+    # The chunk's result lines, JSON Lines in line order, merged into the results file; while
+    # validating, its invalid lines' (merged into the validation report).
     results = models.TextField(blank=True)
     done_at = models.DateTimeField(null=True, blank=True)
     # The Celery node (`name@host`) that ran the chunk: shows how work spread over workers.

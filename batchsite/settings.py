@@ -261,6 +261,9 @@ BATCH_CHUNK_LINES = env.int("BATCH_CHUNK_LINES", default=1000)
 BATCH_CANCEL_CHECK_LINES = env.int("BATCH_CANCEL_CHECK_LINES", default=500)
 BATCH_CHUNK_WORKERS = env.int("BATCH_CHUNK_WORKERS", default=8)
 BATCH_SLICE_SECONDS = env.float("BATCH_SLICE_SECONDS", default=1.0)
+# From how many lines an uncompressed JSON Lines file is validated a chunk at a time by the
+# chunk workers rather than in one pass (below it one pass is quicker than the round trip).
+BATCH_VALIDATE_PARALLEL_MIN_LINES = env.int("BATCH_VALIDATE_PARALLEL_MIN_LINES", default=20_000)
 # Recovery (README, "Failure model"): a single-worker step's lease (renewed every second while
 # it works; a lost worker's step resumes once it expires), how often the sweep looks for
 # batches no worker is moving, how long a passing status may wait before it is asked for

@@ -28,7 +28,7 @@ from batches.models import Batch, BatchStatus, Chunk
 from batches.pipeline.faults import TRANSIENT_DATABASE_ERRORS
 from batches.pipeline.reading import read_chunk_lines
 from batches.pipeline.results import is_success_line, result_line
-from batches.pipeline.validating import validate_item
+from batches.pipeline.validating import chunk_check, validate_item
 from batches.states import batch_transition
 from batchsite import fastjson
 from operating.services import usage_record_batch_lines
@@ -37,6 +37,8 @@ from twins.registry import Actor, Operation, OperationError, OperationResult, op
 logger = logging.getLogger(__name__)
 S = BatchStatus
 SQLITE_PAUSE_BETWEEN_CHUNKS_SECONDS = 0.05
+# Statuses in which chunk workers have work: checking chunks, running them.
+CHUNKED = (S.VALIDATING, S.PROCESSING)
 INTERNAL_ERROR = OperationError(500, "internal_error", "The server could not complete the request.")
 
 
@@ -217,6 +219,28 @@ def chunk_claim_and_run(batch_id) -> bool:
     return True
 
 
+def chunk_claim_and_validate(batch_id) -> bool:
+    """Claims one unchecked chunk of a batch validated in parallel and checks its lines,
+    recording the outcome on the chunk only. False when there is nothing to check."""
+    with transaction.atomic():
+        chunk = (
+            Chunk.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(batch_id=batch_id, validated=False)
+            .order_by("index")
+            .first()
+        )
+        if chunk is None:
+            return False
+        batch = Batch.objects.select_related("upload").filter(pk=batch_id).first()
+        if batch is None or batch.status != S.VALIDATING:
+            return False
+        Chunk.objects.filter(pk=chunk.pk).update(
+            validated=True, worker=worker_name(), **chunk_check(batch, chunk)
+        )
+        Batch.objects.filter(pk=batch_id).update(heartbeat_at=timezone.now())
+    return True
+
+
 def stop_past_budget(batch_id, reason: str) -> None:
     """Stops the batch as a cancel does, when there is a reason. Runs inside the chunk's
     transaction, holding the batch's row lock."""
@@ -226,28 +250,36 @@ def stop_past_budget(batch_id, reason: str) -> None:
         )
 
 
-def batches_in_turn() -> list:
-    """Processing batches in the order their next chunk is due: least attained service per
-    account, then per batch."""
-    rows = list(Batch.objects.filter(status=S.PROCESSING).values_list("pk", "account_id", "processed"))
+def batches_in_turn() -> list[tuple]:
+    """(batch, status) of the batches with chunks to run or check, in the order their next
+    chunk is due: least attained service per account, then per batch."""
+    rows = list(
+        Batch.objects.filter(status__in=CHUNKED).values_list("pk", "account_id", "processed", "status")
+    )
     attained: dict = defaultdict(int)
-    for _, account_id, processed in rows:
+    for _, account_id, processed, _ in rows:
         attained[account_id] += processed
     rows.sort(key=lambda row: (attained[row[1]], row[2], str(row[0])))
-    return [batch_id for batch_id, _, _ in rows]
+    return [(batch_id, status) for batch_id, _, _, status in rows]
 
 
 def chunk_run_next():
-    """Runs the next chunk due; returns its batch's id, or None when no chunk can be claimed."""
-    for batch_id in batches_in_turn():
-        if chunk_claim_and_run(batch_id):
+    """Runs (or checks) the next chunk due; returns its batch's id, or None when no chunk can
+    be claimed."""
+    for batch_id, status in batches_in_turn():
+        claim = chunk_claim_and_validate if status == S.VALIDATING else chunk_claim_and_run
+        if claim(batch_id):
             return batch_id
     return None
 
 
-def processing_settled(batch_id) -> bool:
-    """Nothing more will run: every chunk is done, or the batch stopped."""
-    return cancel_requested(batch_id) or not Chunk.objects.filter(batch_id=batch_id, done=False).exists()
+def chunk_work_settled(batch_id) -> bool:
+    """Nothing more will run or be checked: every chunk is done (checked, while validating),
+    or the batch stopped."""
+    status = Batch.objects.filter(pk=batch_id).values_list("status", flat=True).first()
+    if status == S.VALIDATING:
+        return not unvalidated_chunks(batch_id)
+    return status != S.PROCESSING or not undone_chunks(batch_id)
 
 
 def let_other_writers_in() -> None:
@@ -275,3 +307,7 @@ def processing_finish(batch: Batch) -> Batch | None:
 
 def undone_chunks(batch_id) -> int:
     return Chunk.objects.filter(batch_id=batch_id, done=False).count()
+
+
+def unvalidated_chunks(batch_id) -> int:
+    return Chunk.objects.filter(batch_id=batch_id, validated=False).count()

@@ -37,7 +37,6 @@ class Enqueue:
 LeasedStep = Callable[[Batch, Lease], Batch | None]
 LEASED_STEPS: dict[str, LeasedStep] = {
     S.COPYING: step_copy,
-    S.VALIDATING: step_validate,
     S.WRITING_RESULTS: step_write_results,
     S.CANCELLING: step_finish_cancel,
     S.DELETING: maintenance.step_purge,
@@ -74,6 +73,15 @@ def processing_step(batch: Batch, enqueue: Enqueue) -> None:
         enqueue.run_chunks()
 
 
+def validating_step(batch: Batch, enqueue: Enqueue) -> None:
+    """Validates, or cuts the batch into chunks for the chunk workers to check, or merges the
+    checked chunks: the leased step (validating.step_validate) decides which."""
+    if not chunks.unvalidated_chunks(batch.pk):
+        run_leased(batch, step_validate)
+    for _ in range(min(chunks.unvalidated_chunks(batch.pk), settings.BATCH_CHUNK_WORKERS)):
+        enqueue.run_chunks()
+
+
 def batch_step(batch_id, enqueue: Enqueue) -> bool:
     """Runs the batch's next step; True when its status moved (by this step or meanwhile)."""
     batch = Batch.objects.select_related("upload", "account").filter(pk=batch_id).first()
@@ -86,6 +94,8 @@ def batch_step(batch_id, enqueue: Enqueue) -> bool:
         batch_transition(batch_id=batch.pk, to=PASSING_TO[status], allowed_from=[status])
     elif status == S.PROCESSING:
         processing_step(batch, enqueue)
+    elif status == S.VALIDATING:
+        validating_step(batch, enqueue)
     elif status in LEASED_STEPS:
         run_leased(batch, LEASED_STEPS[status])
     current = Batch.objects.filter(pk=batch_id).values_list("status", flat=True).first()
@@ -107,7 +117,7 @@ def chunks_work(enqueue: Enqueue) -> None:
         batch_id = chunks.chunk_run_next()
         if batch_id is None:
             return
-        if chunks.processing_settled(batch_id):
+        if chunks.chunk_work_settled(batch_id):
             batch_advance(batch_id, enqueue)
         if time.monotonic() >= deadline:
             enqueue.run_chunks()

@@ -69,16 +69,23 @@ def prepared_name_of(batch: Batch) -> str:
     return batch.prepared_file
 
 
-def prepared_record(line: int, text: str) -> bytes:
-    return f"{line}\t{text}\n".encode()
+def prepared_record(line: int, text: str) -> str:
+    return f"{line}\t{text}\n"
+
+
+def chunk_records(batch: Batch, chunk: Chunk) -> str:
+    """The chunk's prepared records: its own when it was validated on its own, else its
+    range of the batch's prepared file."""
+    if not batch.prepared_file:
+        return chunk.prepared
+    return read_range(batch.prepared_file, chunk.start_offset, chunk.end_offset).decode()
 
 
 def read_chunk_lines(batch: Batch, chunk: Chunk) -> list[tuple[int, str]]:
-    """The chunk's (line number, JSON text) pairs, read by offset from the prepared file.
-    Raises ChunkIncomplete unless exactly the chunk's lines are there."""
-    block = read_range(batch.prepared_file, chunk.start_offset, chunk.end_offset).decode()
+    """The chunk's (line number, JSON text) pairs. Raises ChunkIncomplete unless exactly the
+    chunk's lines are there."""
     pairs = []
-    for record in block.splitlines():
+    for record in chunk_records(batch, chunk).splitlines():
         number, _, text = record.partition("\t")
         pairs.append((int(number), text))
     if len(pairs) != chunk.line_count or (
@@ -86,12 +93,11 @@ def read_chunk_lines(batch: Batch, chunk: Chunk) -> list[tuple[int, str]]:
     ):
         raise ChunkIncomplete(
             f"chunk {chunk.index} of batch {batch.pk} owns lines {chunk.first_line}-{chunk.last_line} "
-            f"({chunk.line_count}) but read {len(pairs)} from {batch.prepared_file}"
+            f"({chunk.line_count}) but read {len(pairs)} from {batch.prepared_file or 'its own records'}"
         )
     return pairs
 
 
 def prepared_line_numbers(batch: Batch, chunk: Chunk, skip: int) -> list[int]:
-    """Line numbers of a chunk's lines after the first `skip`, read from the prepared file."""
-    block = read_range(batch.prepared_file, chunk.start_offset, chunk.end_offset)
-    return [int(record.split(b"\t", 1)[0]) for record in block.splitlines()[skip:]]
+    """Line numbers of a chunk's lines after the first `skip`."""
+    return [int(record.split("\t", 1)[0]) for record in chunk_records(batch, chunk).splitlines()[skip:]]

@@ -153,7 +153,7 @@ def publish_results(batch: Batch, lease: Lease, files: dict, *, to: str) -> Batc
     if moved is None:
         discard_files(files)
     else:
-        Chunk.objects.filter(batch_id=batch.pk).update(results="")
+        Chunk.objects.filter(batch_id=batch.pk).update(results="", prepared="")
     return moved
 
 
@@ -182,7 +182,12 @@ def step_finish_cancel(batch: Batch, lease: Lease) -> Batch | None:
             .order_by("index")
             .values_list("pk", flat=True)
         )
-    has_chunks = Chunk.objects.filter(batch_id=batch.pk).exists()
-    blocks = merged_result_blocks(batch, lease) if has_chunks else unparsed_not_executed_blocks(batch, lease)
+    # Chunks of a batch stopped while they were being validated hold no results to merge.
+    processing_started = batch.total is not None and Chunk.objects.filter(batch_id=batch.pk).exists()
+    blocks = (
+        merged_result_blocks(batch, lease)
+        if processing_started
+        else unparsed_not_executed_blocks(batch, lease)
+    )
     files = write_results(batch, blocks, lease)
     return publish_results(batch, lease, files, to=S.CANCELLED)

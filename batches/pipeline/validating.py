@@ -6,8 +6,17 @@ by offset; any invalid line fails the batch with a report of the bad lines. A dr
 as `validate_only`, is written instead and published by the move validating -> completed. Whatever a hostile
 line or file does to the parser or the checks ends as that line's failure or the file's
 (`validation_failed`), never as a stuck batch.
+
+A large uncompressed JSON Lines file (BATCH_VALIDATE_PARALLEL_MIN_LINES lines or more) is
+validated in parallel instead: the leased step only cuts it into chunks at line breaks (one
+pass, no parsing); any chunk worker checks a chunk (`chunk_check`) and records its outcome on
+it, touching nothing else; when every chunk is checked, the leased step runs again and merges
+them (`chunks_merge`) into the same outcome the single pass gives - the same report, the same
+dry-run results - or moves the batch to processing with the checked chunks as its chunks. No
+line runs before every line is valid.
 """
 
+import io
 import logging
 import tempfile
 
@@ -17,14 +26,22 @@ from django.core.files import File
 from django.db import transaction
 from rest_framework.exceptions import ValidationError
 
-from batches.fileformat import FileUnreadable
+from batches.fileformat import (
+    FileUnreadable,
+    LineRange,
+    ParsedLine,
+    cut_json_lines,
+    default_limits,
+    parse_json_lines_at,
+)
 from batches.files import fresh_batch_file_name, storage_discard, storage_save_new
 from batches.models import Batch, BatchStatus, Chunk
 from batches.pipeline.faults import RETRIED_ERRORS, StorageReadError
 from batches.pipeline.lease import Lease, LeaseLost, StepInterrupted, TickingReader
-from batches.pipeline.reading import input_lines, prepared_record
+from batches.pipeline.reading import StorageSource, input_lines, input_name_of, prepared_record
 from batches.pipeline.results import VALIDATE_ONLY_LINE, result_line, results_expiry
 from batches.states import batch_transition
+from batches.storage import read_range
 from batchsite import fastjson
 from batchsite.errors import describe_exception
 from twins.registry import Operation, OperationError, operation_get
@@ -45,6 +62,13 @@ def validate_item(operation: Operation, data: dict):
         return None, OperationError(
             400, "malformed_body", f"The line cannot be read as a request ({type(error).__name__})."
         )
+
+
+def line_error(operation: Operation, parsed: ParsedLine) -> OperationError | None:
+    """Why the line cannot run, or None."""
+    if parsed.data is None:
+        return OperationError(400, parsed.error_subcode, parsed.error)
+    return validate_item(operation, parsed.data)[1]
 
 
 class ChunkCutter:
@@ -76,6 +100,18 @@ class ChunkCutter:
 
 
 def step_validate(batch: Batch, lease: Lease) -> Batch | None:
+    """Validates the batch in one pass, or cuts it into chunks to check in parallel, or,
+    once those are all checked, merges their outcome."""
+    if Chunk.objects.filter(batch_id=batch.pk).exists():
+        return chunks_merge(batch, lease)
+    ranges = input_ranges(batch, lease)
+    if ranges is None:
+        return validate_whole(batch, lease)
+    chunks_cut(batch, lease, ranges)
+    return None
+
+
+def validate_whole(batch: Batch, lease: Lease) -> Batch | None:
     operation = operation_get(batch.operation)
     cutter = ChunkCutter(batch.pk)
     total = invalid = 0
@@ -87,10 +123,7 @@ def step_validate(batch: Batch, lease: Lease) -> Batch | None:
                 for parsed in lines:
                     total += 1
                     lease.tick()
-                    if parsed.data is None:
-                        error = OperationError(400, parsed.error_subcode, parsed.error)
-                    else:
-                        _, error = validate_item(operation, parsed.data)
+                    error = line_error(operation, parsed)
                     if error is not None:
                         invalid += 1
                         if invalid <= settings.VALIDATION_REPORT_MAX_LINES:
@@ -101,7 +134,7 @@ def step_validate(batch: Batch, lease: Lease) -> Batch | None:
                     if batch.validate_only:
                         prepared.write((VALIDATE_ONLY_LINE % parsed.line).encode())
                         continue
-                    record = prepared_record(parsed.line, fastjson.dumps(parsed.data))
+                    record = prepared_record(parsed.line, fastjson.dumps(parsed.data)).encode()
                     prepared.write(record)
                     cutter.add(parsed.line, len(record))
             except FileUnreadable as error:
@@ -134,6 +167,149 @@ def step_validate(batch: Batch, lease: Lease) -> Batch | None:
     if moved is None:
         storage_discard(prepared_name)
     return moved
+
+
+def input_ranges(batch: Batch, lease: Lease) -> list[LineRange] | None:
+    """The input cut into chunks' line ranges, when it is worth validating in parallel and
+    can be cut without parsing; else None."""
+    content_type = batch.upload.content_type if batch.upload else ""
+    with StorageSource(input_name_of(batch), lease) as source:
+        ranges = cut_json_lines(
+            source,
+            content_type=content_type,
+            lines_per_range=settings.BATCH_CHUNK_LINES,
+            max_range_bytes=settings.BATCH_CHUNK_LINES * (settings.BATCH_LINE_MAX_BYTES + 2),
+            limits=default_limits(settings.BATCH_LINE_MAX_BYTES),
+        )
+    if (
+        not ranges
+        or ranges[-1].first_line + ranges[-1].line_count <= settings.BATCH_VALIDATE_PARALLEL_MIN_LINES
+    ):
+        return None
+    return ranges
+
+
+def chunks_cut(batch: Batch, lease: Lease, ranges: list[LineRange]) -> None:
+    """Records the chunks to check, while the lease is still this step's."""
+    with transaction.atomic():
+        held = Batch.objects.select_for_update().filter(
+            pk=batch.pk, status=S.VALIDATING, lease_owner=lease.owner
+        )
+        if not held.exists():
+            return
+        Chunk.objects.bulk_create(
+            (
+                Chunk(
+                    batch_id=batch.pk,
+                    index=index,
+                    first_line=cut.first_line,
+                    last_line=cut.first_line + cut.line_count - 1,
+                    start_offset=cut.start,
+                    end_offset=cut.end,
+                    line_count=cut.line_count,
+                    validated=False,
+                )
+                for index, cut in enumerate(ranges)
+            ),
+            batch_size=1000,
+        )
+    logger.info("batch %s: validating %d chunks in parallel", batch.pk, len(ranges))
+
+
+def chunk_check(batch: Batch, chunk: Chunk) -> dict:
+    """Checks one chunk's lines exactly as the single pass does; returns the chunk's fields
+    that record the outcome: its valid lines (when all are valid) or its invalid lines'
+    errors (the first VALIDATION_REPORT_MAX_LINES), and where the file became unreadable."""
+    operation = operation_get(batch.operation)
+    block = read_range(input_name_of(batch), chunk.start_offset, chunk.end_offset)
+    lines = parse_json_lines_at(
+        io.BytesIO(block), first_line=chunk.first_line, max_line_bytes=settings.BATCH_LINE_MAX_BYTES
+    )
+    records: list[str] = []
+    report: list[str] = []
+    numbers: list[int] = []
+    invalid = 0
+    unreadable = ""
+    try:
+        for parsed in lines:
+            error = line_error(operation, parsed)
+            if error is not None:
+                invalid += 1
+                if invalid <= settings.VALIDATION_REPORT_MAX_LINES:
+                    report.append(result_line(parsed.line, error))
+            else:
+                numbers.append(parsed.line)
+                if not invalid:
+                    records.append(prepared_record(parsed.line, fastjson.dumps(parsed.data)))
+    except FileUnreadable as error:
+        unreadable = str(error)
+    return {
+        "prepared": "" if invalid else "".join(records),
+        "results": "".join(report),
+        "invalid": invalid,
+        "unreadable": unreadable,
+        "line_count": len(numbers),
+        "first_line": numbers[0] if numbers else chunk.first_line,
+        "last_line": numbers[-1] if numbers else chunk.first_line - 1,
+    }
+
+
+def chunks_merge(batch: Batch, lease: Lease) -> Batch | None:
+    """Once every chunk is checked: the batch fails validation with the chunks' errors in line
+    order, or a dry run completes, or the batch moves to processing with its chunks."""
+    checked = Chunk.objects.filter(batch_id=batch.pk).order_by("index")
+    if checked.filter(validated=False).exists():
+        return None
+    total = invalid = 0
+    reason = ""
+    last_index = None
+    for index, line_count, bad, unreadable in checked.values_list(
+        "index", "line_count", "invalid", "unreadable"
+    ):
+        total += line_count + bad
+        invalid += bad
+        last_index = index
+        if unreadable:
+            reason = unreadable
+            break
+    if reason or invalid:
+        with tempfile.TemporaryFile() as report:
+            chunk_reports_write(checked.filter(index__lte=last_index), report, lease)
+            moved = validation_failed(batch, lease, report, total=total, invalid=invalid, reason=reason)
+    elif batch.validate_only:
+        with tempfile.TemporaryFile() as results:
+            for records in checked.values_list("prepared", flat=True).iterator(chunk_size=50):
+                lease.tick()
+                numbers = (int(record.partition("\t")[0]) for record in records.splitlines())
+                results.write("".join(VALIDATE_ONLY_LINE % number for number in numbers).encode())
+            moved = dry_run_completed(batch, lease, results, total=total)
+    else:
+        with transaction.atomic():
+            moved = batch_transition(
+                batch_id=batch.pk,
+                to=S.PROCESSING,
+                allowed_from=[S.VALIDATING],
+                owner=lease.owner,
+                total=total,
+            )
+            if moved is not None:
+                checked.filter(line_count=0).update(done=True)
+        return moved
+    if moved is not None:
+        checked.delete()
+    return moved
+
+
+def chunk_reports_write(checked, report, lease: Lease) -> None:
+    """The chunks' error lines in line order, the first VALIDATION_REPORT_MAX_LINES of them."""
+    room = settings.VALIDATION_REPORT_MAX_LINES
+    for lines in checked.exclude(results="").values_list("results", flat=True).iterator(chunk_size=50):
+        lease.tick()
+        kept = lines.splitlines(keepends=True)[:room]
+        report.write("".join(kept).encode())
+        room -= len(kept)
+        if not room:
+            return
 
 
 def dry_run_completed(batch: Batch, lease: Lease, results, *, total: int) -> Batch | None:

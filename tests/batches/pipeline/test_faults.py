@@ -18,7 +18,7 @@ import time
 import pytest
 from django.db import connection
 
-from batches.models import Batch, BatchStatus
+from batches.models import Batch, BatchStatus, Chunk
 from batchsite.celery import app as celery_app
 from tests.batches.pipeline.faults import broker_kind, drop_broker_connections, other_backends
 from tests.batches.pipeline_helpers import (
@@ -46,18 +46,23 @@ SLOW_WORKER_ENV = {
 }
 
 
+# The same batch validated a chunk at a time by the chunk workers (batches.pipeline.validating).
+PARALLEL_VALIDATION_ENV = {**SLOW_WORKER_ENV, "BATCH_VALIDATE_PARALLEL_MIN_LINES": "1000"}
+
+
 class Deployment:
     """Two worker processes, and whatever replaces them."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, env: dict):
         self.name = name
+        self.env = env
         self.workers: list[WorkerProcess] = []
         celery_app.control.purge()
 
     def start_worker(self) -> WorkerProcess:
         index = len(self.workers)
         worker = WorkerProcess(
-            extra_env=SLOW_WORKER_ENV, log_name=f"{self.name}-{index}", node_name=f"{self.name}-{index}@%h"
+            extra_env=self.env, log_name=f"{self.name}-{index}", node_name=f"{self.name}-{index}@%h"
         ).start()
         self.workers.append(worker)
         return worker
@@ -77,7 +82,11 @@ class Deployment:
 
 @pytest.fixture
 def deployment(request):
-    running = Deployment(re.sub(r"\W+", "-", f"{request.node.originalname[5:30]}-{request.node.callspec.id}"))
+    validation = request.node.callspec.params.get("validation", "one_pass")
+    env = PARALLEL_VALIDATION_ENV if validation == "parallel" else SLOW_WORKER_ENV
+    running = Deployment(
+        re.sub(r"\W+", "-", f"{request.node.originalname[5:30]}-{request.node.callspec.id}"), env
+    )
     running.start_worker()
     running.start_worker()
     yield running
@@ -91,10 +100,16 @@ def submit(caller) -> Batch:
 
 
 def wait_status(batch: Batch, status: str, deployment: Deployment, *, processed_at_least: int = 0) -> None:
+    """Until the batch is in `status` with some work done: lines processed, or, validating in
+    parallel, a chunk checked."""
+    parallel = deployment.env is PARALLEL_VALIDATION_ENV and status == S.VALIDATING
+
     def reached():
         current = Batch.objects.get(pk=batch.pk)
         if current.status in (S.COMPLETED, S.VALIDATION_FAILED, S.CANCELLED):
             raise AssertionError(f"the batch ended ({current.status}) before the fault\n{deployment.log()}")
+        if parallel and not Chunk.objects.filter(batch_id=batch.pk, validated=True).exists():
+            return False
         return current.status == status and current.processed >= processed_at_least
 
     wait_for(reached, timeout=120, interval=0.02, what=f"status {status}")
@@ -115,8 +130,16 @@ def assert_every_line_ran_once(batch: Batch, caller, deployment: Deployment) -> 
     assert {result["status"] for result in results} == {201}
 
 
-@pytest.mark.parametrize("status", [S.COPYING, S.VALIDATING, S.PROCESSING])
-def test_broker_connections_dropped_while_a_step_runs(caller, deployment, status):
+FAULT_STEPS = [
+    pytest.param(S.COPYING, "one_pass", id="copying"),
+    pytest.param(S.VALIDATING, "one_pass", id="validating"),
+    pytest.param(S.VALIDATING, "parallel", id="validating-chunks"),
+    pytest.param(S.PROCESSING, "one_pass", id="processing"),
+]
+
+
+@pytest.mark.parametrize(("status", "validation"), FAULT_STEPS)
+def test_broker_connections_dropped_while_a_step_runs(caller, deployment, status, validation):
     if broker_kind() not in ("redis", "amqp"):
         pytest.skip("needs a broker with connections to drop")
     batch = submit(caller)
@@ -127,8 +150,11 @@ def test_broker_connections_dropped_while_a_step_runs(caller, deployment, status
     assert_every_line_ran_once(batch, caller, deployment)
 
 
-@pytest.mark.parametrize("status", [S.COPYING, S.VALIDATING, S.PROCESSING, S.WRITING_RESULTS])
-def test_every_worker_killed_while_a_step_runs(caller, deployment, status):
+@pytest.mark.parametrize(
+    ("status", "validation"),
+    [*FAULT_STEPS, pytest.param(S.WRITING_RESULTS, "one_pass", id="writing_results")],
+)
+def test_every_worker_killed_while_a_step_runs(caller, deployment, status, validation):
     if broker_kind() == "amqp":
         pytest.skip("the kill cases run once, on Redis")
     batch = submit(caller)
