@@ -47,7 +47,6 @@ def embedded_env(data_dir: Path, port: int) -> dict:
         PORT=str(port),
         # Small chunks, so the batch is mid-way when Ctrl-C comes.
         BATCH_CHUNK_LINES="500",
-        BATCH_CHUNKS_PER_TASK="50",
     )
     return env
 

@@ -216,12 +216,12 @@ def chunks_cut(batch: Batch, lease: Lease, ranges: list[LineRange]) -> None:
     logger.info("batch %s: validating %d chunks in parallel", batch.pk, len(ranges))
 
 
-def chunk_check(batch: Batch, chunk: Chunk) -> dict:
-    """Checks one chunk's lines exactly as the single pass does; returns the chunk's fields
-    that record the outcome: its valid lines (when all are valid) or its invalid lines'
-    errors (the first VALIDATION_REPORT_MAX_LINES), and where the file became unreadable."""
-    operation = operation_get(batch.operation)
-    block = read_range(input_name_of(batch), chunk.start_offset, chunk.end_offset)
+def chunk_check(operation: Operation, input_file: str, chunk: Chunk) -> dict:
+    """Checks one chunk's lines of the batch's copied input exactly as the single pass does;
+    returns the chunk's fields that record the outcome: its valid lines (when all are valid)
+    or its invalid lines' errors (the first VALIDATION_REPORT_MAX_LINES), and where the file
+    became unreadable."""
+    block = read_range(input_file, chunk.start_offset, chunk.end_offset)
     lines = parse_json_lines_at(
         io.BytesIO(block), first_line=chunk.first_line, max_line_bytes=settings.BATCH_LINE_MAX_BYTES
     )

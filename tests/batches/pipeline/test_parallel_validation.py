@@ -167,7 +167,8 @@ def test_chunk_work_lost_after_the_cut_is_asked_for_again(caller):
     assert Twin.objects.filter(account=caller.account).count() == 10
 
 
-def test_a_chunk_is_checked_once_and_the_merge_waits_for_every_chunk(caller):
+def test_a_chunk_is_checked_once_and_the_merge_waits_for_every_chunk(caller, monkeypatch):
+    monkeypatch.setattr(chunks, "CHECKED_CHUNKS_PER_CLAIM", 1)
     with IN_PARALLEL:
         batch = start(caller, jsonl({"description": {"n": n}} for n in range(6)))
         runner = InlinePipeline()
@@ -206,3 +207,15 @@ def test_files_that_cannot_be_cut_are_validated_in_one_pass(caller, content_type
     assert "in parallel" not in caplog.text
     assert batch.status == S.COMPLETED, batch.failure_reason
     assert batch.prepared_file
+
+
+def test_a_claim_checks_a_few_chunks_at_once(caller):
+    with IN_PARALLEL:
+        batch = start(caller, jsonl({"description": {"n": n}} for n in range(4 * 6)))
+        runner = InlinePipeline()
+        runner.advance(batch)
+        while not Chunk.objects.filter(batch_id=batch.pk).exists():
+            assert runner.step()
+        assert chunks.chunk_claim_and_validate(batch.pk)
+        checked = Chunk.objects.filter(batch_id=batch.pk, validated=True)
+        assert sorted(checked.values_list("index", flat=True)) == list(range(chunks.CHECKED_CHUNKS_PER_CLAIM))
