@@ -20,6 +20,18 @@ from batches.models import Batch, BatchStatus
 from batches.pipeline import chunks, driver
 from batches.statuses import TERMINAL
 
+# The statuses a batch that runs to the end passes through, in order.
+HAPPY_PATH = [
+    BatchStatus.NEW,
+    BatchStatus.COPYING,
+    BatchStatus.COPIED,
+    BatchStatus.VALIDATING,
+    BatchStatus.PROCESSING,
+    BatchStatus.PROCESSED,
+    BatchStatus.WRITING_RESULTS,
+    BatchStatus.COMPLETED,
+]
+
 
 def upload_bytes(caller, content: bytes, content_type: str = "application/x-ndjson"):
     upload = services.upload_create(account=caller.account, created_by=caller.account_user)

@@ -17,6 +17,7 @@ from batches.pipeline.lease import Lease
 from batches.states import batch_transition
 from permissions import services as permission_services
 from tests.batches.pipeline_helpers import (
+    HAPPY_PATH,
     InlinePipeline,
     batch_start,
     history,
@@ -28,16 +29,6 @@ from tests.batches.pipeline_helpers import (
 from twins.models import Twin
 
 S = BatchStatus
-HAPPY_PATH = [
-    S.NEW,
-    S.COPYING,
-    S.COPIED,
-    S.VALIDATING,
-    S.PROCESSING,
-    S.PROCESSED,
-    S.WRITING_RESULTS,
-    S.COMPLETED,
-]
 
 
 def twin_lines(count: int) -> bytes:

@@ -16,7 +16,14 @@ from batches import services
 from batches.models import Batch, BatchStatus, Chunk
 from batches.pipeline import chunks
 from batches.retry import lines_to_retry
-from tests.batches.pipeline_helpers import InlinePipeline, history, jsonl, read_results, upload_bytes
+from tests.batches.pipeline_helpers import (
+    HAPPY_PATH,
+    InlinePipeline,
+    history,
+    jsonl,
+    read_results,
+    upload_bytes,
+)
 from twins.models import Twin
 
 S = BatchStatus
@@ -86,16 +93,7 @@ def test_a_batch_validated_in_parallel_runs_every_line_once(caller):
     with IN_PARALLEL:
         batch = run(start(caller, content))
     assert batch.status == S.COMPLETED
-    assert history(batch) == [
-        S.NEW,
-        S.COPYING,
-        S.COPIED,
-        S.VALIDATING,
-        S.PROCESSING,
-        S.PROCESSED,
-        S.WRITING_RESULTS,
-        S.COMPLETED,
-    ]
+    assert history(batch) == HAPPY_PATH
     numbers = [n for n, line in enumerate(content.split(b"\n"), start=1) if line]
     assert (batch.total, batch.processed, batch.succeeded) == (len(numbers),) * 3
     results = read_results(batch.results_file)
