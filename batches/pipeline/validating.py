@@ -294,9 +294,6 @@ def chunks_merge(batch: Batch, lease: Lease) -> Batch | None:
             )
             if moved is not None:
                 checked.filter(line_count=0).update(done=True)
-        return moved
-    if moved is not None:
-        checked.delete()
     return moved
 
 
@@ -343,21 +340,26 @@ def publish_report(
     batch: Batch, lease: Lease, spool, *, stem: str, to: str, note: str, **changes
 ) -> Batch | None:
     """Ends validation with one file that is both the results and the errors part, published
-    by the fenced transition; a step that lost its lease deletes it."""
+    by the fenced transition; a step that lost its lease deletes it. The checked chunks (when
+    validation ran in parallel) go in the same transaction: nothing runs them, and whoever
+    sees the batch ended sees them gone."""
     spool.seek(0)
     name = fresh_batch_file_name(account_id=batch.account_id, batch_id=batch.pk, stem=stem, suffix=".jsonl")
     storage_save_new(name, File(TickingReader(spool, lease), name=f"{stem}.jsonl"))
-    moved = batch_transition(
-        batch_id=batch.pk,
-        to=to,
-        allowed_from=[S.VALIDATING],
-        owner=lease.owner,
-        note=note,
-        results_file=name,
-        errors_file=name,
-        results_expire_at=results_expiry(),
-        **changes,
-    )
+    with transaction.atomic():
+        moved = batch_transition(
+            batch_id=batch.pk,
+            to=to,
+            allowed_from=[S.VALIDATING],
+            owner=lease.owner,
+            note=note,
+            results_file=name,
+            errors_file=name,
+            results_expire_at=results_expiry(),
+            **changes,
+        )
+        if moved is not None:
+            Chunk.objects.filter(batch_id=batch.pk).delete()
     if moved is None:
         storage_discard(name)
     return moved

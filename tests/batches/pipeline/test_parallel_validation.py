@@ -8,6 +8,8 @@ import json
 
 import pytest
 from django.core.files.storage import default_storage
+from django.db import DatabaseError
+from django.db.models import QuerySet
 from django.test import override_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -217,3 +219,36 @@ def test_a_claim_checks_a_few_chunks_at_once(caller):
         assert chunks.chunk_claim_and_validate(batch.pk)
         checked = Chunk.objects.filter(batch_id=batch.pk, validated=True)
         assert sorted(checked.values_list("index", flat=True)) == list(range(chunks.CHECKED_CHUNKS_PER_CLAIM))
+
+
+def test_the_checked_chunks_go_in_the_transaction_that_ends_a_dry_run(caller, monkeypatch):
+    """Whoever sees the batch ended sees its chunks gone: a deletion that fails takes the
+    transition with it, and the step asked for again ends the batch."""
+    with IN_PARALLEL:
+        batch = start(caller, jsonl({"description": {"n": n}} for n in range(10)), validate_only=True)
+        runner = InlinePipeline()
+        runner.advance(batch)
+        while not Chunk.objects.filter(batch_id=batch.pk).exists():
+            assert runner.step()
+        while chunks.chunk_claim_and_validate(batch.pk):
+            pass
+        runner.pending.clear()
+        real_delete = QuerySet.delete
+
+        def failing_delete(queryset):
+            if queryset.model is Chunk:
+                raise DatabaseError("the connection dropped")
+            return real_delete(queryset)
+
+        monkeypatch.setattr(QuerySet, "delete", failing_delete)
+        runner.advance(batch)
+        with pytest.raises(DatabaseError):
+            runner.step()
+        assert Batch.objects.get(pk=batch.pk).status == S.VALIDATING
+        assert Chunk.objects.filter(batch_id=batch.pk).count() == 3
+        monkeypatch.undo()
+        runner.advance(batch)
+        runner.drain()
+    batch = Batch.objects.get(pk=batch.pk)
+    assert (batch.status, batch.total) == (S.COMPLETED, 10)
+    assert not Chunk.objects.filter(batch_id=batch.pk).exists()
