@@ -144,16 +144,17 @@ def discard_files(files: dict) -> None:
 
 
 def publish_results(batch: Batch, lease: Lease, files: dict, *, to: str) -> Batch | None:
-    """Ends the step: the files are the batch's once the fenced transition records them; the
-    chunks' copies of the result lines are then dropped. A step that lost its lease deletes
-    the files it wrote."""
-    moved = batch_transition(
-        batch_id=batch.pk, to=to, allowed_from=[lease.status], owner=lease.owner, **files
-    )
+    """Ends the step: the files are the batch's once the fenced transition records them, and
+    the same transaction drops the chunks' copies of the result lines, so a process that dies
+    after it leaves none behind. A step that lost its lease deletes the files it wrote."""
+    with transaction.atomic():
+        moved = batch_transition(
+            batch_id=batch.pk, to=to, allowed_from=[lease.status], owner=lease.owner, **files
+        )
+        if moved is not None:
+            Chunk.objects.filter(batch_id=batch.pk).update(results="", prepared="")
     if moved is None:
         discard_files(files)
-    else:
-        Chunk.objects.filter(batch_id=batch.pk).update(results="", prepared="")
     return moved
 
 
