@@ -1,6 +1,7 @@
 """The batch controls in a real browser: the upload form's failure limit and "only validate"
-box, and the detail page's link to the lines a running batch has run so far. The pipeline is
-driven from the test (no worker), so each state the page shows is one the test chose."""
+box, the detail page's link to the lines a running batch has run so far, and its cancel button.
+The pipeline is driven from the test (no worker), so each state the page shows is one the test
+chose: a worker runs a thousand lines between two of the page's polls."""
 
 import json
 import re
@@ -89,3 +90,32 @@ def test_a_running_batch_offers_the_lines_run_so_far(page, caller):
     expect(page.locator("#batch-status")).to_have_attribute("data-status", "completed", timeout=15_000)
     expect(link).to_be_hidden()
     expect(page.get_by_role("link", name="Download results")).to_be_visible()
+
+
+@override_settings(BATCH_CHUNK_LINES=5)
+def test_cancel_a_running_batch_from_its_page(page, caller):
+    lines = 40
+    batch = batch_start(caller, "create_twin", jsonl({"description": {"serial": n}} for n in range(lines)))
+    runner = InlinePipeline()
+    runner.advance(batch)
+    runner.run_until(batch, S.PROCESSING)
+    assert chunks.chunk_claim_and_run(batch.pk)
+
+    sign_in(page, caller)
+    page.goto(f"/ui/batches/{batch.pk}")
+    expect(page.locator("#batch-status")).to_have_attribute("data-status", "processing")
+    expect(page.locator("#progress-text")).to_contain_text(f"5 of {lines} lines")
+    screenshot(page, "detail-processing")
+
+    page.get_by_role("button", name="Cancel batch").click()
+    expect(page.get_by_role("status").filter(has_text="is cancelling")).to_be_visible()
+    assert Batch.objects.get(pk=batch.pk).status == S.CANCEL
+    runner.advance(batch)
+    runner.drain()
+    expect(page.locator("#batch-status")).to_have_attribute("data-status", "cancelled", timeout=15_000)
+    expect(page.get_by_role("button", name="Cancel batch")).to_be_hidden()
+    expect(page.get_by_role("link", name="Download results")).to_be_visible()
+
+    cancelled = Batch.objects.get(pk=batch.pk)
+    assert (cancelled.status, cancelled.processed) == (S.CANCELLED, 5)
+    assert Twin.objects.filter(account=caller.account).count() == 5
