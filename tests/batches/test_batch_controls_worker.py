@@ -149,7 +149,9 @@ def test_a_dry_run_of_a_million_lines_changes_nothing_and_lists_every_line(calle
 def test_a_partial_download_while_processing_holds_run_lines_equal_to_the_final_ones(caller, worker_factory):
     lines = 8_000
     batch = controlled_batch(caller, "update_twin", updates(caller, lines, bad_every=7))
-    worker = worker_factory(log_name="worker-partial", extra_env={"BATCH_CHUNK_LINES": "100"})
+    # Ten-line chunks: each chunk's commit costs milliseconds, so half the lines take about a
+    # second to run whatever the speed per line, and the test sees the batch half run.
+    worker = worker_factory(log_name="worker-partial", extra_env={"BATCH_CHUNK_LINES": "10"})
 
     def partial_url():
         current = Batch.objects.get(pk=batch.pk)

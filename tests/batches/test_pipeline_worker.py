@@ -76,10 +76,14 @@ def test_killed_worker_loses_nothing_and_applies_nothing_twice(caller, worker_fa
 
 
 def test_cancel_reaches_a_running_batch_and_accounts_for_every_line(caller, worker_factory):
-    lines = 30_000
+    # Two worker processes run ~25,000 such lines a second on PostgreSQL: this many leave
+    # seconds between the first chunk's commit and the last.
+    lines = 100_000
     batch = batch_start(caller, "create_twin", jsonl({"description": {"serial": n}} for n in range(lines)))
     worker = worker_factory(log_name="worker-cancel")
-    wait_for(lambda: Batch.objects.get(pk=batch.pk).processed > 0, timeout=120, what="processing")
+    wait_for(
+        lambda: Batch.objects.get(pk=batch.pk).processed > 0, timeout=120, interval=0.02, what="processing"
+    )
     services.batch_cancel(batch=batch)
     batch = wait_terminal(batch, timeout=60, worker=worker)
     assert batch.status == S.CANCELLED
