@@ -18,12 +18,23 @@ import orjson
 PASSTHROUGH = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
+# Where orjson's ASCII output differs from json.dumps: DEL, written raw for \u007f, and a
+# float under 1e-4, written 0.00001 or 1e-7 for 1e-05 and 1e-07 (larger ones agree). Text that
+# may hold one goes to json.dumps; a string holding the same characters only takes the slower
+# path. Plain substring tests first: they are cheaper than any one regex for all three.
+SHORT_NEGATIVE_EXPONENT = re.compile(rb"e-[0-9](?:[,\]}]|$)")
+
+
+def orjson_differs(encoded: bytes) -> bool:
+    return b"\x7f" in encoded or b".0000" in encoded or SHORT_NEGATIVE_EXPONENT.search(encoded) is not None
+
+
 def dumps(value: Any) -> str:
     try:
         encoded = orjson.dumps(value, default=str, option=PASSTHROUGH)
     except TypeError:
         encoded = b"\x80"
-    if encoded.isascii():
+    if encoded.isascii() and not orjson_differs(encoded):
         return encoded.decode("ascii")
     return json.dumps(value, separators=(",", ":"), default=str)
 

@@ -37,6 +37,11 @@ def test_dumps_and_loads_agree_with_the_standard_library(value):
 
 def test_the_cases_orjson_handles_differently():
     assert fastjson.dumps({1: 2}) == '{"1":2}'
+    floats = [1e-05, 9.9e-05, -2.5e-05, 1e-07, 1.192092896e-07, 2.5e-10, 5e-324, 0.0001, 1e16]
+    written = "[1e-05,9.9e-05,-2.5e-05,1e-07,1.192092896e-07,2.5e-10,5e-324,0.0001,1e+16]"
+    assert fastjson.dumps(floats) == written
+    assert fastjson.dumps("0.00001 e-7") == '"0.00001 e-7"'
+    assert fastjson.dumps({"\x7f": "\x7f"}) == '{"\\u007f":"\\u007f"}'
     assert fastjson.dumps([2**64]) == "[18446744073709551616]"
     assert fastjson.loads("[123456789012345678901234567890]") == [123456789012345678901234567890]
     assert fastjson.loads(b"[18446744073709551616]") == [2**64]
