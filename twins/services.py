@@ -9,7 +9,8 @@ outcome. A refused request changes nothing; the others are written with set-base
 import json
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import NamedTuple
 
@@ -120,13 +121,27 @@ def _as_saved(model, related: dict, **values):
 TWIN_COPY_FIELDS = ("uuid", "account", "status", "description", "created_at", "updated_at")
 
 
+@contextmanager
+def copy_from_stdin(model, fields: Sequence[str]) -> Iterator:
+    """PostgreSQL's COPY into `model`'s `fields`, inside the caller's transaction. psycopg's
+    own cursor is used, so its errors are wrapped into Django's here: a statement cancel or a
+    dropped connection during COPY is the OperationalError the pipeline retries, like any
+    other query's, and not an unknown exception that fails the chunk's lines."""
+    columns = ", ".join(model._meta.get_field(name).column for name in fields)
+    statement = f"COPY {model._meta.db_table} ({columns}) FROM STDIN"
+    with (
+        connection.wrap_database_errors,
+        connection.cursor() as cursor,
+        cursor.cursor.copy(statement) as copy,
+    ):
+        yield copy
+
+
 def twins_copy(twins: Sequence[Twin]) -> None:
     """Inserts new twins with PostgreSQL's COPY, inside the caller's transaction: a batch
     chunk creates a thousand at a time, where the ORM's INSERT spends more time building and
     binding the statement than the database spends on the rows."""
-    columns = ", ".join(Twin._meta.get_field(name).column for name in TWIN_COPY_FIELDS)
-    statement = f"COPY {Twin._meta.db_table} ({columns}) FROM STDIN"
-    with connection.cursor() as cursor, cursor.cursor.copy(statement) as copy:
+    with copy_from_stdin(Twin, TWIN_COPY_FIELDS) as copy:
         for twin in twins:
             description = None if twin.description is None else fastjson.dumps(twin.description)
             copy.write_row(
@@ -299,9 +314,7 @@ def ledger_entries_copy(staged: Sequence[tuple]) -> None:
     it for JSONField(null=True)."""
     if not staged:
         return
-    columns = ", ".join(LedgerEntry._meta.get_field(name).column for name in LEDGER_COPY_FIELDS)
-    statement = f"COPY {LedgerEntry._meta.db_table} ({columns}) FROM STDIN"
-    with connection.cursor() as cursor, cursor.cursor.copy(statement) as copy:
+    with copy_from_stdin(LedgerEntry, LEDGER_COPY_FIELDS) as copy:
         for twin_id, key, entry in staged:
             value = None if entry.value is None else fastjson.dumps(entry.value)
             times = (entry.created_at, entry.updated_at, entry.value_changed_at)

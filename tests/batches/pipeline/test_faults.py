@@ -121,11 +121,12 @@ def assert_every_line_ran_once(batch: Batch, caller, deployment: Deployment) -> 
     print(f"{deployment.name}: completed {time.monotonic() - fault_at:.1f} s after the fault")
     assert batch.status == S.COMPLETED, deployment.log()
     assert batch.processed == batch.total == LINES
-    assert (batch.succeeded, batch.failed) == (LINES, 0)
+    results = read_results(batch.results_file)
+    failed_lines = [result for result in results if result["status"] != 201][:5]
+    assert (batch.succeeded, batch.failed) == (LINES, 0), (failed_lines, deployment.log())
     serials = list(Twin.objects.filter(account=caller.account).values_list("description__serial", flat=True))
     assert len(serials) == LINES, "a line ran twice or not at all"
     assert set(serials) == set(range(LINES))
-    results = read_results(batch.results_file)
     assert [result["line"] for result in results] == list(range(1, LINES + 1))
     assert {result["status"] for result in results} == {201}
 
