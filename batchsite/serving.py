@@ -6,7 +6,9 @@ the connection to a thread that blocks reading the rest of the request head for 
 client likes: eight clients each sending an unfinished header took every thread of `make run`
 (slowloris). Here the whole head must arrive within HEADER_TIMEOUT seconds of the connection
 (or, kept alive, its next request) reaching the worker, and a body read waits at most
-BODY_IDLE_TIMEOUT seconds for the next bytes. Production still belongs behind a buffering
+BODY_IDLE_TIMEOUT seconds for the next bytes. The wait for a free thread counts, so slow heads
+queued behind slow heads fail fast; but a head that arrived whole while it waited is served
+however late its thread comes. Production still belongs behind a buffering
 proxy (deploy/nginx.conf); this keeps the server itself standing.
 """
 
@@ -25,7 +27,7 @@ BODY_IDLE_TIMEOUT = float(os.environ.get("WEB_BODY_IDLE_TIMEOUT", "10"))
 
 class DeadlineSocket:
     """The client socket as the request parser sees it: recv() with a deadline for the head,
-    then with an idle timeout for the body."""
+    then with an idle timeout for the body and the answer."""
 
     def __init__(self, sock, since: float):
         self._sock = sock
@@ -36,18 +38,19 @@ class DeadlineSocket:
 
     def start_body(self):
         self._head_deadline = None
+        # Also the answer's: writes inherit the timeout, and the head's may be nearly spent.
+        self._sock.settimeout(BODY_IDLE_TIMEOUT)
 
     def recv(self, size):
         if self._head_deadline is None:
-            self._sock.settimeout(BODY_IDLE_TIMEOUT)
             return self._sock.recv(size)
-        remaining = self._head_deadline - time.monotonic()
-        if remaining <= 0:
-            raise NoMoreData(b"")
-        self._sock.settimeout(remaining)
+        # Past the deadline, only what the client already sent is read (timeout 0 is a
+        # non-blocking read): a whole head that waited in the queue for a thread is served,
+        # an unfinished one is dropped at once.
+        self._sock.settimeout(max(self._head_deadline - time.monotonic(), 0.0))
         try:
             return self._sock.recv(size)
-        except TimeoutError:
+        except (TimeoutError, BlockingIOError):
             # Closed quietly like a client that went away: it was too slow to be served.
             raise NoMoreData(b"") from None
 
