@@ -12,9 +12,13 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from batchsite.celery import app as celery_app
+from batchsite.publishing import publish
 from notifications.models import Delivery, Event, Subscription
 
 TOPIC_BATCHES = "batches"
+# Named, not imported: the tasks sit above the services, which sit above the outbox.
+WEBHOOK_DELIVER_TASK = "notifications.tasks.webhook_deliver"
 
 # The batch statuses that are events of the `batches` topic, by the status reached.
 BATCH_EVENTS = {
@@ -83,13 +87,15 @@ def outbox_record(*, batch, source: str, target: str) -> Event | None:
 
 
 def deliver_after_commit(*, subscription_ids, batch_id) -> None:
-    from notifications.tasks import webhook_deliver
-
+    """Queues each lane's delivery once the transaction commits, as a batch's steps are
+    queued: a broker that is down or silent costs the committing request at most
+    BROKER_PUBLISH_TIMEOUT_SECONDS, once, and the webhook sweep sends what was not queued."""
     lane_batch = str(batch_id) if batch_id else None
+    task = celery_app.signature(WEBHOOK_DELIVER_TASK)
 
     def enqueue():
         for pk in subscription_ids:
-            webhook_deliver.apply_async(args=[str(pk), lane_batch])
+            if not publish(task, str(pk), lane_batch):
+                return
 
-    # robust: a broker that is down must not fail the transition; the sweep sends it later.
     transaction.on_commit(enqueue, robust=True)

@@ -15,6 +15,7 @@ from django.conf import settings
 
 from batches.models import Batch, BatchStatus
 from batchsite.celery import app as celery_app
+from notifications.models import Delivery
 from tests.batches.pipeline_helpers import WorkerProcess, database_url, jsonl, wait_for, wait_terminal
 from twins.models import Twin
 
@@ -42,6 +43,7 @@ def web_without_broker(silent_broker):
         "DATA_DIR": str(settings.DATA_DIR),
         "DATABASE_URL": database_url(),
         "CELERY_BROKER_URL": silent_broker,
+        "WEBHOOK_ALLOW_PRIVATE_HOSTS": "true",
     }
     log = (Path(settings.DATA_DIR) / "web-without-broker.log").open("ab")
     server = subprocess.Popen(
@@ -102,3 +104,18 @@ def test_create_answers_201_and_the_batch_runs_when_the_web_cannot_reach_the_bro
         assert Twin.objects.filter(account=caller.account).count() == 30
     finally:
         worker.stop()
+
+
+def test_subscribing_answers_201_quickly_when_the_web_cannot_reach_the_broker(caller, web_without_broker):
+    """The confirmation is queued after commit like a batch's first step; the sweep sends it."""
+    started = time.monotonic()
+    response = requests.post(
+        f"{web_without_broker}/notifications/webhooks",
+        headers={"Authorization": caller.secret},
+        json={"callback_url": "http://127.0.0.1:9/hooks", "topic": "batches"},
+        timeout=30,
+    )
+    answered_in = time.monotonic() - started
+    assert response.status_code == 201, response.text
+    assert answered_in < 5, f"the request waited {answered_in:.1f} s for the broker"
+    assert Delivery.objects.filter(subscription__callback_url="http://127.0.0.1:9/hooks").count() == 1

@@ -23,9 +23,12 @@ from rest_framework.test import APIClient
 
 from batches.models import BatchStatus
 from batches.states import batch_transition
+from batchsite.celery import app as celery_app
 from notifications import services
 from notifications.callbacks import checked_session
 from notifications.models import Delivery, DeliveryAttempt, Event, Subscription
+from notifications.outbox import WEBHOOK_DELIVER_TASK
+from notifications.tasks import webhook_deliver
 from tests.batches.pipeline_helpers import batch_start, jsonl, run_batch, stop_after_first_chunk
 
 S = BatchStatus
@@ -331,3 +334,8 @@ def test_the_sweep_finds_each_stranded_lane_once_and_leaves_fresh_or_claimed_one
     assert services.lanes_due(now=later + timedelta(seconds=2), grace_seconds=1) == [
         (subscription.pk, batch.pk)
     ], "the sender's claim lapsed"
+
+
+def test_the_outbox_names_the_delivery_task_the_workers_register():
+    assert webhook_deliver.name == WEBHOOK_DELIVER_TASK
+    assert celery_app.tasks[WEBHOOK_DELIVER_TASK].name == WEBHOOK_DELIVER_TASK
