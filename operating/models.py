@@ -6,6 +6,7 @@ accounts without a database constraint: a counter written by a worker or a flush
 account was deleted is harmless, and the account's deletion still cascades to them."""
 
 import uuid
+from datetime import UTC, datetime
 
 from django.db import models
 
@@ -13,6 +14,12 @@ from permissions.models import Account
 
 # The user of counts that belong to no user (an upload made without one).
 NO_USER = uuid.UUID(int=0)
+USAGE_COUNTERS = ("batches_created", "batch_lines", "batch_lines_failed", "upload_bytes", "api_calls")
+
+
+def hour_of(moment: datetime) -> datetime:
+    """The UTC hour a moment is counted in."""
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 class UsageHour(models.Model):

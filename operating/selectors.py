@@ -8,8 +8,7 @@ from django.utils import timezone
 
 from batches.models import Batch
 from batches.statuses import ACTIVE
-from operating.models import LinesMinute, QuotaRefusalHour, UsageHour
-from operating.services import USAGE_COUNTERS, hour_of
+from operating.models import USAGE_COUNTERS, LinesMinute, QuotaRefusalHour, UsageHour, hour_of
 from permissions.models import Account
 
 USAGE_DAYS = 7

@@ -26,15 +26,17 @@ from batches.models import Batch, BatchStatus
 from batches.statuses import ACTIVE
 from batchsite.errors import ApplicationError
 from operating import metrics
-from operating.models import NO_USER, AccountQuota, LinesMinute, QuotaRefusalHour, UsageHour
+from operating.models import (
+    NO_USER,
+    USAGE_COUNTERS,
+    AccountQuota,
+    LinesMinute,
+    QuotaRefusalHour,
+    UsageHour,
+    hour_of,
+)
 
 logger = logging.getLogger(__name__)
-
-USAGE_COUNTERS = ("batches_created", "batch_lines", "batch_lines_failed", "upload_bytes", "api_calls")
-
-
-def hour_of(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 def _upsert(model, *, keys: dict, counters: tuple[str, ...], add: dict) -> None:
