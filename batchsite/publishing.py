@@ -2,9 +2,9 @@
 
 A request that has committed its work answers as if the publish succeeded: a broker that
 refuses or never answers costs at most BROKER_PUBLISH_TIMEOUT_SECONDS and a logged error, and
-the work is picked up by the pipeline's sweep, which finds it in the database within seconds.
-Publishing runs in a small thread pool because a broker that accepts a connection and then
-never answers can block a client library past any of its own time-outs.
+the work is picked up by its sweep (the pipeline's, the webhooks'), which finds it in the
+database within seconds. Publishing runs in a small thread pool because a broker that accepts
+a connection and then never answers can block a client library past any of its own time-outs.
 """
 
 import logging
@@ -36,6 +36,6 @@ def publish(task, *args) -> bool:
             lambda: task.apply_async(args=args), seconds=settings.BROKER_PUBLISH_TIMEOUT_SECONDS
         )
     except Exception as error:  # noqa: BLE001 - any broker fault; the sweep starts the work
-        logger.error("could not publish %s%r: %r; the pipeline sweep will pick it up", task.name, args, error)
+        logger.error("could not publish %s%r: %r; its sweep will pick it up", task.name, args, error)
         return False
     return True
