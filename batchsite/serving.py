@@ -8,8 +8,8 @@ client likes: eight clients each sending an unfinished header took every thread 
 (or, kept alive, its next request) reaching the worker, and a body read waits at most
 BODY_IDLE_TIMEOUT seconds for the next bytes. The wait for a free thread counts, so slow heads
 queued behind slow heads fail fast; but a head that arrived whole while it waited is served
-however late its thread comes. Production still belongs behind a buffering
-proxy (deploy/nginx.conf); this keeps the server itself standing.
+however late its thread comes. Production still belongs behind a buffering proxy
+(deploy/nginx.conf); this keeps the server itself standing.
 """
 
 import os
