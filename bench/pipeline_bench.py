@@ -317,7 +317,10 @@ class WebServer:
             except (requests.ConnectionError, requests.Timeout):
                 pass
             time.sleep(0.2)
-        raise RuntimeError("gunicorn did not answer /healthz")
+        # __exit__ does not run when __enter__ raises: a server left running would hold the
+        # port against the next run.
+        self.__exit__()
+        raise RuntimeError(f"gunicorn did not answer /healthz; see {DATA_DIR / 'gunicorn.log'}")
 
     def __exit__(self, *exc_info):
         os.killpg(self.process.pid, signal.SIGTERM)
