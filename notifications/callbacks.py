@@ -34,8 +34,14 @@ class CallbackNotAllowed(ApplicationError):
 
 def address_is_public(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.is_site_local:
+            return False
+        # An IPv4 address carried inside an IPv6 one (mapped, or 6to4's 2002::/16) is where the
+        # packets end up: it must be public itself.
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is not None:
+            ip = embedded
     return ip.is_global and not (
         ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_multicast or ip.is_reserved
     )

@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 import pytest
 from rest_framework.test import APIClient
 
-from notifications import services
+from notifications import callbacks, services
 from notifications.models import Delivery, Event, Subscription
 from tests.helpers import assert_error
 
@@ -37,6 +37,10 @@ def token_path(subscription: Subscription) -> str:
         "http://224.0.0.1/hook",
         "http://0.0.0.0/hook",
         "http://[::ffff:127.0.0.1]/hook",
+        "http://[2002:7f00:1::1]/hook",
+        "http://[2002:a9fe:a9fe::1]/hook",
+        "http://[2002:c0a8:1::1]/hook",
+        "http://[fec0::1]/hook",
         "ftp://example.com/hook",
         "file:///etc/passwd",
         "not a url",
@@ -46,6 +50,11 @@ def token_path(subscription: Subscription) -> str:
 def test_callbacks_on_private_addresses_or_other_schemes_are_refused(caller, callback_url):
     assert_error(subscribe(caller, callback_url), 400, "callback_url_not_allowed")
     assert not Subscription.objects.exists()
+
+
+@pytest.mark.parametrize("address", ["2002:808:808::1", "2606:4700::1111", "8.8.8.8"])
+def test_public_addresses_are_allowed_whatever_their_form(address):
+    assert callbacks.address_is_public(address)
 
 
 def test_subscribe_answers_the_documented_shape_and_queues_the_confirmation(caller, private_hosts):
