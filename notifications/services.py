@@ -20,6 +20,7 @@ from django.utils import timezone
 from notifications.callbacks import callback_url_check, post
 from notifications.models import Delivery, DeliveryAttempt, DeliveryState, Event, Subscription
 from notifications.outbox import deliver_after_commit, retry_until
+from notifications.signals import delivery_attempted
 from permissions.models import Account, AccountUser
 
 EXPIRES_DEFAULT_SECONDS = 30 * 24 * 3600
@@ -241,13 +242,16 @@ def delivery_send(delivery: Delivery) -> Delivery:
     next_attempt_at = None
     if outcome.delivered:
         changes.update(state=DeliveryState.DELIVERED, delivered_at=now)
+        attempt_outcome = "delivered"
     else:
         next_attempt_at = now + timedelta(seconds=retry_delay(delivery.attempts))
         if next_attempt_at > delivery.retry_until:
             next_attempt_at = None
             changes.update(state=DeliveryState.FAILED)
+            attempt_outcome = "failed"
         else:
             changes.update(next_attempt_at=next_attempt_at)
+            attempt_outcome = "retrying"
     with transaction.atomic():
         DeliveryAttempt.objects.create(
             delivery=delivery,
@@ -262,6 +266,7 @@ def delivery_send(delivery: Delivery) -> Delivery:
         Delivery.objects.filter(
             pk=delivery.pk, state=DeliveryState.PENDING, attempts=delivery.attempts
         ).update(**changes)
+    delivery_attempted.send(sender=Delivery, outcome=attempt_outcome)
     delivery.refresh_from_db()
     return delivery
 

@@ -6,6 +6,7 @@ class OperatingConfig(AppConfig):
     verbose_name = "Operating"
 
     def ready(self):
-        from operating import logs
+        from operating import logs, receivers
 
         logs.connect_task_context()
+        receivers.connect()

@@ -30,6 +30,7 @@ from notifications.models import Delivery, DeliveryAttempt, Event, Subscription
 from notifications.outbox import WEBHOOK_DELIVER_TASK
 from notifications.tasks import webhook_deliver
 from tests.batches.pipeline_helpers import batch_start, jsonl, run_batch, stop_after_first_chunk
+from tests.operating.test_metrics import samples, value
 
 S = BatchStatus
 pytestmark = pytest.mark.django_db
@@ -339,3 +340,26 @@ def test_the_sweep_finds_each_stranded_lane_once_and_leaves_fresh_or_claimed_one
 def test_the_outbox_names_the_delivery_task_the_workers_register():
     assert webhook_deliver.name == WEBHOOK_DELIVER_TASK
     assert celery_app.tasks[WEBHOOK_DELIVER_TASK].name == WEBHOOK_DELIVER_TASK
+
+
+def test_metrics_count_each_try_by_outcome(caller, private_hosts, receivers, client):
+    private_hosts.WEBHOOK_RETRY_FOR_SECONDS = 0.5
+    receiver = receivers(answer=lambda got: (503 if got.body.get("event") == "batch_processing" else 200, {}))
+    subscription, _ = subscribe(caller, receiver)
+    before = samples(client.get("/metrics").content.decode())
+    confirm(receiver, subscription)
+    batch = run_batch(three_twins(caller))
+    deadline = time.monotonic() + 10
+    while deliver(subscription, batch) is not None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    after = samples(client.get("/metrics").content.decode())
+
+    def counted(outcome: str) -> float:
+        name = "webhook_deliveries_total"
+        return value(after, name, outcome=outcome) - value(before, name, outcome=outcome)
+
+    tries = list(DeliveryAttempt.objects.filter(delivery__subscription=subscription))
+    assert counted("delivered") == sum(attempt.status_code == 200 for attempt in tries) == 2
+    assert counted("failed") == 1
+    assert counted("retrying") == len(tries) - 3 >= 1
