@@ -85,7 +85,7 @@ class UploadFileApi(APIView):
     @extend_schema(
         operation_id="upload_file",
         request={"application/octet-stream": OpenApiTypes.BINARY},
-        responses={200: UploadStoredSerializer, **error_responses(400, 403, 404, 409, 411, 413)},
+        responses={200: UploadStoredSerializer, **error_responses(400, 403, 404, 409, 411, 413, 507)},
         description="Stores the body as the upload's file; a second PUT replaces it until a batch takes "
         "the handler. Needs a Content-Length header.",
     )

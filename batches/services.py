@@ -1,5 +1,6 @@
 """Writes for uploads and batches. Status changes go through `batches.states.batch_transition`."""
 
+import errno
 import hashlib
 import uuid
 from datetime import timedelta
@@ -127,7 +128,7 @@ def upload_store(
     name = f"{upload_file_name(account_id=upload.account_id, handler=upload.handler)}.{uuid.uuid4().hex}"
     reader = _CountingReader(stream)
     try:
-        name = default_storage.save(name, File(reader, name=name))
+        name = _storage_save_or_507(name, File(reader, name=name))
         if reader.count != content_length:
             raise ApplicationError(
                 f"The body ended after {reader.count} of {content_length} bytes.",
@@ -152,6 +153,19 @@ def upload_store(
         default_storage.delete(name)
         raise
     return upload
+
+
+def _storage_save_or_507(name: str, content: File) -> str:
+    try:
+        return default_storage.save(name, content)
+    except OSError as error:
+        if error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise ApplicationError(
+                "The service's file storage is full; nothing was kept. Try again later.",
+                subcode="insufficient_storage",
+                status_code=507,
+            ) from None
+        raise
 
 
 def upload_invalidate(*, upload: Upload) -> Upload:

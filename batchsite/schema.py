@@ -29,6 +29,7 @@ ERROR_MEANINGS = {
     413: "Too large: the body, or the file over its size limit.",
     415: "A body that is not JSON (or a form).",
     429: "Too many requests; Retry-After says when to try again.",
+    507: "The service's storage is full; nothing was kept. Try again later.",
 }
 ERROR_COMPONENT = "Error"
 ERROR_SCHEMA = {

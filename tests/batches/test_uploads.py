@@ -1,6 +1,8 @@
 """POST /cache, PUT {url}, DELETE /cache/{handler}."""
 
 import io
+import os
+import subprocess
 import threading
 import time
 from datetime import timedelta
@@ -224,3 +226,30 @@ def test_a_body_shorter_than_its_content_length_is_refused_and_not_kept(caller):
     assert refused.value.subcode == "incomplete_upload" and refused.value.status_code == 400
     upload.refresh_from_db()
     assert upload.uploaded_at is None and stored_names(upload) == []
+
+
+@pytest.fixture
+def full_storage(tmp_path, settings):
+    """The default storage on a real 1 MiB tmpfs (needs root to mount, as in CI)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    folder = tmp_path / "small"
+    folder.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], check=True)
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {**settings.STORAGES["default"], "OPTIONS": {"location": str(folder)}},
+    }
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def test_a_put_to_full_storage_is_507_and_leaves_nothing_behind(caller, full_storage):
+    issued = upload_url(caller.client)
+    assert put_file(issued["url"], b"kept\n").status_code == 200
+    assert_error(put_file(issued["url"], b"x" * (2 * 1024 * 1024)), 507, "insufficient_storage")
+    upload = Upload.objects.get(handler=issued["handler"])
+    assert default_storage.open(upload.file_name).read() == b"kept\n"
+    assert stored_names(upload) == [upload.file_name]
