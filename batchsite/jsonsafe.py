@@ -4,8 +4,9 @@ decides which JSON is refused, for request bodies (`batchsite.parsers`) and batc
 
 Refused, beyond what `json` itself refuses: nesting deeper than `BATCH_JSON_MAX_DEPTH`
 (checked before parsing, without recursion), the constants `NaN`/`Infinity`/`-Infinity`,
-numbers too large for a double (`1e400`), `\\uD800`-style escapes that leave a lone
-surrogate (text that cannot be encoded as UTF-8), and `\\u0000` (PostgreSQL cannot store it).
+numbers too large for a double (`1e400`), integers of more than 4,300 digits, `\\uD800`-style
+escapes that leave a lone surrogate (text that cannot be encoded as UTF-8), and `\\u0000`
+(PostgreSQL cannot store it).
 """
 
 import json
@@ -80,6 +81,12 @@ def loads(text: bytes | str, *, depth_limit: int | None = None) -> Any:
     except RecursionError:
         # Only if the depth limit is set above what the interpreter can recurse.
         raise JsonRefused(f"The JSON nests deeper than {limit} levels.") from None
+    except (json.JSONDecodeError, JsonRefused):
+        raise
+    except ValueError:
+        # Well-formed JSON the decoder cannot turn into a value: an integer past Python's
+        # digit limit for conversion (4,300).
+        raise JsonRefused("An integer is too long (over 4,300 digits).") from None
     if _SUSPECT_ESCAPE.search(raw):
         refusal = refusal_of_value(value, depth_limit=limit)
         if refusal:

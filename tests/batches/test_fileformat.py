@@ -141,7 +141,12 @@ def test_values_no_json_body_may_carry_are_malformed_body(value):
 def test_surrogate_pairs_and_huge_integers_within_pythons_limit_are_data():
     assert parse_with(b'{"a": "\\ud83d\\ude00"}')[0].data == {"a": "\U0001f600"}
     assert parse_with(b'{"a": ' + b"9" * 500 + b"}", max_line_bytes=4096)[0].data == {"a": int("9" * 500)}
-    assert errors(parse_with(b'{"a": ' + b"9" * 5000 + b"}", max_line_bytes=8192)) == [(1, "invalid_json")]
+
+
+def test_an_integer_past_pythons_limit_is_malformed_body_as_in_a_request_body():
+    lines = parse_with(b'{"a": ' + b"9" * 5000 + b"}", max_line_bytes=8192)
+    assert errors(lines) == [(1, "malformed_body")]
+    assert "too long" in lines[0].error
 
 
 def corrupt(content: bytes) -> bytes:

@@ -56,8 +56,8 @@ def hostile_routes(caller):
 
 @pytest.mark.parametrize(
     "value",
-    [SURROGATE, '"a\\udfffb"', '"\\u0000"', "NaN", "Infinity", "-Infinity", "1e400", DEEP],
-    ids=["surrogate", "low-surrogate", "nul", "nan", "inf", "-inf", "huge-float", "deep"],
+    [SURROGATE, '"a\\udfffb"', '"\\u0000"', "NaN", "Infinity", "-Infinity", "1e400", "1" * 5000, DEEP],
+    ids=["surrogate", "low-surrogate", "nul", "nan", "inf", "-inf", "huge-float", "huge-integer", "deep"],
 )
 def test_hostile_json_bodies_are_400_on_every_route(caller, value):
     for method, path, template in hostile_routes(caller):
