@@ -19,8 +19,16 @@ def _refuse(message: str) -> ValidationError:
     return ValidationError(f"error_budget: {message}", code="invalid_error_budget")
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _whole_number(value) -> int | None:
+    """The value as an int when it is a whole number (JSON Schema counts 2.0 as an integer,
+    so the schema and the API agree); None otherwise."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
 
 
 def error_budget_clean(value) -> dict | None:
@@ -37,9 +45,10 @@ def error_budget_clean(value) -> dict | None:
         raise _refuse("give max_failed, max_failed_ratio or both.")
     budget = {}
     if "max_failed" in value:
-        if not _is_int(value["max_failed"]) or value["max_failed"] < 0:
+        max_failed = _whole_number(value["max_failed"])
+        if max_failed is None or max_failed < 0:
             raise _refuse("max_failed must be an integer of 0 or more.")
-        budget["max_failed"] = value["max_failed"]
+        budget["max_failed"] = max_failed
     if "max_failed_ratio" in value:
         ratio = value["max_failed_ratio"]
         if (
@@ -49,8 +58,8 @@ def error_budget_clean(value) -> dict | None:
             or not 0 < ratio <= 1
         ):
             raise _refuse("max_failed_ratio must be a number above 0 and at most 1.")
-        min_lines = value.get("min_lines", DEFAULT_MIN_LINES)
-        if not _is_int(min_lines) or min_lines < 1:
+        min_lines = _whole_number(value.get("min_lines", DEFAULT_MIN_LINES))
+        if min_lines is None or min_lines < 1:
             raise _refuse("min_lines must be an integer of 1 or more.")
         budget["max_failed_ratio"] = ratio
         budget["min_lines"] = min_lines

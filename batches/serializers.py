@@ -60,6 +60,11 @@ class BatchDictField(serializers.JSONField):
                 "description": "Lines that must have run before the ratio is judged (with max_failed_ratio).",
             },
         },
+        # At least one limit, and min_lines only beside the ratio it is for.
+        "anyOf": [
+            {"required": ["max_failed_ratio"]},
+            {"required": ["max_failed"], "not": {"required": ["min_lines"]}},
+        ],
     }
 )
 class ErrorBudgetField(serializers.JSONField):

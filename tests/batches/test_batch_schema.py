@@ -1,8 +1,16 @@
 """The OpenAPI schema of the upload and batch routes."""
 
+import functools
+
+import jsonschema
+from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.validation import validate_schema
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from batches.controls import error_budget_clean
 
 OPERATIONS = {
     ("/cache", "post"): "create_upload_url",
@@ -40,3 +48,32 @@ def test_schema_validates_and_documents_every_route_with_its_errors():
 
 def test_spectacular_validates_without_warnings(tmp_path):
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yaml"))
+
+
+@functools.cache
+def error_budget_validator() -> jsonschema.Draft202012Validator:
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    return jsonschema.Draft202012Validator(
+        schema["components"]["schemas"]["BatchCreate"]["properties"]["error_budget"]
+    )
+
+
+budget_values = st.one_of(
+    st.integers(min_value=-2, max_value=3),
+    st.sampled_from([0.0, 0.5, 1.0, 1.5, -0.1, True, None, "1"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["max_failed", "max_failed_ratio", "min_lines", "other"]), budget_values, max_size=4
+    )
+)
+def test_the_schema_of_error_budget_admits_exactly_what_the_api_accepts(budget):
+    try:
+        error_budget_clean(budget)
+        accepted = True
+    except ValidationError:
+        accepted = False
+    assert error_budget_validator().is_valid(budget) == accepted, budget
