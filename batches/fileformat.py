@@ -17,8 +17,8 @@ CSV record (a quoted cell may span lines), cells per CSV record, JSON nesting de
 
 import codecs
 import csv
-import gzip
 import io
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -77,6 +77,7 @@ class Limits:
     physical_lines: int
     csv_cells: int
     json_depth: int
+    gzip_members: int
 
 
 class _Passthrough(Exception):
@@ -111,6 +112,58 @@ class PeekableStream(io.RawIOBase):
         self.head = b""
         buffer[: len(data)] = data
         return len(data)
+
+
+class GzipMembers(io.RawIOBase):
+    """gzip's format (one or more members, zero bytes of padding between or after them) read
+    with zlib, the members counted: an empty member yields no byte, so a file of nothing but
+    empty members would pass every limit on what it decompresses to while it costs a worker
+    seconds per 100 MB. Each member's CRC and length are checked, as `gzip.GzipFile` does."""
+
+    def __init__(self, source: BinaryIO, *, max_members: int):
+        self.source = source
+        self.max_members = max_members
+        self.members = 0
+        self.decompressor = None
+        self.compressed = b""
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        while True:
+            if self.decompressor is None and not self._next_member():
+                return 0
+            if not self.compressed:
+                self.compressed = self.source.read(SKIP_BLOCK_BYTES)
+                if not self.compressed:
+                    raise EOFError("the file ends inside a gzip member")
+            data = self.decompressor.decompress(self.compressed, len(buffer))
+            self.compressed = self.decompressor.unconsumed_tail
+            if self.decompressor.eof:
+                self.compressed = self.decompressor.unused_data
+                self.decompressor = None
+            if data:
+                buffer[: len(data)] = data
+                return len(data)
+
+    def _next_member(self) -> bool:
+        """Starts the next member; False at the end of the file."""
+        while True:
+            self.compressed = self.compressed.lstrip(b"\x00")
+            if self.compressed:
+                break
+            self.compressed = self.source.read(SKIP_BLOCK_BYTES)
+            if not self.compressed:
+                return False
+        if self.members >= self.max_members:
+            raise FileUnreadable(
+                f"The file holds more than {self.max_members} gzip members (BATCH_GZIP_MAX_MEMBERS)."
+            )
+        self.members += 1
+        # wbits=31: one gzip member, header and trailer checked; anything else is zlib.error.
+        self.decompressor = zlib.decompressobj(wbits=31)
+        return True
 
 
 class CountedStream(io.RawIOBase):
@@ -163,7 +216,7 @@ def open_decompressed(
     head = read_source(raw, 2)
     source = io.BufferedReader(PeekableStream(head, raw), buffer_size=SKIP_BLOCK_BYTES)
     if head == GZIP_MAGIC:
-        source = gzip.GzipFile(fileobj=source, mode="rb")
+        source = GzipMembers(source, max_members=limits.gzip_members)
     counted = CountedStream(source, limits=limits, on_progress=on_progress)
     return io.BufferedReader(counted, buffer_size=SKIP_BLOCK_BYTES), counted
 
@@ -195,6 +248,7 @@ def default_limits(max_line_bytes: int, **given) -> Limits:
         physical_lines=pick("max_lines", "BATCH_MAX_LINES"),
         csv_cells=pick("max_csv_cells", "BATCH_CSV_MAX_CELLS"),
         json_depth=pick("max_json_depth", "BATCH_JSON_MAX_DEPTH"),
+        gzip_members=pick("max_gzip_members", "BATCH_GZIP_MAX_MEMBERS"),
     )
 
 

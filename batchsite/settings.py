@@ -256,6 +256,9 @@ VALIDATION_REPORT_MAX_LINES = env.int("VALIDATION_REPORT_MAX_LINES", default=10_
 
 # The pipeline (SPEC section 7): lines per chunk (the unit of work and of recovery), lines
 # between two looks at a cancel, how many chunk workers one batch asks for at once, and how
+# A gzip member per 64 KiB block (bgzip) of the largest file allowed fits; a flood of empty
+# members (no byte out, so no other limit counts it) stops here.
+BATCH_GZIP_MAX_MEMBERS = env.int("BATCH_GZIP_MAX_MEMBERS", default=100_000)
 # long one chunk task runs before queueing itself again behind other work.
 BATCH_CHUNK_LINES = env.int("BATCH_CHUNK_LINES", default=1000)
 BATCH_CANCEL_CHECK_LINES = env.int("BATCH_CANCEL_CHECK_LINES", default=500)

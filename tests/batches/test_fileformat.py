@@ -8,6 +8,7 @@ import time
 
 import pytest
 from django.conf import settings
+from django.test import override_settings
 
 from batches.fileformat import FileUnreadable, parse_lines
 from tests.process_memory import PeakMemory
@@ -97,6 +98,26 @@ def test_gzip_of_either_form(content, expected):
 def test_truncated_gzip_is_unreadable():
     with pytest.raises(FileUnreadable):
         parse(gzip.compress(b'{"a": 1}\n' * 1000)[:-20])
+
+
+def test_gzip_members_concatenated_and_zero_padded_read_as_one_file():
+    members = gzip.compress(b'{"a": 1}\n') + b"\x00" * 10 + gzip.compress(b"") + gzip.compress(b'{"b": 2}\n')
+    lines = parse(members + b"\x00" * 100)
+    assert [(line.line, line.data) for line in lines] == [(1, {"a": 1}), (2, {"b": 2})]
+
+
+@override_settings(BATCH_GZIP_MAX_MEMBERS=1000)
+def test_a_flood_of_empty_gzip_members_is_unreadable_past_the_member_limit():
+    assert len(parse(gzip.compress(b'{"a": 1}\n') + gzip.compress(b"") * 999)) == 1
+    with pytest.raises(FileUnreadable, match="more than 1000 gzip members"):
+        parse(gzip.compress(b'{"a": 1}\n') + gzip.compress(b"") * 5000)
+
+
+def test_a_member_whose_checksum_is_wrong_is_unreadable():
+    member = bytearray(gzip.compress(b'{"a": 1}\n'))
+    member[-8] ^= 0xFF
+    with pytest.raises(FileUnreadable, match="decompressed"):
+        parse(bytes(member))
 
 
 def test_byte_order_mark_is_ignored():

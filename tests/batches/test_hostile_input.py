@@ -206,6 +206,14 @@ def test_a_decompression_bomb_stops_at_the_decompressed_limit(caller):
     assert "more than 100000 bytes" in batch.failure_reason
 
 
+@override_settings(BATCH_GZIP_MAX_MEMBERS=1000)
+def test_a_flood_of_empty_gzip_members_fails_validation_naming_the_limit(caller):
+    flood = gzip.compress(b'{"description": {}}\n') + gzip.compress(b"") * 50_000
+    batch = run(caller, flood)
+    assert batch.status == S.VALIDATION_FAILED
+    assert "more than 1000 gzip members" in batch.failure_reason
+
+
 def test_the_client_content_type_decides_the_format(caller):
     batch = run(caller, b'"abc"\n"def"\n', content_type="application/x-ndjson")
     assert batch.status == S.VALIDATION_FAILED
