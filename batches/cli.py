@@ -4,6 +4,7 @@
 It uses only the public HTTP API, so it works against any deployment, local files or S3:
 
     submit FILE --operation OP [--batch-dict KEY=VALUE ...] [--error-budget N|P%]
+           (`batch submit --help` shows one example line per operation)
            [--validate-only] [--wait]
     wait BATCH
     download BATCH [--errors] [--partial] -o FILE
@@ -29,6 +30,8 @@ from pathlib import Path
 
 import requests
 from tqdm import tqdm
+
+from twins.examples import EXAMPLE_LINES, TWIN
 
 BLOCK_BYTES = 1 << 20
 TERMINAL = {"completed", "hash_mismatch", "validation_failed", "cancelled"}
@@ -263,6 +266,15 @@ def command_list(api: Api, args) -> int:
         params["cursor"] = page["cursor"]
 
 
+def example_lines_help() -> str:
+    width = max(map(len, EXAMPLE_LINES))
+    lines = [f"  {name:<{width}}  {json.dumps(line)}" for name, line in EXAMPLE_LINES.items()]
+    return (
+        "One line of a file, per OP (the project's examples/ folder has whole files; "
+        f"{TWIN} stands for a twin's uuid):\n" + "\n".join(lines)
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     # `batch` when installed as the project's console script, else `python -m batches.cli`.
     prog = "batch" if Path(sys.argv[0]).name == "batch" else "python -m batches.cli"
@@ -271,9 +283,16 @@ def parser() -> argparse.ArgumentParser:
     main.add_argument("--secret", default=os.environ.get("BATCH_API_SECRET"), help="(BATCH_API_SECRET)")
     commands = main.add_subparsers(dest="command", required=True)
 
-    submit = commands.add_parser("submit", help="upload a file and create a batch; prints its id")
+    submit = commands.add_parser(
+        "submit",
+        help="upload a file and create a batch; prints its id",
+        description="Uploads FILE (JSON Lines, or CSV with a header row; gzip accepted) and creates a "
+        "batch that runs OP on every line.",
+        epilog=example_lines_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     submit.add_argument("file")
-    submit.add_argument("--operation", required=True)
+    submit.add_argument("--operation", required=True, metavar="OP")
     submit.add_argument("--batch-dict", action="append", type=key_value, default=[], metavar="KEY=VALUE")
     submit.add_argument(
         "--error-budget",

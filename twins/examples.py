@@ -1,0 +1,24 @@
+"""One example batch line per batchable operation: shown on the upload form, in `batch
+--help` and in the README, and the first line of `examples/<operation>.jsonl` (a test holds
+them together and runs every example file through a batch). Plain data, importable without
+Django, for the command-line client.
+
+`TWIN_UUID` stands for a twin of the caller's account: replace it with one that
+`create_twin` made (its results give `creation_certificate.uuid`)."""
+
+TWIN = "TWIN_UUID"
+
+EXAMPLE_LINES: dict[str, dict] = {
+    "create_twin": {"description": {"kind": "sensor", "site": "north"}},
+    "get_twin": {"twin": TWIN},
+    "update_twin": {"twin": TWIN, "description": {"site": "south"}},
+    "terminate_twin": {"twin": TWIN},
+    "create_twin_identity": {"twin": TWIN, "identities": {"RFID#A0001": {}}},
+    "get_twin_identities": {"twin": TWIN},
+    "delete_twin_identity": {"twin": TWIN, "identity": "RFID#A0001"},
+    "resolve_twin_identity": {"identity": "RFID#A0001"},
+    "add_twin_ledger_entry": {"twin": TWIN, "entries": {"temperature": {"value": 21.5}}},
+    "get_twin_ledger_entry": {"twin": TWIN, "entries": ["temperature"]},
+    "update_twin_ledger_entry": {"twin": TWIN, "entries": {"temperature": {"value": 22.0}}},
+    "delete_twin_ledger_entry": {"twin": TWIN, "entries": ["temperature"]},
+}
