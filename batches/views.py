@@ -22,7 +22,6 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.dateparse import parse_datetime
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.views.decorators.http import require_GET, require_POST
 
 from batches import selectors, services
 from batches.models import Batch, BatchStatus
@@ -33,6 +32,7 @@ from batches.storage import batch_download, file_urls
 from batches.templatetags.batch_pages import clock_time, progress_percent, status_label, status_tone
 from batchsite.clients import public_base_url
 from batchsite.errors import ApplicationError, error_body
+from batchsite.middleware import require_POST, require_safe
 from batchsite.timestamps import to_ts
 from notifications.selectors import deliveries_of_batch
 from permissions.models import Account
@@ -157,7 +157,7 @@ class BatchRow:
     cancellable: bool
 
 
-@require_GET
+@require_safe
 @page
 def batch_list_page(request, viewer: Viewer):
     if not viewer.may_list():
@@ -211,7 +211,7 @@ def batch_list_page(request, viewer: Viewer):
 # The upload form
 
 
-@require_GET
+@require_safe
 @page
 def batch_new_page(request, viewer: Viewer):
     if not viewer.may_upload():
@@ -272,7 +272,7 @@ def batch_state(request, viewer: Viewer, batch: Batch) -> dict:
     }
 
 
-@require_GET
+@require_safe
 @page
 def batch_detail_page(request, viewer: Viewer, batch_id):
     batch = viewer.batch(batch_id)
@@ -293,7 +293,7 @@ def batch_detail_page(request, viewer: Viewer, batch_id):
     )
 
 
-@require_GET
+@require_safe
 @login_required
 def batch_state_json(request, batch_id):
     """What the detail page polls every second. Not the API's GET /batches/{batch}: staff

@@ -4,12 +4,13 @@ a small index of links."""
 from django.http import JsonResponse
 from django.shortcuts import redirect
 from django.urls import reverse
-from django.views.decorators.http import require_GET
+
+from batchsite.middleware import require_safe
 
 INDEX = {"pages": "batch_list_page", "docs": "docs", "schema": "schema", "health": "healthz"}
 
 
-@require_GET
+@require_safe
 def home(request):
     # `*/*` (curl, scripts) prefers the first offered type, JSON; a browser names text/html.
     if request.get_preferred_type(["application/json", "text/html"]) == "text/html":

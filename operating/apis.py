@@ -1,16 +1,13 @@
 """GET /usage and GET /usage/{user} (Trusted Twin's get_account_usage and get_user_usage), and
 GET /metrics for Prometheus."""
 
-import hmac
-
-from django.conf import settings
 from django.http import HttpResponse, JsonResponse
-from django.views.decorators.http import require_safe
 from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from batchsite.errors import error_body
+from batchsite.middleware import require_safe
 from operating import metrics, selectors, services
 from permissions.selectors import user_get
 
@@ -39,17 +36,16 @@ class UserUsageApi(APIView):
 
 @require_safe
 def metrics_view(request):
-    """Prometheus text format, every process's samples together. With METRICS_TOKEN set, only
-    for `Authorization: Bearer <token>`."""
-    token = settings.METRICS_TOKEN
-    if token:
-        scheme, _, given = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-            body = error_body(
-                status_code=401, subcode="invalid_metrics_token", description="Bearer METRICS_TOKEN needed."
-            )
-            response = JsonResponse(body, status=401)
+    """Prometheus text format, every process's samples together; who may read it:
+    metrics.scrape_refusal."""
+    refusal = metrics.scrape_refusal(request.META)
+    if refusal is not None:
+        body = error_body(
+            status_code=refusal.status_code, subcode=refusal.subcode, description=refusal.description
+        )
+        response = JsonResponse(body, status=refusal.status_code)
+        if refusal.status_code == 401:
             response["WWW-Authenticate"] = "Bearer"
-            return response
+        return response
     content, content_type = metrics.exposition()
     return HttpResponse(content, content_type=content_type)

@@ -5,7 +5,10 @@ them up, so one scrape of any web process sees the work of all of them.
 prometheus_client picks its storage when first imported, from the environment: settings set
 PROMETHEUS_MULTIPROC_DIR before anything imports this module."""
 
+import hmac
+import ipaddress
 import os
+from collections.abc import Mapping
 
 from django.conf import settings
 from django.utils import timezone
@@ -22,6 +25,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 
+from batchsite.errors import ErrorInfo
+
 SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
 batch_lines_processed = Counter(
@@ -32,6 +37,10 @@ batch_stage_seconds = Histogram(
     "batch_stage_seconds", "Time a batch spent in a status.", ["stage"], buckets=SECONDS_BUCKETS
 )
 batch_chunk_seconds = Histogram("batch_chunk_seconds", "Time to run one chunk.", buckets=SECONDS_BUCKETS)
+# Label values come from closed sets: a client must not be able to add series (each one lives
+# in every process's file and in Prometheus for good).
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
+OTHER_METHOD = "other"
 http_requests = Counter("http_requests", "HTTP requests answered.", ["method", "route", "status"])
 http_request_seconds = Histogram(
     "http_request_seconds", "Time to answer an HTTP request.", ["route"], buckets=SECONDS_BUCKETS
@@ -69,6 +78,49 @@ def registry_of(*, with_database: bool = True) -> CollectorRegistry:
 
 def exposition() -> tuple[bytes, str]:
     return generate_latest(registry_of()), CONTENT_TYPE_LATEST
+
+
+def method_label(method: str) -> str:
+    return method if method in HTTP_METHODS else OTHER_METHOD
+
+
+# Set by a proxy on its way in: with one of them, a loopback peer is that proxy, not the client.
+FORWARDING_HEADERS = ("HTTP_X_FORWARDED_FOR", "HTTP_FORWARDED", "HTTP_X_REAL_IP")
+
+
+def is_loopback(address: str) -> bool:
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:  # empty, or a unix socket's path: a proxy's, never proof of a local client
+        return False
+    mapped = getattr(parsed, "ipv4_mapped", None)
+    return (mapped or parsed).is_loopback
+
+
+def scrape_refusal(meta: Mapping[str, str]) -> ErrorInfo | None:
+    """Why a scrape (a WSGI environ or Django's request.META) is refused, or None. With
+    METRICS_TOKEN set: refused without `Authorization: Bearer <token>`, from anywhere. Without:
+    refused unless the peer is this host (REMOTE_ADDR; X-Forwarded-For is never believed) and
+    came through no proxy (no forwarding header, TRUSTED_PROXY_COUNT=0), since a proxy on this
+    host makes every client look local."""
+    token = settings.METRICS_TOKEN
+    if token:
+        scheme, _, given = meta.get("HTTP_AUTHORIZATION", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
+            return None
+        return ErrorInfo(401, "invalid_metrics_token", "Bearer METRICS_TOKEN needed.")
+    local = (
+        is_loopback(meta.get("REMOTE_ADDR", ""))
+        and not settings.TRUSTED_PROXY_COUNT
+        and not any(meta.get(header) for header in FORWARDING_HEADERS)
+    )
+    if local:
+        return None
+    return ErrorInfo(
+        403,
+        "metrics_not_public",
+        "Metrics answer only clients on this host unless METRICS_TOKEN is set.",
+    )
 
 
 def process_dead(pid: int) -> None:

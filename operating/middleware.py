@@ -32,7 +32,9 @@ class OperatingMiddleware:
             response = self.get_response(request)
             elapsed = time.perf_counter() - started
             route = route_of(request)
-            metrics.http_requests.labels(request.method, route, str(response.status_code)).inc()
+            metrics.http_requests.labels(
+                metrics.method_label(request.method), route, str(response.status_code)
+            ).inc()
             metrics.http_request_seconds.labels(route).observe(elapsed)
             caller = getattr(request, "usage_caller", None)
             if caller is not None:

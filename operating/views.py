@@ -5,6 +5,7 @@ from django.contrib import admin
 from django.template.response import TemplateResponse
 from django.utils.safestring import mark_safe
 
+from batchsite.middleware import require_safe
 from operating import charts, selectors
 
 HOUR_CHOICES = (1, 3, 6, 12, 24)
@@ -36,4 +37,4 @@ def _dashboard(request):
     return TemplateResponse(request, "admin/operating/dashboard.html", context)
 
 
-dashboard = admin.site.admin_view(_dashboard)
+dashboard = admin.site.admin_view(require_safe(_dashboard))

@@ -1,10 +1,14 @@
 """GET /metrics: Prometheus text, the samples of the web process and of a real Celery worker's
-processes together (multiprocess mode), behind METRICS_TOKEN when set."""
+processes together (multiprocess mode), with label values from closed sets, for this host only
+or behind METRICS_TOKEN when set."""
 
+import ipaddress
 import json
 import os
+import socket
 import subprocess
 import sys
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -18,6 +22,7 @@ from batchsite.celery import app as celery_app
 from operating import metrics
 from tests.batches.api_support import batch_in
 from tests.batches.pipeline_helpers import WorkerProcess, batch_start, jsonl, wait_for, wait_terminal
+from tests.helpers import assert_error
 from tests.scaleout.s3 import free_port
 
 LINES = 2500  # three chunks of BATCH_CHUNK_LINES=1000
@@ -93,16 +98,59 @@ def test_a_scrape_shows_the_workers_batch_and_the_web_processs_requests(caller, 
 @pytest.mark.django_db
 def test_metrics_need_the_token_when_one_is_set(client):
     with override_settings(METRICS_TOKEN="s3cret-token"):
-        refused = client.get("/metrics")
-        assert refused.status_code == 401 and refused.json()["subcode"] == "invalid_metrics_token"
+        refused = assert_error(client.get("/metrics"), 401, "invalid_metrics_token")
+        assert client.get("/metrics")["WWW-Authenticate"] == "Bearer", refused
         assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
         allowed = client.get("/metrics", headers={"Authorization": "Bearer s3cret-token"})
         assert allowed.status_code == 200
         names = {family.name for family in text_string_to_metric_families(allowed.content.decode())}
+        # The token opens it from anywhere, through a proxy too.
+        remote = {"Authorization": "Bearer s3cret-token", "X-Forwarded-For": "198.51.100.9"}
+        assert client.get("/metrics", REMOTE_ADDR="203.0.113.5", headers=remote).status_code == 200
     # Families appear once a process wrote a sample: these requests wrote the HTTP ones (the
     # batch families are checked after a real batch, above).
     assert {"batches_active", "http_requests", "http_request_seconds"} <= names
-    assert client.get("/metrics").status_code == 200
+
+
+@pytest.mark.django_db
+@override_settings(METRICS_TOKEN="", TRUSTED_PROXY_COUNT=0)
+def test_without_a_token_metrics_answer_only_this_host(client):
+    for address in ("127.0.0.1", "127.0.0.5", "::1", "::ffff:127.0.0.1"):
+        assert client.get("/metrics", REMOTE_ADDR=address).status_code == 200, address
+    refused = {
+        "another host": client.get("/metrics", REMOTE_ADDR="203.0.113.5"),
+        "another host, IPv6": client.get("/metrics", REMOTE_ADDR="2001:db8::5"),
+        "a unix socket": client.get("/metrics", REMOTE_ADDR=""),
+        "a forged local address": client.get(
+            "/metrics", REMOTE_ADDR="203.0.113.5", headers={"X-Forwarded-For": "127.0.0.1"}
+        ),
+        # A proxy on this host: its address is loopback, its client's is not.
+        "through a local proxy": client.get("/metrics", headers={"X-Forwarded-For": "203.0.113.5"}),
+        "through a Forwarded proxy": client.get("/metrics", headers={"Forwarded": "for=203.0.113.5"}),
+    }
+    with override_settings(TRUSTED_PROXY_COUNT=1):
+        refused["behind TRUSTED_PROXY_COUNT proxies"] = client.get("/metrics")
+    for case, response in refused.items():
+        assert response.status_code == 403, case
+        assert_error(response, 403, "metrics_not_public")
+
+
+@pytest.mark.django_db
+def test_invented_methods_are_counted_as_other(client):
+    """Any token is a method to the HTTP parser: each must not become a series of its own."""
+    invented = [f"X{uuid.uuid4().hex.upper()}" for _ in range(40)]
+    before = samples(client.get("/metrics").content.decode())
+    for method in invented:
+        assert client.generic(method, "/healthz").status_code == 405
+    after = samples(client.get("/metrics").content.decode())
+
+    def others(scraped):
+        return value(scraped, "http_requests_total", method="other", route="healthz", status="405")
+
+    assert others(after) - others(before) == len(invented)
+    labelled = {dict(labels).get("method") for name, labels in after if name == "http_requests_total"}
+    assert not labelled & set(invented)
+    assert value(after, "http_requests_total", method="GET", route="metrics", status="200") >= 1
 
 
 @pytest.mark.django_db
@@ -130,26 +178,75 @@ def test_batches_active_and_stuck_are_read_from_the_database(caller, client):
     assert value(scraped, "batches_stuck") == 1
 
 
-def test_a_worker_host_serves_its_processes_samples(tmp_path):
-    """`serve_metrics`, for hosts without a web server: the samples every process of the host
-    wrote, here one this test process counts."""
+def this_hosts_address() -> str:
+    """An address of this host other than loopback: the one its default route leaves from."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("198.51.100.1", 9))  # UDP: connect() only picks the route, sends nothing
+        except OSError:
+            pytest.skip("this host has no address but loopback")
+        address = probe.getsockname()[0]
+    if ipaddress.ip_address(address).is_loopback:
+        pytest.skip("this host has no address but loopback")
+    return address
+
+
+def serve_metrics(*options: str, token: str = "") -> tuple[subprocess.Popen, int]:
     port = free_port()
-    metrics.webhook_deliveries.labels("serve-metrics-test").inc(3)
-    command = [sys.executable, "manage.py", "serve_metrics", f"--port={port}", "--bind=127.0.0.1"]
-    env = {**os.environ, "DATA_DIR": str(settings.DATA_DIR)}
+    command = [sys.executable, "manage.py", "serve_metrics", f"--port={port}", *options]
+    env = {**os.environ, "DATA_DIR": str(settings.DATA_DIR), "METRICS_TOKEN": token}
     server = subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, stdout=subprocess.DEVNULL)
+    return server, port
+
+
+def test_a_worker_host_serves_its_processes_samples_to_this_host_or_with_the_token():
+    """`serve_metrics`, for hosts without a web server: the samples every process of the host
+    wrote (here one this test process counts), on 127.0.0.1 unless told otherwise, and to
+    another host only with METRICS_TOKEN, as /metrics. Three real servers, started together."""
+    address = this_hosts_address()
+    metrics.webhook_deliveries.labels("serve-metrics-test").inc(3)
+    started = {
+        "default": serve_metrics(),
+        "open": serve_metrics("--bind=0.0.0.0"),
+        "token": serve_metrics("--bind=0.0.0.0", token="worker-s3cret"),
+    }
+    ports = {name: port for name, (_, port) in started.items()}
     try:
-        text = wait_for(lambda: fetched(f"http://127.0.0.1:{port}/metrics"), timeout=30, what="serve_metrics")
+        for port in ports.values():
+            wait_for(lambda port=port: answered(port), timeout=60, what="serve_metrics")
+
+        scraped = samples(requests.get(f"http://127.0.0.1:{ports['default']}/metrics", timeout=10).text)
+        assert value(scraped, "webhook_deliveries_total", outcome="serve-metrics-test") >= 3
+        assert not [key for key in scraped if key[0] == "batches_active"]
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"http://{address}:{ports['default']}/metrics", timeout=10)
+
+        assert requests.get(f"http://127.0.0.1:{ports['open']}/metrics", timeout=10).status_code == 200
+        elsewhere = requests.get(f"http://{address}:{ports['open']}/metrics", timeout=10)
+        assert_error(elsewhere, 403, "metrics_not_public")
+        refused = requests.post(f"http://127.0.0.1:{ports['open']}/metrics", timeout=10)
+        assert_error(refused, 405, "method_not_allowed")
+        assert refused.headers["Allow"] == "GET, HEAD"
+
+        for host in ("127.0.0.1", address):
+            unsigned = requests.get(f"http://{host}:{ports['token']}/metrics", timeout=10)
+            assert_error(unsigned, 401, "invalid_metrics_token")
+            assert unsigned.headers["WWW-Authenticate"] == "Bearer"
+        signed = requests.get(
+            f"http://{address}:{ports['token']}/metrics",
+            headers={"Authorization": "Bearer worker-s3cret"},
+            timeout=10,
+        )
+        assert value(samples(signed.text), "webhook_deliveries_total", outcome="serve-metrics-test") >= 3
     finally:
-        server.terminate()
-        server.wait(timeout=10)
-    scraped = samples(text)
-    assert value(scraped, "webhook_deliveries_total", outcome="serve-metrics-test") >= 3
-    assert not [key for key in scraped if key[0] == "batches_active"]
+        for server, _ in started.values():
+            server.terminate()
+            server.wait(timeout=10)
 
 
-def fetched(url: str) -> str | None:
+def answered(port: int) -> bool:
     try:
-        return requests.get(url, timeout=2).text
+        requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2)
     except requests.ConnectionError:
-        return None
+        return False
+    return True
