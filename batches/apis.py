@@ -4,9 +4,9 @@ Creates answer 201, every other call 200, as the examples of Trusted Twin's clie
 """
 
 from django.core.files.storage import default_storage
-from django.http import FileResponse, Http404, HttpResponseRedirect, StreamingHttpResponse
+from django.http import FileResponse, Http404, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import permissions as drf_permissions
 from rest_framework import status
 from rest_framework.response import Response
@@ -277,21 +277,16 @@ class PartialDownloadApi(APIView):
         operation_id="download_partial",
         responses={
             (200, "application/x-ndjson"): OpenApiTypes.BINARY,
-            302: OpenApiResponse(description="The batch finished: its final file."),
-            **error_responses(403, 404),
+            **error_responses(403, 404, 410),
         },
         description="Streams the lines a running batch has run so far, in line order, in the results "
         "file's format; the URL comes from GET /batches/{batch}?download=true while the batch runs. "
-        "Once the final file is written, redirects to it.",
+        "Once the batch has ended the URL answers 410 download_url_ended: the final file needs a "
+        "fresh URL from GET /batches/{batch}?download=true.",
     )
     def get(self, request, token):
         batch_id, part = partial_grant(token)
-        batch, final_name = partial_source(batch_id, part)
-        if final_name:
-            signed = file_urls().download_url(
-                download=batch_download(batch, part), base_url=public_base_url(request)
-            )
-            return HttpResponseRedirect(signed.url)
+        batch = partial_source(batch_id)
         response = StreamingHttpResponse(partial_lines(batch.pk, part), content_type="application/x-ndjson")
         response["Content-Disposition"] = f'attachment; filename="{batch.uuid}-{part}.partial.jsonl"'
         return response

@@ -7,9 +7,12 @@ streamed from the done chunks' `results`, a few chunk rows at a time in index or
 stored, nothing is held whole in memory, and it works the same with local storage and S3. Each
 fetch answers with the lines committed by then.
 
-Once the batch has published its final file, the chunks' results are cleared: a fetch then is
-sent on to the final file; a fetch that finds them cleared half-way goes on from the final file
-with the run lines after the last one it sent.
+A partial URL works only while the batch runs: once it ended (its final file published, the
+chunks' results cleared) the URL answers 410 `download_url_ended`, so a URL that leaked (a log,
+a shared screen) cannot fetch the final results; the final file takes a fresh URL from
+GET /batches/{batch}?download=true. A fetch that started while running and finds the chunks'
+results cleared half-way goes on from the final file with the run lines after the last one it
+sent.
 """
 
 import json
@@ -26,6 +29,7 @@ from django.utils import timezone
 
 from batches.models import Batch, BatchStatus, Chunk
 from batches.pipeline.results import is_success_line
+from batches.statuses import TERMINAL
 from batches.storage import SignedUrl
 from batchsite.errors import ApplicationError
 
@@ -80,13 +84,20 @@ def _final_lines_after(batch_id, part: str, after_line: int) -> Iterator[bytes]:
                 yield record
 
 
-def partial_source(batch_id, part: str) -> tuple[Batch, str]:
-    """The batch a partial URL was issued for and its final file of that part, if published;
-    404 once the batch is gone or being deleted."""
+def partial_source(batch_id) -> Batch:
+    """The running batch a partial URL was issued for: 404 once it is gone or being deleted,
+    410 once it ended."""
     batch = Batch.objects.filter(pk=batch_id).exclude(status=S.DELETING).first()
     if batch is None:
         raise Http404("The batch is gone.")
-    return batch, batch.errors_file if part == "errors" else batch.results_file
+    if batch.status in TERMINAL:
+        raise ApplicationError(
+            f"The batch has ended ({batch.status}): this URL only gave the lines run so far. "
+            f"Ask GET /batches/{batch.pk}?download=true for a URL of the final file.",
+            subcode="download_url_ended",
+            status_code=410,
+        )
+    return batch
 
 
 def partial_lines(batch_id, part: str) -> Iterator[bytes]:

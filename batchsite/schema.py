@@ -25,6 +25,7 @@ ERROR_MEANINGS = {
     403: "The role does not allow this action.",
     404: "No such object in the caller's account.",
     409: "The object's state does not allow this now.",
+    410: "No longer served: the answer says where to ask for a fresh URL.",
     411: "No Content-Length header.",
     413: "Too large: the body, or the file over its size limit.",
     415: "A body that is not JSON (or a form).",

@@ -19,7 +19,7 @@ from gunicorn.glogging import Logger
 from gunicorn.http.errors import NoMoreData
 from gunicorn.workers.gthread import ThreadWorker
 
-from batchsite.redact import redact
+from batchsite.redact import TokenRedactingFilter, redact
 
 HEADER_TIMEOUT = float(os.environ.get("WEB_HEADER_TIMEOUT", "5"))
 BODY_IDLE_TIMEOUT = float(os.environ.get("WEB_BODY_IDLE_TIMEOUT", "10"))
@@ -97,7 +97,30 @@ class DeadlineThreadWorker(ThreadWorker):
 
 
 class RedactingLogger(Logger):
-    """The access log, with upload/download tokens and signed query values redacted."""
+    """The access log, with every credential in a path or a query redacted (batchsite.redact);
+    with LOG_FORMAT=json, gunicorn's own lines (start-up, workers, access) are JSON objects like
+    the app's."""
+
+    def setup(self, cfg):
+        super().setup(cfg)
+        # gunicorn's own lines name requests too ("Error handling request <uri>").
+        for handler in self.error_log.handlers:
+            handler.addFilter(TokenRedactingFilter())
+        if log_format() == "json":
+            # The app's formatter (LOG_FORMAT), imported here: the ground names no app at import.
+            from operating.logs import JsonFormatter
+
+            for handler in (*self.error_log.handlers, *self.access_log.handlers):
+                handler.setFormatter(JsonFormatter())
 
     def atoms(self, resp, req, environ, request_time):
         return {key: redact(value) for key, value in super().atoms(resp, req, environ, request_time).items()}
+
+
+def log_format() -> str:
+    """LOG_FORMAT as the settings resolve it (the environment, then `.env`): gunicorn's master
+    logs before any worker loads the app."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "batchsite.settings")
+    from django.conf import settings
+
+    return settings.LOG_FORMAT

@@ -3,12 +3,14 @@ and, where known, the request's trace, the account and the batch.
 
 The context lives in contextvars: the middleware sets trace and account for a request, a
 Celery signal sets the batch for a pipeline task, so every log line written meanwhile (by any
-logger) carries them without passing them around."""
+logger) carries them without passing them around. gunicorn's own lines take the same format
+(batchsite.serving); an access line also has its method, path, status and duration as fields."""
 
 import contextvars
 import json
 import logging
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 trace_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("trace", default=None)
@@ -38,6 +40,18 @@ class ContextFilter(logging.Filter):
         return True
 
 
+# gunicorn's access-log atoms (batchsite.serving redacted them) that become fields of their own.
+ACCESS_FIELDS = {
+    "method": "m",
+    "path": "U",
+    "query": "q",
+    "status": "s",
+    "bytes": "B",
+    "duration_ms": "M",
+    "remote_addr": "h",
+}
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record):
         entry = {
@@ -46,6 +60,11 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if record.name == "gunicorn.access" and isinstance(record.args, Mapping):
+            for field, atom in ACCESS_FIELDS.items():
+                value = record.args.get(atom)
+                if value not in (None, "", "-"):
+                    entry[field] = int(value) if field == "status" and str(value).isdigit() else value
         for name, var in CONTEXT.items():
             value = getattr(record, name, None) or var.get()
             if value:

@@ -237,8 +237,10 @@ def test_partial_results_while_processing_hold_only_run_lines_in_order(caller):
     assert partial == final[:12]
     finished = caller.client.get(f"/batches/{batch.pk}?download=true").json()
     assert "partial" not in finished["download"]
-    # A partial URL fetched after the end is sent on to the final file.
-    assert fetch(running["download"]["url"], caller.client) == final
+    # A partial URL stops at the end (a leaked one gives nothing more); a fresh URL gives the final file.
+    ended = caller.client.get(running["download"]["url"].replace("http://testserver", ""))
+    assert str(batch.pk) in assert_error(ended, 410, "download_url_ended")["description"]
+    assert fetch(finished["download"]["url"], caller.client) == final
 
 
 @override_settings(BATCH_CHUNK_LINES=4)
@@ -258,6 +260,8 @@ def test_partial_results_while_cancel_and_cancelling(caller):
     runner.advance(batch)
     runner.drain()
     assert Batch.objects.get(pk=batch.pk).status == S.CANCELLED
+    taken_while_cancelling = body["download"]["url"].replace("http://testserver", "")
+    assert_error(caller.client.get(taken_while_cancelling), 410, "download_url_ended")
 
 
 def test_a_forged_partial_url_is_refused(caller):

@@ -11,6 +11,7 @@ from django.test import override_settings
 from batches.models import Batch, BatchStatus
 from batches.pipeline import chunks
 from tests.batches.pipeline_helpers import InlinePipeline, jsonl, run_batch
+from tests.helpers import assert_error
 from tests.scaleout.test_s3 import create_batch, download, presigned_upload, twin_lines
 from twins.models import Twin
 
@@ -42,8 +43,8 @@ def test_lines_run_so_far_on_s3_then_the_final_file_from_the_bucket(caller, s3):
 
     runner.drain()
     batch.refresh_from_db()
-    sent_on = caller.client.get(path)
-    assert sent_on.status_code == 302
-    assert urlsplit(sent_on["Location"]).netloc == urlsplit(s3.endpoint).netloc
-    final = requests.get(sent_on["Location"], timeout=10).text.splitlines()
+    assert_error(caller.client.get(path), 410, "download_url_ended")
+    fresh = caller.client.get(f"/batches/{batch.pk}", {"download": "true"}).json()["download"]["url"]
+    assert urlsplit(fresh).netloc == urlsplit(s3.endpoint).netloc
+    final = requests.get(fresh, timeout=10).text.splitlines()
     assert final[:3] == partial and len(final) == 9
