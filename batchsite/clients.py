@@ -1,6 +1,8 @@
 """Who is asking, and where a URL we hand out points: never taken from a header a client can
 forge unless configuration says to trust it."""
 
+import ipaddress
+
 from django.conf import settings
 
 
@@ -17,6 +19,21 @@ def client_ip(request) -> str:
         if addresses:
             return addresses[-min(count, len(addresses))]
     return remote
+
+
+def client_source(request) -> str:
+    """The client as throttles and lockouts count it: its IPv4 address, or its IPv6 /64 (one
+    host usually holds a whole /64, so single IPv6 addresses would be free new sources)."""
+    address = client_ip(request)
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if parsed.version == 4:
+        return str(parsed)
+    if parsed.ipv4_mapped is not None:
+        return str(parsed.ipv4_mapped)
+    return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
 
 
 def public_base_url(request) -> str:

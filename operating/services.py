@@ -35,6 +35,7 @@ from operating.models import (
     UsageHour,
     hour_of,
 )
+from permissions.counters import counters_prune
 
 logger = logging.getLogger(__name__)
 
@@ -267,4 +268,5 @@ def usage_prune() -> dict:
         "usage_hours": UsageHour.objects.filter(hour__lt=keep_from).delete()[0],
         "refusal_hours": QuotaRefusalHour.objects.filter(hour__lt=keep_from).delete()[0],
         "line_minutes": LinesMinute.objects.filter(minute__lt=now - timedelta(days=2)).delete()[0],
+        "ended_counter_windows": counters_prune(),
     }

@@ -1,27 +1,14 @@
-"""Per-account API throttling on the shared cache, so every process counts into one window."""
-
-import math
-import time
+"""Per-account API throttling on the shared counters, so every process counts into one window."""
 
 from django.conf import settings
-from django.core.cache import cache
 from rest_framework.throttling import BaseThrottle
 
 from operating import logs, services
-
-DURATIONS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_rate(rate: str) -> tuple[int, int]:
-    """ "6000/min" → (6000, 60); an empty rate → (0, 0), no throttling."""
-    if not rate:
-        return 0, 0
-    count, _, period = rate.partition("/")
-    return int(count), DURATIONS[period.strip()[:1]]
+from permissions.counters import rate_hit
 
 
 class AccountRateThrottle(BaseThrottle):
-    """A fixed window per account: one atomic increment of a shared counter per request.
+    """A fixed window per account: one atomic hit of a shared counter per request.
 
     Also marks the request as an API call of its account and user (it runs on every API
     view once the caller is authenticated and allowed), for usage and the log context."""
@@ -35,30 +22,13 @@ class AccountRateThrottle(BaseThrottle):
             return True
         logs.account_var.set(str(account_user.account_id))
         request._request.usage_caller = (account_user.account_id, account_user.uuid)
-        limit, duration = parse_rate(settings.API_THROTTLE_RATE)
-        if not limit:
+        tally = rate_hit(f"api:{account_user.account_id}", rate=settings.API_THROTTLE_RATE)
+        if not tally.over:
             return True
-        now = time.time()
-        window = int(now // duration)
-        key = f"throttle:{account_user.account_id}:{window}"
-        count = self.count_in(key, timeout=duration + 5)
-        if count <= limit:
-            return True
-        self.wait_seconds = max(1, math.ceil((window + 1) * duration - now))
+        self.wait_seconds = tally.retry_after
         request._request.usage_caller = None
         services.refusal_count(account_id=account_user.account_id, quota="throttled")
         return False
-
-    @staticmethod
-    def count_in(key: str, *, timeout: int) -> int:
-        """Adds this request to the window's counter: one increment, except for the window's
-        first request, which creates the key (and, losing a race to create it, increments)."""
-        try:
-            return cache.incr(key)
-        except ValueError:
-            if cache.add(key, 1, timeout=timeout):
-                return 1
-            return cache.incr(key)
 
     def wait(self):
         return self.wait_seconds

@@ -28,7 +28,7 @@ from permissions.serializers import (
     UserUpdateSerializer,
     WhoAmISerializer,
 )
-from permissions.throttles import PinAccountThrottle, PinClientThrottle
+from permissions.throttles import PinExchangeThrottle
 
 
 class WhoAmIApi(APIView):
@@ -173,7 +173,7 @@ class SecretFromPinApi(APIView):
 
     authentication_classes = []
     permission_classes = [Public]
-    throttle_classes = [PinClientThrottle, PinAccountThrottle]
+    throttle_classes = [PinExchangeThrottle]
 
     @extend_schema(operation_id="create_user_secret", request=None, responses={201: IssuedSecretSerializer})
     def post(self, request, account, pin):

@@ -99,3 +99,15 @@ class SecretPin(models.Model):
 
     def __str__(self):
         return f"PIN for {self.account_user_id} until {self.expires_at:%Y-%m-%d %H:%M}"
+
+
+class WindowCounter(models.Model):
+    """One throttle or lockout count (permissions.counters): hits since the window began,
+    and when it ends, in seconds since the epoch by the database's clock."""
+
+    key = models.CharField(max_length=255, primary_key=True)
+    count = models.IntegerField()
+    ends_at = models.FloatField(db_index=True)
+
+    def __str__(self):
+        return f"{self.key}: {self.count}"

@@ -338,6 +338,11 @@ def secret_create_from_pin(*, account_uuid, pin: str) -> IssuedSecret:
     return secret_issue(account_user=found.account_user, validity_at=found.secret_validity_at)
 
 
+def secret_pin_burn(*, account_uuid, pin: str) -> bool:
+    """Deletes the PIN, if it is one: sent in a throttled exchange, it is spent, not delayed."""
+    return SecretPin.objects.filter(digest=pin_digest(account_uuid=account_uuid, pin=pin)).delete()[0] > 0
+
+
 @transaction.atomic
 def secret_update(*, secret: UserSecret, validity_at: datetime | None, acting_user=None) -> UserSecret:
     account_user = secret.account_user

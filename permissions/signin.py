@@ -1,81 +1,70 @@
 """Sign-in lockout for the pages (/ui/login) and the admin (/admin/login).
 
 After LOGIN_FAILURE_LIMIT wrong passwords for one user id (or four times as many from one
-client address, whatever the user ids), sign-in is refused for LOGIN_LOCKOUT_SECONDS, even
-with the right password, with a message saying so. The counts live in the shared cache, so
-every web process sees them; the address is the real client's (batchsite.clients.client_ip).
+client source, whatever the user ids), sign-in is refused for up to LOGIN_LOCKOUT_SECONDS from
+the first failure, even with the right password, with a message saying so. Each attempt is
+counted before the password is checked, in the shared counters (permissions.counters), so
+parallel attempts cannot all read the same count: at most the limit are checked. A sign-in
+that succeeds takes its attempt back from the source and clears the user id's count. The source
+is the real client's (batchsite.clients.client_source).
 """
 
 import hashlib
-import math
-import time
 
 from django import forms
 from django.conf import settings
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
-from django.core.cache import cache
 
-from batchsite.clients import client_ip
+from batchsite.clients import client_source
+from permissions.counters import counter_clear, counter_hit, counter_release
 
-IP_FACTOR = 4
+SOURCE_FACTOR = 4
 
 
-def failure_keys(request, username: str) -> dict[str, int]:
-    """Each counter the attempt adds to, with the count that locks it."""
+def attempt_keys(request, username: str) -> dict[str, int]:
+    """The counters an attempt adds to, user id's first, each with the most it may reach."""
     user_key = hashlib.sha256(username.strip().lower().encode()).hexdigest()
     limit = settings.LOGIN_FAILURE_LIMIT
     keys = {f"signin:user:{user_key}": limit}
     if request is not None:
-        keys[f"signin:ip:{client_ip(request)}"] = limit * IP_FACTOR
+        keys[f"signin:source:{client_source(request)}"] = limit * SOURCE_FACTOR
     return keys
 
 
-def counts_of(keys) -> dict[str, tuple[int, float]]:
-    """Each key's (failures, end of its window). The window is kept in the value because a
-    cache's incr() may reset the expiry (Django's database cache does)."""
-    now = time.time()
-    return {key: value for key, value in cache.get_many(list(keys)).items() if value[1] > now}
-
-
-def is_locked_out(request, username: str) -> bool:
-    keys = failure_keys(request, username)
-    counts = counts_of(keys)
-    return any(key in counts and counts[key][0] >= limit for key, limit in keys.items())
-
-
-def record_failure(request, username: str) -> None:
-    keys = failure_keys(request, username)
-    counts = counts_of(keys)
-    now = time.time()
+def attempt_admitted(keys: dict[str, int]) -> bool:
+    """Counts the attempt in every counter (the window opens at the first). A refused attempt
+    checks no password, so it takes itself back: an office behind one address is not locked
+    out by someone retrying a locked user id."""
+    counts = {key: counter_hit(key, seconds=settings.LOGIN_LOCKOUT_SECONDS).count for key in keys}
+    if all(counts[key] <= limit for key, limit in keys.items()):
+        return True
     for key in keys:
-        # The window starts at the first failure and does not move with later ones.
-        failures, until = counts.get(key, (0, now + settings.LOGIN_LOCKOUT_SECONDS))
-        cache.set(key, (failures + 1, until), timeout=max(1, math.ceil(until - now)))
+        counter_release(key)
+    return False
 
 
-def clear_failures(request, username: str) -> None:
-    cache.delete(next(iter(failure_keys(request, username))))
+def attempt_succeeded(keys: dict[str, int]) -> None:
+    user_key, *source_keys = keys
+    counter_clear(user_key)
+    for key in source_keys:
+        counter_release(key)
 
 
 class LockoutMixin:
     def clean(self):
         username = self.cleaned_data.get("username") or ""
-        if username and is_locked_out(self.request, username):
+        keys = attempt_keys(self.request, username)
+        if username and not attempt_admitted(keys):
             minutes = max(1, settings.LOGIN_LOCKOUT_SECONDS // 60)
             raise forms.ValidationError(
                 "Too many failed sign-ins for this user or from this address. "
                 f"Sign-in is locked for up to {minutes} minutes; try again later.",
                 code="locked_out",
             )
-        try:
-            cleaned = super().clean()
-        except forms.ValidationError as error:
-            if username and getattr(error, "code", None) == "invalid_login":
-                record_failure(self.request, username)
-            raise
+        cleaned = super().clean()
         if username:
-            clear_failures(self.request, username)
+            attempt_succeeded(keys)
         return cleaned
 
 

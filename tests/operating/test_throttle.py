@@ -1,11 +1,14 @@
-"""API throttling per account on the shared cache: 429 throttled with Retry-After and the
-error body; other accounts are not slowed by one account's traffic."""
+"""API throttling per account on the shared counters: 429 throttled with Retry-After and the
+error body; other accounts are not slowed by one account's traffic; parallel calls are admitted
+exactly up to the rate."""
 
 import pytest
 from django.test import override_settings
+from rest_framework.test import APIClient
 
 from operating.models import QuotaRefusalHour
 from operating.services import usage_flush
+from tests.parallel import in_parallel
 
 pytestmark = pytest.mark.django_db
 
@@ -40,3 +43,15 @@ def test_throttled_calls_are_not_counted_as_api_calls(caller):
     assert statuses == [200, 200, 429, 429]
     usage = caller.client.get("/usage").json()["usage"]
     assert sum(hour["api_calls"] for hour in usage.values()) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_parallel_calls_are_admitted_exactly_to_the_rate(caller):
+    def status_of(n: int) -> int:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=caller.secret)
+        return client.get("/whoami").status_code
+
+    with override_settings(API_THROTTLE_RATE="60/min"):
+        statuses = in_parallel(status_of, 200)
+    assert (statuses.count(200), statuses.count(429)) == (60, 140)
