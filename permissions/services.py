@@ -244,6 +244,22 @@ def is_owner(*, acting_user, account_user: AccountUser) -> bool:
     return acting_user is not None and principal_label(acting_user) == str(account_user.uuid)
 
 
+def bound_by_cap(*, acting_user, account_user: AccountUser) -> bool:
+    """Whether the actor must stay within an expiry someone else set on this user: the user, and
+    anyone who holds no action the user lacks (a peer the user may have made for the purpose).
+    Only a principal above the user, or staff on the admin site, may lengthen or lift it."""
+    if acting_user is None:
+        return False
+    if is_owner(acting_user=acting_user, account_user=account_user):
+        return True
+    if getattr(acting_user, "account_user", None) is None:
+        return False
+    account = account_user.account
+    return actions_held(user=acting_user, account=account) <= actions_held(
+        user=account_user.user, account=account
+    )
+
+
 def expiry_within_cap(*, account_user: AccountUser, validity_at: datetime | None) -> None:
     """A user acting on their own secret stays within an expiry someone else set."""
     cap = account_user.secret_expiry_cap
@@ -275,7 +291,7 @@ def secret_pin_create(
     """A PIN that exchanges for the user's new secret. Asking for one for a user who holds
     more than the caller is refused: the PIN is that user's identity."""
     ensure_user_within(acting_user=acting_user, account_user=account_user)
-    if is_owner(acting_user=acting_user, account_user=account_user):
+    if bound_by_cap(acting_user=acting_user, account_user=account_user):
         cap = account_user.secret_expiry_cap
         if cap is not None and secret_validity_at is None:
             # A reissued secret keeps the expiry an administrator set.
@@ -311,6 +327,20 @@ def requester_within(*, pin: SecretPin) -> None:
     ensure_user_within(acting_user=requester.user, account_user=target)
 
 
+def pin_sets_cap(pin: SecretPin) -> bool:
+    """Whether the secret a PIN gives binds its user to the PIN's expiry: when staff or someone
+    above the user asked for it, not the user or a peer (see bound_by_cap)."""
+    if not pin.requested_by:
+        return False
+    requester_uuid = _uuid_or_none(pin.requested_by)
+    if requester_uuid is None:
+        return True  # staff, on the admin site
+    requester = AccountUser.objects.select_related("user").filter(uuid=requester_uuid).first()
+    return requester is not None and not bound_by_cap(
+        acting_user=requester.user, account_user=pin.account_user
+    )
+
+
 def _uuid_or_none(text: str):
     try:
         return uuid.UUID(text)
@@ -331,7 +361,7 @@ def secret_create_from_pin(*, account_uuid, pin: str) -> IssuedSecret:
         raise ApplicationError("The PIN is unknown, used or expired.", subcode="invalid_pin", status_code=404)
     found.delete()
     requester_within(pin=found)
-    if found.requested_by:
+    if pin_sets_cap(found):
         expiry_record(
             account_user=found.account_user, validity_at=found.secret_validity_at, set_by=found.requested_by
         )
@@ -347,7 +377,7 @@ def secret_pin_burn(*, account_uuid, pin: str) -> bool:
 def secret_update(*, secret: UserSecret, validity_at: datetime | None, acting_user=None) -> UserSecret:
     account_user = secret.account_user
     ensure_user_within(acting_user=acting_user, account_user=account_user)
-    if is_owner(acting_user=acting_user, account_user=account_user):
+    if bound_by_cap(acting_user=acting_user, account_user=account_user):
         expiry_within_cap(account_user=account_user, validity_at=validity_at)
     elif acting_user is not None:
         expiry_record(account_user=account_user, validity_at=validity_at, set_by=principal_label(acting_user))

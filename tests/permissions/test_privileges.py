@@ -207,6 +207,33 @@ def test_an_expiry_set_by_someone_else_cannot_be_lengthened_or_removed(make_call
     assert user.client.patch(path, {"validity_ts": later(3)}, format="json").status_code == 201
 
 
+def test_a_peer_of_the_user_cannot_lift_an_expiry_set_from_above(make_caller):
+    """The user makes (or has) a puppet with the same rights: it is bound as the user is."""
+    statement = allow("update_user_secret", "create_user_secret_pin", "get_user_secret", "who_am_i")
+    admin = make_caller()
+    user = make_caller(account=admin.account, statement=statement)
+    puppet = make_caller(account=admin.account, statement=statement)
+    path = f"/users/{user.account_user.uuid}/secrets"
+    deadline = later(1)
+    assert admin.client.patch(path, {"validity_ts": deadline}, format="json").status_code == 201
+
+    assert_error(puppet.client.patch(path, {"validity_ts": None}, format="json"), 403, "expiry_set_by_other")
+    assert_error(
+        puppet.client.patch(path, {"validity_ts": later(2)}, format="json"), 403, "expiry_set_by_other"
+    )
+    assert_error(
+        puppet.client.post(path, {"validity_ts": later(5)}, format="json"), 403, "expiry_set_by_other"
+    )
+    pin = puppet.client.post(path, {}, format="json").json()["pin"]
+    issued = APIClient().post(f"/secrets/{user.account.uuid}/{pin}")
+    assert issued.status_code == 201, issued.content
+    assert issued.json()["validity_ts"] == deadline
+    # The user, with the secret the PIN gave, is still bound; the admin, above both, may lift it.
+    user.client.credentials(HTTP_AUTHORIZATION=issued.json()["secret"])
+    assert_error(user.client.patch(path, {"validity_ts": None}, format="json"), 403, "expiry_set_by_other")
+    assert admin.client.patch(path, {"validity_ts": None}, format="json").status_code == 201
+
+
 def test_reissuing_your_own_secret_keeps_the_expiry_an_administrator_set(make_caller):
     admin = make_caller()
     user = make_caller(account=admin.account, statement=allow("create_user_secret_pin", "get_user_secret"))
