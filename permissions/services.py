@@ -409,14 +409,22 @@ def account_bootstrap(*, name: str, user_name: str = "admin") -> BootstrappedAcc
     return BootstrappedAccount(account=account, account_user=account_user, secret=issued.raw)
 
 
+def user_password_reset(*, account_user: AccountUser) -> str:
+    """A new password for the user's sign-in to the pages (/ui/login, user name: the user id),
+    returned to be shown once. It gives the pages only: the API still takes the secret."""
+    password = secrets.token_urlsafe(18)
+    user = account_user.user
+    user.set_password(password)
+    user.save(update_fields=["password"])
+    return password
+
+
 @transaction.atomic
 def staff_grant(*, account_user: AccountUser) -> str:
     """Makes the user an operator of the whole service: the admin (as a superuser) and every
     account's batches on the pages. Returns a new password for signing in, shown once."""
-    password = secrets.token_urlsafe(18)
     user = account_user.user
     user.is_staff = True
     user.is_superuser = True
-    user.set_password(password)
-    user.save(update_fields=["is_staff", "is_superuser", "password"])
-    return password
+    user.save(update_fields=["is_staff", "is_superuser"])
+    return user_password_reset(account_user=account_user)

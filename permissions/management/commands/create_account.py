@@ -2,7 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand
 
-from permissions.services import account_bootstrap, staff_grant
+from permissions.services import account_bootstrap, staff_grant, user_password_reset
 
 
 class Command(BaseCommand):
@@ -12,6 +12,12 @@ class Command(BaseCommand):
         parser.add_argument("name", help="The account's name.")
         parser.add_argument("--user", default="admin", help="The first user's name.")
         parser.add_argument("--json", action="store_true", help='Print {"account", "user", "secret"}.')
+        parser.add_argument(
+            "--password",
+            action="store_true",
+            help="Also give the user a password for the pages (/ui/login), printed once; the user "
+            "name for signing in is the user's id.",
+        )
         parser.add_argument(
             "--staff",
             action="store_true",
@@ -28,14 +34,16 @@ class Command(BaseCommand):
         }
         if options["staff"]:
             ids["password"] = staff_grant(account_user=created.account_user)
+        elif options["password"]:
+            ids["password"] = user_password_reset(account_user=created.account_user)
         if options["json"]:
             self.stdout.write(json.dumps(ids))
             return
         self.stdout.write(
             f"Account {ids['account']}, user {ids['user']}.\nSecret (shown only now): {ids['secret']}"
         )
-        if options["staff"]:
+        if "password" in ids:
+            where = "/admin/ and /ui/login" if options["staff"] else "/ui/login"
             self.stdout.write(
-                f"Staff sign-in at /admin/ and /ui/login: user {ids['user']}, "
-                f"password (shown only now): {ids['password']}"
+                f"Sign-in at {where}: user {ids['user']}, password (shown only now): {ids['password']}"
             )
