@@ -2,20 +2,24 @@
 stalled clients, and an access log without tokens.
 
 Gunicorn's gthread worker waits (in the poller) for a connection's first byte, but then hands
-the connection to a thread that blocks reading the rest of the request head for as long as the
+the connection to a thread that blocks reading the rest of the request for as long as the
 client likes: eight clients each sending an unfinished header took every thread of `make run`
-(slowloris). Here the whole head must arrive within HEADER_TIMEOUT seconds of the connection
-(or, kept alive, its next request) reaching the worker, and a body read waits at most
-BODY_IDLE_TIMEOUT seconds for the next bytes. The wait for a free thread counts, so slow heads
-queued behind slow heads fail fast; but a head that arrived whole while it waited is served
-however late its thread comes. Production still belongs behind a buffering proxy
-(deploy/nginx.conf); this keeps the server itself standing.
+(slowloris), and twelve sending a body a byte every 4 s did the same. Here each request has
+deadlines counted from its start, when the connection (or, kept alive, its next request)
+reached the worker: its head must arrive within HEADER_TIMEOUT seconds, its body within
+HEADER_TIMEOUT + Content-Length / BODY_MIN_BYTES_PER_SECOND (a chunked body, whose size is
+unknown, within HEADER_TIMEOUT), and no read of the body waits more than BODY_IDLE_TIMEOUT
+seconds. Deadlines are totals: a client trickling a byte at a time cannot stretch them. The
+wait for a free thread counts, so slow clients queued behind slow clients fail fast; but what
+arrived whole while it waited is served however late its thread comes. Production still
+belongs behind a buffering proxy (deploy/nginx.conf); this keeps the server itself standing.
 """
 
 import os
 import time
 
 from gunicorn.glogging import Logger
+from gunicorn.http.body import LengthReader
 from gunicorn.http.errors import NoMoreData
 from gunicorn.workers.gthread import ThreadWorker
 
@@ -23,36 +27,56 @@ from batchsite.redact import TokenRedactingFilter, redact
 
 HEADER_TIMEOUT = float(os.environ.get("WEB_HEADER_TIMEOUT", "5"))
 BODY_IDLE_TIMEOUT = float(os.environ.get("WEB_BODY_IDLE_TIMEOUT", "10"))
+BODY_MIN_BYTES_PER_SECOND = float(os.environ.get("WEB_BODY_MIN_BYTES_PER_SECOND", "10240"))
 
 
 class DeadlineSocket:
-    """The client socket as the request parser sees it: recv() with a deadline for the head,
-    then with an idle timeout for the body and the answer."""
+    """The client socket as the request parser sees it: recv() with the request's deadlines,
+    the head's then the body's, both counted from the request's start."""
 
     def __init__(self, sock, since: float):
         self._sock = sock
         self.start_head(since)
 
     def start_head(self, since: float):
+        self._since = since
         self._head_deadline = since + HEADER_TIMEOUT
+        self._body_deadline = None
 
-    def start_body(self):
+    def start_body(self, content_length: int | None):
         self._head_deadline = None
+        self._body_deadline = self._since + HEADER_TIMEOUT + (content_length or 0) / BODY_MIN_BYTES_PER_SECOND
         # Also the answer's: writes inherit the timeout, and the head's may be nearly spent.
         self._sock.settimeout(BODY_IDLE_TIMEOUT)
 
     def recv(self, size):
-        if self._head_deadline is None:
+        if self._head_deadline is not None:
+            try:
+                return self._recv_by(self._head_deadline, size)
+            except (TimeoutError, BlockingIOError):
+                # Closed quietly like a client that went away: it was too slow to be served.
+                raise NoMoreData(b"") from None
+        if self._body_deadline is None:
             return self._sock.recv(size)
-        # Past the deadline, only what the client already sent is read (timeout 0 is a
-        # non-blocking read): a whole head that waited in the queue for a thread is served,
-        # an unfinished one is dropped at once.
-        self._sock.settimeout(max(self._head_deadline - time.monotonic(), 0.0))
+        try:
+            return self._recv_by(self._body_deadline, size)
+        except BlockingIOError:
+            # An OSError, as a read timeout is: Django answers 400 body_not_received, gunicorn
+            # stops draining and closes the connection.
+            raise TimeoutError("the request body did not arrive by its deadline") from None
+
+    def _recv_by(self, deadline: float, size: int) -> bytes:
+        """One read that waits no later than `deadline` (nor longer than the socket's own
+        timeout, the body's idle one or gunicorn's drain). Past the deadline, only what the
+        client already sent is read (timeout 0 is a non-blocking read): a whole request that
+        waited in the queue for a thread is served, an unfinished one is dropped at once."""
+        timeout = self._sock.gettimeout()
+        left = max(deadline - time.monotonic(), 0.0)
+        self._sock.settimeout(left if timeout is None else min(left, timeout))
         try:
             return self._sock.recv(size)
-        except (TimeoutError, BlockingIOError):
-            # Closed quietly like a client that went away: it was too slow to be served.
-            raise NoMoreData(b"") from None
+        finally:
+            self._sock.settimeout(timeout)
 
     def __getattr__(self, name):
         return getattr(self._sock, name)
@@ -77,10 +101,15 @@ class DeadlineThreadWorker(ThreadWorker):
             init = conn.init
 
             def init_with_deadline():
+                # gunicorn calls init() for every request of a connection; a second wrapper
+                # would keep the deadlines of an older request, which nothing resets: a body
+                # read then ran against a spent head deadline (400 body_not_received) and a
+                # head against one (closed unanswered).
                 init()
                 unreader = getattr(conn.parser, "unreader", None)
-                if unreader is not None and hasattr(unreader, "sock"):
-                    unreader.sock = DeadlineSocket(unreader.sock, conn.queued_at)
+                sock = getattr(unreader, "sock", None)
+                if sock is not None and not isinstance(sock, DeadlineSocket):
+                    unreader.sock = DeadlineSocket(sock, conn.queued_at)
 
             conn.init = init_with_deadline
         else:
@@ -92,7 +121,8 @@ class DeadlineThreadWorker(ThreadWorker):
     def handle_request(self, req, conn):
         sock = deadline_socket_of(conn)
         if sock is not None:
-            sock.start_body()
+            length = req.body.reader.length if isinstance(req.body.reader, LengthReader) else None
+            sock.start_body(length)
         return super().handle_request(req, conn)
 
 
