@@ -196,6 +196,30 @@ def usage_admit_batch(*, account_id, user_id) -> None:
     transaction.on_commit(lambda: metrics.batch_transitions.labels(BatchStatus.NEW).inc())
 
 
+QUOTA_EXCEEDED = "quota_exceeded"
+
+
+def usage_admit_batch_lines(*, account_id, lines: int) -> str:
+    """Called when validation has counted a batch's lines, inside the transaction that would
+    start running them; holds the account's quota row lock until it commits, so two batches
+    validated at once take turns. Returns why the lines may not run (they would take the
+    day's run and queued lines past max_batch_lines_per_day), or "". Creating a batch only
+    checks the day is not yet full; without this, max_active_batches batches of
+    BATCH_MAX_LINES lines each could all run past the quota."""
+    AccountQuota.objects.bulk_create([AccountQuota(account_id=account_id)], ignore_conflicts=True)
+    limit = quota_limits(
+        AccountQuota.objects.select_for_update().get(account_id=account_id)
+    ).max_batch_lines_per_day
+    taken = lines_committed_today(account_id=account_id, now=timezone.now())
+    if taken + lines <= limit:
+        return ""
+    refusal_count(account_id=account_id, quota="max_batch_lines_per_day")
+    return (
+        f"{QUOTA_EXCEEDED}: the batch's {lines} lines and the {taken} the account has run or queued "
+        f"today (UTC) are more than max_batch_lines_per_day, {limit}; no line ran."
+    )
+
+
 def quota_check_upload(*, account_id, size: int) -> None:
     """An upload larger than the account's max_upload_bytes is refused (waiting won't help)."""
     limit = quota_limits(AccountQuota.objects.filter(account_id=account_id).first()).max_upload_bytes

@@ -44,6 +44,7 @@ from batches.states import batch_transition
 from batches.storage import read_range
 from batchsite import fastjson
 from batchsite.errors import describe_exception
+from operating.services import usage_admit_batch_lines
 from twins.registry import Operation, OperationError, operation_get
 
 logger = logging.getLogger(__name__)
@@ -154,19 +155,36 @@ def validate_whole(batch: Batch, lease: Lease) -> Batch | None:
         )
         storage_save_new(prepared_name, File(TickingReader(prepared, lease), name="prepared.jsonl"))
     with transaction.atomic():
-        moved = batch_transition(
-            batch_id=batch.pk,
-            to=S.PROCESSING,
-            allowed_from=[S.VALIDATING],
-            owner=lease.owner,
-            total=total,
-            prepared_file=prepared_name,
-        )
-        if moved is not None:
+        moved = processing_start(batch, lease, total=total, prepared_file=prepared_name)
+        if moved is not None and moved.status == S.PROCESSING:
             Chunk.objects.bulk_create(cutter.chunks, batch_size=1000)
-    if moved is None:
+    if moved is None or moved.status != S.PROCESSING:
         storage_discard(prepared_name)
     return moved
+
+
+def processing_start(batch: Batch, lease: Lease, *, total: int, **changes) -> Batch | None:
+    """Moves a validated batch to processing, or, when its lines would take the account past
+    its daily quota, stops it as a cancel does (reason quota_exceeded: every line listed as
+    never run). Inside the caller's transaction, which also writes the chunks."""
+    refusal = usage_admit_batch_lines(account_id=batch.account_id, lines=total)
+    if refusal:
+        return batch_transition(
+            batch_id=batch.pk,
+            to=S.CANCEL,
+            allowed_from=[S.VALIDATING],
+            owner=lease.owner,
+            note=refusal,
+            failure_reason=refusal,
+        )
+    return batch_transition(
+        batch_id=batch.pk,
+        to=S.PROCESSING,
+        allowed_from=[S.VALIDATING],
+        owner=lease.owner,
+        total=total,
+        **changes,
+    )
 
 
 def input_ranges(batch: Batch, lease: Lease) -> list[LineRange] | None:
@@ -285,14 +303,8 @@ def chunks_merge(batch: Batch, lease: Lease) -> Batch | None:
             moved = dry_run_completed(batch, lease, results, total=total)
     else:
         with transaction.atomic():
-            moved = batch_transition(
-                batch_id=batch.pk,
-                to=S.PROCESSING,
-                allowed_from=[S.VALIDATING],
-                owner=lease.owner,
-                total=total,
-            )
-            if moved is not None:
+            moved = processing_start(batch, lease, total=total)
+            if moved is not None and moved.status == S.PROCESSING:
                 checked.filter(line_count=0).update(done=True)
     return moved
 

@@ -16,9 +16,10 @@ from batchsite.errors import ApplicationError
 from operating.models import AccountQuota, QuotaRefusalHour
 from operating.services import QuotaExceeded, usage_flush
 from tests.batches.api_support import create_batch, put_file, upload_url, uploaded_handler
-from tests.batches.pipeline_helpers import jsonl, run_batch, upload_bytes
+from tests.batches.pipeline_helpers import jsonl, read_results, run_batch, upload_bytes
 from tests.scaleout.conftest import moto_endpoint, s3  # noqa: F401 (fixtures)
 from tests.scaleout.test_s3 import presigned_upload
+from twins.models import Twin
 
 pytestmark = pytest.mark.django_db
 
@@ -66,6 +67,34 @@ def test_max_batch_lines_per_day_refuses_until_midnight_utc(caller):
     now = datetime.now(UTC)
     to_midnight = 86400 - (now.hour * 3600 + now.minute * 60 + now.second)
     assert abs(int(refused["Retry-After"]) - to_midnight) <= 2
+
+
+@pytest.mark.parametrize("validated_in_parallel", [False, True], ids=["whole", "parallel"])
+def test_batches_created_under_the_daily_quota_run_only_while_their_lines_fit(
+    caller, settings, validated_in_parallel
+):
+    """Each batch is admitted while the day has room; its lines are judged once validation
+    counted them. The one that would pass the quota is stopped as a cancel does: nothing of
+    it runs, every line is listed as never run, and the reason names the quota."""
+    if validated_in_parallel:
+        settings.BATCH_VALIDATE_PARALLEL_MIN_LINES = 10
+        settings.BATCH_CHUNK_LINES = 20
+    AccountQuota.objects.create(account=caller.account, max_batch_lines_per_day=100)
+    sixty_lines = jsonl({"description": {"n": n}} for n in range(60))
+    batches = [
+        Batch.objects.get(pk=create_batch(caller, uploaded_handler(caller, sixty_lines)).json()["batch"])
+        for _ in range(2)
+    ]
+    first, second = (run_batch(batch) for batch in batches)
+    assert first.status == BatchStatus.COMPLETED and first.processed == 60
+    assert second.status == BatchStatus.CANCELLED and second.processed == 0
+    assert second.failure_reason.startswith("quota_exceeded:")
+    assert "max_batch_lines_per_day, 100" in second.failure_reason
+    results = read_results(second.results_file)
+    assert len(results) == 60 and {line["error"]["subcode"] for line in results} == {"not_executed"}
+    assert Twin.objects.filter(account=caller.account).count() == 60
+    usage_flush(force=True)
+    assert QuotaRefusalHour.objects.filter(account=caller.account, quota="max_batch_lines_per_day").exists()
 
 
 def test_max_upload_bytes_refuses_the_upload_without_retry_after(caller):
