@@ -116,7 +116,7 @@ class BatchAdmin(ReadOnly, UuidSearch, admin.ModelAdmin):
         asked, refused = 0, []
         for batch in queryset.select_related(None).only("uuid"):
             try:
-                services.batch_cancel(batch=batch)
+                services.batch_cancel(batch=batch, by_staff=request.user)
             except ApplicationError as error:
                 refused.append(f"{batch.uuid}: {error.description}")
             else:
@@ -146,7 +146,7 @@ class BatchAdmin(ReadOnly, UuidSearch, admin.ModelAdmin):
         else:
             batch = get_object_or_404(Batch, pk=object_id)
             try:
-                services.batch_cancel(batch=batch)
+                services.batch_cancel(batch=batch, by_staff=request.user)
             except ApplicationError as error:
                 messages.warning(request, f"The batch was not cancelled: {error.description}")
             else:

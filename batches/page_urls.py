@@ -31,4 +31,5 @@ urlpatterns = [
     path("batches/<uuid:batch_id>/state", views.batch_state_json, name="batch_state"),
     path("batches/<uuid:batch_id>/cancel", views.batch_cancel_page, name="batch_cancel_page"),
     path("batches/<uuid:batch_id>/delete", views.batch_delete_page, name="batch_delete_page"),
+    path("batches/<uuid:batch_id>/retry", views.batch_retry_page, name="batch_retry_page"),
 ]

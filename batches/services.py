@@ -348,8 +348,11 @@ def batch_create(
     return batch, True
 
 
-def batch_cancel(*, batch: Batch) -> Batch:
-    """Asks the pipeline to stop. Asking again while it stops changes nothing."""
+def batch_cancel(*, batch: Batch, by_staff=None) -> Batch:
+    """Asks the pipeline to stop. Asking again while it stops changes nothing. A cancel by a
+    staff user (`by_staff`: the admin, or the pages on another account's batch) is recorded
+    as theirs in the history, not the client's."""
+    who = f"staff member {by_staff.get_username()}" if by_staff is not None else "the client"
     with transaction.atomic():
         current = Batch.objects.select_for_update().get(pk=batch.pk)
         if current.status in CANCEL_REQUESTED:

@@ -2,11 +2,14 @@
 form and the batch detail with live progress.
 
 Members of an account see their account's batches as far as their role allows; every check
-asks guardian, as the API does. Staff see every account's batches and may cancel any. The
-upload form calls the JSON API from the browser (POST /cache, PUT to the URL, POST /batches)
-with the session and its CSRF token, so the page refuses exactly what the API refuses.
+asks guardian, as the API does. Staff follow the admin's model permissions: with
+`batches.view_batch` they see and download every account's batches, with
+`batches.change_batch` (the admin's cancel permission) they may cancel any. The upload form
+calls the JSON API from the browser (POST /cache, PUT to the URL, POST /batches) with the
+session and its CSRF token, so the page refuses exactly what the API refuses.
 """
 
+import json
 from dataclasses import dataclass
 from functools import wraps
 from typing import Any
@@ -23,13 +26,22 @@ from django.urls import reverse
 from django.utils.dateparse import parse_datetime
 from django.utils.http import url_has_allowed_host_and_scheme
 
-from batches import selectors, services
+from batches import retry, selectors, services
 from batches.models import Batch, BatchStatus
 from batches.partial import PARTIAL_STATUSES, partial_download_url
 from batches.serializers import BatchSerializer
 from batches.statuses import CANCEL_REQUESTED, CANCELLABLE, TERMINAL
 from batches.storage import batch_download, file_urls
-from batches.templatetags.batch_pages import clock_time, progress_percent, status_label, status_tone
+from batches.templatetags.batch_pages import (
+    batch_name,
+    clock_time,
+    never_run,
+    outcome,
+    progress_percent,
+    reason,
+    status_label,
+    status_tone,
+)
 from batchsite.clients import public_base_url
 from batchsite.errors import ApplicationError, error_body
 from batchsite.middleware import require_POST, require_safe
@@ -37,6 +49,7 @@ from batchsite.timestamps import to_ts
 from notifications.selectors import deliveries_of_batch
 from permissions.models import Account
 from permissions.selectors import account_of
+from twins.examples import EXAMPLE_LINES
 from twins.registry import batchable_operations
 
 PAGE_SIZE = 25
@@ -55,8 +68,12 @@ class Viewer:
         return cls(user=user, account=account_of(user))
 
     @property
-    def is_staff(self) -> bool:
-        return self.user.is_staff
+    def sees_every_account(self) -> bool:
+        return self.user.is_staff and self.user.has_perm("batches.view_batch")
+
+    @property
+    def cancels_every_account(self) -> bool:
+        return self.user.is_staff and self.user.has_perm("batches.change_batch")
 
     def may(self, action: str) -> bool:
         return self.account is not None and self.user.has_perm(action, self.account)
@@ -65,13 +82,17 @@ class Viewer:
         return self.account is not None and batch.account_id == self.account.pk
 
     def may_list(self) -> bool:
-        return self.is_staff or self.may("get_batches")
+        return self.sees_every_account or self.may("get_batches")
 
     def may_upload(self) -> bool:
         return self.may("create_upload_url") and self.may("create_batch")
 
     def may_cancel(self, batch: Batch) -> bool:
-        return self.is_staff or (self.owns(batch) and self.may("update_batch"))
+        return (self.owns(batch) and self.may("update_batch")) or self.cancels_every_account
+
+    def may_retry(self, batch: Batch) -> bool:
+        """As POST /batches/{batch}/retry: create_batch, and the batch's operation to run it."""
+        return self.owns(batch) and self.may("create_batch") and self.may(batch.operation)
 
     def may_delete(self, batch: Batch) -> bool:
         return self.owns(batch) and self.may("delete_batch")
@@ -81,7 +102,7 @@ class Viewer:
 
     def batch(self, batch_id) -> Batch:
         """The batch, if this viewer may see it; 404 otherwise, as the API answers."""
-        if self.is_staff:
+        if self.sees_every_account:
             batch = Batch.objects.select_related("account", "created_by").filter(pk=batch_id).first()
             if batch is None:
                 raise Http404("No such batch.")
@@ -98,7 +119,9 @@ def page(view):
     @login_required
     def wrapped(request, *args, **kwargs):
         viewer = Viewer.of(request.user)
-        if viewer.account is None and not viewer.is_staff:
+        if viewer.account is None and not viewer.sees_every_account:
+            if viewer.user.is_staff:
+                return refused(request, 403, "This staff user may not view batches (batches.view_batch).")
             return refused(request, 403, "This user belongs to no account.")
         try:
             return view(request, viewer, *args, **kwargs)
@@ -131,7 +154,7 @@ class BatchFilterForm(forms.Form):
         self.fields["operation"].choices = [("", "Any operation")] + [
             (operation.name, operation.name) for operation in batchable_operations()
         ]
-        if not viewer.is_staff:
+        if not viewer.sees_every_account:
             del self.fields["account"]
 
 
@@ -155,6 +178,7 @@ class BatchRow:
     batch: Batch
     percent: int | None
     cancellable: bool
+    name: str
 
 
 @require_safe
@@ -168,7 +192,7 @@ def batch_list_page(request, viewer: Viewer):
     query = form.cleaned_data
 
     batches = Batch.objects.order_by("-created_at", "-uuid")
-    if viewer.is_staff:
+    if viewer.sees_every_account:
         batches = batches.select_related("account")
         if query.get("account"):
             batches = batches.filter(account=query["account"])
@@ -198,6 +222,7 @@ def batch_list_page(request, viewer: Viewer):
                     batch=batch,
                     percent=progress_percent(batch),
                     cancellable=batch.status in CANCELLABLE and viewer.may_cancel(batch),
+                    name=batch_name(batch),
                 )
                 for batch in shown
             ],
@@ -218,8 +243,21 @@ def batch_new_page(request, viewer: Viewer):
         raise PermissionDenied(
             "Your role does not allow uploading batches (create_upload_url and create_batch)."
         )
+    operations = viewer.allowed_operations()
+    examples = {
+        operation: json.dumps(EXAMPLE_LINES[operation])
+        for operation in operations
+        if operation in EXAMPLE_LINES
+    }
     return render(
-        request, "pages/batch_new.html", {"viewer": viewer, "operations": viewer.allowed_operations()}
+        request,
+        "pages/batch_new.html",
+        {
+            "viewer": viewer,
+            "operations": operations,
+            "examples": examples,
+            "first_example": examples.get(operations[0], "") if operations else "",
+        },
     )
 
 
@@ -234,9 +272,10 @@ def download_links(request, batch: Batch) -> dict[str, str | None]:
         links["partial"] = partial_download_url(
             batch=batch, part="results", base_url=public_base_url(request)
         ).url
+    # An errors file without failed or never-run lines would download empty.
+    has_errors = batch.failed or (batch.status == BatchStatus.CANCELLED and never_run(batch) != 0)
     for part in ("results", "errors"):
-        # An errors file of a batch without failed lines would download empty.
-        download = batch_download(batch, part) if part == "results" or batch.failed else None
+        download = batch_download(batch, part) if part == "results" or has_errors else None
         links[part] = (
             file_urls().download_url(download=download, base_url=public_base_url(request)).url
             if download
@@ -245,15 +284,35 @@ def download_links(request, batch: Batch) -> dict[str, str | None]:
     return links
 
 
+def next_step(viewer: Viewer, batch: Batch) -> str | None:
+    """What the page offers after the batch ended: "run_for_real" after a dry run, "retry" when
+    lines failed or never ran; None when there is nothing to do or it was already done."""
+    if batch.status not in retry.RETRYABLE or not batch.errors_file or not viewer.may_retry(batch):
+        return None
+    if retry.live_retry(batch) is not None:
+        return None
+    if batch.status == BatchStatus.COMPLETED and batch.validate_only:
+        return "run_for_real"
+    if batch.failed or (batch.status == BatchStatus.CANCELLED and never_run(batch) != 0):
+        return "retry"
+    return None
+
+
 def batch_state(request, viewer: Viewer, batch: Batch) -> dict:
     """Everything the detail page shows that changes while the batch runs."""
+    badge = outcome(batch)
+    stopped_because = reason(batch)
     return {
         "batch": BatchSerializer(batch).data,
-        "status_label": status_label(batch.status),
-        "status_tone": status_tone(batch.status),
+        "status_label": badge.label,
+        "status_tone": badge.tone,
         "percent": progress_percent(batch),
         "terminal": batch.status in TERMINAL,
         "failure_reason": batch.failure_reason,
+        "reason": {"subcode": stopped_because.subcode, "words": stopped_because.words}
+        if stopped_because
+        else None,
+        "next_step": next_step(viewer, batch),
         "updated": f"{batch.updated_at:%Y-%m-%d %H:%M:%S} UTC",
         "history": [
             {
@@ -289,6 +348,10 @@ def batch_detail_page(request, viewer: Viewer, batch_id):
             "failed_lines": selectors.batch_failed_lines(batch=batch),
             "full_report": state["downloads"]["errors"] or state["downloads"]["results"],
             "deliveries": deliveries_of_batch(batch_id=batch.pk),
+            "retried_as": retry.live_retry(batch),
+            "unrun": never_run(batch) if batch.status == BatchStatus.CANCELLED else None,
+            # A callback URL's query may hold the receiver's key: only for who manages webhooks.
+            "show_callback_urls": viewer.sees_every_account or viewer.may("get_webhook_subscriptions"),
         },
     )
 
@@ -326,14 +389,36 @@ def batch_cancel_page(request, viewer: Viewer, batch_id):
     if not viewer.may_cancel(batch):
         raise PermissionDenied("Your role does not allow update_batch.")
     try:
-        services.batch_cancel(batch=batch)
+        # Staff acting on another account's batch are named in its history, not "the client".
+        services.batch_cancel(batch=batch, by_staff=None if viewer.owns(batch) else viewer.user)
     except ApplicationError as error:
         messages.error(request, f"Batch {batch.uuid} was not cancelled: {error.description}")
     else:
+        # The detail page drops this message once the batch has stopped (progress.js).
         messages.success(
-            request, f"Batch {batch.uuid} is cancelling: running lines finish, no new ones start."
+            request,
+            f"Batch {batch.uuid} is cancelling: running lines finish, no new ones start.",
+            extra_tags="until-stopped",
         )
     return redirect(back_to(request, reverse("batch_page", args=[batch.uuid])))
+
+
+@require_POST
+@page
+def batch_retry_page(request, viewer: Viewer, batch_id):
+    """Retry (the lines that failed or never ran) and, after a dry run, "Run for real": the
+    service behind POST /batches/{batch}/retry, as the API runs it."""
+    batch = viewer.batch(batch_id)
+    if not viewer.may_retry(batch):
+        raise PermissionDenied(f"Your role does not allow create_batch and {batch.operation}.")
+    try:
+        created, _ = retry.batch_retry(batch=batch, user=request.user)
+    except ApplicationError as error:
+        messages.error(request, f"Batch {batch.uuid} was not retried: {error.description}")
+        return redirect("batch_page", batch.uuid)
+    started = "runs its lines for real" if batch.validate_only else "runs the lines that failed or never ran"
+    messages.success(request, f"Batch {created.uuid} {started}.")
+    return redirect("batch_page", created.uuid)
 
 
 @require_POST

@@ -1,9 +1,13 @@
 """How a batch's status and progress read to a person, on the pages and in the admin."""
 
 import json
+import re
+from dataclasses import dataclass
 
 from django import template
+from django.template.defaultfilters import pluralize
 
+from batches.controls import EXCEEDED, is_budget_stop
 from batches.models import Batch, BatchStatus
 from batches.statuses import ACTIVE, TERMINAL
 
@@ -31,6 +35,76 @@ def status_tone(status: str) -> str:
     if status in ACTIVE:
         return "active"
     return "muted"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A batch's badge: its status, told apart by what happened to its lines."""
+
+    label: str
+    tone: str
+
+
+@register.filter
+def outcome(batch: Batch) -> Outcome:
+    """A dry run, a run with failed lines and a run stopped by its failure limit each read
+    differently from a plain "completed" or "cancelled"."""
+    if batch.status == S.COMPLETED:
+        if batch.validate_only:
+            return Outcome("dry run", "dry")
+        if batch.failed:
+            return Outcome("completed with failures", "partial")
+    if batch.status == S.CANCELLED and is_budget_stop(batch.failure_reason):
+        return Outcome("stopped: too many failures", "failed")
+    return Outcome(status_label(batch.status), status_tone(batch.status))
+
+
+@register.filter
+def batch_name(batch: Batch) -> str:
+    """The name a person gave the batch: its `batch_dict` label `name` (the upload form puts
+    the file's name there), or "" without one."""
+    name = (batch.batch_dict or {}).get("name") if isinstance(batch.batch_dict, dict) else None
+    return name.strip() if isinstance(name, str) else ""
+
+
+@register.filter
+def never_run(batch: Batch) -> int | None:
+    """Lines a stopped batch never ran; None when its line count is not known."""
+    return None if batch.total is None else max(batch.total - batch.processed, 0)
+
+
+@dataclass(frozen=True)
+class Reason:
+    subcode: str
+    words: str
+
+
+# As controls.budget_exceeded words the API's reason: "… 50 of 500 lines failed … max_failed 5."
+# or "… max_failed_ratio 0.05 once 100 lines ran."
+BUDGET_REASON = re.compile(
+    r"(?P<failed>\d+) of (?P<run>\d+) lines failed.*?"
+    r"(?:max_failed_ratio (?P<ratio>[\d.e-]+)|max_failed (?P<max_failed>\d+))"
+)
+
+
+@register.filter
+def reason(batch: Batch) -> Reason | None:
+    """Why the batch stopped, in plain words, beside the subcode a script would see."""
+    text = batch.failure_reason
+    if not text:
+        return None
+    if is_budget_stop(text):
+        match = BUDGET_REASON.search(text)
+        if match is None:
+            return Reason(EXCEEDED, text.removeprefix(f"{EXCEEDED}: "))
+        if match["ratio"]:
+            limit = f"your {float(match['ratio']) * 100:g} % limit"
+        else:
+            limit = f"your limit of {match['max_failed']} failed line{pluralize(int(match['max_failed']))}"
+        failed = f"{match['failed']} of {match['run']} lines failed"
+        return Reason(EXCEEDED, f"stopped: {failed}, more than {limit}")
+    subcode = batch.status if batch.status in FAILED else ""
+    return Reason(subcode, text)
 
 
 @register.filter

@@ -79,6 +79,7 @@ def test_the_cancel_action_cancels_active_batches_and_reports_terminal_ones(admi
     )
 
     assert [Batch.objects.get(pk=batch.pk).status for batch in active] == [S.CANCEL, S.CANCEL]
+    assert {batch.history.last().note for batch in active} == {"cancelled by staff member admin"}
     assert [Batch.objects.get(pk=batch.pk).status for batch in finished] == [S.COMPLETED, S.HASH_MISMATCH]
     shown = [str(message) for message in response.context["messages"]]
     assert any("Cancelling 2 batch(es)" in message for message in shown), shown
@@ -111,6 +112,9 @@ def test_the_detail_page_shows_progress_history_and_links_and_cancels(admin_clie
 
     admin_client.post(reverse("admin:batches_batch_cancel", args=[batch.pk]))
     assert Batch.objects.get(pk=batch.pk).status == S.CANCEL
+    assert batch.history.last().note == "cancelled by staff member admin", (
+        "a staff cancel is not the client's"
+    )
     completed = batch_in(S.COMPLETED, caller=caller)
     assert (
         "Cancel batch"

@@ -59,7 +59,7 @@ def test_upload_follow_progress_to_completed_and_download_results(page, caller, 
 
     stored = Batch.objects.get(pk=batch.pk)
     assert stored.hash == hashlib.sha256(content).hexdigest(), "the browser's SHA-256 was sent and matched"
-    assert stored.batch_dict == {"source": "browser test"}
+    assert stored.batch_dict == {"source": "browser test", "name": "twins.jsonl"}
 
     with page.expect_download() as download:
         page.get_by_role("link", name="Download results").click()

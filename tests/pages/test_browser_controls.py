@@ -1,5 +1,6 @@
 """The batch controls in a real browser: the upload form's failure limit and "only validate"
-box, the detail page's link to the lines a running batch has run so far, and its cancel button.
+box, "Run for real" after a dry run, the detail page's link to the lines a running batch has
+run so far, and its cancel button (which asks first).
 The pipeline is driven from the test (no worker), so each state the page shows is one the test
 chose: a worker runs a thousand lines between two of the page's polls."""
 
@@ -44,6 +45,7 @@ def test_the_form_sends_a_failure_limit_and_a_dry_run(page, caller, tmp_path):
     batch = Batch.objects.get(pk=DETAIL_URL.match(page.url)["batch"])
     assert batch.validate_only is True
     assert batch.error_budget == {"max_failed_ratio": 0.05, "min_lines": 100}
+    assert batch.batch_dict == {"name": "twins.jsonl"}, "the file's name labels the batch"
 
     run_batch(batch)
     expect(page.locator("#batch-status")).to_have_attribute("data-status", "completed", timeout=15_000)
@@ -53,11 +55,21 @@ def test_the_form_sends_a_failure_limit_and_a_dry_run(page, caller, tmp_path):
     expect(page.locator("#progress-text")).to_have_text("Dry run: 30 lines checked, none run.")
     expect(page.locator("#error-budget")).to_contain_text("more than 5 % of the lines run failed")
     assert not Twin.objects.exists()
+    expect(page.locator("#batch-status")).to_have_text("dry run")
     with page.expect_download() as download:
         page.get_by_role("link", name="Download results").click()
     results = [json.loads(line) for line in download.value.path().read_text().splitlines()]
     assert [line["line"] for line in results] == list(range(1, 31))
     assert {line["error"]["subcode"] for line in results} == {"validate_only"}
+
+    page.get_by_role("button", name="Run for real").click()
+    page.wait_for_url(DETAIL_URL)
+    real = Batch.objects.get(pk=DETAIL_URL.match(page.url)["batch"])
+    assert real.retry_of_id == batch.pk and real.validate_only is False
+    assert real.batch_dict == {"name": "twins.jsonl"}
+    assert run_batch(real).status == S.COMPLETED
+    assert Twin.objects.filter(account=caller.account).count() == 30
+    expect(page.locator("#batch-status")).to_have_text("completed", timeout=15_000)
 
 
 @override_settings(BATCH_CHUNK_LINES=5)
@@ -107,14 +119,24 @@ def test_cancel_a_running_batch_from_its_page(page, caller):
     expect(page.locator("#progress-text")).to_contain_text(f"5 of {lines} lines")
     screenshot(page, "detail-processing")
 
+    # Cancel asks first: "no" leaves the batch running.
+    page.once("dialog", lambda dialog: dialog.dismiss())
     page.get_by_role("button", name="Cancel batch").click()
-    expect(page.get_by_role("status").filter(has_text="is cancelling")).to_be_visible()
+    expect(page.locator("#batch-status")).to_have_attribute("data-status", "processing")
+    assert Batch.objects.get(pk=batch.pk).status == S.PROCESSING
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Cancel batch").click()
+    cancelling = page.get_by_role("status").filter(has_text="is cancelling")
+    expect(cancelling).to_be_visible()
     assert Batch.objects.get(pk=batch.pk).status == S.CANCEL
     runner.advance(batch)
     runner.drain()
     expect(page.locator("#batch-status")).to_have_attribute("data-status", "cancelled", timeout=15_000)
     expect(page.get_by_role("button", name="Cancel batch")).to_be_hidden()
     expect(page.get_by_role("link", name="Download results")).to_be_visible()
+    expect(cancelling).to_have_count(0)
+    expect(page.get_by_role("link", name="Download failed and never-run lines")).to_be_visible()
 
     cancelled = Batch.objects.get(pk=batch.pk)
     assert (cancelled.status, cancelled.processed) == (S.CANCELLED, 5)

@@ -2,6 +2,7 @@
 the API answering the pages' session with its CSRF token."""
 
 import pytest
+from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.urls import reverse
 
@@ -72,6 +73,49 @@ def test_staff_see_every_account_filter_by_account_and_cancel_any(admin_user, ca
 
     client.post(reverse("batch_cancel_page", args=[theirs.pk]), {"next": LIST})
     assert Batch.objects.get(pk=theirs.pk).status == S.CANCEL
+    assert theirs.history.last().note == "cancelled by staff member admin", "not the client's"
+
+
+def staff_signed_in(*codenames: str) -> Client:
+    """A staff user of no account, with these of the batches app's model permissions."""
+    staff = User.objects.create_user(username="night-shift", is_staff=True)
+    permissions = Permission.objects.filter(content_type__app_label="batches", codename__in=codenames)
+    staff.user_permissions.add(*permissions)
+    client = Client()
+    client.force_login(staff)
+    return client
+
+
+def test_staff_without_model_permissions_see_download_and_cancel_nothing(caller):
+    """The pages follow the admin's model permissions, as the admin does."""
+    theirs = batch_in(S.PROCESSING, caller=caller)
+    client = staff_signed_in()
+    for response in (
+        client.get(LIST),
+        client.get(reverse("batch_page", args=[theirs.pk])),
+        client.get(reverse("batch_state", args=[theirs.pk])),
+        client.post(reverse("batch_cancel_page", args=[theirs.pk])),
+    ):
+        assert response.status_code == 403, response.content[:300]
+    assert b"/downloads/" not in client.get(reverse("batch_page", args=[theirs.pk])).content
+    assert Batch.objects.get(pk=theirs.pk).status == S.PROCESSING
+
+
+def test_staff_who_may_only_view_batches_see_them_but_cannot_cancel(caller):
+    theirs = batch_in(S.PROCESSING, caller=caller)
+    client = staff_signed_in("view_batch")
+    assert rows(client.get(LIST)) == [theirs.pk]
+    assert client.get(reverse("batch_state", args=[theirs.pk])).json()["can_cancel"] is False
+    assert client.post(reverse("batch_cancel_page", args=[theirs.pk])).status_code == 403
+    assert Batch.objects.get(pk=theirs.pk).status == S.PROCESSING
+
+
+def test_staff_who_may_change_batches_cancel_them_in_their_own_name(caller):
+    theirs = batch_in(S.PROCESSING, caller=caller)
+    client = staff_signed_in("view_batch", "change_batch")
+    client.post(reverse("batch_cancel_page", args=[theirs.pk]))
+    assert Batch.objects.get(pk=theirs.pk).status == S.CANCEL
+    assert theirs.history.last().note == "cancelled by staff member night-shift"
 
 
 def test_another_accounts_batch_is_not_found(caller, stranger):

@@ -28,6 +28,7 @@ PAGES = {
     "ui/batches/<uuid:batch_id>/state": {"GET", "HEAD"},
     "ui/batches/<uuid:batch_id>/cancel": {"POST"},
     "ui/batches/<uuid:batch_id>/delete": {"POST"},
+    "ui/batches/<uuid:batch_id>/retry": {"POST"},
 }
 
 
@@ -151,6 +152,7 @@ FORM_POSTS = (
     "/ui/logout",
     f"/ui/batches/{ANY_UUID}/cancel",
     f"/ui/batches/{ANY_UUID}/delete",
+    f"/ui/batches/{ANY_UUID}/retry",
     "/admin/login/",
     "/admin/logout/",
     "/admin/batches/batch/",

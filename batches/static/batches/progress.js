@@ -11,6 +11,8 @@
   const bar = document.getElementById("batch-progress");
   const text = document.getElementById("progress-text");
   const reason = document.getElementById("failure-reason");
+  const reasonWords = document.getElementById("reason-words");
+  const reasonSubcode = document.getElementById("reason-subcode");
   const cancelForm = document.getElementById("cancel-form");
   const history = document.getElementById("batch-history");
   const updated = document.getElementById("batch-updated");
@@ -75,8 +77,10 @@
     badge.dataset.status = state.batch.status;
     setBadge(badge, state.status_label, state.status_tone);
     showProgress(state.batch, state.percent, state.terminal);
-    reason.textContent = state.failure_reason;
-    reason.hidden = !state.failure_reason;
+    reasonWords.textContent = state.reason ? state.reason.words : "";
+    reasonSubcode.textContent = state.reason ? state.reason.subcode : "";
+    reasonSubcode.hidden = !(state.reason && state.reason.subcode);
+    reason.hidden = !state.reason;
     cancelForm.hidden = !state.can_cancel;
     updated.textContent = state.updated;
     for (const [part, link] of Object.entries(downloads)) {
@@ -85,6 +89,12 @@
       if (url) link.href = url;
     }
     showHistory(state.history);
+    if (state.terminal) forgetStoppingMessages();
+  }
+
+  // "… is cancelling" is true only until the batch has stopped.
+  function forgetStoppingMessages() {
+    for (const message of document.querySelectorAll("[data-until-stopped]")) message.remove();
   }
 
   async function poll() {
@@ -110,11 +120,20 @@
     show(state);
     if (!state.terminal) {
       setTimeout(poll, POLL_MS);
-    } else if (state.batch.status === "validation_failed" || state.batch.progress.failed > 0) {
-      // The failed lines are listed by the server, once: load the page again to show them.
+    } else if (
+      state.batch.status === "validation_failed" ||
+      state.batch.progress.failed > 0 ||
+      state.next_step
+    ) {
+      // The failed lines and the next step (retry, run for real) are drawn by the server,
+      // once: load the page again to show them.
       window.location.reload();
     }
   }
 
-  if (root.dataset.terminal !== "true") setTimeout(poll, POLL_MS);
+  if (root.dataset.terminal === "true") {
+    forgetStoppingMessages();
+  } else {
+    setTimeout(poll, POLL_MS);
+  }
 })();

@@ -11,6 +11,8 @@
   const submit = document.getElementById("upload-submit");
   const rows = document.getElementById("batch-dict-rows");
   const csrfToken = form.querySelector("input[name=csrfmiddlewaretoken]").value;
+  const examples = JSON.parse(document.getElementById("operation-examples").textContent);
+  const exampleLine = document.getElementById("operation-example");
 
   class ApiRefusal extends Error {
     constructor(step, status, body) {
@@ -54,9 +56,10 @@
     return Array.from(new Uint8Array(digest), (byte) => byte.toString(16).padStart(2, "0")).join("");
   }
 
-  function batchDict() {
+  // The labels typed in, with the file's name as `name` (what the batch list shows) unless
+  // one was given.
+  function batchDict(file) {
     const dict = {};
-    let any = false;
     for (const row of rows.querySelectorAll(".dict-row")) {
       const key = row.querySelector("input[name=dict-key]").value.trim();
       const raw = row.querySelector("input[name=dict-value]").value;
@@ -68,10 +71,16 @@
         value = raw;
       }
       dict[key] = value;
-      any = true;
     }
-    return any ? dict : null;
+    if (!Object.hasOwn(dict, "name")) dict.name = file.name;
+    return dict;
   }
+
+  function showExample() {
+    exampleLine.textContent = examples[form.elements.operation.value] || "";
+  }
+  form.elements.operation.addEventListener("change", showExample);
+  showExample();
 
   // The failure limit: N lines, or P% of the lines run (as the CLI's --error-budget).
   function errorBudget() {
@@ -118,8 +127,7 @@
     if (document.getElementById("validate-only").checked) body.validate_only = true;
     submit.disabled = true;
     try {
-      const dict = batchDict();
-      if (dict) body.batch_dict = dict;
+      body.batch_dict = batchDict(file);
       // Web Crypto exists only in secure contexts (HTTPS or localhost); elsewhere the batch
       // is created without a hash and the server skips the check.
       if (window.crypto && crypto.subtle) {
