@@ -229,8 +229,11 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "inte
 # Queues by workload: chunk slices on their own queue, so a pipeline step or a maintenance job
 # never waits behind a queue of chunk work. A worker consumes both unless WORKER_QUEUES says.
 CELERY_TASK_DEFAULT_QUEUE = "pipeline"
-CELERY_TASK_QUEUES = (Queue("pipeline"), Queue("chunks"))
-CELERY_TASK_ROUTES = {"batches.tasks.chunks_work": {"queue": "chunks"}}
+CELERY_TASK_QUEUES = (Queue("pipeline"), Queue("chunks"), Queue("webhooks"))
+CELERY_TASK_ROUTES = {
+    "batches.tasks.chunks_work": {"queue": "chunks"},
+    "notifications.tasks.*": {"queue": "webhooks"},
+}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -291,9 +294,9 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # Webhooks (SPEC section 10): callbacks on private addresses only when allowed (tests, a
-# private network you trust); the answer's timeout; retries doubling from the first delay up
-# to the largest, for a day by default; how often beat sweeps for due deliveries; how long
-# settled events are kept.
+# private network you trust); a try's whole time (connecting and the answer); retries
+# doubling from the first delay up to the largest, for a day by default; how often beat sweeps
+# for due deliveries; how long settled events are kept.
 WEBHOOK_ALLOW_PRIVATE_HOSTS = env.bool("WEBHOOK_ALLOW_PRIVATE_HOSTS", default=False)
 WEBHOOK_TIMEOUT_SECONDS = env.float("WEBHOOK_TIMEOUT_SECONDS", default=10)
 WEBHOOK_RETRY_FIRST_DELAY_SECONDS = env.float("WEBHOOK_RETRY_FIRST_DELAY_SECONDS", default=30)
@@ -311,6 +314,13 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "filters": {
+# Fairness between accounts: live subscriptions an account may hold, tries at once per account
+# and per receiver host (a try over either waits a moment, it does not fail), and the processes
+# of the webhooks worker pool.
+WEBHOOK_MAX_SUBSCRIPTIONS_PER_ACCOUNT = env.int("WEBHOOK_MAX_SUBSCRIPTIONS_PER_ACCOUNT", default=10)
+WEBHOOK_MAX_CONCURRENT_PER_ACCOUNT = env.int("WEBHOOK_MAX_CONCURRENT_PER_ACCOUNT", default=2)
+WEBHOOK_MAX_CONCURRENT_PER_HOST = env.int("WEBHOOK_MAX_CONCURRENT_PER_HOST", default=2)
+WEBHOOK_WORKERS = env.int("WEBHOOK_WORKERS", default=4)
         # Upload and download tokens never reach a log (Django logs 4xx paths).
         "redact_tokens": {"()": "batchsite.redact.TokenRedactingFilter"},
         # A refused request is logged once, by batchsite.errors with its trace; Django's own

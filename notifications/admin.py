@@ -1,5 +1,6 @@
 """Staff admin for webhooks: subscriptions, events and each delivery with its attempts
-(time, status code, latency, next try). The one write is "Redeliver", through its service."""
+(time, status code, latency, next try). The writes are "Redeliver" and "End selected
+subscriptions", through their services."""
 
 from django.contrib import admin, messages
 from django.urls import reverse
@@ -9,6 +10,14 @@ from django.utils.html import format_html
 from notifications import services
 from notifications.models import Delivery, DeliveryAttempt, Event, Subscription
 from permissions.admin import ReadOnly, UuidSearch
+
+
+@admin.action(description="End selected subscriptions")
+def end_subscriptions(modeladmin, request, queryset):
+    live = list(queryset.filter(unsubscribed_at__isnull=True))
+    for subscription in live:
+        services.subscription_unsubscribe(subscription=subscription)
+    modeladmin.message_user(request, f"{len(live)} ended.", messages.SUCCESS if live else messages.WARNING)
 
 
 @admin.register(Subscription)
@@ -33,6 +42,7 @@ class SubscriptionAdmin(ReadOnly, UuidSearch, admin.ModelAdmin):
         "created_at",
         "updated_at",
     ]
+    actions = [end_subscriptions]
 
     @admin.display(description="state")
     def state(self, subscription):

@@ -1,6 +1,7 @@
 """Trusted Twin's notification routes. Subscribing needs a secret and `webhook_subscribe`;
 the token routes need only the token from the confirmation URL (it is the credential), so
-the receiver of the confirmation can confirm it, and anyone holding it can end it."""
+the receiver of the confirmation can confirm it, and anyone holding it can end it. The
+account's own routes list its subscriptions and end one without its token."""
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import permissions as drf_permissions
@@ -12,9 +13,12 @@ from batchsite.inputs import validated
 from batchsite.schema import error_responses as errors
 from notifications import selectors, services
 from notifications.serializers import (
+    ManagedSubscriptionSerializer,
     SubscribeSerializer,
     SubscriptionCreatedSerializer,
     SubscriptionLinksSerializer,
+    SubscriptionListQuerySerializer,
+    SubscriptionPageSerializer,
     SubscriptionRefreshedSerializer,
     SubscriptionSerializer,
     TokenQuerySerializer,
@@ -29,7 +33,22 @@ TOKEN = OpenApiParameter(
 
 
 class WebhooksApi(APIView):
-    required_actions = {"POST": "webhook_subscribe"}
+    required_actions = {"POST": "webhook_subscribe", "GET": "get_webhook_subscriptions"}
+
+    @extend_schema(
+        operation_id="get_webhook_subscriptions",
+        parameters=[SubscriptionListQuerySerializer],
+        responses={200: SubscriptionPageSerializer, **errors(400, 401, 403)},
+        description="The account's subscriptions, ended ones included, newest first, with their "
+        "callback URLs and states. Pass the returned cursor for the next page.",
+    )
+    def get(self, request):
+        query = validated(SubscriptionListQuerySerializer, request.query_params)
+        page = selectors.subscription_list(
+            account=request.account, cursor=query.get("cursor"), limit=query["limit"]
+        )
+        body = {"subscriptions": page.subscriptions, "cursor": page.cursor}
+        return Response(SubscriptionPageSerializer(body).data)
 
     @extend_schema(
         operation_id="webhook_subscribe",
@@ -60,7 +79,9 @@ class WebhookTokenApi(APIView):
 
     def subscription(self, request, account):
         token = validated(TokenQuerySerializer, request.query_params)["token"]
-        return selectors.subscription_by_token(account=account, token=token), token
+        subscription = selectors.subscription_by_token(account=account, token=token)
+        services.subscription_live_check(subscription=subscription)
+        return subscription, token
 
     def links(self, subscription, token):
         """The subscription with the URL that unsubscribes (DELETE) and refreshes (PATCH) it."""
@@ -102,3 +123,18 @@ class WebhookTokenApi(APIView):
         subscription = services.subscription_refresh(subscription=subscription)
         body = {"subscription": self.links(subscription, token), "callback_url": subscription.callback_url}
         return Response(SubscriptionRefreshedSerializer(body).data, status=status.HTTP_201_CREATED)
+
+
+class WebhookSubscriptionApi(APIView):
+    required_actions = {"DELETE": "delete_webhook_subscription"}
+
+    @extend_schema(
+        operation_id="delete_webhook_subscription",
+        responses={200: ManagedSubscriptionSerializer, **errors(401, 403, 404)},
+        description="Ends one of the account's subscriptions without its token: nothing more is "
+        "delivered and its token stops working. Ending an ended one changes nothing.",
+    )
+    def delete(self, request, subscription):
+        found = selectors.subscription_get(account=request.account, subscription_id=subscription)
+        found = services.subscription_unsubscribe(subscription=found)
+        return Response(ManagedSubscriptionSerializer(found).data)

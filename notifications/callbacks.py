@@ -5,10 +5,17 @@ A callback URL is http(s) and its host must resolve only to public addresses (un
 connection, against the very address the socket connects to, so a name that later resolves
 to 127.0.0.1 or 169.254.169.254 (DNS rebinding) still reaches nothing inside. No redirect is
 followed, no proxy from the environment is used, and at most a few KiB of the answer are read.
+
+A try has one deadline for all of it (connecting, sending, the answer's head and the start of its
+body): a watchdog shuts the try's sockets down when it passes, so a receiver that trickles a byte
+every few seconds, which never trips a per-read timeout, still ends the try on time.
 """
 
+import contextlib
+import contextvars
 import ipaddress
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -81,27 +88,92 @@ def callback_url_check(url: str) -> str:
     return url
 
 
+class Deadline:
+    """The end of one try. Every socket the try opens is watched; when the time is up the
+    watchdog shuts them down, which ends whatever read or write is blocked on them."""
+
+    def __init__(self, seconds: float):
+        self.ends_at = time.monotonic() + seconds
+        self.passed = False
+        self.watched: list[socket.socket] = []
+        self.lock = threading.Lock()
+        self.timer = threading.Timer(seconds, self.expire)
+        self.timer.daemon = True
+
+    def left(self) -> float:
+        return max(self.ends_at - time.monotonic(), 0.0)
+
+    def watch(self, sock: socket.socket) -> None:
+        # A duplicate of the descriptor: TLS wraps (and detaches) the socket urllib3 holds, and
+        # shutting the connection down through any descriptor of it ends the wrapped one's reads.
+        with self.lock:
+            self.watched.append(sock.dup())
+            if self.passed:
+                self.shut(self.watched[-1])
+
+    def expire(self) -> None:
+        with self.lock:
+            self.passed = True
+            for sock in self.watched:
+                self.shut(sock)
+
+    @staticmethod
+    def shut(sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):  # already closed by the peer or by the try
+            sock.shutdown(socket.SHUT_RDWR)
+
+    def __enter__(self) -> "Deadline":
+        current_deadline.set(self)
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.timer.cancel()
+        current_deadline.set(None)
+        with self.lock:
+            for sock in self.watched:
+                sock.close()
+            self.watched.clear()
+
+
+# The deadline of the try running in this thread, for the connections it opens.
+current_deadline: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar(
+    "webhook_deadline", default=None
+)
+
+
 class CheckedConnectionMixin:
     """Resolves the host itself, refuses what `allowed_addresses` refuses and connects to the
-    address it checked; TLS still verifies the certificate against the host name."""
+    address it checked, within the try's deadline; TLS still verifies the certificate against
+    the host name."""
 
     def _new_conn(self):
         try:
             addresses = allowed_addresses(self._dns_host, self.port)
         except CallbackNotAllowed as refused:
             raise NewConnectionError(self, refused.description) from None
+        deadline = current_deadline.get()
         last_error = None
         for address in addresses:
+            timeout = deadline.left() if deadline else self.timeout
+            if deadline and timeout <= 0:
+                break
             try:
-                return urllib3_connection.create_connection(
+                sock = urllib3_connection.create_connection(
                     (address, self.port),
-                    self.timeout,
+                    timeout,
                     source_address=self.source_address,
                     socket_options=self.socket_options,
                 )
             except OSError as error:
                 last_error = error
-        raise NewConnectionError(self, f"Failed to establish a new connection: {last_error}")
+                continue
+            if deadline:
+                deadline.watch(sock)
+            return sock
+        raise NewConnectionError(
+            self, f"Failed to establish a new connection: {last_error or 'deadline passed'}"
+        )
 
 
 class CheckedHTTPConnection(CheckedConnectionMixin, HTTPConnection):
@@ -152,31 +224,35 @@ class PostOutcome:
 
 
 def post(url: str, *, body: bytes, headers: dict) -> PostOutcome:
-    """One POST: no redirect followed, `WEBHOOK_TIMEOUT_SECONDS` for the answer, at most
-    RESPONSE_READ_BYTES of its body read. Never raises: any error is the try's failure."""
+    """One POST: no redirect followed, `WEBHOOK_TIMEOUT_SECONDS` in all from connecting to the
+    end of the answer read, at most RESPONSE_READ_BYTES of its body read. Never raises: any
+    error is the try's failure."""
     timeout = settings.WEBHOOK_TIMEOUT_SECONDS
     started = time.monotonic()
 
     def elapsed_ms() -> int:
         return int((time.monotonic() - started) * 1000)
 
-    try:
-        callback_url_check(url)
-        with checked_session() as session:
-            response = session.post(
-                url, data=body, headers=headers, timeout=timeout, allow_redirects=False, stream=True
-            )
-            try:
-                excerpt = read_some(response, deadline=started + timeout)
-            finally:
-                response.close()
-    except CallbackNotAllowed as refused:
-        return PostOutcome(None, elapsed_ms(), error=f"callback_url_not_allowed: {refused.description}")
-    except Exception as error:  # noqa: BLE001 - whatever the receiver does is that try's failure
-        return PostOutcome(None, elapsed_ms(), error=f"{type(error).__name__}: {error}"[:1000])
+    with Deadline(timeout) as deadline:
+        try:
+            callback_url_check(url)
+            with checked_session() as session:
+                response = session.post(
+                    url, data=body, headers=headers, timeout=timeout, allow_redirects=False, stream=True
+                )
+                try:
+                    excerpt = read_some(response, deadline=deadline.ends_at)
+                finally:
+                    response.close()
+        except CallbackNotAllowed as refused:
+            return PostOutcome(None, elapsed_ms(), error=f"callback_url_not_allowed: {refused.description}")
+        except Exception as error:  # noqa: BLE001 - whatever the receiver does is that try's failure
+            if deadline.passed:
+                return PostOutcome(None, elapsed_ms(), error=f"no complete answer within {timeout:g} s")
+            return PostOutcome(None, elapsed_ms(), error=f"{type(error).__name__}: {error}"[:1000])
     latency = elapsed_ms()
-    if latency > timeout * 1000:
-        return PostOutcome(response.status_code, latency, error="no complete answer within the timeout")
+    if deadline.passed or latency > timeout * 1000:
+        return PostOutcome(response.status_code, latency, error=f"no complete answer within {timeout:g} s")
     return PostOutcome(response.status_code, latency, excerpt=excerpt)
 
 

@@ -18,6 +18,8 @@ class Subscription(models.Model):
     created_by = models.ForeignKey(AccountUser, on_delete=models.SET_NULL, null=True, blank=True)
     topic = models.CharField(max_length=64)
     callback_url = models.URLField(max_length=2000)
+    # The callback URL's host name, lower case: tries at once are capped per receiver host.
+    callback_host = models.CharField(max_length=255, blank=True, default="")
     # Sent back as X-Client-Secret so the receiver knows the sender; empty when not given.
     client_secret = models.CharField(max_length=256, blank=True)
     # The HMAC key of X-Webhook-Signature; the service must sign with it, so it is kept.
@@ -37,7 +39,10 @@ class Subscription(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["account", "topic"], name="subscription_account_topic")]
+        indexes = [
+            models.Index(fields=["account", "topic"], name="subscription_account_topic"),
+            models.Index(fields=["callback_host"], name="subscription_host"),
+        ]
 
     def __str__(self):
         return f"{self.topic} → {self.callback_url}"
@@ -97,7 +102,8 @@ class Delivery(models.Model):
     next_attempt_at = models.DateTimeField()
     # Tries stop after this (WEBHOOK_RETRY_FOR_SECONDS after the event, or after a redeliver).
     retry_until = models.DateTimeField()
-    # A worker sending it holds it until then; past it, a crashed worker's try is taken over.
+    # A worker sending it holds it until then (longer than a try may last); past it, a crashed
+    # worker's try is taken over.
     leased_until = models.DateTimeField(null=True, blank=True)
     last_status_code = models.PositiveIntegerField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
@@ -109,6 +115,7 @@ class Delivery(models.Model):
         indexes = [
             models.Index(fields=["subscription", "batch_id", "state"], name="delivery_lane"),
             models.Index(fields=["state", "next_attempt_at"], name="delivery_due"),
+            models.Index(fields=["state", "leased_until"], name="delivery_leased"),
         ]
 
     def __str__(self):

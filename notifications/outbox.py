@@ -35,10 +35,12 @@ def retry_until(now):
 
 
 def subscriptions_active(*, account_id, topic: str, now):
-    """Confirmed, not unsubscribed, not past validity: the ones that get events."""
+    """Confirmed, not unsubscribed, not past validity, with a creator: the ones that get events
+    (whether the creator may still read them is asked when each is sent)."""
     return Subscription.objects.filter(
         account_id=account_id,
         topic=topic,
+        created_by__isnull=False,
         confirmed_at__isnull=False,
         unsubscribed_at__isnull=True,
         validity_at__gt=now,

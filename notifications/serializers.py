@@ -1,10 +1,14 @@
 from django.core.validators import RegexValidator
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from batchsite.timestamps import TimestampField
 from notifications.services import EXPIRES_MAX_SECONDS
 
 TOPIC_PATTERN = r"^[a-z_][0-9a-z_]{0,63}$"
+LIST_LIMIT_MAX = 100
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]{16,}={0,2}$"
 
 
 class SubscribeSerializer(serializers.Serializer):
@@ -67,3 +71,38 @@ class SubscriptionCreatedSerializer(serializers.Serializer):
 class SubscriptionRefreshedSerializer(serializers.Serializer):
     subscription = SubscriptionLinksSerializer()
     callback_url = serializers.CharField()
+
+
+@extend_schema_field({"type": "string", "pattern": CURSOR_PATTERN})
+class CursorField(serializers.CharField):
+    """Checked by the listing itself, which answers invalid_cursor for one it did not issue."""
+
+
+class SubscriptionListQuerySerializer(serializers.Serializer):
+    limit = serializers.IntegerField(
+        required=False, min_value=1, max_value=LIST_LIMIT_MAX, default=LIST_LIMIT_MAX
+    )
+    cursor = CursorField(required=False, help_text="From the previous page; opaque (URL-safe base64).")
+
+
+class ManagedSubscriptionSerializer(serializers.Serializer):
+    """A subscription as the account's managers see it: the callback URL (its query may hold a
+    key) is shown only to roles that may list and end subscriptions."""
+
+    subscription = serializers.UUIDField(source="uuid")
+    topic = serializers.CharField()
+    callback_url = serializers.CharField()
+    state = serializers.SerializerMethodField(help_text="pending, active, expired or unsubscribed")
+    created_by = serializers.UUIDField(source="created_by_id", allow_null=True, help_text="The user.")
+    created_ts = TimestampField(source="created_at")
+    validity_ts = TimestampField(source="validity_at")
+
+    def get_state(self, subscription) -> str:
+        return subscription.state(timezone.now())
+
+
+class SubscriptionPageSerializer(serializers.Serializer):
+    subscriptions = ManagedSubscriptionSerializer(many=True)
+    cursor = serializers.CharField(
+        allow_null=True, help_text="Pass as ?cursor= for the next page; null at the end."
+    )

@@ -1,5 +1,6 @@
 """Celery entry points of webhook delivery: one lane (a subscription and one batch's events)
-per task, and beat's sweep that re-queues whatever is due and nobody is sending."""
+per task, and beat's sweep that re-queues whatever is due and nobody is sending. Both run on
+the `webhooks` queue (settings' CELERY_TASK_ROUTES), apart from the pipeline's workers."""
 
 from django.conf import settings
 from django.utils import timezone
@@ -11,9 +12,10 @@ from notifications import services
 @pipeline_task()
 def webhook_deliver(subscription_id: str, batch_id: str | None = None) -> None:
     waiting = services.lane_deliver(subscription_id=subscription_id, batch_id=batch_id)
-    if waiting is None or waiting.leased_until is not None:
+    now = timezone.now()
+    if waiting is None or (waiting.leased_until and waiting.leased_until > now):
         return  # done, or another worker is sending it
-    delay = (waiting.next_attempt_at - timezone.now()).total_seconds()
+    delay = (waiting.next_attempt_at - now).total_seconds()
     # Short waits are queued with a countdown; longer ones are left to the sweep, so no
     # broker holds a message for hours.
     if 0 < delay <= settings.WEBHOOK_SWEEP_INTERVAL_SECONDS * 6:

@@ -53,6 +53,9 @@ NOTIFICATION_ACTIONS = (
     "webhook_confirm_subscription",
     "webhook_unsubscribe",
     "webhook_refresh_subscription",
+    # The account's subscriptions with their callback URLs, and ending one without its token.
+    "get_webhook_subscriptions",
+    "delete_webhook_subscription",
 )
 
 # SPEC section 12: an account's and a user's hourly usage.

@@ -139,6 +139,7 @@ class WorkerProcess:
         extra_env: dict | None = None,
         log_name: str = "worker",
         node_name: str = "",
+        queues: str = "",
     ):
         self.env = {
             **os.environ,
@@ -154,6 +155,7 @@ class WorkerProcess:
         }
         self.concurrency = concurrency
         self.node_name = node_name
+        self.queues = queues
         self.log_path = Path(settings.DATA_DIR) / f"{log_name}.log"
         self.process = None
 
@@ -173,6 +175,8 @@ class WorkerProcess:
         ]
         if self.node_name:
             command.append(f"--hostname={self.node_name}")
+        if self.queues:
+            command.append(f"--queues={self.queues}")
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             command, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

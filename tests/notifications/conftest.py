@@ -1,6 +1,6 @@
 import pytest
 
-from tests.notifications.receiver import Receiver
+from tests.notifications.receiver import Receiver, StallingReceiver
 
 
 @pytest.fixture
@@ -25,3 +25,18 @@ def private_hosts(settings):
     settings.WEBHOOK_RETRY_FIRST_DELAY_SECONDS = 0.1
     settings.WEBHOOK_RETRY_MAX_DELAY_SECONDS = 0.3
     return settings
+
+
+@pytest.fixture
+def stalling_receivers():
+    """Makes trickling or black-hole receivers and closes them after the test."""
+    made = []
+
+    def make(**options) -> StallingReceiver:
+        receiver = StallingReceiver(**options)
+        made.append(receiver)
+        return receiver
+
+    yield make
+    for receiver in made:
+        receiver.close()

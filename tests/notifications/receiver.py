@@ -1,10 +1,16 @@
-"""A webhook receiver on 127.0.0.1 for tests: an http.server in a thread that records what
-it is sent, answers as told, checks signatures, and confirms subscriptions like a real one."""
+"""Webhook receivers on 127.0.0.1 for tests: an http.server in a thread that records what
+it is sent, answers as told, checks signatures, and confirms subscriptions like a real one;
+and a stalling one (a trickle or a black hole) that never completes an answer."""
 
+import contextlib
 import hashlib
 import hmac
 import json
+import re
+import select
+import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -76,3 +82,77 @@ class Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@dataclass
+class Connection:
+    opened: float
+    closed: float | None = None
+    # The request's path (a subscription's URL differs by its query) and its X-Webhook-Id.
+    path: str = ""
+    event_id: str = ""
+
+
+class StallingReceiver:
+    """A receiver on 127.0.0.1 that never completes an answer. `trickle`: sends a status line,
+    then one header byte every `interval` seconds, so no single read ever waits long; otherwise a
+    black hole: it reads the request and says nothing. Each connection is recorded with the
+    times (monotonic) it was opened and closed by the sender, and the X-Webhook-Id it carried."""
+
+    def __init__(self, *, trickle: bool, interval: float = 0.3, give_up_after: float = 60):
+        self.trickle = trickle
+        self.interval = interval
+        self.give_up_after = give_up_after
+        self.connections: list[Connection] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.2)
+        self.stopping = threading.Event()
+        threading.Thread(target=self.accept_loop, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}/hook"
+
+    def accept_loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                sock, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self.stall, args=(sock,), daemon=True).start()
+
+    def stall(self, sock: socket.socket) -> None:
+        connection = Connection(opened=time.monotonic())
+        self.connections.append(connection)
+        with sock:
+            head = b""
+            sock.settimeout(5)
+            with contextlib.suppress(OSError):
+                while b"\r\n\r\n" not in head:
+                    piece = sock.recv(4096)
+                    if not piece:
+                        break
+                    head += piece
+            request_line = head.split(b"\r\n", 1)[0].split(b" ")
+            connection.path = request_line[1].decode() if len(request_line) > 1 else ""
+            found = re.search(rb"(?im)^x-webhook-id:\s*(\S+)", head)
+            connection.event_id = found.group(1).decode() if found else ""
+            pending = b"HTTP/1.1 200 OK\r\nX-Pad: " if self.trickle else b""
+            ends_at = time.monotonic() + self.give_up_after
+            while not self.stopping.is_set() and time.monotonic() < ends_at:
+                try:
+                    if self.trickle:
+                        sock.sendall(pending[:1])
+                        pending = pending[1:] or b"a"
+                    readable, _, _ = select.select([sock], [], [], self.interval)
+                    if readable and not sock.recv(4096):
+                        break  # the sender closed it
+                except OSError:
+                    break  # the sender shut it down
+            connection.closed = time.monotonic()
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.listener.close()

@@ -101,7 +101,7 @@ def test_subscribing_needs_a_secret_and_the_action(make_caller, private_hosts):
     assert_error(APIClient().post(ROUTE, {}, format="json"), 401, "no_secret")
     limited = make_caller(statement={"effect": "deny", "actions": ["webhook_subscribe"]})
     assert_error(subscribe(limited, "http://127.0.0.1:9/hook"), 403, "action_not_allowed")
-    allowed = make_caller(statement={"effect": "allow", "actions": ["webhook_subscribe"]})
+    allowed = make_caller(statement={"effect": "allow", "actions": ["webhook_subscribe", "get_batch"]})
     assert subscribe(allowed, "http://127.0.0.1:9/hook").status_code == 201
 
 
