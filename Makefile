@@ -17,7 +17,7 @@ HOST ?= $(call setting,HOST)
 INSTALLED := $(VENV)/.installed
 INSTALLED_DEV := $(VENV)/.installed-dev
 
-.PHONY: install install-dev run web worker beat test soak lint migrate browser print-config deploy-check
+.PHONY: install install-dev run web worker beat test soak lint migrate browser faketime print-config deploy-check
 
 install: $(INSTALLED)
 install-dev: $(INSTALLED_DEV)
@@ -48,7 +48,9 @@ migrate: install
 # The web server and one Celery worker (with its embedded beat) on the embedded default.
 RUN_WEB = $(BIN)/gunicorn batchsite.wsgi -c batchsite/gunicorn_conf.py --bind $(or $(HOST),127.0.0.1):$(PORT) \
 	--workers 2
-RUN_WORKER = $(BIN)/celery -A batchsite worker --beat --loglevel=INFO --concurrency=2
+# It takes every queue, webhooks included; one account's tries at once are capped
+# (WEBHOOK_MAX_CONCURRENT_PER_ACCOUNT, 2), so a third process is always left for the pipeline.
+RUN_WORKER = $(BIN)/celery -A batchsite worker --beat --loglevel=INFO --concurrency=3
 # batchsite/supervise.sh starts both and stops both when one exits or on Ctrl-C (then it says
 # "Stopped." and exits 0). On a terminal it runs as its own foreground job (`set -m`), so Ctrl-C
 # reaches it and its children but not make, which would otherwise die of the signal however
@@ -69,10 +71,13 @@ web: migrate
 
 # Several workers on one host need names of their own: `make worker WORKER_NAME=second`
 # (node second@HOST; Chunk.worker records it). Without one the node is celery@HOST.
-# WORKER_QUEUES names the queues it takes (default both: pipeline,chunks).
+# WORKER_QUEUES names the queues it takes (default pipeline,chunks). Webhook deliveries have a
+# pool of their own, `make worker WORKER_QUEUES=webhooks WORKER_NAME=webhooks`, of
+# WEBHOOK_WORKERS processes, so a slow receiver never holds a process the pipeline needs.
+WORKER_QUEUES ?= pipeline,chunks
 worker: install
 	$(BIN)/celery -A batchsite worker --loglevel=INFO $(if $(WORKER_NAME),--hostname=$(WORKER_NAME)@%h) \
-		$(if $(WORKER_QUEUES),--queues=$(WORKER_QUEUES))
+		--queues=$(WORKER_QUEUES) $(if $(filter webhooks,$(WORKER_QUEUES)),--concurrency=$(call setting,WEBHOOK_WORKERS))
 
 beat: install
 	$(BIN)/celery -A batchsite beat --loglevel=INFO
@@ -82,9 +87,14 @@ beat: install
 browser:
 	test -x /usr/bin/chromium || { apt-get update && apt-get install -y --no-install-recommends chromium; }
 
+# libfaketime for the clock-skew tests (tests/batches/pipeline/test_clock_skew.py), which run
+# workers with their clocks moved. Installs only when missing (needs root, as in CI).
+faketime:
+	test -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 || { apt-get update && apt-get install -y --no-install-recommends faketime; }
+
 TEST_DATA_DIR ?= $(CURDIR)/var/test
 test: export DATA_DIR := $(TEST_DATA_DIR)
-test: install-dev browser
+test: install-dev browser faketime
 	rm -rf "$(DATA_DIR)/prometheus"
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -97,7 +107,7 @@ deploy-check: install-dev
 # or more); run them in services mode, e.g. with DATABASE_URL and CELERY_BROKER_URL set as in
 # .ci/run.
 soak: export DATA_DIR := $(TEST_DATA_DIR)
-soak: install-dev browser
+soak: install-dev browser faketime
 	FAULT_LINES=$${FAULT_LINES:-150000} FAIRNESS_LINES=$${FAIRNESS_LINES:-300000} \
 		STOP_ROUNDS=$${STOP_ROUNDS:-50} $(BIN)/pytest -m "soak or slow" $(PYTEST_ARGS)
 

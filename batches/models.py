@@ -2,6 +2,7 @@ import uuid
 
 from django.db import models
 
+from batchsite.clock import DatabaseNow
 from permissions.models import Account, AccountUser
 
 
@@ -87,8 +88,9 @@ class Batch(models.Model):
     succeeded = models.BigIntegerField(default=0)
     failed = models.BigIntegerField(default=0)
 
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    # The database's time, as every time the pipeline compares across processes (batchsite.clock).
+    created_at = models.DateTimeField(db_default=DatabaseNow())
+    updated_at = models.DateTimeField(db_default=DatabaseNow())
     # Moved by whichever worker is busy with the batch; a batch in a non-terminal status
     # whose heartbeat stops is resumed by the periodic maintenance task.
     heartbeat_at = models.DateTimeField(null=True, blank=True)
@@ -132,7 +134,7 @@ class BatchStatusChange(models.Model):
     batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="history")
     from_status = models.CharField(max_length=32, blank=True)
     to_status = models.CharField(max_length=32)
-    at = models.DateTimeField(auto_now_add=True)
+    at = models.DateTimeField(db_default=DatabaseNow())
     note = models.TextField(blank=True)
 
     class Meta:

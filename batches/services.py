@@ -21,6 +21,7 @@ from batches.statuses import CANCEL_REQUESTED, CANCELLABLE, TERMINAL
 from batches.storage import bucket_object, uploads_go_direct
 from batches.tasks import CELERY_ENQUEUE
 from batches.validators import batch_dict_validate, encoded_json, hash_validator
+from batchsite.clock import DatabaseNow
 from batchsite.errors import ApplicationError, Conflict
 from operating import services as usage
 from permissions.models import Account, AccountUser
@@ -359,9 +360,7 @@ def batch_cancel(*, batch: Batch, by_staff=None) -> Batch:
             return current
         if current.status not in CANCELLABLE:
             raise _not_cancellable(current.status)
-        cancelled = batch_transition(
-            batch_id=current.pk, to=BatchStatus.CANCEL, note="cancelled by the client"
-        )
+        cancelled = batch_transition(batch_id=current.pk, to=BatchStatus.CANCEL, note=f"cancelled by {who}")
         _enqueue_advance(current.pk)
     return cancelled
 
@@ -386,7 +385,7 @@ def batch_delete(*, batch: Batch) -> Batch:
         current = Batch.objects.select_for_update().get(pk=batch.pk)
         if current.status == BatchStatus.DELETING:
             return current
-        requested_at = current.delete_requested_at or timezone.now()
+        requested_at = current.delete_requested_at or DatabaseNow()
         if current.status in TERMINAL:
             moved = batch_transition(
                 batch_id=current.pk,

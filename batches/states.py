@@ -3,15 +3,17 @@
 Nothing else writes `Batch.status`. `batch_transition` locks the row, re-checks that the move
 is in the table, updates the status (and any fields that move with it) and records the
 history row, all in one transaction, so a cancel racing with completion yields one outcome.
+The times it writes are the database's (batchsite.clock), taken once it holds the row lock: the
+history of a batch is in order whichever worker's clock is off.
 """
 
 from collections.abc import Iterable
 
 from django.db import transaction
-from django.utils import timezone
 
 from batches.models import Batch, BatchStatusChange
 from batches.statuses import can_move
+from batchsite.clock import DatabaseNow
 from notifications.outbox import outbox_record
 from operating.metrics import transition_observed
 
@@ -43,12 +45,11 @@ def batch_transition(
                 return None
             changes.update(lease_owner="", lease_expires_at=None)
         source = batch.status
-        now = timezone.now()
         transaction.on_commit(
             lambda entered=batch.updated_at: transition_observed(source=source, to=to, entered_at=entered)
         )
         Batch.objects.filter(pk=batch_id, status=source).update(
-            status=to, updated_at=now, heartbeat_at=now, **changes
+            status=to, updated_at=DatabaseNow(), heartbeat_at=DatabaseNow(), **changes
         )
         BatchStatusChange.objects.create(batch_id=batch_id, from_status=source, to_status=to, note=note)
         batch.refresh_from_db()

@@ -21,7 +21,6 @@ from celery import current_task
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Exists, F, OuterRef, Sum
-from django.utils import timezone
 
 from batches.controls import budget_exceeded, is_budget_stop
 from batches.models import Batch, BatchStatus, Chunk
@@ -31,6 +30,7 @@ from batches.pipeline.results import is_success_line, result_line
 from batches.pipeline.validating import chunk_check, validate_item
 from batches.states import batch_transition
 from batchsite import fastjson
+from batchsite.clock import DatabaseNow
 from operating.services import usage_record_batch_lines
 from twins.registry import Actor, Operation, OperationError, OperationResult, operation_get
 
@@ -194,7 +194,7 @@ def chunk_claim_and_run(batch_id) -> bool:
             succeeded=executed - failed,
             failed=failed,
             results="".join(run.lines),
-            done_at=timezone.now(),
+            done_at=DatabaseNow(),
             worker=worker_name(),
         )
         usage_record_batch_lines(
@@ -209,7 +209,7 @@ def chunk_claim_and_run(batch_id) -> bool:
             processed=F("processed") + executed,
             succeeded=F("succeeded") + executed - failed,
             failed=F("failed") + failed,
-            heartbeat_at=timezone.now(),
+            heartbeat_at=DatabaseNow(),
         )
         if current.status == S.PROCESSING:
             # Counts committed by other chunks meanwhile may bring a ratio back under the
@@ -243,7 +243,7 @@ def chunk_claim_and_validate(batch_id) -> bool:
         for chunk in claimed:
             checked = chunk_check(operation, input_file, chunk)
             Chunk.objects.filter(pk=chunk.pk).update(validated=True, worker=worker_name(), **checked)
-        Batch.objects.filter(pk=batch_id).update(heartbeat_at=timezone.now())
+        Batch.objects.filter(pk=batch_id).update(heartbeat_at=DatabaseNow())
     return True
 
 

@@ -1,16 +1,14 @@
 """Copying: the upload is streamed into the batch's own file, its SHA-256 computed on the way."""
 
 import hashlib
-from datetime import timedelta
 
-from django.conf import settings
 from django.core.files import File
-from django.utils import timezone
 
 from batches.files import fresh_batch_file_name, storage_discard, storage_save_new
 from batches.models import Batch, BatchStatus, Upload
 from batches.pipeline.lease import Lease
 from batches.pipeline.reading import StorageSource
+from batches.pipeline.results import results_expiry
 from batches.states import batch_transition
 
 S = BatchStatus
@@ -62,7 +60,7 @@ def step_copy(batch: Batch, lease: Lease) -> Batch | None:
             note=f"The file's SHA-256 is {computed}.",
             computed_hash=computed,
             failure_reason=f"The given hash does not match the file's SHA-256 ({computed}).",
-            results_expire_at=timezone.now() + timedelta(days=settings.RESULTS_RETENTION_DAYS),
+            results_expire_at=results_expiry(),
         )
     else:
         moved = batch_transition(

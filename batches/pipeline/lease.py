@@ -7,18 +7,19 @@ second. A second delivery of the same step (a broker redelivering a message whos
 runs, a retry, a resume) finds the lease live and does nothing; once a lost worker's lease has
 expired, the maintenance sweep resumes the step. The transition that ends the step is fenced
 by the token (`batch_transition(owner=...)`), so a step that stalled past its lease publishes
-nothing.
+nothing. The expiry is written and compared in the database's time (batchsite.clock): a worker
+whose clock is ahead neither holds a dead worker's step for as long, nor does one behind take
+a live worker's.
 """
 
 import time
 import uuid
-from datetime import timedelta
 
 from django.conf import settings
 from django.db.models import Q
-from django.utils import timezone
 
 from batches.models import Batch
+from batchsite.clock import DatabaseNow, database_now_plus
 
 RENEW_EVERY_SECONDS = 1.0
 
@@ -39,14 +40,13 @@ class Lease:
         self.renewed_at = 0.0
 
     def _until(self):
-        return timezone.now() + timedelta(seconds=settings.BATCH_LEASE_SECONDS)
+        return database_now_plus(settings.BATCH_LEASE_SECONDS)
 
     def acquire(self) -> bool:
-        now = timezone.now()
         taken = (
             Batch.objects.filter(pk=self.batch_id, status=self.status)
-            .filter(Q(lease_owner="") | Q(lease_expires_at__lt=now))
-            .update(lease_owner=self.owner, lease_expires_at=self._until(), heartbeat_at=now)
+            .filter(Q(lease_owner="") | Q(lease_expires_at__lt=DatabaseNow()))
+            .update(lease_owner=self.owner, lease_expires_at=self._until(), heartbeat_at=DatabaseNow())
         )
         self.renewed_at = time.monotonic()
         return taken == 1
@@ -60,7 +60,7 @@ class Lease:
     def renew(self) -> None:
         self.renewed_at = time.monotonic()
         renewed = Batch.objects.filter(pk=self.batch_id, lease_owner=self.owner, status=self.status).update(
-            lease_expires_at=self._until(), heartbeat_at=timezone.now()
+            lease_expires_at=self._until(), heartbeat_at=DatabaseNow()
         )
         if renewed:
             return

@@ -27,6 +27,7 @@ from batches.files import (
 from batches.models import Batch, BatchStatus, MaintenanceRun, Upload
 from batches.pipeline.lease import Lease
 from batches.statuses import ACTIVE, TERMINAL
+from batchsite.clock import DatabaseNow, database_now_plus
 
 logger = logging.getLogger(__name__)
 S = BatchStatus
@@ -37,35 +38,33 @@ PASSING = frozenset({S.NEW, S.COPIED, S.PROCESSED, S.CANCEL})
 
 def claim_run(name: str, *, every_seconds: float) -> bool:
     """True for the one caller that gets to run job `name` now."""
-    now = timezone.now()
-    due_before = now - timedelta(seconds=every_seconds * 0.9)
-    if MaintenanceRun.objects.filter(name=name, started_at__lt=due_before).update(started_at=now):
+    due_before = database_now_plus(-every_seconds * 0.9)
+    if MaintenanceRun.objects.filter(name=name, started_at__lt=due_before).update(started_at=DatabaseNow()):
         return True
     if MaintenanceRun.objects.filter(name=name).exists():
         return False
     try:
-        MaintenanceRun.objects.create(name=name, started_at=now)
+        MaintenanceRun.objects.create(name=name, started_at=DatabaseNow())
     except IntegrityError:
         return False
     return True
 
 
 def finish_run(name: str) -> None:
-    MaintenanceRun.objects.filter(name=name).update(finished_at=timezone.now())
+    MaintenanceRun.objects.filter(name=name).update(finished_at=DatabaseNow())
 
 
 def batches_to_resume() -> set[str]:
     """Batches a worker owes a step but no worker is doing: a passing status not left for a few
     seconds, a single-worker step whose lease expired (or that no one took), processing with no
     chunk committed for BATCH_STUCK_AFTER_SECONDS, a finished batch whose deletion stalled."""
-    now = timezone.now()
-    kick_before = now - timedelta(seconds=settings.PIPELINE_KICK_AFTER_SECONDS)
-    stuck_before = now - timedelta(seconds=settings.BATCH_STUCK_AFTER_SECONDS)
+    kick_before = database_now_plus(-settings.PIPELINE_KICK_AFTER_SECONDS)
+    stuck_before = database_now_plus(-settings.BATCH_STUCK_AFTER_SECONDS)
     quiet = Q(heartbeat_at__lt=kick_before) | Q(heartbeat_at__isnull=True, created_at__lt=kick_before)
     queries = (
         Batch.objects.filter(status__in=PASSING).filter(quiet),
         Batch.objects.filter(status__in=LEASED, lease_owner="").filter(quiet),
-        Batch.objects.filter(status__in=LEASED, lease_expires_at__lt=now),
+        Batch.objects.filter(status__in=LEASED, lease_expires_at__lt=DatabaseNow()),
         Batch.objects.filter(status=S.PROCESSING, heartbeat_at__lt=stuck_before),
         Batch.objects.filter(status__in=TERMINAL, delete_requested_at__lt=kick_before),
     )
@@ -77,11 +76,11 @@ def sweep(advance: Callable[[str], None]) -> int:
     waiting in a busy queue is asked for again no more than every few seconds."""
     batch_ids = batches_to_resume()
     for batch_id in batch_ids:
-        Batch.objects.filter(pk=batch_id).update(heartbeat_at=timezone.now())
+        Batch.objects.filter(pk=batch_id).update(heartbeat_at=DatabaseNow())
         advance(batch_id)
     if batch_ids:
         logger.info("sweep: resumed %d batches", len(batch_ids))
-    alarm_before = timezone.now() - timedelta(seconds=settings.BATCH_ALARM_AFTER_SECONDS)
+    alarm_before = database_now_plus(-settings.BATCH_ALARM_AFTER_SECONDS)
     for batch_id, status, updated_at in Batch.objects.filter(
         status__in=ACTIVE, updated_at__lt=alarm_before
     ).values_list("pk", "status", "updated_at")[:100]:
@@ -93,22 +92,23 @@ def sweep(advance: Callable[[str], None]) -> int:
 
 def stalled_batches() -> int:
     """How many active batches have not changed status for BATCH_ALARM_AFTER_SECONDS."""
-    alarm_before = timezone.now() - timedelta(seconds=settings.BATCH_ALARM_AFTER_SECONDS)
+    alarm_before = database_now_plus(-settings.BATCH_ALARM_AFTER_SECONDS)
     return Batch.objects.filter(status__in=ACTIVE, updated_at__lt=alarm_before).count()
 
 
 def uploads_expire(*, keep_rows_days: int = 7) -> int:
     """Unused uploads past their validity (or invalidated) lose their bytes; their rows stay
     a while so a late create_batch is told "expired" rather than "unknown"."""
-    now = timezone.now()
     unused = Upload.objects.filter(used_at__isnull=True)
-    lapsed = unused.filter(Q(expires_at__lt=now) | Q(invalidated_at__isnull=False)).exclude(file_name="")
+    lapsed = unused.filter(Q(expires_at__lt=DatabaseNow()) | Q(invalidated_at__isnull=False)).exclude(
+        file_name=""
+    )
     count = 0
     for upload in lapsed.only("pk", "file_name"):
         storage_discard(upload.file_name)
         Upload.objects.filter(pk=upload.pk).update(file_name="")
         count += 1
-    unused.filter(expires_at__lt=now - timedelta(days=keep_rows_days)).delete()
+    unused.filter(expires_at__lt=database_now_plus(-keep_rows_days * 86400)).delete()
     return count
 
 
@@ -147,10 +147,10 @@ def spool_remove_stale() -> int:
 def batches_past_retention(advance: Callable[[str], None]) -> int:
     """Finished batches whose results passed their retention are deleted like a DELETE would."""
     expired = Batch.objects.filter(
-        status__in=TERMINAL, results_expire_at__lt=timezone.now(), delete_requested_at__isnull=True
+        status__in=TERMINAL, results_expire_at__lt=DatabaseNow(), delete_requested_at__isnull=True
     )
     batch_ids = [str(pk) for pk in expired.values_list("pk", flat=True)]
-    Batch.objects.filter(pk__in=batch_ids).update(delete_requested_at=timezone.now())
+    Batch.objects.filter(pk__in=batch_ids).update(delete_requested_at=DatabaseNow())
     for batch_id in batch_ids:
         advance(batch_id)
     return len(batch_ids)

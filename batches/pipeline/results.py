@@ -8,7 +8,6 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
 
 from batches.files import fresh_batch_file_name, storage_discard, storage_save_spooled, storage_spool
 from batches.models import Batch, BatchStatus, Chunk
@@ -17,6 +16,7 @@ from batches.pipeline.lease import Lease, LeaseLost, StepInterrupted, TickingRea
 from batches.pipeline.reading import input_lines, prepared_line_numbers
 from batches.states import batch_transition
 from batchsite import fastjson
+from batchsite.clock import DatabaseNow
 from twins.registry import OperationError, OperationResult
 
 logger = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ VALIDATE_ONLY_LINE = (
 
 
 def results_expiry():
-    return timezone.now() + timedelta(days=settings.RESULTS_RETENTION_DAYS)
+    return DatabaseNow() + timedelta(days=settings.RESULTS_RETENTION_DAYS)
 
 
 def is_success_line(line: str) -> bool:
