@@ -253,15 +253,15 @@ BATCH_MAX_LINES = env.int("BATCH_MAX_LINES", default=10_000_000)
 # deeply any JSON (a batch line or a request body) may nest.
 BATCH_DECOMPRESSED_MAX_BYTES = env.int("BATCH_DECOMPRESSED_MAX_BYTES", default=4 * BATCH_FILE_MAX_BYTES)
 BATCH_CSV_MAX_CELLS = env.int("BATCH_CSV_MAX_CELLS", default=1000)
+# A gzip member per 64 KiB block (bgzip) of the largest file allowed fits; a flood of empty
+# members (no byte out, so no other limit counts it) stops here.
+BATCH_GZIP_MAX_MEMBERS = env.int("BATCH_GZIP_MAX_MEMBERS", default=100_000)
 BATCH_JSON_MAX_DEPTH = env.int("BATCH_JSON_MAX_DEPTH", default=64)
 RESULTS_RETENTION_DAYS = env.int("RESULTS_RETENTION_DAYS", default=30)
 VALIDATION_REPORT_MAX_LINES = env.int("VALIDATION_REPORT_MAX_LINES", default=10_000)
 
 # The pipeline (SPEC section 7): lines per chunk (the unit of work and of recovery), lines
 # between two looks at a cancel, how many chunk workers one batch asks for at once, and how
-# A gzip member per 64 KiB block (bgzip) of the largest file allowed fits; a flood of empty
-# members (no byte out, so no other limit counts it) stops here.
-BATCH_GZIP_MAX_MEMBERS = env.int("BATCH_GZIP_MAX_MEMBERS", default=100_000)
 # long one chunk task runs before queueing itself again behind other work.
 BATCH_CHUNK_LINES = env.int("BATCH_CHUNK_LINES", default=1000)
 BATCH_CANCEL_CHECK_LINES = env.int("BATCH_CANCEL_CHECK_LINES", default=500)
@@ -304,6 +304,13 @@ WEBHOOK_RETRY_MAX_DELAY_SECONDS = env.float("WEBHOOK_RETRY_MAX_DELAY_SECONDS", d
 WEBHOOK_RETRY_FOR_SECONDS = env.float("WEBHOOK_RETRY_FOR_SECONDS", default=24 * 3600)
 WEBHOOK_SWEEP_INTERVAL_SECONDS = env.float("WEBHOOK_SWEEP_INTERVAL_SECONDS", default=10)
 WEBHOOK_EVENT_RETENTION_DAYS = env.int("WEBHOOK_EVENT_RETENTION_DAYS", default=30)
+# Fairness between accounts: live subscriptions an account may hold, tries at once per account
+# and per receiver host (a try over either waits a moment, it does not fail), and the processes
+# of the webhooks worker pool.
+WEBHOOK_MAX_SUBSCRIPTIONS_PER_ACCOUNT = env.int("WEBHOOK_MAX_SUBSCRIPTIONS_PER_ACCOUNT", default=10)
+WEBHOOK_MAX_CONCURRENT_PER_ACCOUNT = env.int("WEBHOOK_MAX_CONCURRENT_PER_ACCOUNT", default=2)
+WEBHOOK_MAX_CONCURRENT_PER_HOST = env.int("WEBHOOK_MAX_CONCURRENT_PER_HOST", default=2)
+WEBHOOK_WORKERS = env.int("WEBHOOK_WORKERS", default=4)
 CELERY_BEAT_SCHEDULE["notifications-sweep"] = {
     "task": "notifications.tasks.webhooks_sweep",
     "schedule": WEBHOOK_SWEEP_INTERVAL_SECONDS,
@@ -314,14 +321,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "filters": {
-# Fairness between accounts: live subscriptions an account may hold, tries at once per account
-# and per receiver host (a try over either waits a moment, it does not fail), and the processes
-# of the webhooks worker pool.
-WEBHOOK_MAX_SUBSCRIPTIONS_PER_ACCOUNT = env.int("WEBHOOK_MAX_SUBSCRIPTIONS_PER_ACCOUNT", default=10)
-WEBHOOK_MAX_CONCURRENT_PER_ACCOUNT = env.int("WEBHOOK_MAX_CONCURRENT_PER_ACCOUNT", default=2)
-WEBHOOK_MAX_CONCURRENT_PER_HOST = env.int("WEBHOOK_MAX_CONCURRENT_PER_HOST", default=2)
-WEBHOOK_WORKERS = env.int("WEBHOOK_WORKERS", default=4)
-        # Upload and download tokens never reach a log (Django logs 4xx paths).
+        # No credential in a URL (tokens, PINs) reaches a log: Django logs 5xx paths.
         "redact_tokens": {"()": "batchsite.redact.TokenRedactingFilter"},
         # A refused request is logged once, by batchsite.errors with its trace; Django's own
         # "Bad Request"/"Not Found" lines are kept for server errors only.
@@ -349,11 +349,17 @@ if "*" in ALLOWED_HOSTS and not PUBLIC_URL:
 # The throttles and the sign-in lockout key on the client address this gives.
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 REST_FRAMEWORK["NUM_PROXIES"] = TRUSTED_PROXY_COUNT
+# PIN exchange tries (permissions.throttles): PIN_THROTTLE_RATE per source, this per source at one
+# account, the ceiling at one account from all sources (past it, a source's first try only).
 REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["secret_pin_account"] = env.str(
     "PIN_ACCOUNT_THROTTLE_RATE", default="100/hour"
 )
-# The cache every process shares (throttle counts, sign-in failures): the database's cache table
-# (the operating app's migrations make it) unless CACHE_URL names one, e.g. redis://127.0.0.1:6379/1.
+REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["secret_pin_account_ceiling"] = env.str(
+    "PIN_ACCOUNT_CEILING_RATE", default="1000/hour"
+)
+# The cache every process shares: the database's cache table (the operating app's migrations
+# make it) unless CACHE_URL names one, e.g. redis://127.0.0.1:6379/1. Throttle and lockout counts
+# (permissions.counters) go to that Redis when it is one, else to their own table.
 CACHE_URL = env.str("CACHE_URL", default="")
 CACHES = {
     "default": env.cache_url_config(CACHE_URL)
