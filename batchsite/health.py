@@ -2,32 +2,33 @@
 HEALTH_CHECK_SECONDS whatever they do (a broker that accepts connections and never answers
 counts as failing, it does not hang the probe).
 
-It also reports the pipeline's own health, without failing on it (a web host is healthy even
-when the workers are not): how long ago the maintenance sweep last ran, and how many active
-batches have not moved for BATCH_ALARM_AFTER_SECONDS. Alert on those (README, "Failure model").
+It also reports what an operator alerts on, without failing on it (a web host is healthy for
+the load balancer even when the workers are not): the worker nodes seen alive, how long ago the
+maintenance sweep last ran, how many active batches have stalled, and the local storage's free
+space. `/metrics` exports the same as gauges, with the broker's queue depths (README,
+"Operating it").
 """
 
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor, wait
+import shutil
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
+from django.core.files.storage import FileSystemStorage, default_storage
 from django.db import connection
-from django.db.models import DurationField, ExpressionWrapper, F
 from django.http import JsonResponse
 
-from batches.models import MaintenanceRun
-from batches.pipeline.maintenance import stalled_batches
 from batchsite.celery import app as celery_app
-from batchsite.clock import DatabaseNow
 from batchsite.middleware import require_safe
 
 logger = logging.getLogger(__name__)
 # Checks that may hang run here; a hung one keeps its thread, never the request.
 _checkers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="healthz")
+UNKNOWN_DEPTH = -1
 
 
 def check_database():
@@ -54,17 +55,94 @@ def check_storage():
     default_storage.delete(name)
 
 
-def pipeline_health() -> dict:
-    # In the database's time, as the sweep's claim wrote it: no host's clock enters the age.
-    age = (
-        MaintenanceRun.objects.filter(name="sweep")
-        .annotate(age=ExpressionWrapper(DatabaseNow() - F("started_at"), output_field=DurationField()))
-        .values_list("age", flat=True)
-        .first()
-    )
+def storage_space() -> dict | None:
+    """Free space where the local storage keeps its files; None for a remote one (S3)."""
+    if not isinstance(default_storage, FileSystemStorage):
+        return None
+    # The disk its folder will be on: a fresh installation's folder appears with its first file.
+    folder = Path(default_storage.location)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    usage = shutil.disk_usage(folder)
+    free_ratio = usage.free / usage.total if usage.total else 0.0
     return {
-        "sweep_age_seconds": round(age.total_seconds(), 1) if age is not None else None,
-        "stalled_batches": stalled_batches(),
+        "free_bytes": usage.free,
+        "total_bytes": usage.total,
+        "free_ratio": round(free_ratio, 4),
+        "nearly_full": free_ratio < settings.STORAGE_LOW_FREE_RATIO,
+    }
+
+
+def queue_not_found(error: Exception) -> bool:
+    """A passive declare of a queue the broker does not hold (to Redis, an empty queue is no
+    key at all): reply code 404, an int from RabbitMQ, a string from kombu's virtual transports."""
+    return str(getattr(error, "reply_code", "")) == "404"
+
+
+def broker_queue_depths() -> dict[str, int]:
+    """{queue: messages waiting in it} for the queues of the settings, asked of the broker:
+    RabbitMQ's passive queue.declare, Redis's LLEN, the filesystem broker's message files."""
+    depths = {}
+    with celery_app.connection_for_read() as broker:
+        broker.ensure_connection(max_retries=1, timeout=settings.HEALTH_CHECK_SECONDS)
+        for queue in settings.CELERY_TASK_QUEUES:
+            # A channel each: RabbitMQ closes the channel of a passive declare that failed.
+            with broker.channel() as channel:
+                try:
+                    depths[queue.name] = channel.queue_declare(queue=queue.name, passive=True).message_count
+                except Exception as error:
+                    if not queue_not_found(error):
+                        raise
+                    depths[queue.name] = 0
+    return depths
+
+
+class BoundedProbe:
+    """Runs a probe that may hang in the checkers' pool and waits for it at most
+    HEALTH_CHECK_SECONDS. While one run is still out (a broker that never answers), later calls
+    wait on that same run rather than start another, so a hung component holds one thread per
+    process, however often it is scraped."""
+
+    def __init__(self, probe):
+        self.probe = probe
+        self.lock = threading.Lock()
+        self.running: Future | None = None
+
+    def start(self) -> Future:
+        with self.lock:
+            if self.running is None or self.running.done():
+                self.running = _checkers.submit(self.probe)
+            return self.running
+
+    def __call__(self):
+        running = self.start()
+        done, _ = wait([running], timeout=settings.HEALTH_CHECK_SECONDS)
+        if not done:
+            raise TimeoutError(f"{self.probe.__name__}: no answer in {settings.HEALTH_CHECK_SECONDS} s")
+        return running.result()
+
+
+bounded_queue_depths = BoundedProbe(broker_queue_depths)
+bounded_storage_space = BoundedProbe(storage_space)
+
+
+def queue_depths_or_unknown() -> dict[str, int]:
+    """The broker's queue depths, or UNKNOWN_DEPTH for each when it does not answer in time."""
+    try:
+        return bounded_queue_depths()
+    except Exception as error:  # noqa: BLE001 - any failure means "unknown", never a failed scrape
+        logger.warning("queue depths unknown: %s", error)
+        return {queue.name: UNKNOWN_DEPTH for queue in settings.CELERY_TASK_QUEUES}
+
+
+def pipeline_health() -> dict:
+    from operating.selectors import batches_stalled, sweep_age_seconds, workers_alive
+
+    age = sweep_age_seconds()
+    return {
+        "workers_alive": workers_alive(),
+        "sweep_age_seconds": None if age is None else round(age, 1),
+        "stalled_batches": batches_stalled(),
     }
 
 
@@ -77,11 +155,12 @@ def healthz(request):
     except Exception as error:  # noqa: BLE001 - any failure means "not healthy"
         logger.warning("healthz: database failed: %s", error)
         results["database"] = "failing"
+    space = bounded_storage_space.start()
     pending = {
         _checkers.submit(check): name
         for name, check in (("broker", check_broker), ("storage", check_storage))
     }
-    done, _ = wait(pending, timeout=settings.HEALTH_CHECK_SECONDS)
+    done, _ = wait([*pending, space], timeout=settings.HEALTH_CHECK_SECONDS)
     for future, name in pending.items():
         error = future.exception() if future in done else TimeoutError("no answer in time")
         if error is not None:
@@ -93,5 +172,7 @@ def healthz(request):
             results["pipeline"] = pipeline_health()
         except Exception as error:  # noqa: BLE001 - e.g. before the first migrate; never a 500
             logger.warning("healthz: pipeline health unknown: %s", error)
-            results["pipeline"] = {"sweep_age_seconds": None, "stalled_batches": None}
+            results["pipeline"] = {"workers_alive": None, "sweep_age_seconds": None, "stalled_batches": None}
+    # Reported, never failing the check: a full disk already fails the storage probe's write.
+    results["storage_space"] = space.result() if space in done and space.exception() is None else None
     return JsonResponse(results, status=200 if healthy else 503)

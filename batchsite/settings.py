@@ -281,10 +281,21 @@ PIPELINE_KICK_AFTER_SECONDS = env.float("PIPELINE_KICK_AFTER_SECONDS", default=5
 BATCH_STUCK_AFTER_SECONDS = env.int("BATCH_STUCK_AFTER_SECONDS", default=60)
 BATCH_ALARM_AFTER_SECONDS = env.int("BATCH_ALARM_AFTER_SECONDS", default=3600)
 MAINTENANCE_INTERVAL_SECONDS = env.int("MAINTENANCE_INTERVAL_SECONDS", default=60)
+# A file in a batch's folder that the batch does not record (its step's publishing transition
+# failed) is deleted by housekeeping once this old; the folders are listed this often.
+ORPHAN_FILE_GRACE_SECONDS = env.int("ORPHAN_FILE_GRACE_SECONDS", default=3600)
 # A request never waits longer than this for the broker; the sweep starts what was not sent.
 BROKER_PUBLISH_TIMEOUT_SECONDS = env.float("BROKER_PUBLISH_TIMEOUT_SECONDS", default=2)
 # GET /healthz answers within this, whatever the broker or the storage do.
 HEALTH_CHECK_SECONDS = env.float("HEALTH_CHECK_SECONDS", default=2.5)
+# Operators' signals (README, "Operating it"): an active batch with no heartbeat (a status
+# change, a lease renewal, a committed or checked chunk) this long is stalled; how often each
+# worker writes its own heartbeat, and for how long one counts as alive; storage with less than
+# this share free is reported nearly full.
+BATCH_STALL_AFTER_SECONDS = env.float("BATCH_STALL_AFTER_SECONDS", default=60)
+WORKER_HEARTBEAT_SECONDS = env.float("WORKER_HEARTBEAT_SECONDS", default=15)
+WORKER_ALIVE_SECONDS = env.float("WORKER_ALIVE_SECONDS", default=60)
+STORAGE_LOW_FREE_RATIO = env.float("STORAGE_LOW_FREE_RATIO", default=0.1)
 CELERY_BEAT_SCHEDULE = {
     "batches-sweep": {"task": "batches.tasks.batches_sweep", "schedule": PIPELINE_SWEEP_SECONDS},
     "batches-housekeeping": {

@@ -11,6 +11,7 @@ import json
 import logging
 import uuid
 from collections.abc import Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 
 trace_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("trace", default=None)
@@ -74,8 +75,20 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
-# Pipeline tasks take the batch id as their first argument.
-BATCH_TASKS = ("batches.tasks.batch_advance", "batches.tasks.batch_run_chunks")
+# Tasks of one batch take its id as their first argument; a chunk worker's task serves several
+# batches and names each chunk's with batch_logged.
+BATCH_TASKS = ("batches.tasks.batch_advance",)
+
+
+@contextmanager
+def batch_logged(batch_id):
+    """Every line logged meanwhile carries `batch`: for a task that works for one batch after
+    another (a chunk worker's slice)."""
+    token = batch_var.set(str(batch_id))
+    try:
+        yield
+    finally:
+        batch_var.reset(token)
 
 
 def _task_started(sender=None, task=None, args=None, **kwargs):

@@ -7,6 +7,8 @@ PROMETHEUS_MULTIPROC_DIR before anything imports this module."""
 
 import hmac
 import ipaddress
+import logging
+import math
 import os
 from collections.abc import Mapping
 
@@ -26,6 +28,8 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 
 from batchsite.errors import ErrorInfo
+
+logger = logging.getLogger(__name__)
 
 SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
 
@@ -49,30 +53,69 @@ webhook_deliveries = Counter("webhook_deliveries", "Webhook deliveries, by outco
 quota_refusals = Counter("quota_refusals", "Requests refused by a quota or the throttle.", ["quota"])
 
 
-class ActiveBatchesCollector:
-    """batches_active{status}: read from the database at scrape time, so it is right however
-    many processes moved the batches and whichever of them died."""
+class InstallationCollector:
+    """The gauges an operator alerts on, read at scrape time from the database (in its own
+    clock) and, within HEALTH_CHECK_SECONDS, from the broker and the storage: right however many
+    processes did the work and whichever of them died. The same on every web host."""
 
     def collect(self):
-        from operating.selectors import batches_active_by_status, batches_stuck
+        from batchsite.health import bounded_storage_space, queue_depths_or_unknown
+        from operating import selectors
 
-        family = GaugeMetricFamily("batches_active", "Batches not finished, by status.", labels=["status"])
-        for status, count in batches_active_by_status().items():
-            family.add_metric([status], count)
-        yield family
+        active = GaugeMetricFamily("batches_active", "Batches not finished, by status.", labels=["status"])
+        for status, count in selectors.batches_active_by_status().items():
+            active.add_metric([status], count)
+        yield active
         yield GaugeMetricFamily(
-            "batches_stuck",
-            "Unfinished batches without a heartbeat for BATCH_STUCK_AFTER_SECONDS (maintenance "
-            "resumes them; one that stays here is not moving).",
-            value=batches_stuck(),
+            "batches_stalled",
+            "Active batches without a heartbeat for BATCH_STALL_AFTER_SECONDS.",
+            value=selectors.batches_stalled(),
         )
+        age = selectors.sweep_age_seconds()
+        yield GaugeMetricFamily(
+            "batches_sweep_age_seconds",
+            "Seconds since the maintenance sweep last ran (+Inf: never).",
+            value=math.inf if age is None else age,
+        )
+        alive = GaugeMetricFamily(
+            "workers_alive",
+            "Worker nodes consuming the queue seen alive in the last WORKER_ALIVE_SECONDS.",
+            labels=["queue"],
+        )
+        for queue, count in selectors.workers_alive_by_queue().items():
+            alive.add_metric([queue], count)
+        yield alive
+        depth = GaugeMetricFamily(
+            "broker_queue_depth", "Messages waiting in the broker's queue (-1: unknown).", labels=["queue"]
+        )
+        for queue, count in queue_depths_or_unknown().items():
+            depth.add_metric([queue], count)
+        yield depth
+        yield from storage_gauges(bounded_storage_space)
+
+
+def storage_gauges(space_probe):
+    """Free space of the local storage; none for a remote one, or when it does not answer."""
+    try:
+        space = space_probe()
+    except Exception as error:  # noqa: BLE001 - a missing gauge, never a failed scrape
+        logger.warning("storage space unknown: %s", error)
+        return
+    if space is None:
+        return
+    yield GaugeMetricFamily(
+        "storage_free_bytes", "Bytes free where the local storage keeps files.", value=space["free_bytes"]
+    )
+    yield GaugeMetricFamily(
+        "storage_free_ratio", "Share of the local storage's disk that is free.", value=space["free_ratio"]
+    )
 
 
 def registry_of(*, with_database: bool = True) -> CollectorRegistry:
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
     if with_database:
-        registry.register(ActiveBatchesCollector())
+        registry.register(InstallationCollector())
     return registry
 
 

@@ -89,3 +89,17 @@ class AccountQuota(models.Model):
 
     def __str__(self):
         return f"quotas of {self.account_id}"
+
+
+class WorkerHeartbeat(models.Model):
+    """A Celery worker node's last sign of life, written by the node every
+    WORKER_HEARTBEAT_SECONDS in the database's time and deleted when it stops: the workers seen
+    alive are read here, whichever broker carries the work."""
+
+    node = models.CharField(max_length=200, primary_key=True)
+    # The queues the node consumes, comma-separated.
+    queues = models.CharField(max_length=500)
+    seen_at = models.DateTimeField()
+
+    def __str__(self):
+        return self.node

@@ -3,12 +3,20 @@
 from datetime import UTC, timedelta
 
 from django.conf import settings
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
 from django.utils import timezone
 
-from batches.models import Batch
+from batches.models import Batch, MaintenanceRun
 from batches.statuses import ACTIVE
-from operating.models import USAGE_COUNTERS, LinesMinute, QuotaRefusalHour, UsageHour, hour_of
+from batchsite.clock import DatabaseNow, database_now_plus
+from operating.models import (
+    USAGE_COUNTERS,
+    LinesMinute,
+    QuotaRefusalHour,
+    UsageHour,
+    WorkerHeartbeat,
+    hour_of,
+)
 from permissions.models import Account
 
 USAGE_DAYS = 7
@@ -37,15 +45,51 @@ def batches_active_by_status() -> dict[str, int]:
     return counts
 
 
-def batches_stuck() -> int:
-    """Unfinished batches whose heartbeat (or, never started, creation) is older than
-    BATCH_STUCK_AFTER_SECONDS."""
-    quiet_since = timezone.now() - timedelta(seconds=settings.BATCH_STUCK_AFTER_SECONDS)
+def batches_stalled() -> int:
+    """Active batches without a heartbeat (or, never started, created) for
+    BATCH_STALL_AFTER_SECONDS, in the database's time: the one definition of a stall, for
+    /healthz, the metrics and the dashboard. Work writes the heartbeat: a status change, a
+    step's lease renewal, a committed or checked chunk."""
+    quiet_since = database_now_plus(-settings.BATCH_STALL_AFTER_SECONDS)
     return (
         Batch.objects.filter(status__in=ACTIVE)
         .filter(Q(heartbeat_at__lt=quiet_since) | Q(heartbeat_at__isnull=True, created_at__lt=quiet_since))
         .count()
     )
+
+
+def sweep_age_seconds() -> float | None:
+    """Seconds since the maintenance sweep last started, in the database's time (as its claim
+    wrote it, so no host's clock enters the age); None before it ever ran."""
+    age = (
+        MaintenanceRun.objects.filter(name="sweep")
+        .annotate(age=ExpressionWrapper(DatabaseNow() - F("started_at"), output_field=DurationField()))
+        .values_list("age", flat=True)
+        .first()
+    )
+    return None if age is None else age.total_seconds()
+
+
+def worker_queues() -> list[str]:
+    return [queue.name for queue in settings.CELERY_TASK_QUEUES]
+
+
+def workers_alive_by_queue() -> dict[str, int]:
+    """{queue: worker nodes consuming it seen in the last WORKER_ALIVE_SECONDS}, every queue
+    of the settings listed, by the database's clock."""
+    alive = WorkerHeartbeat.objects.filter(seen_at__gte=database_now_plus(-settings.WORKER_ALIVE_SECONDS))
+    counts = dict.fromkeys(worker_queues(), 0)
+    for queues in alive.values_list("queues", flat=True):
+        for queue in queues.split(","):
+            if queue in counts:
+                counts[queue] += 1
+    return counts
+
+
+def workers_alive() -> int:
+    return WorkerHeartbeat.objects.filter(
+        seen_at__gte=database_now_plus(-settings.WORKER_ALIVE_SECONDS)
+    ).count()
 
 
 def batches_by_status() -> list[tuple[str, int]]:

@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
 from batches.models import Batch, BatchStatus
 from batches.statuses import ACTIVE
+from batchsite.clock import DatabaseNow, database_now_plus
 from batchsite.errors import ApplicationError
 from operating import metrics
 from operating.models import (
@@ -33,6 +34,7 @@ from operating.models import (
     LinesMinute,
     QuotaRefusalHour,
     UsageHour,
+    WorkerHeartbeat,
     hour_of,
 )
 from permissions.counters import counters_prune
@@ -294,3 +296,20 @@ def usage_prune() -> dict:
         "line_minutes": LinesMinute.objects.filter(minute__lt=now - timedelta(days=2)).delete()[0],
         "ended_counter_windows": counters_prune(),
     }
+
+
+def worker_heartbeat_record(*, node: str, queues: list[str]) -> None:
+    """The node is alive now, in the database's time; rows of nodes gone for a day go."""
+    fields = {"queues": ",".join(sorted(queues)), "seen_at": DatabaseNow()}
+    if not WorkerHeartbeat.objects.filter(node=node).update(**fields):
+        try:
+            with transaction.atomic():
+                WorkerHeartbeat.objects.create(node=node, **fields)
+        except IntegrityError:  # a node of the same name wrote first: it is alive either way
+            pass
+    WorkerHeartbeat.objects.filter(seen_at__lt=database_now_plus(-86400)).delete()
+
+
+def worker_heartbeat_remove(*, node: str) -> None:
+    """A node that stops says so, so it stops counting at once rather than after WORKER_ALIVE_SECONDS."""
+    WorkerHeartbeat.objects.filter(node=node).delete()

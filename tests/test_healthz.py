@@ -4,22 +4,30 @@ Each failure below is a real one of the component: a broker on a closed port, br
 that are not directories, a storage location under a regular file, a database that refuses.
 """
 
+import shutil
 import socket
 import time
+from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.core.files.storage import default_storage
 from django.test import Client, override_settings
+from django.utils import timezone
 
 from batches.pipeline import driver
 from batchsite.celery import app as celery_app
+from operating import services
+from operating.models import WorkerHeartbeat
+from tests.batches.api_support import batch_in
 
 EVERYTHING_OK = {"database": "ok", "broker": "ok", "storage": "ok"}
 
 
 def healthz():
     response = Client().get("/healthz")
-    response.checks = {name: value for name, value in response.json().items() if name != "pipeline"}
+    reports = ("pipeline", "storage_space")
+    response.checks = {name: value for name, value in response.json().items() if name not in reports}
     return response
 
 
@@ -94,8 +102,11 @@ def test_storage_probe_leaves_nothing_behind(db):
     assert default_storage.listdir("healthz") == ([], [])
 
 
-def test_a_broker_that_accepts_and_never_answers_fails_within_the_deadline(db, broker_url):
+def test_a_broker_that_accepts_and_never_answers_fails_within_the_deadline(db, broker_url, settings):
     """A broker that takes the TCP connection and then says nothing must not hang the probe."""
+    started = time.monotonic()
+    assert healthz().status_code == 200
+    healthy_probe = time.monotonic() - started
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(16)
@@ -108,11 +119,42 @@ def test_a_broker_that_accepts_and_never_answers_fails_within_the_deadline(db, b
         silent.close()
     assert response.status_code == 503
     assert response.checks == {**EVERYTHING_OK, "broker": "failing"}
-    assert elapsed < 3.5
+    # HEALTH_CHECK_SECONDS is the product's promise (README, "Configuration"). Past it the
+    # probe only does what a healthy one does, timed above in this run; the floor absorbs a
+    # loaded machine's scheduling. Without the deadline the probe waits on the broker for ever.
+    assert elapsed < settings.HEALTH_CHECK_SECONDS + max(2.0, 10 * healthy_probe), f"{elapsed:.1f} s"
 
 
-def test_reports_the_pipelines_sweep_and_stalled_batches(db):
+@override_settings(BATCH_STALL_AFTER_SECONDS=300)
+def test_reports_the_workers_the_sweep_and_stalled_batches_and_stays_200(caller):
+    """A dead worker pool and a stalled batch are reported for alerts; the load balancer still
+    gets 200, since this web host can serve."""
     body = healthz().json()
-    assert body["pipeline"] == {"sweep_age_seconds": None, "stalled_batches": 0}
+    assert body["pipeline"] == {"workers_alive": 0, "sweep_age_seconds": None, "stalled_batches": 0}
     driver.sweep(driver.Enqueue(advance=lambda batch_id: None, run_chunks=lambda: None))
-    assert 0 <= healthz().json()["pipeline"]["sweep_age_seconds"] < 5
+    batch_in("processing", account=caller.account, heartbeat_at=timezone.now() - timedelta(seconds=400))
+    batch_in("new", account=caller.account, created_at=timezone.now() - timedelta(seconds=400))
+    batch_in("processing", account=caller.account, heartbeat_at=timezone.now() - timedelta(seconds=200))
+    batch_in("completed", account=caller.account, heartbeat_at=timezone.now() - timedelta(days=1))
+    services.worker_heartbeat_record(node="celery@gone", queues=["pipeline"])
+    WorkerHeartbeat.objects.filter(node="celery@gone").update(seen_at=timezone.now() - timedelta(seconds=90))
+    services.worker_heartbeat_record(node="celery@here", queues=["pipeline", "chunks"])
+    response = healthz()
+    assert response.status_code == 200
+    pipeline = response.json()["pipeline"]
+    assert pipeline["workers_alive"] == 1
+    assert 0 <= pipeline["sweep_age_seconds"] < 5
+    assert pipeline["stalled_batches"] == 2
+
+
+def test_reports_the_local_storages_free_space(db):
+    disk = shutil.disk_usage(settings.MEDIA_ROOT)
+    space = healthz().json()["storage_space"]
+    assert space["total_bytes"] == disk.total
+    assert abs(space["free_bytes"] - disk.free) < 0.05 * disk.total
+    assert space["free_ratio"] == pytest.approx(disk.free / disk.total, abs=0.05)
+    assert space["nearly_full"] is False
+    with override_settings(STORAGE_LOW_FREE_RATIO=1.0):
+        response = healthz()
+    assert response.status_code == 200
+    assert response.json()["storage_space"]["nearly_full"] is True

@@ -8,7 +8,7 @@ import logging
 import pytest
 from django.test import override_settings
 
-from operating.logs import ContextFilter, JsonFormatter, batch_var
+from operating.logs import ContextFilter, JsonFormatter, batch_logged, batch_var
 
 pytestmark = pytest.mark.django_db
 
@@ -53,6 +53,20 @@ def test_a_pipeline_tasks_lines_name_the_batch(json_log):
     finally:
         batch_var.reset(token)
     assert json_log()[0]["batch"] == "5f1c0a4e-0000-4000-8000-000000000000"
+
+
+def test_a_chunk_workers_lines_name_each_chunks_batch_and_no_other(json_log):
+    """A chunk worker's task runs chunks of several batches: each run names its own."""
+    logger = logging.getLogger("batches.pipeline.chunks")
+    for batch_id in ("5f1c0a4e-0000-4000-8000-00000000000a", "5f1c0a4e-0000-4000-8000-00000000000b"):
+        with batch_logged(batch_id):
+            logger.info("chunk ran")
+    logger.info("slice over")
+    assert [entry.get("batch") for entry in json_log()] == [
+        "5f1c0a4e-0000-4000-8000-00000000000a",
+        "5f1c0a4e-0000-4000-8000-00000000000b",
+        None,
+    ]
 
 
 @override_settings(METRICS_TOKEN="")

@@ -4,10 +4,13 @@ or behind METRICS_TOKEN when set."""
 
 import ipaddress
 import json
+import math
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from datetime import timedelta
 
@@ -18,6 +21,7 @@ from django.test import override_settings
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
+from batches.pipeline import driver
 from batchsite.celery import app as celery_app
 from operating import metrics
 from tests.batches.api_support import batch_in
@@ -26,6 +30,7 @@ from tests.helpers import assert_error
 from tests.scaleout.s3 import free_port
 
 LINES = 2500  # three chunks of BATCH_CHUNK_LINES=1000
+QUEUES = ("pipeline", "chunks", "webhooks")
 
 
 def samples(text: str) -> dict[tuple, float]:
@@ -167,7 +172,8 @@ def test_http_metrics_label_the_route_not_the_path(caller, client):
 
 
 @pytest.mark.django_db
-def test_batches_active_and_stuck_are_read_from_the_database(caller, client):
+@override_settings(BATCH_STALL_AFTER_SECONDS=300)
+def test_batches_active_and_stalled_are_read_from_the_database(caller, client):
     long_ago = timezone.now() - timedelta(hours=1)
     batch_in("processing", account=caller.account, heartbeat_at=long_ago)
     batch_in("processing", account=caller.account, heartbeat_at=timezone.now())
@@ -175,7 +181,124 @@ def test_batches_active_and_stuck_are_read_from_the_database(caller, client):
     scraped = samples(client.get("/metrics").content.decode())
     assert value(scraped, "batches_active", status="processing") == 2
     assert value(scraped, "batches_active", status="new") == 0
-    assert value(scraped, "batches_stuck") == 1
+    assert value(scraped, "batches_stalled") == 1
+    assert not [key for key in scraped if key[0] == "batches_stuck"]
+
+
+@pytest.mark.django_db
+def test_the_sweeps_age_is_infinite_before_it_ever_ran_and_small_after(client):
+    assert value(samples(client.get("/metrics").content.decode()), "batches_sweep_age_seconds") == math.inf
+    driver.sweep(driver.Enqueue(advance=lambda batch_id: None, run_chunks=lambda: None))
+    assert 0 <= value(samples(client.get("/metrics").content.decode()), "batches_sweep_age_seconds") < 5
+
+
+@pytest.mark.django_db
+def test_the_local_storages_free_space_is_a_gauge(client):
+    scraped = samples(client.get("/metrics").content.decode())
+    disk = shutil.disk_usage(settings.MEDIA_ROOT)
+    assert abs(value(scraped, "storage_free_bytes") - disk.free) < 0.05 * disk.total
+    assert value(scraped, "storage_free_ratio") == pytest.approx(disk.free / disk.total, abs=0.05)
+
+
+@pytest.mark.django_db
+def test_broker_queue_depth_counts_the_messages_waiting_in_the_real_broker(client):
+    """Asked of the broker the suite runs on (the filesystem broker, Redis or RabbitMQ)."""
+    celery_app.control.purge()
+    for _ in range(3):
+        celery_app.send_task("tests.never_run", queue="webhooks")
+    try:
+        scraped = samples(client.get("/metrics").content.decode())
+    finally:
+        celery_app.control.purge()
+    assert value(scraped, "broker_queue_depth", queue="webhooks") == 3
+    assert value(scraped, "broker_queue_depth", queue="pipeline") == 0
+    assert value(scraped, "broker_queue_depth", queue="chunks") == 0
+
+
+@pytest.mark.django_db
+def test_a_broker_that_never_answers_makes_the_depths_unknown_not_the_scrape_slow(client, monkeypatch):
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    try:
+        monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
+        monkeypatch.setitem(celery_app.conf, "broker_url", f"redis://127.0.0.1:{silent.getsockname()[1]}/0")
+        with override_settings(HEALTH_CHECK_SECONDS=1):
+            started = time.monotonic()
+            response = client.get("/metrics")
+            elapsed = time.monotonic() - started
+    finally:
+        silent.close()
+    assert response.status_code == 200
+    scraped = samples(response.content.decode())
+    for queue in ("pipeline", "chunks", "webhooks"):
+        assert value(scraped, "broker_queue_depth", queue=queue) == -1
+    assert elapsed < 5
+
+
+class WorkersDownAlert:
+    """The README's rule `WorkersDown`, `expr: max by (queue) (workers_alive) == 0`, `for:`
+    FOR_SECONDS, evaluated as Prometheus does on each scrape: a queue's alert is pending from
+    the first scrape where its expression holds and fires once it has held for `for`."""
+
+    def __init__(self, for_seconds: float):
+        self.for_seconds = for_seconds
+        self.pending_since: dict[str, float] = {}
+
+    def firing(self, scraped: dict, at: float) -> set[str]:
+        for (name, labels), count in scraped.items():
+            if name != "workers_alive":
+                continue
+            queue = dict(labels)["queue"]
+            if count == 0:
+                self.pending_since.setdefault(queue, at)
+            else:
+                self.pending_since.pop(queue, None)
+        return {queue for queue, since in self.pending_since.items() if at - since >= self.for_seconds}
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_with_every_worker_stopped_the_workers_down_alert_fires_within_two_minutes(client):
+    """Two real worker nodes (one on every queue, one on webhooks only); one killed outright,
+    the other stopped warmly. Scraped like Prometheus would, with a short heartbeat, alive
+    window and `for:` (the defaults are 15 s, 60 s and 30 s)."""
+    heartbeat = {"WORKER_HEARTBEAT_SECONDS": "0.5"}
+    every_queue = WorkerProcess(log_name="worker-alive-all", node_name="all@alive-test", extra_env=heartbeat)
+    webhooks = WorkerProcess(
+        log_name="worker-alive-webhooks",
+        node_name="webhooks@alive-test",
+        queues="webhooks",
+        extra_env=heartbeat,
+    )
+    alert = WorkersDownAlert(for_seconds=2)
+
+    def scrape_alive():
+        scraped = samples(client.get("/metrics").content.decode())
+        return scraped, alert.firing(scraped, time.monotonic())
+
+    with override_settings(WORKER_ALIVE_SECONDS=4):
+        every_queue.start()
+        webhooks.start()
+        try:
+
+            def all_alive():
+                scraped, firing = scrape_alive()
+                alive = {queue: value(scraped, "workers_alive", queue=queue) for queue in QUEUES}
+                return alive == {"pipeline": 1, "chunks": 1, "webhooks": 2} and not firing
+
+            wait_for(all_alive, timeout=90, interval=0.5, what="both workers seen alive")
+            held_until = time.monotonic() + 3
+            while time.monotonic() < held_until:
+                assert not scrape_alive()[1], "fired while every worker was alive"
+                time.sleep(0.5)
+        finally:
+            every_queue.kill()
+            webhooks.stop()
+        stopped = time.monotonic()
+        # wait_for fails the test past its timeout: the issue's bound.
+        wait_for(lambda: scrape_alive()[1] == set(QUEUES), timeout=120, interval=0.5, what="WorkersDown")
+    assert time.monotonic() - stopped < 120
 
 
 def this_hosts_address() -> str:

@@ -1,6 +1,7 @@
 """For a host that runs workers but no web server: serves the samples its processes wrote to
-PROMETHEUS_MULTIPROC_DIR on a port of its own, for Prometheus to scrape. The database-backed
-gauges (batches_active, batches_stuck) come from the web hosts' /metrics only.
+PROMETHEUS_MULTIPROC_DIR on a port of its own, for Prometheus to scrape. The installation's
+gauges (batches_active, batches_stalled, workers_alive, broker_queue_depth, …) come from the web
+hosts' /metrics only.
 
 It binds 127.0.0.1 unless told otherwise, and refuses whom /metrics refuses
 (operating.metrics.scrape_refusal): to serve another host, set METRICS_TOKEN."""
