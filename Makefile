@@ -51,9 +51,10 @@ RUN_WEB = $(BIN)/gunicorn batchsite.wsgi -c batchsite/gunicorn_conf.py --bind $(
 # It takes every queue, webhooks included; one account's tries at once are capped
 # (WEBHOOK_MAX_CONCURRENT_PER_ACCOUNT, 2), so a third process is always left for the pipeline.
 RUN_WORKER = $(BIN)/celery -A batchsite worker --beat --loglevel=INFO --concurrency=3
-# batchsite/supervise.sh starts both and stops both when one exits or on Ctrl-C (then it says
-# "Stopped." and exits 0). On a terminal it runs as its own foreground job (`set -m`), so Ctrl-C
-# reaches it and its children but not make, which would otherwise die of the signal however
+# batchsite/supervise.sh starts both, starts the worker again when it exits (with a growing
+# delay), and stops both when the web server exits or on Ctrl-C (then it says "Stopped." and
+# exits 0). On a terminal it runs as its own foreground job (`set -m`), so Ctrl-C
+# reaches it and the web server but not make, which would otherwise die of the signal however
 # the recipe ends. SIGTERM to make ends the recipe's shell; the supervisor sees its parent gone
 # and stops too.
 run: migrate

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import environ
 from kombu import Queue
+from kombu.transport import TRANSPORT_ALIASES
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -206,6 +207,13 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {"BatchStatusEnum": "batches.models.BatchStatus"},
 }
 
+# `filesystem://` means batchsite.broker's transport in every process of this project: kombu's
+# own lets a consumer read a message file before its producer has written it, which ends the
+# worker.
+TRANSPORT_ALIASES["filesystem"] = "batchsite.broker:Transport"
+# `redis://` and `rediss://` mean batchsite.redis_broker's transport: with kombu's own, a worker
+# exits when Redis restarts.
+TRANSPORT_ALIASES["redis"] = TRANSPORT_ALIASES["rediss"] = "batchsite.redis_broker:Transport"
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     BROKER_DIR = DATA_DIR / "broker"

@@ -11,6 +11,8 @@ or `skipped` naming the missing tool; the exit status is 1 when any check failed
 - dockerfile: deploy/Dockerfile with hadolint.
 - systemd: the units with `systemd-analyze verify`, their /srv/batches paths pointed at this
   checkout so the executables they name exist.
+- systemd-rules: every long-running unit is started again whatever ended it (`Restart=always`,
+  with a `RestartSec=` delay), as compose's `unless-stopped` does.
 Not checked here: a real `docker compose up` or `docker build` (no Docker engine), and the
 units under a running systemd.
 """
@@ -125,12 +127,29 @@ def systemd() -> Outcome:
     return Outcome("ok") if done.returncode == 0 and not words else Outcome("FAILED", words)
 
 
+def systemd_rules(units: dict[str, str] | None = None) -> Outcome:
+    """`units`: unit file names and their text; deploy/systemd's by default."""
+    if units is None:
+        units = {unit.name: unit.read_text() for unit in sorted((DEPLOY / "systemd").iterdir())}
+    problems = []
+    for name, text in units.items():
+        settings = dict(re.findall(r"^(\w+)=(.*)$", text, re.M))
+        if settings.get("Type") == "oneshot":
+            continue
+        if settings.get("Restart") != "always":
+            problems.append(f"{name}: Restart={settings.get('Restart')}, not always")
+        if "RestartSec" not in settings:
+            problems.append(f"{name} has no RestartSec")
+    return Outcome("FAILED", "; ".join(problems)) if problems else Outcome("ok")
+
+
 CHECKS = {
     "compose-schema": compose_schema,
     "compose-rules": compose_rules,
     "image": image,
     "dockerfile": dockerfile,
     "systemd": systemd,
+    "systemd-rules": systemd_rules,
 }
 
 

@@ -24,3 +24,11 @@ def test_the_rules_catch_a_process_that_starts_before_migrations():
     racing = compose.replace("condition: service_completed_successfully", "condition: service_started", 1)
     outcome = check.compose_rules(racing)
     assert outcome.status == "FAILED" and "without condition service_completed_successfully" in outcome.detail
+
+
+def test_the_rules_catch_a_unit_that_leaves_a_worker_down_after_a_clean_exit():
+    worker = (settings.BASE_DIR / "deploy" / "systemd" / "batches-worker@.service").read_text()
+    outcome = check.systemd_rules(
+        {"batches-worker@.service": worker.replace("Restart=always", "Restart=on-failure")}
+    )
+    assert outcome.status == "FAILED" and "Restart=on-failure, not always" in outcome.detail

@@ -1,6 +1,7 @@
 """Ctrl-C on `make run`, as a person at a terminal does it: the terminal's SIGINT while a batch
 processes stops everything within seconds, says "Stopped." and exits 0; the next `make run`
-finishes the batch with every line run exactly once.
+finishes the batch with every line run exactly once. A worker that dies is started again while
+the web server answers on.
 
 `make run` runs under a pseudo-terminal, and Ctrl-C is the byte a keyboard sends (0x03), so the
 terminal driver signals its foreground process group exactly as it would for a person. The
@@ -17,6 +18,7 @@ import sys
 import termios
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -120,9 +122,9 @@ def wait_healthy(base: str, run: MakeRun, timeout: float = 180):
     raise AssertionError("make run did not answer /healthz")
 
 
-def submit_batch(base: str, secret: str) -> str:
+def submit_batch(base: str, secret: str, lines: int = LINES) -> str:
     headers = {"Authorization": secret}
-    body = "".join(json.dumps({"description": {"n": n}}) + "\n" for n in range(LINES)).encode()
+    body = "".join(json.dumps({"description": {"n": n}}) + "\n" for n in range(lines)).encode()
     cache = requests.post(f"{base}/cache", headers=headers, timeout=10).json()
     assert requests.put(cache["url"], data=body, timeout=30).status_code == 200
     created = requests.post(
@@ -139,6 +141,19 @@ def batch_of(base: str, secret: str, batch: str) -> dict:
     return requests.get(f"{base}/batches/{batch}", headers={"Authorization": secret}, timeout=10).json()
 
 
+def create_account(env: dict) -> str:
+    """A new account's secret."""
+    created = subprocess.run(
+        [sys.executable, "manage.py", "create_account", "Acme", "--json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        check=True,
+        text=True,
+    )
+    return json.loads(created.stdout)["secret"]
+
+
 def twin_count(data_dir: Path) -> int:
     with sqlite3.connect(data_dir / "db.sqlite3") as db:
         return db.execute("select count(*) from twins_twin").fetchone()[0]
@@ -152,15 +167,7 @@ def test_ctrl_c_stops_make_run_and_the_next_run_finishes_the_batch(tmp_path):
     first = MakeRun(env, log)
     try:
         wait_healthy(base, first)
-        created = subprocess.run(
-            [sys.executable, "manage.py", "create_account", "Acme", "--json"],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            check=True,
-            text=True,
-        )
-        secret = json.loads(created.stdout)["secret"]
+        secret = create_account(env)
         batch = submit_batch(base, secret)
         deadline = time.monotonic() + 60
         while batch_of(base, secret, batch)["progress"]["processed"] == 0:
@@ -175,7 +182,7 @@ def test_ctrl_c_stops_make_run_and_the_next_run_finishes_the_batch(tmp_path):
     assert returncode == 0, output[-3000:]
     assert stopped_after < 10
     assert "Stopped." in output
-    assert "exited; stopped the other" not in output and "Error" not in output.splitlines()[-1]
+    assert "The web server exited" not in output and "Error" not in output.splitlines()[-1]
     interrupted_at = twin_count(data_dir)
     assert 0 < interrupted_at < LINES, "Ctrl-C came after the batch had finished"
 
@@ -194,3 +201,154 @@ def test_ctrl_c_stops_make_run_and_the_next_run_finishes_the_batch(tmp_path):
     assert state["progress"] == {"total": LINES, "processed": LINES, "succeeded": LINES, "failed": 0}
     assert twin_count(data_dir) == LINES
     print(f"stopped {stopped_after:.1f} s after Ctrl-C, {interrupted_at} of {LINES} lines done by then")
+
+
+def processes() -> dict[int, tuple[int, list[str]]]:
+    """Every process: its parent and its arguments."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            arguments = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except (OSError, IndexError):
+            continue
+        found[int(entry.name)] = (parent, arguments)
+    return found
+
+
+def descendants(root: int) -> set[int]:
+    table, found, pending = processes(), set(), [root]
+    while pending:
+        parent = pending.pop()
+        children = {pid for pid, (ppid, _) in table.items() if ppid == parent}
+        found |= children
+        pending += children
+    return found
+
+
+def running_worker(run: MakeRun) -> int | None:
+    """The Celery worker's main process, once it has started its pool and its beat."""
+    table = processes()
+    for pid in descendants(run.process.pid):
+        parent, arguments = table.get(pid, (0, []))
+        parent_arguments = table.get(parent, (0, []))[1]
+        is_worker = any(argument.endswith("/celery") for argument in arguments) and "worker" in arguments
+        if is_worker and parent_arguments[1:2] == ["batchsite/supervise.sh"]:
+            return pid if len(descendants(pid)) >= 3 else None
+    return None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_a_killed_worker_is_started_again_while_the_web_answers(tmp_path):
+    data_dir, port = tmp_path / "data", free_port()
+    env, base = embedded_env(data_dir, port), f"http://127.0.0.1:{port}"
+    run = MakeRun(env, tmp_path / "make-run.log")
+    try:
+        wait_healthy(base, run)
+        secret = create_account(env)
+        deadline = time.monotonic() + 120
+        while (killed := running_worker(run)) is None:
+            assert time.monotonic() < deadline, "the worker never started"
+            time.sleep(0.3)
+        left_by_killed = descendants(killed)
+        os.kill(killed, 9)
+        killed_at = time.monotonic()
+
+        answers = []
+        deadline = time.monotonic() + 120
+        while running_worker(run) in (None, killed):
+            assert time.monotonic() < deadline, run.output.decode(errors="replace")[-3000:]
+            answers.append(requests.get(f"{base}/healthz", timeout=10).status_code)
+            time.sleep(0.2)
+        restarted_after = time.monotonic() - killed_at
+        assert answers and set(answers) == {200}, answers
+        assert not any(pid_alive(pid) for pid in left_by_killed), "the killed worker's beat or pool was left"
+
+        batch = submit_batch(base, secret, lines=200)
+        deadline = time.monotonic() + 120
+        while (state := batch_of(base, secret, batch))["status"] != "completed":
+            assert time.monotonic() < deadline, state
+            time.sleep(0.3)
+        run.ctrl_c()
+        returncode, _ = run.finish(timeout=10)
+    finally:
+        run.kill()
+    output = run.output.decode(errors="replace")
+    assert "The worker exited (status 137); starting it again in 1 s." in output
+    assert returncode == 0 and "Stopped." in output, output[-3000:]
+    assert state["progress"]["succeeded"] == 200
+    print(
+        f"worker running again {restarted_after:.1f} s after SIGKILL; {len(answers)} health checks, all 200"
+    )
+
+
+def use_the_api(base: str, secret: str, until: float) -> int:
+    """What a client does between batches: create and read twins, list batches, probe health."""
+    headers, calls = {"Authorization": secret}, 0
+    with requests.Session() as session:
+        while time.monotonic() < until:
+            created = session.post(
+                f"{base}/twins", headers=headers, json={"description": {"n": calls}}, timeout=30
+            )
+            assert created.status_code == 201, created.text
+            twin = created.json()["creation_certificate"]["uuid"]
+            assert session.get(f"{base}/twins/{twin}", headers=headers, timeout=30).status_code == 200
+            assert session.get(f"{base}/batches", headers=headers, timeout=30).status_code == 200
+            assert session.get(f"{base}/healthz", timeout=30).status_code == 200
+            calls += 4
+    return calls
+
+
+def soak_make_run(tmp_path, seconds: float):
+    """`make run` (the embedded default) under mixed API use and a batch every few seconds: the
+    worker must never die (it used to within 10-45 minutes, on kombu's filesystem transport)."""
+    data_dir, port = tmp_path / "data", free_port()
+    env, base = embedded_env(data_dir, port), f"http://127.0.0.1:{port}"
+    run = MakeRun(env, tmp_path / "make-run.log")
+    try:
+        wait_healthy(base, run)
+        secret = create_account(env)
+        deadline = time.monotonic() + 120
+        while (worker := running_worker(run)) is None:
+            assert time.monotonic() < deadline, "the worker never started"
+            time.sleep(0.3)
+        until, batches = time.monotonic() + seconds, []
+        with ThreadPoolExecutor(max_workers=2) as clients:
+            calls = [clients.submit(use_the_api, base, secret, until) for _ in range(2)]
+            while time.monotonic() < until:
+                batches.append(submit_batch(base, secret, lines=300))
+                time.sleep(3)
+            api_calls = sum(call.result() for call in calls)
+        deadline = time.monotonic() + 300
+        for batch in batches:
+            while (state := batch_of(base, secret, batch))["status"] != "completed":
+                assert time.monotonic() < deadline, state
+                time.sleep(0.3)
+            assert state["progress"]["succeeded"] == 300, state
+        assert running_worker(run) == worker, "the worker was started again"
+        run.ctrl_c()
+        returncode, _ = run.finish(timeout=10)
+    finally:
+        run.kill()
+    output = run.output.decode(errors="replace")
+    assert "Unrecoverable error" not in output and "The worker exited" not in output, output[-5000:]
+    assert returncode == 0 and "Stopped." in output, output[-3000:]
+    print(f"{seconds:.0f} s: {len(batches)} batches of 300 lines, {api_calls} API calls, no worker death")
+
+
+def test_make_run_under_use_keeps_its_worker(tmp_path):
+    soak_make_run(tmp_path, seconds=10)
+
+
+@pytest.mark.soak
+def test_make_run_under_use_keeps_its_worker_for_an_hour(tmp_path):
+    soak_make_run(tmp_path, seconds=float(os.environ.get("RUN_SOAK_SECONDS", 3600)))
