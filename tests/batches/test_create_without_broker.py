@@ -77,6 +77,17 @@ def _answers(url: str) -> bool:
     return True
 
 
+def assert_waited_at_most_the_publish_timeout(answered_in: float, ordinary_request: float) -> None:
+    """BROKER_PUBLISH_TIMEOUT_SECONDS is the product's promise (README, "Failure model"): the
+    longest a request waits for the broker. Past it the request does what one that needs no
+    broker does on the same server, timed in this run, with a floor for a loaded machine's
+    scheduling. Before, a request waited for kombu's own retries (10 s)."""
+    allowance = max(2.0, 5 * ordinary_request)
+    assert answered_in < settings.BROKER_PUBLISH_TIMEOUT_SECONDS + allowance, (
+        f"the request waited {answered_in:.1f} s for the broker"
+    )
+
+
 def test_create_answers_201_and_the_batch_runs_when_the_web_cannot_reach_the_broker(
     caller, web_without_broker
 ):
@@ -84,7 +95,9 @@ def test_create_answers_201_and_the_batch_runs_when_the_web_cannot_reach_the_bro
     worker = WorkerProcess(log_name="worker-behind-silent-web").start()
     try:
         headers = {"Authorization": caller.secret}
+        started = time.monotonic()
         issued = requests.post(f"{web_without_broker}/cache", headers=headers, timeout=10).json()
+        ordinary_request = time.monotonic() - started
         assert requests.put(
             issued["url"], data=jsonl({"description": {"n": n}} for n in range(30)), timeout=10
         ).ok
@@ -97,7 +110,7 @@ def test_create_answers_201_and_the_batch_runs_when_the_web_cannot_reach_the_bro
         )
         answered_in = time.monotonic() - started
         assert response.status_code == 201, response.text
-        assert answered_in < 5, f"the request waited {answered_in:.1f} s for the broker"
+        assert_waited_at_most_the_publish_timeout(answered_in, ordinary_request)
         batch = Batch.objects.get(pk=response.json()["batch"])
         assert wait_terminal(batch, timeout=60, worker=worker).status == BatchStatus.COMPLETED
         print(f"201 in {answered_in:.1f} s; completed {time.monotonic() - started:.1f} s after the request")
@@ -109,6 +122,11 @@ def test_create_answers_201_and_the_batch_runs_when_the_web_cannot_reach_the_bro
 def test_subscribing_answers_201_quickly_when_the_web_cannot_reach_the_broker(caller, web_without_broker):
     """The confirmation is queued after commit like a batch's first step; the sweep sends it."""
     started = time.monotonic()
+    assert requests.get(
+        f"{web_without_broker}/whoami", headers={"Authorization": caller.secret}, timeout=10
+    ).ok
+    ordinary_request = time.monotonic() - started
+    started = time.monotonic()
     response = requests.post(
         f"{web_without_broker}/notifications/webhooks",
         headers={"Authorization": caller.secret},
@@ -117,5 +135,5 @@ def test_subscribing_answers_201_quickly_when_the_web_cannot_reach_the_broker(ca
     )
     answered_in = time.monotonic() - started
     assert response.status_code == 201, response.text
-    assert answered_in < 5, f"the request waited {answered_in:.1f} s for the broker"
+    assert_waited_at_most_the_publish_timeout(answered_in, ordinary_request)
     assert Delivery.objects.filter(subscription__callback_url="http://127.0.0.1:9/hooks").count() == 1
