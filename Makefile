@@ -101,8 +101,11 @@ test: install-dev browser faketime
 
 # Validates deploy/ with the tools that run here (the compose file against the compose-spec
 # schema, the Dockerfile with hadolint, the units with systemd-analyze); says which it skipped.
+# It fails when a process's command there drifts from this file's (web, worker, beat, migrate).
+# DEPLOY_DIR: another copy of deploy/ to check (tests/test_deploy.py).
+DEPLOY_DIR ?= deploy
 deploy-check: install-dev
-	$(BIN)/python deploy/check.py
+	$(BIN)/python deploy/check.py $(DEPLOY_DIR)
 
 # The long versions of the fault, fairness and stop suites and the soak-marked tests (an hour
 # or more); run them in services mode, e.g. with DATABASE_URL and CELERY_BROKER_URL set as in
