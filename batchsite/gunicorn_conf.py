@@ -3,12 +3,13 @@ from their command lines), and the server hooks the metrics need. Limits and tim
 slow or stalled clients; see batchsite/serving.py. Production runs behind a buffering proxy
 (deploy/nginx.conf)."""
 
-import os
+from batchsite.serving import project_settings
 
 worker_class = "batchsite.serving.DeadlineThreadWorker"
-threads = int(os.environ.get("WEB_THREADS", "4"))
+# WEB_THREADS and WEB_TIMEOUT as every process resolves them: the environment, then `.env`.
+threads = project_settings().WEB_THREADS
 # A worker silent this long (a request stuck in the app) is killed and replaced.
-timeout = int(os.environ.get("WEB_TIMEOUT", "60"))
+timeout = project_settings().WEB_TIMEOUT
 graceful_timeout = 30
 keepalive = 5
 # The request head: line, header count and size (gunicorn's defaults, stated).

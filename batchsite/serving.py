@@ -25,9 +25,19 @@ from gunicorn.workers.gthread import ThreadWorker
 
 from batchsite.redact import TokenRedactingFilter, redact
 
-HEADER_TIMEOUT = float(os.environ.get("WEB_HEADER_TIMEOUT", "5"))
-BODY_IDLE_TIMEOUT = float(os.environ.get("WEB_BODY_IDLE_TIMEOUT", "10"))
-BODY_MIN_BYTES_PER_SECOND = float(os.environ.get("WEB_BODY_MIN_BYTES_PER_SECOND", "10240"))
+
+def project_settings():
+    """The project's settings as they resolve for every process (the environment, then `.env`):
+    gunicorn's master reads them before any worker loads the app."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "batchsite.settings")
+    from django.conf import settings
+
+    return settings
+
+
+HEADER_TIMEOUT = project_settings().WEB_HEADER_TIMEOUT
+BODY_IDLE_TIMEOUT = project_settings().WEB_BODY_IDLE_TIMEOUT
+BODY_MIN_BYTES_PER_SECOND = project_settings().WEB_BODY_MIN_BYTES_PER_SECOND
 
 
 class DeadlineSocket:
@@ -136,7 +146,7 @@ class RedactingLogger(Logger):
         # gunicorn's own lines name requests too ("Error handling request <uri>").
         for handler in self.error_log.handlers:
             handler.addFilter(TokenRedactingFilter())
-        if log_format() == "json":
+        if project_settings().LOG_FORMAT == "json":
             # The app's formatter (LOG_FORMAT), imported here: the ground names no app at import.
             from operating.logs import JsonFormatter
 
@@ -145,12 +155,3 @@ class RedactingLogger(Logger):
 
     def atoms(self, resp, req, environ, request_time):
         return {key: redact(value) for key, value in super().atoms(resp, req, environ, request_time).items()}
-
-
-def log_format() -> str:
-    """LOG_FORMAT as the settings resolve it (the environment, then `.env`): gunicorn's master
-    logs before any worker loads the app."""
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "batchsite.settings")
-    from django.conf import settings
-
-    return settings.LOG_FORMAT

@@ -30,6 +30,13 @@ DATA_DIR.mkdir(parents=True, exist_ok=True)
 # Read by `make run` and `make web` (through batchsite.config) and the systemd units.
 PORT = env.int("PORT", default=8000)
 WEB_WORKERS = env.int("WEB_WORKERS", default=4)
+# Read by gunicorn (batchsite/gunicorn_conf.py, batchsite/serving.py): threads per process,
+# seconds before a silent process is replaced, and the slow-client deadlines.
+WEB_THREADS = env.int("WEB_THREADS", default=4)
+WEB_TIMEOUT = env.int("WEB_TIMEOUT", default=60)
+WEB_HEADER_TIMEOUT = env.float("WEB_HEADER_TIMEOUT", default=5)
+WEB_BODY_IDLE_TIMEOUT = env.float("WEB_BODY_IDLE_TIMEOUT", default=10)
+WEB_BODY_MIN_BYTES_PER_SECOND = env.float("WEB_BODY_MIN_BYTES_PER_SECOND", default=10240)
 # The address to bind; empty: 127.0.0.1 for `make run`, 0.0.0.0 for `make web`.
 HOST = env.str("HOST", default="")
 

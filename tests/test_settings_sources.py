@@ -81,6 +81,18 @@ def test_the_environment_wins_over_the_env_file(tmp_path):
     assert printed.splitlines() == [f"DATA_DIR={tmp_path / 'from-env'}", "PORT=8123"]
 
 
+def test_gunicorn_takes_its_threads_and_deadlines_from_the_env_file(tmp_path):
+    env_file = tmp_path / "batch.env"
+    env_file.write_text("WEB_THREADS=7\nWEB_TIMEOUT=45\nWEB_HEADER_TIMEOUT=3\n")
+    env = clean_env(ENV_FILE=str(env_file), DATA_DIR=str(tmp_path / "data"))
+    script = (
+        "import runpy; from batchsite import serving; "
+        "conf = runpy.run_path('batchsite/gunicorn_conf.py'); "
+        "print(conf['threads'], conf['timeout'], serving.HEADER_TIMEOUT)"
+    )
+    assert run([sys.executable, "-c", script], env=env, cwd=BASE_DIR).split() == ["7", "45", "3.0"]
+
+
 @pytest.mark.parametrize(
     "database_url, secret_key, warned",
     [
