@@ -85,10 +85,10 @@ def test_gunicorn_takes_its_threads_and_deadlines_from_the_env_file(tmp_path):
     env_file = tmp_path / "batch.env"
     env_file.write_text("WEB_THREADS=7\nWEB_TIMEOUT=45\nWEB_HEADER_TIMEOUT=3\n")
     env = clean_env(ENV_FILE=str(env_file), DATA_DIR=str(tmp_path / "data"))
+    # The config file first, as gunicorn's master reads it, before anything loads the settings.
     script = (
-        "import runpy; from batchsite import serving; "
-        "conf = runpy.run_path('batchsite/gunicorn_conf.py'); "
-        "print(conf['threads'], conf['timeout'], serving.HEADER_TIMEOUT)"
+        "import runpy; conf = runpy.run_path('batchsite/gunicorn_conf.py'); "
+        "from batchsite import serving; print(conf['threads'], conf['timeout'], serving.HEADER_TIMEOUT)"
     )
     assert run([sys.executable, "-c", script], env=env, cwd=BASE_DIR).split() == ["7", "45", "3.0"]
 
