@@ -4,13 +4,11 @@ from rest_framework import serializers
 from batches.controls import DEFAULT_MIN_LINES, error_budget_clean
 from batches.models import BatchStatus
 from batches.validators import BATCH_DICT_KEY_PATTERN, HASH_PATTERN, batch_dict_validate, hash_validator
-from batchsite.fields import StrictCharField
+from batchsite.fields import CursorField, ListQuerySerializer, StrictCharField
 from batchsite.timestamps import TS_MAX, TimestampField
 from twins.registry import batchable_operations
 
 LIMIT_MAX = 1000
-# A listing cursor: URL-safe base64 of the last batch's position (batches.selectors).
-CURSOR_PATTERN = r"^[A-Za-z0-9_-]{16,}={0,2}$"
 
 
 class UploadUrlSerializer(serializers.Serializer):
@@ -145,12 +143,7 @@ class BatchUpdateSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
-@extend_schema_field({"type": "string", "pattern": CURSOR_PATTERN})
-class CursorField(serializers.CharField):
-    """Checked by the listing itself, which answers invalid_cursor for one it did not issue."""
-
-
-class BatchListQuerySerializer(serializers.Serializer):
+class BatchListQuerySerializer(ListQuerySerializer):
     status = serializers.ChoiceField(choices=BatchStatus.choices, required=False)
     operation = serializers.CharField(required=False, max_length=64)
     ge = serializers.FloatField(
@@ -161,14 +154,6 @@ class BatchListQuerySerializer(serializers.Serializer):
     )
     limit = serializers.IntegerField(required=False, min_value=1, max_value=LIMIT_MAX, default=LIMIT_MAX)
     cursor = CursorField(required=False, help_text="From the previous page; opaque (URL-safe base64).")
-
-    def to_internal_value(self, data):
-        # DRF skips an empty query value (`?status=`) of an optional field; the schema allows
-        # none, so it is refused like any other value that is not one.
-        blank = {name: "May not be blank." for name in self.fields if data.get(name) == ""}
-        if blank:
-            raise serializers.ValidationError(blank)
-        return super().to_internal_value(data)
 
 
 class BatchDetailQuerySerializer(serializers.Serializer):

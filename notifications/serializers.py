@@ -1,14 +1,13 @@
 from django.core.validators import RegexValidator
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from batchsite.fields import CursorField, ListQuerySerializer
 from batchsite.timestamps import TimestampField
 from notifications.services import EXPIRES_MAX_SECONDS
 
 TOPIC_PATTERN = r"^[a-z_][0-9a-z_]{0,63}$"
 LIST_LIMIT_MAX = 100
-CURSOR_PATTERN = r"^[A-Za-z0-9_-]{16,}={0,2}$"
 
 
 class SubscribeSerializer(serializers.Serializer):
@@ -73,12 +72,7 @@ class SubscriptionRefreshedSerializer(serializers.Serializer):
     callback_url = serializers.CharField()
 
 
-@extend_schema_field({"type": "string", "pattern": CURSOR_PATTERN})
-class CursorField(serializers.CharField):
-    """Checked by the listing itself, which answers invalid_cursor for one it did not issue."""
-
-
-class SubscriptionListQuerySerializer(serializers.Serializer):
+class SubscriptionListQuerySerializer(ListQuerySerializer):
     limit = serializers.IntegerField(
         required=False, min_value=1, max_value=LIST_LIMIT_MAX, default=LIST_LIMIT_MAX
     )

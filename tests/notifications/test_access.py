@@ -176,3 +176,8 @@ def test_staff_end_subscriptions_from_the_admin(caller, private_hosts, admin_cli
     subscription.refresh_from_db()
     assert subscription.unsubscribed_at is not None
     assert Delivery.objects.get(subscription=subscription).state == "dropped"
+
+
+def test_an_empty_cursor_is_refused_as_the_schema_says(caller):
+    response = caller.client.get("/notifications/webhooks?cursor=")
+    assert_error(response, 400, "invalid_input")

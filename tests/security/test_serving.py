@@ -335,12 +335,14 @@ def cpus_busy():
 
 def sign_out_repeatedly(url: str, times: int, outcomes: list) -> None:
     """One kept-alive connection: the login page for a CSRF token, then `times` sign-out forms
-    carrying it. Each answers 302 only if its whole body was read (a body cut short is CSRF's 403,
-    an API's 400 body_not_received); records each status or error."""
+    carrying it, spread over twice the head timeout, so the connection outlives it however fast
+    the host is. Each answers 302 only if its whole body was read (a body cut short is CSRF's
+    403, an API's 400 body_not_received); records each status or error."""
     with requests.Session() as session:
         page = session.get(f"{url}/ui/login", timeout=30)
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
         for _ in range(times):
+            time.sleep(2 * BUSY_HEADER_TIMEOUT / times)
             try:
                 response = session.post(
                     f"{url}/ui/logout", data={"csrfmiddlewaretoken": token}, timeout=30, allow_redirects=False
