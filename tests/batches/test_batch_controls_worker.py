@@ -117,8 +117,9 @@ def assert_dry_run_changes_nothing(caller, worker_factory, lines: int, timeout: 
     assert batch.status == S.COMPLETED
     assert (batch.total, batch.processed) == (lines, 0)
     after = row_counts()
-    # The batch, its status history and the account's bookkeeping (its quota row, the hour's
-    # usage: a batch created) are the only new rows; no twin, ledger entry or chunk.
+    # The batch, its status history, the account's bookkeeping (its quota row, the hour's
+    # usage: a batch created) and the worker's own (its heartbeat, the periodic jobs' runs) are
+    # the only new rows; no twin, ledger entry or chunk.
     changed = {label: after[label] - before[label] for label in after if after[label] != before[label]}
     assert set(changed) <= {
         "batches.Batch",
@@ -126,6 +127,7 @@ def assert_dry_run_changes_nothing(caller, worker_factory, lines: int, timeout: 
         "batches.MaintenanceRun",
         "operating.AccountQuota",
         "operating.UsageHour",
+        "operating.WorkerHeartbeat",
     }
     assert not UsageHour.objects.filter(account_id=caller.account.pk, batch_lines__gt=0).exists()
     assert changed["batches.Batch"] == 1
