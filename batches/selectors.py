@@ -1,8 +1,6 @@
 """Reads for uploads and batches, always scoped to the caller's account: another account's
 handler or batch is 404, exactly like one that does not exist."""
 
-import base64
-import binascii
 import json
 import re
 import uuid
@@ -10,11 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.core.files.storage import default_storage
-from django.db.models import Q
 from django.http import Http404
 
 from batches.models import Batch, BatchStatus, Upload
-from batchsite.errors import ApplicationError
+from batchsite.paging import cursor_encode, rows_after
 from permissions.models import Account
 
 # ge/le compare with the created_ts a client sees, which is rounded to the millisecond.
@@ -48,28 +45,6 @@ class BatchPage:
     cursor: str | None
 
 
-def _cursor_encode(batch: Batch) -> str:
-    position = [batch.created_at.isoformat(), batch.uuid.hex]
-    return base64.urlsafe_b64encode(json.dumps(position).encode()).decode()
-
-
-def _cursor_decode(cursor: str) -> Q:
-    """The keyset condition for the rows after the cursor's batch (newest first)."""
-    try:
-        position = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        if not isinstance(position, list) or [type(part) for part in position] != [str, str]:
-            raise ValueError("not a cursor")
-        created_at = datetime.fromisoformat(position[0])
-        if created_at.tzinfo is None:
-            raise ValueError("not a cursor")
-        batch_id = uuid.UUID(hex=position[1])
-    except (binascii.Error, ValueError, TypeError, UnicodeError, RecursionError):
-        raise ApplicationError(
-            "The cursor is not one this service issued.", subcode="invalid_cursor"
-        ) from None
-    return Q(created_at__lt=created_at) | Q(created_at=created_at, uuid__lt=batch_id)
-
-
 def batch_list(
     *,
     account: Account,
@@ -92,10 +67,10 @@ def batch_list(
     if created_to is not None:
         batches = batches.filter(created_at__lt=created_to + HALF_MILLISECOND)
     if cursor:
-        batches = batches.filter(_cursor_decode(cursor))
+        batches = batches.filter(rows_after(cursor))
     rows = list(batches.only("uuid", "status", "created_at")[: limit + 1])
     page = rows[:limit]
-    return BatchPage(batches=page, cursor=_cursor_encode(page[-1]) if len(rows) > limit else None)
+    return BatchPage(batches=page, cursor=cursor_encode(page[-1]) if len(rows) > limit else None)
 
 
 # The failed lines a batch's page shows inline ------------------------------------------

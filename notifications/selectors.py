@@ -1,16 +1,11 @@
 """Reads for notifications."""
 
-import base64
-import binascii
-import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 
-from django.db.models import Q
 from django.http import Http404
 
-from batchsite.errors import ApplicationError
+from batchsite.paging import cursor_encode, rows_after
 from notifications.models import Delivery, Subscription
 from notifications.services import token_digest
 from permissions.models import Account
@@ -46,33 +41,11 @@ class SubscriptionPage:
     cursor: str | None
 
 
-def cursor_encode(subscription: Subscription) -> str:
-    position = [subscription.created_at.isoformat(), subscription.uuid.hex]
-    return base64.urlsafe_b64encode(json.dumps(position).encode()).decode()
-
-
-def cursor_after(cursor: str) -> Q:
-    """The rows after the cursor's subscription (newest first)."""
-    try:
-        position = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        if not isinstance(position, list) or [type(part) for part in position] != [str, str]:
-            raise ValueError("not a cursor")
-        created_at = datetime.fromisoformat(position[0])
-        if created_at.tzinfo is None:
-            raise ValueError("not a cursor")
-        subscription_id = uuid.UUID(hex=position[1])
-    except (binascii.Error, ValueError, TypeError, UnicodeError, RecursionError):
-        raise ApplicationError(
-            "The cursor is not one this service issued.", subcode="invalid_cursor"
-        ) from None
-    return Q(created_at__lt=created_at) | Q(created_at=created_at, uuid__lt=subscription_id)
-
-
 def subscription_list(*, account: Account, cursor: str | None = None, limit: int) -> SubscriptionPage:
     """The account's subscriptions, ended ones included, newest first, a page at a time."""
     subscriptions = Subscription.objects.filter(account=account).order_by("-created_at", "-uuid")
     if cursor:
-        subscriptions = subscriptions.filter(cursor_after(cursor))
+        subscriptions = subscriptions.filter(rows_after(cursor))
     rows = list(subscriptions.select_related("created_by")[: limit + 1])
     page = rows[:limit]
     return SubscriptionPage(subscriptions=page, cursor=cursor_encode(page[-1]) if len(rows) > limit else None)
