@@ -188,7 +188,7 @@ class BatchApi(APIView):
     @extend_schema(
         operation_id="update_batch",
         request=BatchUpdateSerializer,
-        responses={200: BatchSerializer, **error_responses(400, 401, 403, 404, 409)},
+        responses={200: BatchSerializer, **error_responses(400, 401, 403, 404, 409, 503)},
         description='Cancels the batch: {"status": "cancel"} is the only change allowed. Asking again '
         "while it stops changes nothing; a finished batch is 409.",
     )
@@ -199,7 +199,7 @@ class BatchApi(APIView):
 
     @extend_schema(
         operation_id="delete_batch",
-        responses={200: BatchSerializer, **error_responses(401, 403, 404)},
+        responses={200: BatchSerializer, **error_responses(401, 403, 404, 503)},
         description="Starts deletion: a running batch is cancelled first; afterwards the batch, its "
         "files and results are gone and GET answers 404.",
     )

@@ -179,8 +179,15 @@ class Chunk(models.Model):
     # validating, its invalid lines' (merged into the validation report).
     results = models.TextField(blank=True)
     done_at = models.DateTimeField(null=True, blank=True)
-    # The Celery node (`name@host`) that ran the chunk: shows how work spread over workers.
+    # The Celery node (`name@host`) that holds or ran the chunk: shows how work spread over
+    # workers, and who holds a chunk that is not moving.
     worker = models.CharField(max_length=200, blank=True)
+    # Who runs (or checks) the chunk and until when, in the database's time: a claim takes a
+    # chunk whose lease is free or expired, the holder renews it while it works, and its commit
+    # is fenced by the token, so a frozen or cut-off holder's chunk is taken over and the
+    # stale holder commits nothing (batches.pipeline.chunk_lease).
+    lease_owner = models.CharField(max_length=64, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         # No default ordering: ordering by "batch" joins the batch table, and a FOR UPDATE

@@ -1,48 +1,30 @@
-"""Retrying a batch: a new batch of only the lines that failed or never ran (SPEC section 3)."""
+"""Retrying a batch: a new batch of only the lines that failed or never ran (SPEC section 3).
 
-import json
-import tempfile
-from collections.abc import Iterator
+The request only checks and creates the batch; its first step, on a worker, reads the lines
+from this batch's files (batches.pipeline.retrying), so a request's work does not grow with
+the number of failed lines."""
 
 from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
 from django.db import IntegrityError
 
-from batches import pipeline, services
-from batches.fileformat import FileUnreadable
-from batches.models import Batch, BatchStatus
+from batches import services
+from batches.models import Batch
+from batches.pipeline.retrying import RETRYABLE
 from batchsite.errors import Conflict
 
-RETRYABLE = frozenset({BatchStatus.COMPLETED, BatchStatus.CANCELLED})
+__all__ = ["RETRYABLE", "batch_retry", "live_retry"]
 
 
-def lines_to_retry(batch: Batch) -> set[int]:
-    """Line numbers listed in the errors part: failed lines and lines that never ran."""
-    with default_storage.open(batch.errors_file, "rb") as errors:
-        return {json.loads(record)["line"] for record in errors if record.strip()}
-
-
-def retried_records(batch: Batch, wanted: set[int]) -> Iterator[bytes]:
-    """The wanted lines' requests, in input order, as JSON Lines."""
-    prepared = pipeline.prepared_name_of(batch)
-    if prepared and default_storage.exists(prepared):
-        with default_storage.open(prepared, "rb") as lines:
-            for record in lines:
-                number, _, text = record.partition(b"\t")
-                if int(number) in wanted:
-                    yield text
-        return
-    # Cancelled before its lines were checked: read them from the input itself. A line that
-    # cannot be parsed has no request to retry.
-    # A file unreadable from some line on has no request past it (its cancel listed none).
-    source, parsed_lines = pipeline.input_lines(batch)
-    with source:
-        try:
-            for parsed in parsed_lines:
-                if parsed.line in wanted and parsed.data is not None:
-                    yield json.dumps(parsed.data, separators=(",", ":")).encode() + b"\n"
-        except FileUnreadable:
-            return
+def lines_left(batch: Batch) -> bool:
+    """Whether the errors part lists a line: one record per line that failed or never ran, so
+    its size tells, without reading it."""
+    if not default_storage.exists(batch.errors_file):
+        raise Conflict(
+            f"The files of batch {batch.pk} are no longer stored; it cannot be retried.",
+            subcode="batch_not_retryable",
+        )
+    return default_storage.size(batch.errors_file) > 0
 
 
 def live_retry(batch: Batch) -> Batch | None:
@@ -80,15 +62,13 @@ def batch_retry(*, batch: Batch, user, idempotency_key: str = "") -> tuple[Batch
     existing = live_retry(batch)
     if existing is not None:
         raise already_retried(existing)
-    wanted = lines_to_retry(batch)
-    if not wanted:
+    if not lines_left(batch):
         raise Conflict("Every line succeeded; there is nothing to retry.", subcode="nothing_to_retry")
-    upload = retry_upload(batch, user, wanted)
     try:
-        retry, created = services.batch_create(
+        return services.batch_create(
             account=batch.account,
             user=user,
-            handler=str(upload.handler),
+            handler="",
             operation=batch.operation,
             batch_dict=batch.batch_dict,
             # The budget goes with the lines; a dry run's retry runs them for real.
@@ -97,8 +77,7 @@ def batch_retry(*, batch: Batch, user, idempotency_key: str = "") -> tuple[Batch
             retry_of=batch,
         )
     except IntegrityError:
-        # A parallel request made the retry first: this request's file goes; that retry answers.
-        services.upload_invalidate(upload=upload)
+        # A parallel request made the retry first: that retry answers.
         if idempotency_key:
             earlier = services.retry_replay(batch=batch, idempotency_key=idempotency_key)
             if earlier is not None:
@@ -107,27 +86,3 @@ def batch_retry(*, batch: Batch, user, idempotency_key: str = "") -> tuple[Batch
         if existing is None:
             raise
         raise already_retried(existing) from None
-    except BaseException:
-        services.upload_invalidate(upload=upload)
-        raise
-    if not created:
-        # A parallel request with the same key made the retry first.
-        services.upload_invalidate(upload=upload)
-    return retry, created
-
-
-def retry_upload(batch: Batch, user, wanted: set[int]):
-    """The retried lines, stored as a new upload of the batch's account."""
-    with tempfile.TemporaryFile() as retry_file:
-        for record in retried_records(batch, wanted):
-            retry_file.write(record)
-        size = retry_file.tell()
-        retry_file.seek(0)
-        upload = services.upload_create(account=batch.account, created_by=getattr(user, "account_user", None))
-        services.upload_store(
-            handler=upload.handler,
-            stream=retry_file,
-            content_length=size,
-            content_type="application/x-ndjson",
-        )
-    return upload

@@ -3,6 +3,7 @@
 import errno
 import hashlib
 import uuid
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import BinaryIO
 
@@ -10,12 +11,13 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.core.files.base import File
 from django.core.files.storage import default_storage
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 
 from batches.controls import error_budget_clean
 from batches.files import upload_file_name
 from batches.models import Batch, BatchStatus, BatchStatusChange, Upload
+from batches.pipeline.sessions import is_lock_timeout, role_set_local
 from batches.states import batch_transition
 from batches.statuses import CANCEL_REQUESTED, CANCELLABLE, TERMINAL
 from batches.storage import bucket_object, uploads_go_direct
@@ -199,7 +201,7 @@ def _idempotency_digest(
     retry_of=None,
 ) -> str:
     if retry_of is not None:
-        # A retry's body is the batch it retries: each request stores its own upload.
+        # A retry's body is the batch it retries (it has no upload).
         body = {"retry_of": str(retry_of.pk)}
     else:
         body = {"handler": handler, "operation": operation, "hash": hash, "batch_dict": batch_dict}
@@ -282,8 +284,9 @@ def batch_create(
 ) -> tuple[Batch, bool]:
     """Creates a batch over an uploaded file and enqueues its pipeline. Returns the batch and
     whether it is new: with an `idempotency_key` seen within 24 hours and the same body, the
-    earlier batch comes back instead. A retry names the batch it retries (`retry_of`); a
-    batch has at most one, so a second raises IntegrityError (see `batches.retry`)."""
+    earlier batch comes back instead. A retry names the batch it retries (`retry_of`) and no
+    upload: its first step builds its input from that batch's files. A batch has at most one
+    retry, so a second raises IntegrityError (see `batches.retry`)."""
     found = operation_get(operation)
     if found is None:
         raise ApplicationError(f"There is no operation {operation!r}.", subcode="operation_unknown")
@@ -316,12 +319,12 @@ def batch_create(
                 earlier = _idempotent_replay(account=account, key=idempotency_key, digest=digest)
                 if earlier is not None:
                     return earlier, False
-            upload = _usable_upload(account=account, handler=handler)
+            upload = None if retry_of is not None else _usable_upload(account=account, handler=handler)
             usage.usage_admit_batch(
                 account_id=account.pk, user_id=getattr(getattr(user, "account_user", None), "pk", None)
             )
-            now = timezone.now()
-            Upload.objects.filter(pk=upload.pk).update(used_at=now)
+            if upload is not None:
+                Upload.objects.filter(pk=upload.pk).update(used_at=timezone.now())
             batch = Batch.objects.create(
                 account=account,
                 created_by=getattr(user, "account_user", None),
@@ -354,7 +357,7 @@ def batch_cancel(*, batch: Batch, by_staff=None) -> Batch:
     staff user (`by_staff`: the admin, or the pages on another account's batch) is recorded
     as theirs in the history, not the client's."""
     who = f"staff member {by_staff.get_username()}" if by_staff is not None else "the client"
-    with transaction.atomic():
+    with _batch_row_waited_for():
         current = Batch.objects.select_for_update().get(pk=batch.pk)
         if current.status in CANCEL_REQUESTED:
             return current
@@ -363,6 +366,26 @@ def batch_cancel(*, batch: Batch, by_staff=None) -> Batch:
         cancelled = batch_transition(batch_id=current.pk, to=BatchStatus.CANCEL, note=f"cancelled by {who}")
         _enqueue_advance(current.pk)
     return cancelled
+
+
+@contextmanager
+def _batch_row_waited_for():
+    """A transaction that stops a batch. A worker that froze holding the batch's row keeps it
+    until the database ends its session (batches.pipeline.sessions): the stop waits that long,
+    boundedly, and lands, rather than failing at the web's short lock timeout; past it (a holder
+    that is not frozen but stuck), it answers 503 and nothing changed."""
+    try:
+        with transaction.atomic():
+            role_set_local("stop")
+            yield
+    except OperationalError as error:
+        if not is_lock_timeout(error):
+            raise
+        raise ApplicationError(
+            "The batch is held by a worker that does not answer; nothing changed. Try again in a minute.",
+            subcode="batch_busy",
+            status_code=503,
+        ) from error
 
 
 def _not_cancellable(status: str) -> Conflict:
@@ -381,7 +404,7 @@ def _not_cancellable(status: str) -> Conflict:
 def batch_delete(*, batch: Batch) -> Batch:
     """Starts deletion: a finished batch goes to deleting; a running one is cancelled first,
     and one that is finishing or stopping is deleted by the pipeline once it gets there."""
-    with transaction.atomic():
+    with _batch_row_waited_for():
         current = Batch.objects.select_for_update().get(pk=batch.pk)
         if current.status == BatchStatus.DELETING:
             return current

@@ -8,7 +8,9 @@ S = BatchStatus
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     S.NEW: frozenset({S.COPYING, S.CANCEL}),
-    S.COPYING: frozenset({S.COPIED, S.HASH_MISMATCH, S.CANCEL}),
+    # copying -> validation_failed: a retry whose original's files were deleted before its
+    # first step read them (batches.pipeline.retrying).
+    S.COPYING: frozenset({S.COPIED, S.HASH_MISMATCH, S.VALIDATION_FAILED, S.CANCEL}),
     S.HASH_MISMATCH: frozenset({S.DELETING}),
     S.COPIED: frozenset({S.VALIDATING, S.CANCEL}),
     # validating -> completed: a dry run (validate_only) stops after validation, its results

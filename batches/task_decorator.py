@@ -5,6 +5,16 @@ from celery import shared_task
 
 from batches.pipeline.faults import RETRIED_ERRORS, ChunkIncomplete, StorageReadError
 
+# Infrastructure faults: a task retries on them (then the sweep takes over), and a process's own
+# loop (the maintenance timer) tries again.
+RETRIED = (*RETRIED_ERRORS, StorageReadError, ChunkIncomplete)
+MAX_RETRIES = 8
+
+
+def fault_line(error: BaseException) -> str:
+    """The error on one line: an outage logs one line per try, its traceback once."""
+    return f"{type(error).__name__}: {' '.join(str(error).split())}"
+
 
 def pipeline_task(**options):
     """The one task decorator: acknowledged only when finished, re-queued if the worker
@@ -12,11 +22,11 @@ def pipeline_task(**options):
     return shared_task(
         acks_late=True,
         reject_on_worker_lost=True,
-        autoretry_for=(*RETRIED_ERRORS, StorageReadError, ChunkIncomplete),
+        autoretry_for=RETRIED,
         retry_backoff=1,
         retry_backoff_max=30,
         retry_jitter=True,
-        max_retries=8,
+        max_retries=MAX_RETRIES,
         soft_time_limit=6 * 3600,
         time_limit=6 * 3600 + 60,
         ignore_result=True,

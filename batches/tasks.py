@@ -10,12 +10,12 @@ import logging
 import threading
 import time
 
-from celery.signals import worker_ready
+from celery.signals import worker_process_init, worker_ready
 from django.conf import settings
 from django.db import close_old_connections, transaction
 
-from batches.pipeline import driver
-from batches.task_decorator import pipeline_task
+from batches.pipeline import driver, sessions
+from batches.task_decorator import MAX_RETRIES, RETRIED, fault_line, pipeline_task
 from batchsite.publishing import publish
 
 logger = logging.getLogger(__name__)
@@ -56,15 +56,37 @@ def batches_housekeeping() -> dict:
 def maintenance_timer() -> None:
     """Runs the periodic jobs from this worker when they are due, so recovery does not depend
     on the one beat process being alive."""
+    failures = 0
     while True:
         time.sleep(settings.PIPELINE_SWEEP_SECONDS)
         try:
             driver.sweep(CELERY_ENQUEUE)
             driver.housekeeping(CELERY_ENQUEUE)
+            failures = 0
+        except RETRIED as error:
+            failures += 1
+            maintenance_fault_log(error, failures)
         except Exception:
             logger.exception("maintenance from the worker failed; trying again")
         finally:
             close_old_connections()
+
+
+def maintenance_fault_log(error: BaseException, failures: int) -> None:
+    """A database or storage outage logs one line per try, as a task's retries do, and its
+    traceback once, when it has lasted as many tries as a task makes before it gives up."""
+    if failures == MAX_RETRIES + 1:
+        logger.error(
+            "maintenance from the worker failed %d times in a row; still trying", failures, exc_info=error
+        )
+    else:
+        logger.warning("maintenance from the worker failed (%s); trying again", fault_line(error))
+
+
+# A worker's sessions (its pool's, and the main process's maintenance thread's) take the
+# step's database limits; chunks and the sweep set their own per transaction.
+worker_process_init.connect(sessions.worker_sessions_enable)
+worker_ready.connect(sessions.worker_sessions_enable)
 
 
 @worker_ready.connect

@@ -30,6 +30,7 @@ ERROR_MEANINGS = {
     413: "Too large: the body, or the file over its size limit.",
     415: "A body that is not JSON (or a form).",
     429: "Too many requests; Retry-After says when to try again.",
+    503: "Held up by a server fault (a worker that stopped answering); nothing changed. Try again later.",
     507: "The service's storage is full; nothing was kept. Try again later.",
 }
 ERROR_COMPONENT = "Error"

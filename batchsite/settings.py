@@ -123,6 +123,36 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Liveness (README "Failure model"): the server ends a session that sits in a transaction
+# without a statement for DATABASE_IDLE_IN_TRANSACTION_SECONDS (a frozen or cut-off process: its
+# locks go with it) and a statement waits at most DATABASE_LOCK_TIMEOUT_SECONDS for a lock, on
+# every connection; a web request's statements run at most DATABASE_STATEMENT_TIMEOUT_SECONDS
+# (batchsite/wsgi.py; a migration has no such limit). The pipeline's chunks, steps and sweep
+# set their own (batches/pipeline/sessions.py). TCP keepalives, on both ends, find a peer that
+# vanished within about DATABASE_KEEPALIVE_SECONDS * 2.
+DATABASE_IDLE_IN_TRANSACTION_SECONDS = env.float("DATABASE_IDLE_IN_TRANSACTION_SECONDS", default=30)
+DATABASE_LOCK_TIMEOUT_SECONDS = env.float("DATABASE_LOCK_TIMEOUT_SECONDS", default=5)
+DATABASE_STATEMENT_TIMEOUT_SECONDS = env.float("DATABASE_STATEMENT_TIMEOUT_SECONDS", default=30)
+DATABASE_KEEPALIVE_SECONDS = env.int("DATABASE_KEEPALIVE_SECONDS", default=10)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    _keepalive_every = max(1, DATABASE_KEEPALIVE_SECONDS // 3)
+    DATABASES["default"]["OPTIONS"] = {
+        **DATABASES["default"].get("OPTIONS", {}),
+        "keepalives": 1,
+        "keepalives_idle": DATABASE_KEEPALIVE_SECONDS,
+        "keepalives_interval": _keepalive_every,
+        "keepalives_count": 3,
+        "options": " ".join(
+            f"-c {name}={value}"
+            for name, value in {
+                "idle_in_transaction_session_timeout": int(DATABASE_IDLE_IN_TRANSACTION_SECONDS * 1000),
+                "lock_timeout": int(DATABASE_LOCK_TIMEOUT_SECONDS * 1000),
+                "tcp_keepalives_idle": DATABASE_KEEPALIVE_SECONDS,
+                "tcp_keepalives_interval": _keepalive_every,
+                "tcp_keepalives_count": 3,
+            }.items()
+        ),
+    }
 
 if SECRET_KEY_GENERATED and DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
     # A database server usually means several hosts, and each would generate its own key:
@@ -242,7 +272,9 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
 CELERY_BROKER_CONNECTION_TIMEOUT = 3
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5}
 # Queues by workload: chunk slices on their own queue, so a pipeline step or a maintenance job
-# never waits behind a queue of chunk work. A worker consumes both unless WORKER_QUEUES says.
+# never waits behind a queue of chunk work; webhook deliveries on theirs, taken by a pool of
+# their own (`make worker WORKER_QUEUES=webhooks`), so a slow receiver never holds a process
+# the pipeline needs. A worker started without --queues (`make run`'s) consumes all three.
 CELERY_TASK_DEFAULT_QUEUE = "pipeline"
 CELERY_TASK_QUEUES = (Queue("pipeline"), Queue("chunks"), Queue("webhooks"))
 CELERY_TASK_ROUTES = {
@@ -291,6 +323,9 @@ BATCH_VALIDATE_PARALLEL_MIN_LINES = env.int("BATCH_VALIDATE_PARALLEL_MIN_LINES",
 # again, how long processing may go without a committed chunk, when a batch that is not
 # moving is logged as an error, and the interval of housekeeping (uploads, orphans, retention).
 BATCH_LEASE_SECONDS = env.int("BATCH_LEASE_SECONDS", default=30)
+# A chunk's lease (renewed while it runs): a frozen or cut-off worker's chunk is taken over once
+# it expires, and that worker's database session is ended after as long idle.
+BATCH_CHUNK_LEASE_SECONDS = env.int("BATCH_CHUNK_LEASE_SECONDS", default=30)
 PIPELINE_SWEEP_SECONDS = env.float("PIPELINE_SWEEP_SECONDS", default=5)
 PIPELINE_KICK_AFTER_SECONDS = env.float("PIPELINE_KICK_AFTER_SECONDS", default=5)
 BATCH_STUCK_AFTER_SECONDS = env.int("BATCH_STUCK_AFTER_SECONDS", default=60)
@@ -431,6 +466,8 @@ REST_FRAMEWORK["DEFAULT_THROTTLE_CLASSES"] = ["operating.throttling.AccountRateT
 # upsert per account and hour, instead of a write per request.
 USAGE_FLUSH_SECONDS = env.float("USAGE_FLUSH_SECONDS", default=5.0)
 USAGE_RETENTION_DAYS = env.int("USAGE_RETENTION_DAYS", default=30)
+# Bearer token for /metrics and serve_metrics; unset, they answer only this host's clients that
+# came through no proxy (operating.metrics.scrape_refusal).
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 # prometheus-client's multiprocess mode: every process (gunicorn's, Celery's) writes its
 # samples under this folder and /metrics adds them up. Read by prometheus_client at import,

@@ -72,7 +72,7 @@ class SignInForm(LockoutMixin, AuthenticationForm):
     error_messages = {
         **AuthenticationForm.error_messages,
         "invalid_login": "No user has this user id and password. The user id is a UUID such as "
-        "0f8fad5b-d9cb-469f-a165-70867728950e (GET /whoami answers it as \"user\"), not your "
+        '0f8fad5b-d9cb-469f-a165-70867728950e (GET /whoami answers it as "user"), not your '
         "name; a password comes from `manage.py create_account --password` or `manage.py "
         "user_password`.",
     }

@@ -1,9 +1,11 @@
 """Processing: chunks (line ranges) claimed and run by any number of workers.
 
 A chunk's effects, its result lines, its done mark and the batch's progress commit in one
-transaction, so a worker killed at any moment loses nothing and applies nothing twice. Locks
+transaction, so a worker killed at any moment loses nothing and applies nothing twice. A chunk
+is held by a lease (batches.pipeline.chunk_lease), not a row lock, so a frozen or cut-off
+worker's chunk is taken over once its lease expires, and the stale worker commits nothing. Locks
 are taken in one order everywhere: chunk rows (only those: `of=("self",)`, no join), then the
-batch row.
+batch row, which a chunk holds for its last few statements only.
 
 Scheduling is fair across accounts: the next chunk a worker claims belongs to the account
 that has had the fewest lines run among its processing batches, then to that account's batch
@@ -24,13 +26,16 @@ from django.db.models import Exists, F, OuterRef, Sum
 
 from batches.controls import budget_exceeded, is_budget_stop
 from batches.models import Batch, BatchStatus, Chunk
+from batches.pipeline.chunk_lease import ChunkLease, ChunkLeaseLost
 from batches.pipeline.faults import TRANSIENT_DATABASE_ERRORS
 from batches.pipeline.reading import read_chunk_lines
 from batches.pipeline.results import is_success_line, result_line
+from batches.pipeline.sessions import role_set_local
 from batches.pipeline.validating import chunk_check, validate_item
 from batches.states import batch_transition
 from batchsite import fastjson
 from batchsite.clock import DatabaseNow
+from operating.logs import batch_logged
 from operating.services import usage_record_batch_lines
 from twins.registry import Actor, Operation, OperationError, OperationResult, operation_get
 
@@ -128,13 +133,16 @@ class ChunkRun:
     stop_reason: str = ""
 
 
-def run_chunk_lines(batch: Batch, operation: Operation, user, pairs: list[tuple[int, str]]) -> ChunkRun:
-    """Runs the chunk's lines a group at a time; between groups, stops at a cancel or once the
-    error budget is passed."""
+def run_chunk_lines(
+    batch: Batch, operation: Operation, user, pairs: list[tuple[int, str]], lease: ChunkLease
+) -> ChunkRun:
+    """Runs the chunk's lines a group at a time; between groups, renews the chunk's lease and
+    stops at a cancel or once the error budget is passed."""
     run = ChunkRun()
     step = settings.BATCH_CANCEL_CHECK_LINES
     for start in range(0, len(pairs), step):
         if start:
+            lease.tick()
             if cancel_requested(batch.pk):
                 break
             run.stop_reason = budget_reason(
@@ -149,46 +157,45 @@ def run_chunk_lines(batch: Batch, operation: Operation, user, pairs: list[tuple[
 
 
 def chunk_claim_and_run(batch_id) -> bool:
-    """Claims one undone chunk of the batch and runs it, all in one transaction. False when
-    there is nothing to run (no chunk left, every one taken, or the batch stopped).
+    """Claims one undone chunk of the batch (batches.pipeline.chunk_lease) and runs it. False
+    when there is nothing to run (no chunk left, every one held, or the batch stopped)."""
+    lease = ChunkLease.claim(
+        batch_id=batch_id, status=S.PROCESSING, unfinished={"done": False}, count=1, worker=worker_name()
+    )
+    if lease is None:
+        return False
+    try:
+        return chunk_run(batch_id, lease)
+    except ChunkLeaseLost as lost:
+        logger.warning("batch %s: %s; nothing of it committed", batch_id, lost)
+        return True
+    finally:
+        lease.release()
 
-    The error budget (SPEC section 11) is judged in the same transaction, under the batch's
-    row lock taken after the chunk's: the chunk whose results pass it commits them with the
-    move processing -> cancel, so no chunk starts after it, and a chunk that was running
-    meanwhile and finds the batch stopped by the budget rolls back (its lines are listed as
-    not executed). So at most one chunk's lines run past the budget, on any number of workers."""
+
+def chunk_run(batch_id, lease: ChunkLease) -> bool:
+    """Runs a leased chunk in one transaction: its effects, its results, its done mark (fenced
+    by the lease) and the batch's progress commit together.
+
+    The error budget (SPEC section 11) is judged at the end, under the batch's row lock, which
+    is held for the last few statements only: the chunk whose results pass it commits them with
+    the move processing -> cancel, so no chunk starts after it, and a chunk that was running
+    meanwhile and finds the batch stopped by the budget rolls back (its lines are listed as not
+    executed). So at most one chunk's lines run past the budget, on any number of workers."""
     with transaction.atomic():
-        chunk = (
-            Chunk.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(batch_id=batch_id, done=False)
-            .order_by("index")
-            .first()
-        )
-        if chunk is None:
-            return False
+        role_set_local("chunk")
         batch = Batch.objects.select_related("account", "created_by__user").filter(pk=batch_id).first()
         if batch is None or batch.status != S.PROCESSING:
             return False
+        chunk = Chunk.objects.get(pk=lease.chunk_ids[0])
         started = time.monotonic()
         operation = operation_get(batch.operation)
         pairs = read_chunk_lines(batch, chunk)
         # Each chunk runs with the creator's permissions as they are when it starts.
-        run = run_chunk_lines(batch, operation, may_run(batch, operation), pairs)
-        current = (
-            Batch.objects.select_for_update(of=("self",))
-            .only("status", "failure_reason", "processed", "failed")
-            .get(pk=batch_id)
-        )
-        if current.status != S.PROCESSING and is_budget_stop(current.failure_reason):
-            logger.info(
-                "batch %s: chunk %s rolled back, the batch stopped past its error budget",
-                batch_id,
-                chunk.index,
-            )
-            transaction.set_rollback(True)
-            return True
+        run = run_chunk_lines(batch, operation, may_run(batch, operation), pairs, lease)
         executed, failed = len(run.lines), run.failed
-        Chunk.objects.filter(pk=chunk.pk).update(
+        lease.fence(
+            chunk.pk,
             done=True,
             executed_count=executed,
             succeeded=executed - failed,
@@ -205,45 +212,72 @@ def chunk_claim_and_run(batch_id) -> bool:
             operation=batch.operation,
             seconds=time.monotonic() - started,
         )
-        Batch.objects.filter(pk=batch_id).update(
-            processed=F("processed") + executed,
-            succeeded=F("succeeded") + executed - failed,
-            failed=F("failed") + failed,
-            heartbeat_at=DatabaseNow(),
-        )
-        if current.status == S.PROCESSING:
-            # Counts committed by other chunks meanwhile may bring a ratio back under the
-            # budget; a chunk that stopped early for it stops the batch all the same, with
-            # the counts it saw, or its unrun lines would never run.
-            reason = budget_exceeded(
-                batch.error_budget, processed=current.processed + executed, failed=current.failed + failed
-            )
-            stop_past_budget(batch.pk, reason or run.stop_reason)
+        batch_progress_record(batch, run, chunk_index=chunk.index)
     return True
+
+
+def batch_progress_record(batch: Batch, run: ChunkRun, *, chunk_index: int) -> None:
+    """The chunk's last statements: under the batch's row lock, its counts go into the batch's,
+    or, if the batch stopped past its error budget meanwhile, the chunk rolls back."""
+    current = (
+        Batch.objects.select_for_update(of=("self",))
+        .only("status", "failure_reason", "processed", "failed")
+        .get(pk=batch.pk)
+    )
+    if current.status != S.PROCESSING and is_budget_stop(current.failure_reason):
+        logger.info(
+            "batch %s: chunk %s rolled back, the batch stopped past its error budget", batch.pk, chunk_index
+        )
+        transaction.set_rollback(True)
+        return
+    executed, failed = len(run.lines), run.failed
+    Batch.objects.filter(pk=batch.pk).update(
+        processed=F("processed") + executed,
+        succeeded=F("succeeded") + executed - failed,
+        failed=F("failed") + failed,
+        heartbeat_at=DatabaseNow(),
+    )
+    if current.status == S.PROCESSING:
+        # Counts committed by other chunks meanwhile may bring a ratio back under the
+        # budget; a chunk that stopped early for it stops the batch all the same, with
+        # the counts it saw, or its unrun lines would never run.
+        reason = budget_exceeded(
+            batch.error_budget, processed=current.processed + executed, failed=current.failed + failed
+        )
+        stop_past_budget(batch.pk, reason or run.stop_reason)
 
 
 def chunk_claim_and_validate(batch_id) -> bool:
     """Claims up to CHECKED_CHUNKS_PER_CLAIM unchecked chunks of a batch validated in parallel
-    and checks their lines, recording the outcome on the chunks only. False when there is
-    nothing to check."""
-    with transaction.atomic():
-        claimed = list(
-            Chunk.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(batch_id=batch_id, validated=False)
-            .order_by("index")
-            .only("pk", "first_line", "start_offset", "end_offset")[:CHECKED_CHUNKS_PER_CLAIM]
-        )
-        if not claimed:
-            return False
-        batch = Batch.objects.filter(pk=batch_id).values_list("status", "operation", "input_file").first()
-        if batch is None or batch[0] != S.VALIDATING:
-            return False
-        _, operation_name, input_file = batch
-        operation = operation_get(operation_name)
-        for chunk in claimed:
-            checked = chunk_check(operation, input_file, chunk)
-            Chunk.objects.filter(pk=chunk.pk).update(validated=True, worker=worker_name(), **checked)
-        Batch.objects.filter(pk=batch_id).update(heartbeat_at=DatabaseNow())
+    and checks their lines, recording the outcome on the chunks only (fenced by the lease, in
+    one transaction). False when there is nothing to check."""
+    lease = ChunkLease.claim(
+        batch_id=batch_id,
+        status=S.VALIDATING,
+        unfinished={"validated": False},
+        count=CHECKED_CHUNKS_PER_CLAIM,
+        worker=worker_name(),
+    )
+    if lease is None:
+        return False
+    try:
+        with transaction.atomic():
+            role_set_local("chunk")
+            batch = Batch.objects.filter(pk=batch_id).values_list("status", "operation", "input_file").first()
+            if batch is None or batch[0] != S.VALIDATING:
+                return False
+            _, operation_name, input_file = batch
+            operation = operation_get(operation_name)
+            claimed = Chunk.objects.filter(pk__in=lease.chunk_ids).order_by("index")
+            for chunk in claimed.only("pk", "first_line", "start_offset", "end_offset"):
+                checked = chunk_check(operation, input_file, chunk)
+                lease.tick()
+                lease.fence(chunk.pk, validated=True, worker=worker_name(), **checked)
+            Batch.objects.filter(pk=batch_id).update(heartbeat_at=DatabaseNow())
+    except ChunkLeaseLost as lost:
+        logger.warning("batch %s: %s; nothing of it committed", batch_id, lost)
+    finally:
+        lease.release()
     return True
 
 
@@ -274,8 +308,9 @@ def chunk_run_next():
     be claimed."""
     for batch_id, status in batches_in_turn():
         claim = chunk_claim_and_validate if status == S.VALIDATING else chunk_claim_and_run
-        if claim(batch_id):
-            return batch_id
+        with batch_logged(batch_id):
+            if claim(batch_id):
+                return batch_id
     return None
 
 

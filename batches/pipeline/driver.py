@@ -18,6 +18,7 @@ from batches.pipeline import chunks, maintenance
 from batches.pipeline.copying import step_copy
 from batches.pipeline.lease import Lease, LeaseLost, StepInterrupted
 from batches.pipeline.results import step_finish_cancel, step_write_results
+from batches.pipeline.retrying import step_build_retry_input, step_finish_unbuilt_cancel
 from batches.pipeline.validating import step_validate
 from batches.states import batch_transition
 from batches.statuses import TERMINAL
@@ -35,10 +36,26 @@ class Enqueue:
 
 
 LeasedStep = Callable[[Batch, Lease], Batch | None]
+
+
+def step_input(batch: Batch, lease: Lease) -> Batch | None:
+    """A batch copies its upload; a retry, which has none, builds its input from the batch it
+    retries (a request never reads that batch's files)."""
+    if batch.upload_id is None:
+        return step_build_retry_input(batch, lease)
+    return step_copy(batch, lease)
+
+
+def step_stop(batch: Batch, lease: Lease) -> Batch | None:
+    if batch.upload_id is None and not batch.input_file:
+        return step_finish_unbuilt_cancel(batch, lease)
+    return step_finish_cancel(batch, lease)
+
+
 LEASED_STEPS: dict[str, LeasedStep] = {
-    S.COPYING: step_copy,
+    S.COPYING: step_input,
     S.WRITING_RESULTS: step_write_results,
-    S.CANCELLING: step_finish_cancel,
+    S.CANCELLING: step_stop,
     S.DELETING: maintenance.step_purge,
 }
 PASSING_TO: dict[str, str] = {
@@ -135,13 +152,14 @@ def sweep(enqueue: Enqueue) -> int:
 
 
 def housekeeping(enqueue: Enqueue) -> dict:
-    """Expires uploads, removes orphaned upload files, deletes batches past retention."""
+    """Expires uploads, removes orphaned upload and batch files, deletes batches past retention."""
     if not maintenance.claim_run("housekeeping", every_seconds=settings.MAINTENANCE_INTERVAL_SECONDS):
         return {}
     done = {
         "uploads_expired": maintenance.uploads_expire(),
         "orphans_removed": maintenance.uploads_remove_orphans(),
         "spools_removed": maintenance.spool_remove_stale(),
+        "batch_files_removed": maintenance.batch_files_remove_orphans(),
         "batches_expired": maintenance.batches_past_retention(enqueue.advance),
     }
     maintenance.finish_run("housekeeping")

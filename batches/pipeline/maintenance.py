@@ -8,13 +8,14 @@ every worker starts).
 """
 
 import logging
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db import IntegrityError
-from django.db.models import Q
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from batches.files import (
@@ -24,8 +25,9 @@ from batches.files import (
     storage_files_under,
     storage_remove_folder,
 )
-from batches.models import Batch, BatchStatus, MaintenanceRun, Upload
+from batches.models import Batch, BatchStatus, Chunk, MaintenanceRun, Upload
 from batches.pipeline.lease import Lease
+from batches.pipeline.sessions import role_set_local
 from batches.statuses import ACTIVE, TERMINAL
 from batchsite.clock import DatabaseNow, database_now_plus
 
@@ -34,6 +36,8 @@ S = BatchStatus
 LEASED = frozenset({S.COPYING, S.VALIDATING, S.WRITING_RESULTS, S.CANCELLING, S.DELETING})
 # Statuses a worker leaves at once; one still there after a few seconds lost its message.
 PASSING = frozenset({S.NEW, S.COPIED, S.PROCESSED, S.CANCEL})
+# Statuses in which chunk workers hold chunks.
+CHUNKED = frozenset({S.VALIDATING, S.PROCESSING})
 
 
 def claim_run(name: str, *, every_seconds: float) -> bool:
@@ -57,11 +61,14 @@ def finish_run(name: str) -> None:
 def batches_to_resume() -> set[str]:
     """Batches a worker owes a step but no worker is doing: a passing status not left for a few
     seconds, a single-worker step whose lease expired (or that no one took), processing with no
-    chunk committed for BATCH_STUCK_AFTER_SECONDS, a finished batch whose deletion stalled."""
+    chunk committed for BATCH_STUCK_AFTER_SECONDS, chunk work gone quiet with a chunk whose
+    lease expired (its holder froze or was cut off), a finished batch whose deletion stalled."""
     kick_before = database_now_plus(-settings.PIPELINE_KICK_AFTER_SECONDS)
     stuck_before = database_now_plus(-settings.BATCH_STUCK_AFTER_SECONDS)
     quiet = Q(heartbeat_at__lt=kick_before) | Q(heartbeat_at__isnull=True, created_at__lt=kick_before)
+    lapsed = Chunk.objects.filter(batch_id=OuterRef("pk"), done=False, lease_expires_at__lt=DatabaseNow())
     queries = (
+        Batch.objects.filter(Exists(lapsed.exclude(lease_owner="")), status__in=CHUNKED).filter(quiet),
         Batch.objects.filter(status__in=PASSING).filter(quiet),
         Batch.objects.filter(status__in=LEASED, lease_owner="").filter(quiet),
         Batch.objects.filter(status__in=LEASED, lease_expires_at__lt=DatabaseNow()),
@@ -73,11 +80,20 @@ def batches_to_resume() -> set[str]:
 
 def sweep(advance: Callable[[str], None]) -> int:
     """Resumes the batches no worker is moving. Each is touched first, so a batch that is only
-    waiting in a busy queue is asked for again no more than every few seconds."""
-    batch_ids = batches_to_resume()
-    for batch_id in batch_ids:
-        Batch.objects.filter(pk=batch_id).update(heartbeat_at=DatabaseNow())
-        advance(batch_id)
+    waiting in a busy queue is asked for again no more than every few seconds. A batch whose
+    row another process holds locked (a frozen holder, until the database ends its session) is
+    skipped, not waited for: it is found again next time."""
+    with transaction.atomic():
+        role_set_local("sweep")
+        batch_ids = {
+            str(pk)
+            for pk in Batch.objects.select_for_update(skip_locked=True)
+            .filter(pk__in=batches_to_resume())
+            .values_list("pk", flat=True)
+        }
+        Batch.objects.filter(pk__in=batch_ids).update(heartbeat_at=DatabaseNow())
+        for batch_id in batch_ids:
+            advance(batch_id)
     if batch_ids:
         logger.info("sweep: resumed %d batches", len(batch_ids))
     alarm_before = database_now_plus(-settings.BATCH_ALARM_AFTER_SECONDS)
@@ -142,6 +158,50 @@ def spool_remove_stale() -> int:
     """Results being written spool in SPOOL_FOLDER and are renamed into place; a worker killed
     while writing leaves its spool behind. Nothing writes one for an hour."""
     return files_remove_stale(SPOOL_FOLDER, referenced=set(), older_than=timezone.now() - timedelta(hours=1))
+
+
+def batch_files_remove_orphans() -> int:
+    """Files in a batch's folder that the batch does not record are deleted once older than
+    ORPHAN_FILE_GRACE_SECONDS: a step whose publishing transition failed (a database error)
+    or whose process died before it discarded its file leaves one, kept until the batch is
+    deleted otherwise. A step writing its file now is younger than the grace. The folders are
+    listed once per grace period, not at every housekeeping run."""
+    grace = settings.ORPHAN_FILE_GRACE_SECONDS
+    if not claim_run("batch-files", every_seconds=grace):
+        return 0
+    older_than = timezone.now() - timedelta(seconds=grace)
+    removed = 0
+    for account_id in storage_folders("batches"):
+        batch_ids = [name for name in storage_folders(f"batches/{account_id}") if is_uuid(name)]
+        recorded = {
+            str(pk): set(names)
+            for pk, *names in Batch.objects.filter(pk__in=batch_ids).values_list(
+                "pk", "input_file", "prepared_file", "results_file", "errors_file"
+            )
+        }
+        for batch_id in batch_ids:
+            removed += files_remove_stale(
+                batch_folder(account_id=account_id, batch_id=batch_id),
+                referenced=recorded.get(batch_id, set()),
+                older_than=older_than,
+            )
+    finish_run("batch-files")
+    return removed
+
+
+def storage_folders(folder: str) -> list[str]:
+    try:
+        return default_storage.listdir(folder)[0]
+    except FileNotFoundError:
+        return []
+
+
+def is_uuid(name: str) -> bool:
+    try:
+        uuid.UUID(name)
+    except ValueError:
+        return False
+    return True
 
 
 def batches_past_retention(advance: Callable[[str], None]) -> int:

@@ -54,7 +54,8 @@ def input_lines(batch: Batch, lease=None):
     """The stored input, opened, and its parsed lines; the caller closes the source. With a
     lease, reading keeps it alive and notices a cancel (the reader reports progress every
     64 KiB of decompressed bytes, blank lines included)."""
-    content_type = batch.upload.content_type if batch.upload else ""
+    # A batch without an upload is a retry, whose input its first step wrote as JSON Lines.
+    content_type = batch.upload.content_type if batch.upload else "application/x-ndjson"
     source = StorageSource(input_name_of(batch), lease)
     lines = parse_lines(
         source,

@@ -11,6 +11,7 @@ from django.db import transaction
 
 from batches.files import fresh_batch_file_name, storage_discard, storage_save_spooled, storage_spool
 from batches.models import Batch, BatchStatus, Chunk
+from batches.pipeline.chunk_lease import chunk_leases_take_back
 from batches.pipeline.faults import RETRIED_ERRORS, StorageReadError
 from batches.pipeline.lease import Lease, LeaseLost, StepInterrupted, TickingReader
 from batches.pipeline.reading import input_lines, prepared_line_numbers
@@ -172,17 +173,10 @@ def step_write_results(batch: Batch, lease: Lease) -> Batch | None:
 
 
 def step_finish_cancel(batch: Batch, lease: Lease) -> Batch | None:
-    """Waits for in-flight chunks to commit or roll back, then writes the partial results and
-    stops the batch."""
-    with transaction.atomic():
-        # Chunk rows only, in index order, as a chunk worker takes them; a chunk that starts
-        # after this sees the status and runs nothing.
-        list(
-            Chunk.objects.select_for_update(of=("self",))
-            .filter(batch_id=batch.pk, done=False)
-            .order_by("index")
-            .values_list("pk", flat=True)
-        )
+    """Waits for in-flight chunks to commit or roll back and takes their leases back (a chunk
+    that starts after this sees the status and runs nothing), then writes the partial results
+    and stops the batch."""
+    chunk_leases_take_back(batch.pk, tick=lease.tick)
     # Chunks of a batch stopped while they were being validated hold no results to merge.
     processing_started = batch.total is not None and Chunk.objects.filter(batch_id=batch.pk).exists()
     blocks = (

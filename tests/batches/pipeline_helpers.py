@@ -150,6 +150,7 @@ class WorkerProcess:
             "PIPELINE_SWEEP_SECONDS": "0.5",
             "PIPELINE_KICK_AFTER_SECONDS": "2",
             "BATCH_LEASE_SECONDS": "3",
+            "BATCH_CHUNK_LEASE_SECONDS": "5",
             "BATCH_STUCK_AFTER_SECONDS": "4",
             **(extra_env or {}),
         }

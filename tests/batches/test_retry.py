@@ -5,6 +5,7 @@ import json
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from unittest import mock
 
 import pytest
 from django.conf import settings
@@ -16,6 +17,7 @@ from rest_framework.test import APIClient
 from batches import services
 from batches.models import Batch, BatchStatus, Upload
 from tests.batches.pipeline_helpers import (
+    InlinePipeline,
     batch_start,
     jsonl,
     read_results,
@@ -28,10 +30,13 @@ from tests.helpers import assert_error
 S = BatchStatus
 
 
-def input_of(batch) -> list[dict]:
-    upload = Batch.objects.get(pk=batch.pk).upload
-    name = batch.input_file or upload.file_name
-    with default_storage.open(name, "rb") as content:
+def input_of(retry) -> list[dict]:
+    """The retry's input, once its first step (a worker's, run here) has built it."""
+    runner = InlinePipeline()
+    runner.advance(retry)
+    while not Batch.objects.get(pk=retry.pk).input_file:
+        assert runner.step(), "the retry's first step wrote no input"
+    with default_storage.open(Batch.objects.get(pk=retry.pk).input_file, "rb") as content:
         return [json.loads(line) for line in content.read().decode().splitlines() if line.strip()]
 
 
@@ -222,6 +227,7 @@ postgres_only = pytest.mark.skipif(
 @pytest.mark.parametrize("key", ["", "one-key"], ids=["no-key", "same-key"])
 def test_parallel_retries_make_one_batch(caller, key):
     batch = cancelled_with_unrun_lines(caller)
+    files = stored_files()
     responses = parallel_retries(caller, batch, count=4, key=key)
     retries = list(Batch.objects.filter(retry_of=batch))
     assert len(retries) == 1
@@ -235,8 +241,8 @@ def test_parallel_retries_make_one_batch(caller, key):
         assert len(made) == 1
         for response in refused:
             assert str(retries[0].pk) in assert_error(response, 409, "batch_already_retried")["description"]
-    # The losers' files are gone: only the original's and the retry's uploads hold one.
-    assert stored_uploads(caller) == 1
+    # No request stored a file, the losers' included: the retry's first step writes its input.
+    assert stored_files() == files
 
 
 def test_retry_of_a_broken_file_cancelled_before_validation_takes_the_lines_before_the_break(caller):
@@ -253,3 +259,75 @@ def test_retry_of_a_broken_file_cancelled_before_validation_takes_the_lines_befo
     retried = input_of(Batch.objects.get(pk=response.json()["batch"]))
     assert len(retried) == listed
     assert retried[:4] == [{"description": {"serial": 1}}] * 3 + [{"description": {}}]
+
+
+def dry_run_of(caller, count: int):
+    """A finished dry run of `count` lines: every line is listed in its errors part."""
+    upload = upload_bytes(caller, jsonl({"description": {"serial": n}} for n in range(count)))
+    batch, _ = services.batch_create(
+        account=caller.account,
+        user=caller.user,
+        handler=str(upload.handler),
+        operation="create_twin",
+        validate_only=True,
+    )
+    return run_batch(batch)
+
+
+@override_settings(BATCH_VALIDATE_PARALLEL_MIN_LINES=10**9)
+def test_the_request_reads_no_line_and_stores_nothing_the_first_step_builds_the_input(caller):
+    dry_run = dry_run_of(caller, 30_000)
+    assert dry_run.status == S.COMPLETED and default_storage.size(dry_run.errors_file) > 3_000_000
+    files = stored_files()
+    with mock.patch.object(default_storage, "open", wraps=default_storage.open) as opened:
+        response = retry(caller, dry_run)
+    assert response.status_code == 201, response.content
+    assert opened.call_count == 0
+    assert stored_files() == files
+    retried = Batch.objects.get(pk=response.json()["batch"])
+    assert retried.status == S.NEW and not retried.input_file
+    built = input_of(retried)
+    assert len(built) == 30_000 and built[-1] == {"description": {"serial": 29_999}}
+
+
+def test_a_first_step_that_dies_half_way_leaves_nothing_and_runs_again(caller):
+    batch = cancelled_with_unrun_lines(caller)
+    retried = Batch.objects.get(pk=retry(caller, batch).json()["batch"])
+    files = stored_files()
+    runner = InlinePipeline()
+    runner.advance(retried)
+    failing_save = mock.patch(
+        "batches.pipeline.retrying.storage_save_spooled", side_effect=OSError("disk full")
+    )
+    with failing_save, pytest.raises(OSError):
+        runner.drain()
+    assert stored_files() == files
+    assert Batch.objects.get(pk=retried.pk).input_file == ""
+    assert input_of(retried) == [{"description": {"serial": n}} for n in (2, 3)]
+
+
+@pytest.mark.parametrize("gone", ["files", "batch"])
+def test_a_retry_whose_original_went_before_its_first_step_fails_saying_so(caller, gone):
+    batch = cancelled_with_unrun_lines(caller)
+    retried = Batch.objects.get(pk=retry(caller, batch).json()["batch"])
+    if gone == "files":
+        default_storage.delete(batch.errors_file)
+    else:
+        services.batch_delete(batch=batch)
+        assert run_batch(batch) is None
+    failed = run_batch(retried)
+    assert failed.status == S.VALIDATION_FAILED
+    assert "retries" in failed.failure_reason and not failed.input_file
+    body = caller.client.get(f"/batches/{retried.pk}").json()
+    assert body["status"] == "validation_failed" and body["reason"] == failed.failure_reason
+
+
+def test_a_retry_cancelled_before_its_first_step_lists_its_lines_for_the_next_retry(caller):
+    batch = cancelled_with_unrun_lines(caller)
+    second = Batch.objects.get(pk=retry(caller, batch).json()["batch"])
+    services.batch_cancel(batch=second)
+    cancelled = run_batch(second)
+    assert cancelled.status == S.CANCELLED
+    assert [line["line"] for line in read_results(cancelled.errors_file)] == [1, 2]
+    third = Batch.objects.get(pk=retry(caller, second).json()["batch"])
+    assert input_of(third) == [{"description": {"serial": n}} for n in (2, 3)]

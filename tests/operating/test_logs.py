@@ -8,7 +8,9 @@ import logging
 import pytest
 from django.test import override_settings
 
+from batches.pipeline import chunks
 from operating.logs import ContextFilter, JsonFormatter, batch_logged, batch_var
+from tests.batches.pipeline_helpers import batch_start, jsonl
 
 pytestmark = pytest.mark.django_db
 
@@ -67,6 +69,21 @@ def test_a_chunk_workers_lines_name_each_chunks_batch_and_no_other(json_log):
         "5f1c0a4e-0000-4000-8000-00000000000b",
         None,
     ]
+
+
+@pytest.mark.django_db
+def test_a_chunk_run_logs_under_its_batch(caller, json_log, monkeypatch):
+    """chunk_run_next names the batch of the chunk it runs, whatever logs inside the run."""
+    batch = batch_start(caller, "create_twin", jsonl([{}]))
+    monkeypatch.setattr(chunks, "batches_in_turn", lambda: [(batch.pk, "processing")])
+
+    def claim_and_log(batch_id):
+        logging.getLogger("batches.pipeline.chunks").info("chunk ran")
+        return True
+
+    monkeypatch.setattr(chunks, "chunk_claim_and_run", claim_and_log)
+    assert chunks.chunk_run_next() == batch.pk
+    assert [entry.get("batch") for entry in json_log()] == [str(batch.pk)]
 
 
 @override_settings(METRICS_TOKEN="")

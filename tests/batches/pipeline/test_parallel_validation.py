@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from batches import services
 from batches.models import Batch, BatchStatus, Chunk
 from batches.pipeline import chunks
-from batches.retry import lines_to_retry
+from batches.pipeline.retrying import lines_to_retry
 from tests.batches.pipeline_helpers import (
     HAPPY_PATH,
     InlinePipeline,
