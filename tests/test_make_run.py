@@ -256,6 +256,15 @@ def pid_alive(pid: int) -> bool:
     return state != "Z"
 
 
+def started_worker(run) -> int:
+    """The pid of make run's worker, once it is up."""
+    deadline = time.monotonic() + 120
+    while (worker := running_worker(run)) is None:
+        assert time.monotonic() < deadline, "the worker never started"
+        time.sleep(0.3)
+    return worker
+
+
 def test_a_killed_worker_is_started_again_while_the_web_answers(tmp_path):
     data_dir, port = tmp_path / "data", free_port()
     env, base = embedded_env(data_dir, port), f"http://127.0.0.1:{port}"
@@ -263,10 +272,7 @@ def test_a_killed_worker_is_started_again_while_the_web_answers(tmp_path):
     try:
         wait_healthy(base, run)
         secret = create_account(env)
-        deadline = time.monotonic() + 120
-        while (killed := running_worker(run)) is None:
-            assert time.monotonic() < deadline, "the worker never started"
-            time.sleep(0.3)
+        killed = started_worker(run)
         left_by_killed = descendants(killed)
         os.kill(killed, 9)
         killed_at = time.monotonic()
@@ -325,10 +331,7 @@ def soak_make_run(tmp_path, seconds: float):
     try:
         wait_healthy(base, run)
         secret = create_account(env)
-        deadline = time.monotonic() + 120
-        while (worker := running_worker(run)) is None:
-            assert time.monotonic() < deadline, "the worker never started"
-            time.sleep(0.3)
+        worker = started_worker(run)
         until, batches = time.monotonic() + seconds, []
         with ThreadPoolExecutor(max_workers=2) as clients:
             calls = [clients.submit(use_the_api, base, secret, until) for _ in range(2)]
