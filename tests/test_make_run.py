@@ -19,6 +19,7 @@ import termios
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -265,13 +266,30 @@ def started_worker(run) -> int:
     return worker
 
 
-def test_a_killed_worker_is_started_again_while_the_web_answers(tmp_path):
+@contextmanager
+def make_run_serving(tmp_path):
+    """`make run` on a fresh DATA_DIR, answering, with an account: (run, base URL, secret). Killed
+    on the way out, whatever happened."""
     data_dir, port = tmp_path / "data", free_port()
     env, base = embedded_env(data_dir, port), f"http://127.0.0.1:{port}"
     run = MakeRun(env, tmp_path / "make-run.log")
     try:
         wait_healthy(base, run)
-        secret = create_account(env)
+        yield run, base, create_account(env)
+    finally:
+        run.kill()
+
+
+def completed(base: str, secret: str, batch: str, *, deadline: float) -> dict:
+    """The batch once completed; fails past `deadline` (monotonic)."""
+    while (state := batch_of(base, secret, batch))["status"] != "completed":
+        assert time.monotonic() < deadline, state
+        time.sleep(0.3)
+    return state
+
+
+def test_a_killed_worker_is_started_again_while_the_web_answers(tmp_path):
+    with make_run_serving(tmp_path) as (run, base, secret):
         killed = started_worker(run)
         left_by_killed = descendants(killed)
         os.kill(killed, 9)
@@ -287,15 +305,11 @@ def test_a_killed_worker_is_started_again_while_the_web_answers(tmp_path):
         assert answers and set(answers) == {200}, answers
         assert not any(pid_alive(pid) for pid in left_by_killed), "the killed worker's beat or pool was left"
 
-        batch = submit_batch(base, secret, lines=200)
-        deadline = time.monotonic() + 120
-        while (state := batch_of(base, secret, batch))["status"] != "completed":
-            assert time.monotonic() < deadline, state
-            time.sleep(0.3)
+        state = completed(
+            base, secret, submit_batch(base, secret, lines=200), deadline=time.monotonic() + 120
+        )
         run.ctrl_c()
         returncode, _ = run.finish(timeout=10)
-    finally:
-        run.kill()
     output = run.output.decode(errors="replace")
     assert "The worker exited (status 137); starting it again in 1 s." in output
     assert returncode == 0 and "Stopped." in output, output[-3000:]
@@ -325,12 +339,7 @@ def use_the_api(base: str, secret: str, until: float) -> int:
 def soak_make_run(tmp_path, seconds: float):
     """`make run` (the embedded default) under mixed API use and a batch every few seconds: the
     worker must never die (it used to within 10-45 minutes, on kombu's filesystem transport)."""
-    data_dir, port = tmp_path / "data", free_port()
-    env, base = embedded_env(data_dir, port), f"http://127.0.0.1:{port}"
-    run = MakeRun(env, tmp_path / "make-run.log")
-    try:
-        wait_healthy(base, run)
-        secret = create_account(env)
+    with make_run_serving(tmp_path) as (run, base, secret):
         worker = started_worker(run)
         until, batches = time.monotonic() + seconds, []
         with ThreadPoolExecutor(max_workers=2) as clients:
@@ -341,15 +350,11 @@ def soak_make_run(tmp_path, seconds: float):
             api_calls = sum(call.result() for call in calls)
         deadline = time.monotonic() + 300
         for batch in batches:
-            while (state := batch_of(base, secret, batch))["status"] != "completed":
-                assert time.monotonic() < deadline, state
-                time.sleep(0.3)
+            state = completed(base, secret, batch, deadline=deadline)
             assert state["progress"]["succeeded"] == 300, state
         assert running_worker(run) == worker, "the worker was started again"
         run.ctrl_c()
         returncode, _ = run.finish(timeout=10)
-    finally:
-        run.kill()
     output = run.output.decode(errors="replace")
     assert "Unrecoverable error" not in output and "The worker exited" not in output, output[-5000:]
     assert returncode == 0 and "Stopped." in output, output[-3000:]
