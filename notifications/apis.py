@@ -53,11 +53,12 @@ class WebhooksApi(APIView):
     @extend_schema(
         operation_id="webhook_subscribe",
         request=SubscribeSerializer,
-        responses={201: SubscriptionCreatedSerializer, **errors(400, 401, 403)},
+        responses={201: SubscriptionCreatedSerializer, **errors(400, 401, 403, 409)},
         description="A subscription of the callback URL to a topic. The service POSTs a "
         "subscription_confirmation message to it; nothing else is sent until its confirmation_url "
         "is fetched. Hosts on loopback, private, link-local or multicast addresses are refused "
-        "(callback_url_not_allowed).",
+        "(callback_url_not_allowed); an account holding WEBHOOK_MAX_SUBSCRIPTIONS_PER_ACCOUNT live "
+        "subscriptions is refused with 409 too_many_subscriptions.",
     )
     def post(self, request):
         data = validated(SubscribeSerializer, request.data)

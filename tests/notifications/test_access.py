@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 import pytest
 from django.test import Client
 from django.urls import reverse
+from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 
 from notifications import services
@@ -181,3 +182,8 @@ def test_staff_end_subscriptions_from_the_admin(caller, private_hosts, admin_cli
 def test_an_empty_cursor_is_refused_as_the_schema_says(caller):
     response = caller.client.get("/notifications/webhooks?cursor=")
     assert_error(response, 400, "invalid_input")
+
+
+def test_the_schema_documents_the_subscription_cap_refusal():
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    assert "409" in schema["paths"][ROUTE]["post"]["responses"]
