@@ -1,4 +1,4 @@
-"""Batch controls (SPEC section 11): the error budget and its judgement.
+"""Batch controls (docs/contract.md, section 11): the error budget and its judgement.
 
 An error budget is `{"max_failed": int >= 0}` and/or `{"max_failed_ratio": number in (0, 1],
 "min_lines": int >= 1, default 100}`. It is passed when the failed lines are more than
@@ -31,6 +31,29 @@ def _whole_number(value) -> int | None:
     return None
 
 
+def _max_failed_clean(value) -> int:
+    max_failed = _whole_number(value)
+    if max_failed is None or max_failed < 0:
+        raise _refuse("max_failed must be an integer of 0 or more.")
+    return max_failed
+
+
+def _ratio_clean(value: dict) -> dict:
+    """max_failed_ratio with its min_lines (defaulted) from a budget that has a ratio."""
+    ratio = value["max_failed_ratio"]
+    if (
+        isinstance(ratio, bool)
+        or not isinstance(ratio, int | float)
+        or not math.isfinite(ratio)
+        or not 0 < ratio <= 1
+    ):
+        raise _refuse("max_failed_ratio must be a number above 0 and at most 1.")
+    min_lines = _whole_number(value.get("min_lines", DEFAULT_MIN_LINES))
+    if min_lines is None or min_lines < 1:
+        raise _refuse("min_lines must be an integer of 1 or more.")
+    return {"max_failed_ratio": ratio, "min_lines": min_lines}
+
+
 def error_budget_clean(value) -> dict | None:
     """The budget as stored and shown back (min_lines filled in with a ratio); None for none.
     Refuses anything else with the subcode invalid_error_budget."""
@@ -45,24 +68,9 @@ def error_budget_clean(value) -> dict | None:
         raise _refuse("give max_failed, max_failed_ratio or both.")
     budget = {}
     if "max_failed" in value:
-        max_failed = _whole_number(value["max_failed"])
-        if max_failed is None or max_failed < 0:
-            raise _refuse("max_failed must be an integer of 0 or more.")
-        budget["max_failed"] = max_failed
+        budget["max_failed"] = _max_failed_clean(value["max_failed"])
     if "max_failed_ratio" in value:
-        ratio = value["max_failed_ratio"]
-        if (
-            isinstance(ratio, bool)
-            or not isinstance(ratio, int | float)
-            or not math.isfinite(ratio)
-            or not 0 < ratio <= 1
-        ):
-            raise _refuse("max_failed_ratio must be a number above 0 and at most 1.")
-        min_lines = _whole_number(value.get("min_lines", DEFAULT_MIN_LINES))
-        if min_lines is None or min_lines < 1:
-            raise _refuse("min_lines must be an integer of 1 or more.")
-        budget["max_failed_ratio"] = ratio
-        budget["min_lines"] = min_lines
+        budget.update(_ratio_clean(value))
     elif "min_lines" in value:
         raise _refuse("min_lines goes with max_failed_ratio.")
     return budget

@@ -1,4 +1,4 @@
-"""Reading a batch file line by line (SPEC section 5), streamed, never whole in memory.
+"""Reading a batch file line by line (docs/contract.md, section 5), streamed, never whole in memory.
 
 The format is the one the upload's Content-Type names: JSON Lines for
 `application/x-ndjson`, `application/json` (and the other JSON Lines types below), CSV with
@@ -10,9 +10,10 @@ lines yield nothing.
 
 Any file can be read: `parse_lines` yields a `ParsedLine` per non-blank line (the data, or
 the line's own error) and raises `FileUnreadable` - never anything else - when the file as a
-whole cannot be taken. The limits bind the work, not only the upload (README, "Hostile
-input"): decompressed bytes, physical lines (blank ones included), bytes per line and per
-CSV record (a quoted cell may span lines), cells per CSV record, JSON nesting depth.
+whole cannot be taken. The limits bind the work, not only the upload
+(docs/security.md#hostile-input): decompressed bytes, physical lines (blank ones included),
+bytes per line and per CSV record (a quoted cell may span lines), cells per CSV record, JSON
+nesting depth.
 """
 
 import codecs
@@ -341,14 +342,9 @@ class LineRange:
     end: int
 
 
-def cut_json_lines(
-    raw: BinaryIO, *, content_type: str, lines_per_range: int, max_range_bytes: int, limits: Limits
-) -> list[LineRange] | None:
-    """An uncompressed JSON Lines file cut at line breaks into ranges of `lines_per_range`
-    physical lines, without parsing it (one pass counting line breaks); None for a file that
-    cannot be cut so: gzip, CSV, one past a file-level limit, or a range over
-    `max_range_bytes` (an over-long line). Such a file is read whole by `parse_lines`, which
-    also says what is wrong with it."""
+def json_lines_head(raw: BinaryIO, content_type: str) -> bytes | None:
+    """The first block `cut_json_lines` cuts (the whole sniff window, unless the file is
+    shorter), or None when the file is gzip or not JSON Lines."""
     block = read_source(raw, CUT_BLOCK_BYTES)
     while 0 < len(block) < SNIFF_WINDOW_BYTES:
         more = read_source(raw, CUT_BLOCK_BYTES)
@@ -358,6 +354,20 @@ def cut_json_lines(
     first_byte = sniffed_byte(block[:SNIFF_WINDOW_BYTES])
     kind = format_of(content_type) or (sniffed_kind(first_byte) if first_byte else "")
     if block.startswith(GZIP_MAGIC) or kind != "jsonl":
+        return None
+    return block
+
+
+def cut_json_lines(
+    raw: BinaryIO, *, content_type: str, lines_per_range: int, max_range_bytes: int, limits: Limits
+) -> list[LineRange] | None:
+    """An uncompressed JSON Lines file cut at line breaks into ranges of `lines_per_range`
+    physical lines, without parsing it (one pass counting line breaks); None for a file that
+    cannot be cut so: gzip, CSV, one past a file-level limit, or a range over
+    `max_range_bytes` (an over-long line). Such a file is read whole by `parse_lines`, which
+    also says what is wrong with it."""
+    block = json_lines_head(raw, content_type)
+    if block is None:
         return None
     ranges: list[LineRange] = []
     first_line, start, lines_in, offset, last_byte = 1, 0, 0, 0, b"\n"
@@ -432,13 +442,19 @@ def read_raw_lines(
         if complete and len(content) <= limit:
             yield number, content, content.count(b'"')
             continue
-        quotes = line.count(b'"')
-        while line and line[-1:] != b"\n":
-            line = readline(SKIP_BLOCK_BYTES)
-            if b"\x00" in line:
-                refuse_nul(number)
-            quotes += line.count(b'"')
-        yield number, None, quotes
+        yield number, None, over_long_line_skip(readline, line, number)
+
+
+def over_long_line_skip(readline: Callable[[int], bytes], line: bytes, number: int) -> int:
+    """Reads past the rest of an over-long line that began with `line`, without holding it;
+    the count of its `"` bytes, for CSV."""
+    quotes = line.count(b'"')
+    while line and line[-1:] != b"\n":
+        line = readline(SKIP_BLOCK_BYTES)
+        if b"\x00" in line:
+            refuse_nul(number)
+        quotes += line.count(b'"')
+    return quotes
 
 
 def refuse_nul(number: int):

@@ -1,4 +1,4 @@
-"""Retrying a batch: a new batch of only the lines that failed or never ran (SPEC section 3).
+"""Retrying a batch: a new batch of only the lines that failed or never ran (docs/contract.md, section 3).
 
 The request only checks and creates the batch; its first step, on a worker, reads the lines
 from this batch's files (batches.pipeline.retrying), so a request's work does not grow with
@@ -39,6 +39,21 @@ def already_retried(retry: Batch) -> Conflict:
     )
 
 
+def retryable_check(batch: Batch) -> None:
+    """Refuses a batch that cannot be retried: not completed or cancelled (or without an errors
+    part), already retried, or with every line succeeded."""
+    if batch.status not in RETRYABLE or not batch.errors_file:
+        raise Conflict(
+            f"Only a completed or cancelled batch can be retried; this one is {batch.status}.",
+            subcode="batch_not_retryable",
+        )
+    existing = live_retry(batch)
+    if existing is not None:
+        raise already_retried(existing)
+    if not lines_left(batch):
+        raise Conflict("Every line succeeded; there is nothing to retry.", subcode="nothing_to_retry")
+
+
 def batch_retry(*, batch: Batch, user, idempotency_key: str = "") -> tuple[Batch, bool]:
     """A new batch, linked by `retry_of`, over the lines of `batch` that failed or never ran,
     and whether it is new. Creating it follows every rule of batch_create, the caller's
@@ -54,16 +69,7 @@ def batch_retry(*, batch: Batch, user, idempotency_key: str = "") -> tuple[Batch
         earlier = services.retry_replay(batch=batch, idempotency_key=idempotency_key)
         if earlier is not None:
             return earlier, False
-    if batch.status not in RETRYABLE or not batch.errors_file:
-        raise Conflict(
-            f"Only a completed or cancelled batch can be retried; this one is {batch.status}.",
-            subcode="batch_not_retryable",
-        )
-    existing = live_retry(batch)
-    if existing is not None:
-        raise already_retried(existing)
-    if not lines_left(batch):
-        raise Conflict("Every line succeeded; there is nothing to retry.", subcode="nothing_to_retry")
+    retryable_check(batch)
     try:
         return services.batch_create(
             account=batch.account,

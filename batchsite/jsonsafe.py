@@ -127,15 +127,23 @@ def refusal_of_value(value: Any, *, depth_limit: int | None = None) -> str | Non
                 if isinstance(key, str) and _text_refusal(key):
                     return f"A key {_text_refusal(key)}"
                 stack.append((child, depth + 1))
-        elif isinstance(item, str):
-            if _text_refusal(item):
-                return f"A string {_text_refusal(item)}"
-        elif isinstance(item, float):
-            if not math.isfinite(item):
-                return f"{item} is not a JSON number."
-        elif isinstance(item, int) and item.bit_length() > 14_000:
-            # About 4,200 digits: past Python's own 4,300 it could not be written as JSON.
-            return "The integer is too long."
+        else:
+            refusal = _scalar_refusal(item)
+            if refusal:
+                return refusal
+    return None
+
+
+def _scalar_refusal(item: Any) -> str | None:
+    """Why a value that holds no others could not be taken as JSON, or None."""
+    if isinstance(item, str):
+        refusal = _text_refusal(item)
+        return f"A string {refusal}" if refusal else None
+    if isinstance(item, float):
+        return None if math.isfinite(item) else f"{item} is not a JSON number."
+    if isinstance(item, int) and item.bit_length() > 14_000:
+        # About 4,200 digits: past Python's own 4,300 it could not be written as JSON.
+        return "The integer is too long."
     return None
 
 

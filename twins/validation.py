@@ -256,13 +256,18 @@ def _error(message: str, code: str) -> list[ErrorDetail]:
     return [ErrorDetail(message, code=code)]
 
 
+def _not_a_mapping(data: Any) -> InputError:
+    """What the serializer raises for data that is not a mapping (None included)."""
+    if data is None:
+        return InputError({"non_field_errors": _error("No data provided", "null")})
+    message = f"Invalid data. Expected a dictionary, but got {type(data).__name__}."
+    return InputError({"non_field_errors": _error(message, "invalid")})
+
+
 def validate_fast(fields: tuple[InputField, ...], data: Any) -> dict:
     """The generated serializer's `validated_data`, or the same `ValidationError` it raises."""
-    if data is None:
-        raise InputError({"non_field_errors": _error("No data provided", "null")})
     if not isinstance(data, Mapping):
-        message = f"Invalid data. Expected a dictionary, but got {type(data).__name__}."
-        raise InputError({"non_field_errors": _error(message, "invalid")})
+        raise _not_a_mapping(data)
     validated, errors = {}, {}
     for field in fields:
         value = data.get(field.name, _MISSING)
