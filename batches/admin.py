@@ -10,13 +10,13 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from batches import services
+from batches.links import batch_download_url
 from batches.models import Batch, BatchStatusChange, Upload
-from batches.partial import PARTIAL_STATUSES, partial_download_url
+from batches.selectors import batches_stalled
 from batches.statuses import CANCELLABLE
-from batches.storage import Download, batch_download, file_urls
 from batches.templatetags.batch_pages import error_budget_text, pretty_json, progress_percent
+from batchsite.admin import ReadOnly, UuidSearch
 from batchsite.errors import ApplicationError
-from permissions.admin import ReadOnly, UuidSearch
 from twins.registry import batchable_operations
 
 # Refusals listed one by one in a message; past this many, only counted.
@@ -36,6 +36,19 @@ class OperationFilter(admin.SimpleListFilter):
         return queryset.filter(operation=self.value()) if self.value() else queryset
 
 
+class StalledFilter(admin.SimpleListFilter):
+    """The stalled batches, as /healthz and the metrics count them."""
+
+    title = "stalled"
+    parameter_name = "stalled"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "stalled (no heartbeat for BATCH_STALL_AFTER_SECONDS)")]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(pk__in=batches_stalled().values("pk")) if self.value() == "yes" else queryset
+
+
 class StatusHistoryInline(ReadOnly, admin.TabularInline):
     model = BatchStatusChange
     verbose_name = "status change"
@@ -44,16 +57,28 @@ class StatusHistoryInline(ReadOnly, admin.TabularInline):
     extra = 0
 
 
-def download_link(*, download: Download, label: str) -> str:
-    # A relative URL: the page's own host serves it (S3 hands out absolute ones anyway).
-    url = file_urls().download_url(download=download, base_url="/").url
-    return format_html('<a href="{}">{}</a>', url, label)
+# Relative links: the admin page's own host serves them (S3 hands out absolute ones anyway).
+ADMIN_BASE_URL = "/"
+FILE_LABELS = [("input", "input file"), ("results", "results"), ("errors", "errors only")]
+
+
+def download_links(batch: Batch) -> list[str]:
+    """Links to the batch's files and, while lines run, to the results run so far."""
+    links = []
+    for part, label in FILE_LABELS:
+        signed = batch_download_url(batch=batch, part=part, base_url=ADMIN_BASE_URL)
+        # Of the lines run so far, the results only, once there are any.
+        if signed is None or (signed.partial and (part != "results" or not batch.processed)):
+            continue
+        shown = "lines run so far" if signed.partial else label
+        links.append(format_html('<a href="{}">{}</a>', signed.url, shown))
+    return links
 
 
 @admin.register(Batch)
 class BatchAdmin(ReadOnly, UuidSearch, admin.ModelAdmin):
     list_display = ["uuid", "account", "operation", "status", "progress", "created_at", "updated_at"]
-    list_filter = ["status", OperationFilter, "validate_only", "account", "created_at"]
+    list_filter = ["status", StalledFilter, OperationFilter, "validate_only", "account", "created_at"]
     list_select_related = ["account"]
     search_fields = ["created_by__name", "batch_dict"]
     uuid_search_fields = ("uuid", "created_by__uuid")
@@ -100,15 +125,7 @@ class BatchAdmin(ReadOnly, UuidSearch, admin.ModelAdmin):
 
     @admin.display(description="files")
     def downloads(self, batch):
-        parts = [("input", "input file"), ("results", "results"), ("errors", "errors only")]
-        links = [
-            download_link(download=download, label=label)
-            for part, label in parts
-            if (download := batch_download(batch, part))
-        ]
-        if not batch.results_file and batch.status in PARTIAL_STATUSES and batch.processed:
-            url = partial_download_url(batch=batch, part="results", base_url="/").url
-            links.append(format_html('<a href="{}">{}</a>', url, "lines run so far"))
+        links = download_links(batch)
         return format_html_join(" · ", "{}", ((link,) for link in links)) if links else "none yet"
 
     @admin.action(description="Cancel selected batches", permissions=["cancel"])

@@ -13,13 +13,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from batches import selectors, services
-from batches.partial import (
-    PARTIAL_STATUSES,
-    partial_download_url,
-    partial_grant,
-    partial_lines,
-    partial_source,
-)
+from batches.links import batch_download_url, upload_url
+from batches.partial import partial_grant, partial_lines, partial_source
 from batches.retry import batch_retry
 from batches.serializers import (
     BatchCreateSerializer,
@@ -34,7 +29,7 @@ from batches.serializers import (
     UploadStoredSerializer,
     UploadUrlSerializer,
 )
-from batches.storage import batch_download, download_url_file, file_urls, upload_url_handler
+from batches.storage import download_url_file, upload_url_handler
 from batchsite.clients import public_base_url
 from batchsite.errors import Conflict
 from batchsite.inputs import validated
@@ -54,9 +49,7 @@ class UploadUrlsApi(APIView):
     )
     def post(self, request):
         upload = services.upload_create(account=request.account, created_by=request.user.account_user)
-        url = file_urls().upload_url(
-            handler=upload.handler, expires_at=upload.expires_at, base_url=public_base_url(request)
-        )
+        url = upload_url(upload=upload, base_url=public_base_url(request))
         return Response(
             UploadUrlSerializer({"url": url, "upload": upload}).data, status=status.HTTP_201_CREATED
         )
@@ -169,19 +162,12 @@ class BatchApi(APIView):
         query = validated(BatchDetailQuerySerializer, request.query_params)
         body = BatchSerializer(found).data
         if query["download"]:
-            download = batch_download(found, query["part"])
-            if download is None and found.status in PARTIAL_STATUSES:
-                signed = partial_download_url(
-                    batch=found, part=query["part"], base_url=public_base_url(request)
-                )
-                body["download"] = DownloadSerializer(signed).data
-                return Response(body)
-            if download is None:
+            signed = batch_download_url(batch=found, part=query["part"], base_url=public_base_url(request))
+            if signed is None:
                 raise Conflict(
                     f"The batch has no {query['part']} file yet ({found.status}).",
                     subcode=f"{query['part']}_not_ready",
                 )
-            signed = file_urls().download_url(download=download, base_url=public_base_url(request))
             body["download"] = DownloadSerializer(signed).data
         return Response(body)
 

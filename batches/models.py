@@ -58,7 +58,7 @@ class Batch(models.Model):
     hash = models.CharField(max_length=64, blank=True)
     computed_hash = models.CharField(max_length=64, blank=True)
     batch_dict = models.JSONField(null=True, blank=True)
-    # Batch controls (SPEC section 11): when to stop for failed lines, normalised by
+    # Batch controls (docs/contract.md, section 11): when to stop for failed lines, normalised by
     # services.error_budget_clean; and a dry run that stops after validation.
     error_budget = models.JSONField(null=True, blank=True)
     validate_only = models.BooleanField(default=False)

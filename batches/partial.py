@@ -1,4 +1,4 @@
-"""Results while running (SPEC section 11): the lines run so far, in line order, in the results
+"""Results while running (docs/contract.md, section 11): the lines run so far, in line order, in the results
 file's format, downloadable before the final file exists.
 
 No file is written for it. The download URL is always this server's own endpoint, signed like
@@ -16,21 +16,15 @@ sent.
 """
 
 import json
-import time
 from collections.abc import Iterator
-from datetime import timedelta
 
-from django.conf import settings
-from django.core import signing
 from django.core.files.storage import default_storage
 from django.http import Http404
-from django.urls import reverse
-from django.utils import timezone
 
 from batches.models import Batch, BatchStatus, Chunk
 from batches.pipeline.results import is_success_line
 from batches.statuses import TERMINAL
-from batches.storage import SignedUrl
+from batches.storage import unsign_local
 from batchsite.errors import ApplicationError
 
 S = BatchStatus
@@ -41,24 +35,11 @@ CHUNK_ROWS_PER_QUERY = 4
 PARTS = ("results", "errors")
 
 
-def partial_download_url(*, batch: Batch, part: str, base_url: str) -> SignedUrl:
-    expires_at = timezone.now() + timedelta(seconds=settings.DOWNLOAD_URL_VALIDITY_SECONDS)
-    token = signing.dumps(
-        {"batch": str(batch.pk), "part": part, "exp": expires_at.timestamp()}, salt=PARTIAL_SALT
-    )
-    url = base_url.rstrip("/") + reverse("download_partial", kwargs={"token": token})
-    return SignedUrl(url=url, expires_at=expires_at, partial=True)
-
-
 def partial_grant(token: str) -> tuple[str, str]:
-    """The batch id and part a signed partial URL grants; refuses a forged or expired one."""
-    try:
-        payload = signing.loads(token, salt=PARTIAL_SALT)
-    except signing.BadSignature:
-        raise ApplicationError(
-            "This download URL is not valid.", subcode="download_url_invalid", status_code=403
-        ) from None
-    if payload["exp"] <= time.time() or payload["part"] not in PARTS:
+    """The batch id and part a signed partial URL (batches.links) grants; refuses a forged or
+    expired one."""
+    payload = unsign_local(token, salt=PARTIAL_SALT, what="download")
+    if payload["part"] not in PARTS:
         raise ApplicationError(
             "This download URL has expired.", subcode="download_url_expired", status_code=403
         )

@@ -1,5 +1,6 @@
-"""Reads for uploads and batches, always scoped to the caller's account: another account's
-handler or batch is 404, exactly like one that does not exist."""
+"""Reads for uploads and batches. A client's are scoped to its account: another account's
+handler or batch is 404, exactly like one that does not exist. The few that read across
+accounts (for staff and operators) say so."""
 
 import json
 import re
@@ -7,10 +8,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.core.files.storage import default_storage
+from django.db.models import Q, QuerySet
 from django.http import Http404
 
 from batches.models import Batch, BatchStatus, Upload
+from batches.statuses import ACTIVE
+from batchsite.clock import database_now_plus
 from batchsite.paging import cursor_encode, rows_after
 from permissions.models import Account
 
@@ -47,17 +52,26 @@ class BatchPage:
 
 def batch_list(
     *,
-    account: Account,
+    account: Account | None,
+    every_account: bool = False,
     status: str | None = None,
     operation: str | None = None,
     created_from: datetime | None = None,
     created_to: datetime | None = None,
     cursor: str | None = None,
     limit: int,
+    whole_rows: bool = False,
 ) -> BatchPage:
-    """The account's batches newest first, a page at a time. The cursor is the position of
-    the last batch on the page, so pages stay stable while new batches arrive."""
-    batches = Batch.objects.filter(account=account).order_by("-created_at", "-uuid")
+    """The account's batches newest first, a page at a time, for the API and the pages. The
+    cursor is the position of the last batch on the page, so pages stay stable while new
+    batches arrive; one this service did not issue is InvalidCursor. Every account's batches
+    only when asked for with `every_account` (staff who may view them all: the caller checks).
+    The rows hold what the API lists, or with `whole_rows` every column and the account."""
+    batches = Batch.objects.order_by("-created_at", "-uuid")
+    if account is not None:
+        batches = batches.filter(account=account)
+    elif not every_account:
+        raise ValueError("batch_list lists one account's batches unless every_account is set")
     if status:
         batches = batches.filter(status=status)
     if operation:
@@ -68,9 +82,40 @@ def batch_list(
         batches = batches.filter(created_at__lt=created_to + HALF_MILLISECOND)
     if cursor:
         batches = batches.filter(rows_after(cursor))
-    rows = list(batches.only("uuid", "status", "created_at")[: limit + 1])
+    if whole_rows:
+        batches = batches.select_related("account")
+    else:
+        batches = batches.only("uuid", "status", "created_at")
+    rows = list(batches[: limit + 1])
     page = rows[:limit]
     return BatchPage(batches=page, cursor=cursor_encode(page[-1]) if len(rows) > limit else None)
+
+
+# Batches that are not moving -----------------------------------------------------------
+
+
+def silent_for(seconds: float) -> Q:
+    """Batches no work has touched for `seconds`, by the database's clock: no heartbeat since,
+    or, never started, created before. Work writes the heartbeat: a status change, a step's
+    lease renewal, a committed or checked chunk."""
+    since = database_now_plus(-seconds)
+    return Q(heartbeat_at__lt=since) | Q(heartbeat_at__isnull=True, created_at__lt=since)
+
+
+def batches_stalled(*, after_seconds: float | None = None) -> QuerySet[Batch]:
+    """Active batches silent for `after_seconds` (BATCH_STALL_AFTER_SECONDS unless given): the
+    one definition of a stall, which /healthz and the metrics count, the admin lists, and the
+    sweep resumes (processing ones, after BATCH_STUCK_AFTER_SECONDS)."""
+    seconds = settings.BATCH_STALL_AFTER_SECONDS if after_seconds is None else after_seconds
+    return Batch.objects.filter(status__in=ACTIVE).filter(silent_for(seconds))
+
+
+def batches_not_moving() -> QuerySet[Batch]:
+    """Active batches whose status has not changed for BATCH_ALARM_AFTER_SECONDS, however often
+    the sweep resumed them (which writes a heartbeat): the sweep logs each as an error."""
+    return Batch.objects.filter(
+        status__in=ACTIVE, updated_at__lt=database_now_plus(-settings.BATCH_ALARM_AFTER_SECONDS)
+    )
 
 
 # The failed lines a batch's page shows inline ------------------------------------------
@@ -113,7 +158,7 @@ def failed_line(record: dict) -> FailedLine:
 
 
 def batch_failed_lines(*, batch: Batch, limit: int = FAILED_LINES_SHOWN) -> FailedLines | None:
-    """The first `limit` lines of the batch's errors file (SPEC section 6), read as a stream,
+    """The first `limit` lines of the batch's errors file (docs/contract.md, section 6), read as a stream,
     and how many more it holds; None when the batch has no failed lines to show."""
     if not batch.errors_file:
         return None

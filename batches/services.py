@@ -269,6 +269,27 @@ def _usable_upload(*, account: Account, handler: str) -> Upload:
     return upload
 
 
+def _batch_request_check(
+    *, account: Account, user, operation: str, hash: str, batch_dict: dict | None, idempotency_key: str
+) -> None:
+    """Refuses a batch of an unknown or unbatchable operation, one the user's role does not
+    allow, or one with a malformed idempotency key, hash or batch_dict."""
+    found = operation_get(operation)
+    if found is None:
+        raise ApplicationError(f"There is no operation {operation!r}.", subcode="operation_unknown")
+    if not found.batchable:
+        raise ApplicationError(
+            f"The operation {operation!r} cannot run in a batch.", subcode="operation_not_batchable"
+        )
+    if not user.has_perm(operation, account):
+        raise PermissionDenied(f"The role does not allow {operation}.")
+    idempotency_key_check(idempotency_key)
+    if hash:
+        hash_validator(hash)
+    if batch_dict is not None:
+        batch_dict_validate(batch_dict)
+
+
 def batch_create(
     *,
     account: Account,
@@ -287,20 +308,14 @@ def batch_create(
     earlier batch comes back instead. A retry names the batch it retries (`retry_of`) and no
     upload: its first step builds its input from that batch's files. A batch has at most one
     retry, so a second raises IntegrityError (see `batches.retry`)."""
-    found = operation_get(operation)
-    if found is None:
-        raise ApplicationError(f"There is no operation {operation!r}.", subcode="operation_unknown")
-    if not found.batchable:
-        raise ApplicationError(
-            f"The operation {operation!r} cannot run in a batch.", subcode="operation_not_batchable"
-        )
-    if not user.has_perm(operation, account):
-        raise PermissionDenied(f"The role does not allow {operation}.")
-    idempotency_key_check(idempotency_key)
-    if hash:
-        hash_validator(hash)
-    if batch_dict is not None:
-        batch_dict_validate(batch_dict)
+    _batch_request_check(
+        account=account,
+        user=user,
+        operation=operation,
+        hash=hash,
+        batch_dict=batch_dict,
+        idempotency_key=idempotency_key,
+    )
     error_budget = error_budget_clean(error_budget)
     validate_only = bool(validate_only)
 

@@ -3,6 +3,8 @@
 Nothing else writes `Batch.status`. `batch_transition` locks the row, re-checks that the move
 is in the table, updates the status (and any fields that move with it) and records the
 history row, all in one transaction, so a cancel racing with completion yields one outcome.
+In that transaction it sends `batches.signals.batch_transitioned`: notifications' outbox row
+commits or rolls back with the move, and operating observes the move once it commits.
 The times it writes are the database's (batchsite.clock), taken once it holds the row lock: the
 history of a batch is in order whichever worker's clock is off.
 """
@@ -12,10 +14,9 @@ from collections.abc import Iterable
 from django.db import transaction
 
 from batches.models import Batch, BatchStatusChange
+from batches.signals import batch_transitioned
 from batches.statuses import can_move
 from batchsite.clock import DatabaseNow
-from notifications.outbox import outbox_record
-from operating.metrics import transition_observed
 
 
 def batch_transition(
@@ -44,14 +45,13 @@ def batch_transition(
             if batch.lease_owner != owner:
                 return None
             changes.update(lease_owner="", lease_expires_at=None)
-        source = batch.status
-        transaction.on_commit(
-            lambda entered=batch.updated_at: transition_observed(source=source, to=to, entered_at=entered)
-        )
+        source, source_entered_at = batch.status, batch.updated_at
         Batch.objects.filter(pk=batch_id, status=source).update(
             status=to, updated_at=DatabaseNow(), heartbeat_at=DatabaseNow(), **changes
         )
         BatchStatusChange.objects.create(batch_id=batch_id, from_status=source, to_status=to, note=note)
         batch.refresh_from_db()
-        outbox_record(batch=batch, source=source, target=to)
+        batch_transitioned.send(
+            sender=Batch, batch=batch, source=source, target=to, source_entered_at=source_entered_at
+        )
         return batch

@@ -1,4 +1,4 @@
-"""The batch state machine's table (SPEC section 4): every allowed transition, declared once,
+"""The batch state machine's table (docs/contract.md, section 4): every allowed transition, declared once,
 and the sets of statuses derived from it. A leaf module: anything may read it; only
 batches.states moves a batch."""
 

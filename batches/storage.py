@@ -1,5 +1,6 @@
-"""The storage seam: the URLs a client PUTs an upload to and GETs a results file from, and
-the few storage reads the pipeline needs beyond Django's Storage API.
+"""The storage seam: signing the URLs a client PUTs an upload to and GETs a file from (which
+URL, for which file, until when, is batches.links's to decide), and the few storage reads the
+pipeline needs beyond Django's Storage API.
 
 With local storage (the embedded default) both URLs are this server's own endpoints, signed
 with `django.core.signing` and carrying their expiry; the signature is the only credential, so
@@ -12,10 +13,9 @@ import time
 import uuid
 import zlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from botocore.exceptions import ClientError
-from django.conf import settings
 from django.core import signing
 from django.core.files.storage import default_storage
 from django.urls import reverse
@@ -81,34 +81,46 @@ def input_format(head: bytes, declared_type: str) -> tuple[str, str]:
     return (suffix + ".gz", "application/gzip") if gzipped else (suffix, content_type)
 
 
-@dataclass(frozen=True)
-class SignedUrl:
-    url: str
-    expires_at: datetime
-    # The lines run so far of a running batch, not its final file (SPEC section 11).
-    partial: bool = False
+def sign_local(route: str, payload: dict, *, salt: str, expires_at: datetime, base_url: str) -> str:
+    """A URL of this server's endpoint `route` whose token carries `payload` and its expiry,
+    signed with `salt`: the signature is the only credential (`unsign_local` checks it)."""
+    token = signing.dumps({**payload, "exp": expires_at.timestamp()}, salt=salt)
+    return base_url.rstrip("/") + reverse(route, kwargs={"token": token})
+
+
+def unsign_local(token: str, *, salt: str, what: str) -> dict:
+    """The payload of a token `sign_local` signed with `salt`; refuses a forged or expired one
+    (`{what}_url_invalid`, `{what}_url_expired`)."""
+    try:
+        payload = signing.loads(token, salt=salt)
+    except signing.BadSignature:
+        raise ApplicationError(
+            f"This {what} URL is not valid.", subcode=f"{what}_url_invalid", status_code=403
+        ) from None
+    if payload["exp"] <= time.time():
+        raise ApplicationError(
+            f"This {what} URL has expired.", subcode=f"{what}_url_expired", status_code=403
+        )
+    return payload
 
 
 class SignedLocalUrls:
     """URLs to this server's own upload and download endpoints."""
 
     def upload_url(self, *, handler: uuid.UUID, expires_at: datetime, base_url: str) -> str:
-        token = signing.dumps({"handler": str(handler), "exp": expires_at.timestamp()}, salt=UPLOAD_SALT)
-        return base_url.rstrip("/") + reverse("upload_file", kwargs={"token": token})
-
-    def download_url(self, *, download: Download, base_url: str) -> SignedUrl:
-        expires_at = timezone.now() + timedelta(seconds=settings.DOWNLOAD_URL_VALIDITY_SECONDS)
-        token = signing.dumps(
-            {
-                "name": download.name,
-                "filename": download.filename,
-                "type": download.content_type,
-                "exp": expires_at.timestamp(),
-            },
-            salt=DOWNLOAD_SALT,
+        return sign_local(
+            "upload_file",
+            {"handler": str(handler)},
+            salt=UPLOAD_SALT,
+            expires_at=expires_at,
+            base_url=base_url,
         )
-        url = base_url.rstrip("/") + reverse("download_file", kwargs={"token": token})
-        return SignedUrl(url=url, expires_at=expires_at)
+
+    def download_url(self, *, download: Download, expires_at: datetime, base_url: str) -> str:
+        payload = {"name": download.name, "filename": download.filename, "type": download.content_type}
+        return sign_local(
+            "download_file", payload, salt=DOWNLOAD_SALT, expires_at=expires_at, base_url=base_url
+        )
 
 
 class PresignedS3Urls:
@@ -128,9 +140,10 @@ class PresignedS3Urls:
             HttpMethod="PUT",
         )
 
-    def download_url(self, *, download: Download, base_url: str) -> SignedUrl:
-        seconds = settings.DOWNLOAD_URL_VALIDITY_SECONDS
-        url = self.storage.url(
+    def download_url(self, *, download: Download, expires_at: datetime, base_url: str) -> str:
+        # `expires_at` was set a moment ago to a whole number of seconds ahead.
+        seconds = max(1, round((expires_at - timezone.now()).total_seconds()))
+        return self.storage.url(
             download.name,
             parameters={
                 "ResponseContentDisposition": f'attachment; filename="{download.filename}"',
@@ -138,7 +151,6 @@ class PresignedS3Urls:
             },
             expire=seconds,
         )
-        return SignedUrl(url=url, expires_at=timezone.now() + timedelta(seconds=seconds))
 
 
 def uploads_go_direct() -> bool:
@@ -195,28 +207,14 @@ def read_range(name: str, start: int, end: int) -> bytes:
         return stored.read(end - start)
 
 
-def _unsigned(token: str, *, salt: str, what: str) -> dict:
-    try:
-        payload = signing.loads(token, salt=salt)
-    except signing.BadSignature:
-        raise ApplicationError(
-            f"This {what} URL is not valid.", subcode=f"{what}_url_invalid", status_code=403
-        ) from None
-    if payload["exp"] <= time.time():
-        raise ApplicationError(
-            f"This {what} URL has expired.", subcode=f"{what}_url_expired", status_code=403
-        )
-    return payload
-
-
 def upload_url_handler(token: str) -> uuid.UUID:
     """The handler a signed upload URL was issued for; refuses a forged or expired URL."""
-    return uuid.UUID(_unsigned(token, salt=UPLOAD_SALT, what="upload")["handler"])
+    return uuid.UUID(unsign_local(token, salt=UPLOAD_SALT, what="upload")["handler"])
 
 
 def download_url_file(token: str) -> Download:
     """The file a signed download URL grants; refuses a forged or expired URL."""
-    payload = _unsigned(token, salt=DOWNLOAD_SALT, what="download")
+    payload = unsign_local(token, salt=DOWNLOAD_SALT, what="download")
     # URLs signed before the type was part of the token were all for JSON Lines files.
     return Download(
         name=payload["name"],

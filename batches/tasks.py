@@ -15,8 +15,8 @@ from django.conf import settings
 from django.db import close_old_connections, transaction
 
 from batches.pipeline import driver, sessions
-from batches.task_decorator import MAX_RETRIES, RETRIED, fault_line, pipeline_task
 from batchsite.publishing import publish
+from batchsite.task_decorator import MAX_RETRIES, RETRIED, fault_line, pipeline_task
 
 logger = logging.getLogger(__name__)
 

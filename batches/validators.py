@@ -1,4 +1,4 @@
-"""The checks of create_batch's own fields (SPEC section 3), shared by the service and the
+"""The checks of create_batch's own fields (docs/contract.md, section 3), shared by the service and the
 serializers; a leaf module, so the schema's serializers need nothing of the pipeline."""
 
 import json

@@ -1,4 +1,4 @@
-"""The HTML pages for people who do not script (SPEC section 1): the batch list, the upload
+"""The HTML pages for people who do not script (docs/contract.md, section 1): the batch list, the upload
 form and the batch detail with live progress.
 
 Members of an account see their account's batches as far as their role allows; every check
@@ -11,27 +11,24 @@ session and its CSRF token, so the page refuses exactly what the API refuses.
 
 import json
 from dataclasses import dataclass
-from functools import wraps
+from functools import partial, wraps
 from typing import Any
 
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core import signing
 from django.core.exceptions import PermissionDenied
-from django.db.models import Q
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.dateparse import parse_datetime
 from django.utils.http import url_has_allowed_host_and_scheme
 
 from batches import retry, selectors, services
+from batches.links import batch_download_url, final_download_url
 from batches.models import Batch, BatchStatus
-from batches.partial import PARTIAL_STATUSES, partial_download_url
+from batches.page_sections import batch_page_sections
 from batches.serializers import BatchSerializer
 from batches.statuses import CANCEL_REQUESTED, CANCELLABLE, TERMINAL
-from batches.storage import batch_download, file_urls
 from batches.templatetags.batch_pages import (
     batch_name,
     clock_time,
@@ -45,15 +42,14 @@ from batches.templatetags.batch_pages import (
 from batchsite.clients import public_base_url
 from batchsite.errors import ApplicationError, error_body
 from batchsite.middleware import require_POST, require_safe
+from batchsite.paging import InvalidCursor
 from batchsite.timestamps import to_ts
-from notifications.selectors import deliveries_of_batch
 from permissions.models import Account
 from permissions.selectors import account_of
 from twins.examples import EXAMPLE_LINES
 from twins.registry import batchable_operations
 
 PAGE_SIZE = 25
-CURSOR_SALT = "batches.page-cursor"
 
 
 @dataclass(frozen=True)
@@ -158,21 +154,6 @@ class BatchFilterForm(forms.Form):
             del self.fields["account"]
 
 
-def cursor_after(batch: Batch) -> str:
-    return signing.dumps([batch.created_at.isoformat(), batch.uuid.hex], salt=CURSOR_SALT)
-
-
-def rows_after(cursor: str) -> Q:
-    """The keyset condition for the rows after the cursor's batch (newest first); a cursor
-    that is not ours starts at the top."""
-    try:
-        created_iso, uuid_hex = signing.loads(cursor, salt=CURSOR_SALT)
-    except signing.BadSignature:
-        return Q()
-    created_at = parse_datetime(created_iso)
-    return Q(created_at__lt=created_at) | Q(created_at=created_at, uuid__lt=uuid_hex)
-
-
 @dataclass(frozen=True)
 class BatchRow:
     batch: Batch
@@ -191,24 +172,23 @@ def batch_list_page(request, viewer: Viewer):
     form.is_valid()
     query = form.cleaned_data
 
-    batches = Batch.objects.order_by("-created_at", "-uuid")
-    if viewer.sees_every_account:
-        batches = batches.select_related("account")
-        if query.get("account"):
-            batches = batches.filter(account=query["account"])
-    else:
-        batches = batches.filter(account=viewer.account)
-    if query.get("status"):
-        batches = batches.filter(status=query["status"])
-    if query.get("operation"):
-        batches = batches.filter(operation=query["operation"])
-    if query.get("cursor"):
-        batches = batches.filter(rows_after(query["cursor"]))
-    found = list(batches[: PAGE_SIZE + 1])
-    shown = found[:PAGE_SIZE]
+    listing = partial(
+        selectors.batch_list,
+        account=query.get("account") if viewer.sees_every_account else viewer.account,
+        every_account=viewer.sees_every_account,
+        status=query.get("status"),
+        operation=query.get("operation"),
+        limit=PAGE_SIZE,
+        whole_rows=True,
+    )
+    try:
+        listed = listing(cursor=query.get("cursor"))
+    except InvalidCursor:
+        # As a first visit: a stale or edited link still shows the list.
+        listed = listing(cursor=None)
 
     next_query = request.GET.copy()
-    next_query["cursor"] = cursor_after(shown[-1]) if len(found) > PAGE_SIZE else ""
+    next_query["cursor"] = listed.cursor or ""
     first_query = request.GET.copy()
     first_query.pop("cursor", None)
     return render(
@@ -224,7 +204,7 @@ def batch_list_page(request, viewer: Viewer):
                     cancellable=batch.status in CANCELLABLE and viewer.may_cancel(batch),
                     name=batch_name(batch),
                 )
-                for batch in shown
+                for batch in listed.batches
             ],
             "next_page": f"{request.path}?{next_query.urlencode()}" if next_query["cursor"] else None,
             "first_page": f"{request.path}?{first_query.urlencode()}" if query.get("cursor") else None,
@@ -267,21 +247,16 @@ def batch_new_page(request, viewer: Viewer):
 def download_links(request, batch: Batch) -> dict[str, str | None]:
     """Signed URLs of the results and errors files, once the pipeline has written them; while
     lines run, of the lines run so far (`partial`)."""
-    links = {"partial": None}
-    if not batch.results_file and batch.status in PARTIAL_STATUSES and batch.processed:
-        links["partial"] = partial_download_url(
-            batch=batch, part="results", base_url=public_base_url(request)
-        ).url
+    base_url = public_base_url(request)
+    results = batch_download_url(batch=batch, part="results", base_url=base_url)
     # An errors file without failed or never-run lines would download empty.
     has_errors = batch.failed or (batch.status == BatchStatus.CANCELLED and never_run(batch) != 0)
-    for part in ("results", "errors"):
-        download = batch_download(batch, part) if part == "results" or has_errors else None
-        links[part] = (
-            file_urls().download_url(download=download, base_url=public_base_url(request)).url
-            if download
-            else None
-        )
-    return links
+    errors = final_download_url(batch=batch, part="errors", base_url=base_url) if has_errors else None
+    return {
+        "partial": results.url if results and results.partial and batch.processed else None,
+        "results": results.url if results and not results.partial else None,
+        "errors": errors.url if errors else None,
+    }
 
 
 def next_step(viewer: Viewer, batch: Batch) -> str | None:
@@ -340,6 +315,7 @@ def batch_detail_page(request, viewer: Viewer, batch_id):
         request,
         "pages/batch_detail.html",
         {
+            **batch_page_sections(batch),
             "viewer": viewer,
             "batch": batch,
             "state": state,
@@ -347,7 +323,6 @@ def batch_detail_page(request, viewer: Viewer, batch_id):
             "may_delete": viewer.may_delete(batch),
             "failed_lines": selectors.batch_failed_lines(batch=batch),
             "full_report": state["downloads"]["errors"] or state["downloads"]["results"],
-            "deliveries": deliveries_of_batch(batch_id=batch.pk),
             "retried_as": retry.live_retry(batch),
             "unrun": never_run(batch) if batch.status == BatchStatus.CANCELLED else None,
             # A callback URL's query may hold the receiver's key: only for who manages webhooks.

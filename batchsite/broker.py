@@ -20,7 +20,8 @@ this one takes 4-6 s, and it would add SQLAlchemy to the requirements.
 
 `settings` registers this Transport as `filesystem://`. Acknowledgements stay kombu's: an
 unacknowledged message is held by the consumer's process, so one killed with SIGKILL loses it;
-the database is the queue of record and the sweep asks again (README, "Failure model").
+the database is the queue of record and the sweep asks again
+(docs/scaling-and-failure-model.md#failure-model).
 """
 
 import fcntl

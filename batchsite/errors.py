@@ -18,7 +18,7 @@ from django.http import Http404, JsonResponse, UnreadablePostError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
-from operating.logs import current_trace
+from batchsite.logs import current_trace
 
 logger = logging.getLogger("batchsite.errors")
 
@@ -36,6 +36,12 @@ class ApplicationError(Exception):
 class Conflict(ApplicationError):
     def __init__(self, description: str, *, subcode: str = "conflict"):
         super().__init__(description, subcode=subcode, status_code=409)
+
+
+# What an input check raises when it refuses the input: Django's ValidationError, or DRF's from
+# an operation's serializer. For code that checks input without importing DRF (the pipeline);
+# describe_exception answers both.
+VALIDATION_ERRORS = (DjangoValidationError, exceptions.ValidationError)
 
 
 class ServerErrorsOnly(logging.Filter):

@@ -1,7 +1,7 @@
 """Gunicorn settings for `make run` and `make web` (the bind address and the worker count come
-from their command lines), and the server hooks the metrics need. Limits and timeouts drop
-slow or stalled clients; see batchsite/serving.py. Production runs behind a buffering proxy
-(deploy/nginx.conf)."""
+from their command lines), and the server hooks the metrics and the usage counts need. Limits
+and timeouts drop slow or stalled clients; see batchsite/serving.py. Production runs behind a
+buffering proxy (deploy/nginx.conf)."""
 
 from batchsite.serving import project_settings
 
@@ -22,15 +22,18 @@ accesslog = "-"
 logger_class = "batchsite.serving.RedactingLogger"
 
 
-# Server hooks of the metrics (operating.gunicorn_hooks), imported when gunicorn calls them,
-# after the app put the project on the path.
 def child_exit(server, worker):
-    from operating.gunicorn_hooks import child_exit as hook
+    """In the arbiter, which loads no app: a dead worker's live-gauge files in the Prometheus
+    multiprocess folder (PROMETHEUS_MULTIPROC_DIR, set by the settings) go with it; counters and
+    histograms of dead workers stay, as they must: their totals still count."""
+    from prometheus_client import multiprocess
 
-    hook(server, worker)
+    multiprocess.mark_process_dead(worker.pid, str(project_settings().PROMETHEUS_MULTIPROC_DIR))
 
 
 def worker_exit(server, worker):
-    from operating.gunicorn_hooks import worker_exit as hook
+    """In a worker that stops, with the app loaded: the apps write what they hold in memory
+    (operating: the API calls it counted but has not written yet)."""
+    from batchsite.signals import web_worker_exiting
 
-    hook(server, worker)
+    web_worker_exiting.send(sender=None)

@@ -3,17 +3,19 @@ HEALTH_CHECK_SECONDS whatever they do (a broker that accepts connections and nev
 counts as failing, it does not hang the probe).
 
 It also reports what an operator alerts on, without failing on it (a web host is healthy for
-the load balancer even when the workers are not): the worker nodes seen alive, how long ago the
-maintenance sweep last ran, how many active batches have stalled, and the local storage's free
-space. `/metrics` exports the same as gauges, with the broker's queue depths (README,
-"Operating it").
+the load balancer even when the workers are not): the local storage's free space, and what the
+apps register (`register_health_report`; operating's "pipeline": the worker nodes seen alive,
+how long ago the maintenance sweep last ran, how many active batches have stalled).
+`/metrics` exports the same as gauges, with the broker's queue depths (docs/operations.md#metrics).
 """
 
 import logging
 import os
 import shutil
 import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
@@ -135,15 +137,29 @@ def queue_depths_or_unknown() -> dict[str, int]:
         return {queue.name: UNKNOWN_DEPTH for queue in settings.CELERY_TASK_QUEUES}
 
 
-def pipeline_health() -> dict:
-    from operating.selectors import batches_stalled, sweep_age_seconds, workers_alive
+@dataclass(frozen=True)
+class HealthReport:
+    report: Callable[[], dict]
+    fields: tuple[str, ...]
 
-    age = sweep_age_seconds()
-    return {
-        "workers_alive": workers_alive(),
-        "sweep_age_seconds": None if age is None else round(age, 1),
-        "stalled_batches": batches_stalled(),
-    }
+
+# The apps' reports, registered in their AppConfig.ready(): the ground imports no app.
+_reports: dict[str, HealthReport] = {}
+
+
+def register_health_report(name: str, report: Callable[[], dict], *, fields: Sequence[str]) -> None:
+    """Adds `report()` to /healthz's answer under `name`: what an app tells operators to alert
+    on, never failing the check. It reads the database, so it runs only when the database
+    answered; when it fails, each of `fields` is reported null."""
+    _reports[name] = HealthReport(report=report, fields=tuple(fields))
+
+
+def reported(name: str, registered: HealthReport) -> dict:
+    try:
+        return registered.report()
+    except Exception as error:  # noqa: BLE001 - e.g. before the first migrate; never a 500
+        logger.warning("healthz: %s health unknown: %s", name, error)
+        return dict.fromkeys(registered.fields)
 
 
 @require_safe
@@ -168,11 +184,8 @@ def healthz(request):
         results[name] = "ok" if error is None else "failing"
     healthy = all(value == "ok" for value in results.values())
     if results["database"] == "ok":
-        try:
-            results["pipeline"] = pipeline_health()
-        except Exception as error:  # noqa: BLE001 - e.g. before the first migrate; never a 500
-            logger.warning("healthz: pipeline health unknown: %s", error)
-            results["pipeline"] = {"workers_alive": None, "sweep_age_seconds": None, "stalled_batches": None}
+        for name, registered in _reports.items():
+            results[name] = reported(name, registered)
     # Reported, never failing the check: a full disk already fails the storage probe's write.
     results["storage_space"] = space.result() if space in done and space.exception() is None else None
     return JsonResponse(results, status=200 if healthy else 503)

@@ -15,7 +15,7 @@ Here a channel whose transport is detached raises redis' ConnectionError instead
 channel expects from a broker it cannot reach. It is ignored and the worker reconnects. That
 channel restores nothing; Redis redelivers the unacknowledged messages after the visibility
 timeout if it still has them (a Redis restarted empty has none), and the sweeps ask again for the
-work in the database (README, "Failure model").
+work in the database (docs/scaling-and-failure-model.md#failure-model).
 
 `settings` makes this Transport the one for `redis://` and `rediss://` in every process.
 """

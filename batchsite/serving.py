@@ -148,7 +148,7 @@ class RedactingLogger(Logger):
             handler.addFilter(TokenRedactingFilter())
         if project_settings().LOG_FORMAT == "json":
             # The app's formatter (LOG_FORMAT), imported here: the ground names no app at import.
-            from operating.logs import JsonFormatter
+            from batchsite.logs import JsonFormatter
 
             for handler in (*self.error_log.handlers, *self.access_log.handlers):
                 handler.setFormatter(JsonFormatter())

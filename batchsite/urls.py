@@ -4,7 +4,6 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from batchsite.health import healthz
 from batchsite.home import home
-from operating.views import dashboard
 
 handler404 = "batchsite.errors.json_not_found"
 handler500 = "batchsite.errors.json_server_error"
@@ -19,7 +18,7 @@ urlpatterns = [
         SpectacularSwaggerSplitView.as_view(url_name="schema", template_name="docs/swagger_ui.html"),
         name="docs",
     ),
-    path("admin/dashboard/", dashboard, name="operating_dashboard"),
+    path("admin/dashboard/", include("operating.page_urls")),
     path("admin/", admin.site.urls),
     path("ui/", include("batches.page_urls")),
     path("", include("permissions.urls")),

@@ -243,7 +243,7 @@ def cpu_seconds(memories) -> float:
 
 def timed_batch(path: Path, *, lines: int, workers: int, timeout: float, operation: str, created=None):
     """One batch on fresh worker processes: its per step timings and each worker's peak RSS."""
-    from tests.process_memory import PeakMemory
+    from tests.support.process_memory import PeakMemory
 
     processes = start_workers(workers)
     memories = [PeakMemory(process.pid) for process in processes]
@@ -502,6 +502,19 @@ def run_update(arguments) -> None:
     measure_update(arguments.lines, arguments.twins, arguments.workers, arguments.timeout)
 
 
+def cycle_calls(base: str, handlers: list[str], batch: str | None) -> list[tuple[str, str, str, dict | None]]:
+    """One client's requests in one cycle, as (endpoint, method, url, body): /healthz, a create
+    while it has upload handlers left (taking one), a get of its last batch once it made one."""
+    handler = handlers.pop() if handlers else None
+    calls = [("healthz", "get", f"{base}/healthz", None)]
+    if handler is not None:
+        body = {"handler": handler, "operation": "create_twin"}
+        calls.append(("create", "post", f"{base}/batches", body))
+    if batch is not None:
+        calls.append(("get", "get", f"{base}/batches/{batch}", None))
+    return calls
+
+
 def api_client(base: str, clients: list[tuple[str, list[str]]], seconds: float, out) -> None:
     """One client process: a thread per (secret, upload handlers) client, each cycling
     POST /batches, GET /batches/{batch} and GET /healthz for `seconds`; sends
@@ -521,14 +534,7 @@ def api_client(base: str, clients: list[tuple[str, list[str]]], seconds: float, 
         failed = 0
         batch = None
         while time.monotonic() < deadline:
-            handler = handlers.pop() if handlers else None
-            calls = [("healthz", "get", f"{base}/healthz", None)]
-            if handler is not None:
-                body = {"handler": handler, "operation": "create_twin"}
-                calls.append(("create", "post", f"{base}/batches", body))
-            if batch is not None:
-                calls.append(("get", "get", f"{base}/batches/{batch}", None))
-            for name, method, url, body in calls:
+            for name, method, url, body in cycle_calls(base, handlers, batch):
                 started = time.perf_counter()
                 try:
                     response = session.request(method, url, json=body, timeout=30)

@@ -7,9 +7,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from batchsite.admin import ReadOnly, UuidSearch
 from notifications import services
 from notifications.models import Delivery, DeliveryAttempt, Event, Subscription
-from permissions.admin import ReadOnly, UuidSearch
 
 
 @admin.action(description="End selected subscriptions")

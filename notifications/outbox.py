@@ -1,9 +1,10 @@
 """The outbox: batch events written in the transaction of the transition they report.
 
-`batches.states.batch_transition` calls `outbox_record` inside its transaction, after the
-history row, so an event exists exactly when its transition committed; a process killed a
-moment later loses nothing, since beat's sweep delivers whatever is due. Transitions that
-are no event cost nothing; the others one indexed query when nobody subscribed.
+`outbox_record` receives `batches.signals.batch_transitioned`, which `batch_transition` sends
+inside its transaction after the history row, so an event exists exactly when its transition
+committed; a process killed a moment later loses nothing, since beat's sweep delivers whatever
+is due. Transitions that are no event cost nothing; the others one indexed query when nobody
+subscribed.
 """
 
 from datetime import timedelta
@@ -47,8 +48,9 @@ def subscriptions_active(*, account_id, topic: str, now):
     )
 
 
-def outbox_record(*, batch, source: str, target: str) -> Event | None:
-    """Must run inside the transition's transaction, with `batch` as it is after the move."""
+def outbox_record(sender, *, batch, source: str, target: str, **kwargs) -> Event | None:
+    """The receiver of batch_transitioned (connected in NotificationsConfig.ready()): runs inside
+    the transition's transaction, with `batch` as it is after the move."""
     name = BATCH_EVENTS.get(target)
     if name is None:
         return None

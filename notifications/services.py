@@ -20,10 +20,10 @@ from django.http import Http404
 from django.utils import timezone
 
 from batchsite.errors import ApplicationError
+from batchsite.signals import delivery_attempted
 from notifications.callbacks import callback_url_check, post
 from notifications.models import Delivery, DeliveryAttempt, DeliveryState, Event, Subscription
 from notifications.outbox import deliver_after_commit, retry_until
-from notifications.signals import delivery_attempted
 from permissions.models import Account, AccountUser
 
 EXPIRES_DEFAULT_SECONDS = 30 * 24 * 3600

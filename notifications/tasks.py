@@ -5,7 +5,7 @@ the `webhooks` queue (settings' CELERY_TASK_ROUTES), apart from the pipeline's w
 from django.conf import settings
 from django.utils import timezone
 
-from batches.task_decorator import pipeline_task
+from batchsite.task_decorator import pipeline_task
 from notifications import services
 
 

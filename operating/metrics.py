@@ -1,4 +1,4 @@
-"""Prometheus metrics (SPEC section 12), multiprocess-safe: every process (gunicorn's workers,
+"""Prometheus metrics (docs/contract.md, section 12), multiprocess-safe: every process (gunicorn's workers,
 Celery's pool) writes its samples to files under PROMETHEUS_MULTIPROC_DIR and `/metrics` adds
 them up, so one scrape of any web process sees the work of all of them.
 
@@ -164,11 +164,6 @@ def scrape_refusal(meta: Mapping[str, str]) -> ErrorInfo | None:
         "metrics_not_public",
         "Metrics answer only clients on this host unless METRICS_TOKEN is set.",
     )
-
-
-def process_dead(pid: int) -> None:
-    """For gunicorn's child_exit hook: drops a dead worker's live-gauge files."""
-    multiprocess.mark_process_dead(pid)
 
 
 def transition_observed(*, source: str, to: str, entered_at) -> None:

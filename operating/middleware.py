@@ -6,7 +6,8 @@ import uuid
 
 from django.conf import settings
 
-from operating import logs, metrics, services
+from batchsite import logs
+from operating import metrics, services
 
 
 def route_of(request) -> str:

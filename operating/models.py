@@ -1,4 +1,4 @@
-"""Usage counters and per-account quotas (SPEC section 12).
+"""Usage counters and per-account quotas (docs/contract.md, section 12).
 
 Counters are rows keyed by account, user and UTC hour, incremented by upserts
 (`INSERT … ON CONFLICT … DO UPDATE SET n = n + k`), never read-modify-write. They reference

@@ -5,16 +5,38 @@ import logging
 import threading
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, transaction
 
-from notifications.signals import delivery_attempted
+from batches.signals import batch_transitioned, chunk_lines_ran
+from batchsite.signals import delivery_attempted, web_worker_exiting
 from operating import metrics, services
 
 logger = logging.getLogger(__name__)
 
 
+def batch_transition_observe(sender, *, source: str, target: str, source_entered_at, **kwargs) -> None:
+    transaction.on_commit(
+        lambda: metrics.transition_observed(source=source, to=target, entered_at=source_entered_at)
+    )
+
+
+def chunk_lines_record(sender, *, batch, lines: int, failed: int, seconds: float, **kwargs) -> None:
+    services.usage_record_batch_lines(
+        account_id=batch.account_id,
+        user_id=batch.created_by_id,
+        lines=lines,
+        failed=failed,
+        operation=batch.operation,
+        seconds=seconds,
+    )
+
+
 def webhook_delivery_count(sender, outcome: str, **kwargs) -> None:
     metrics.webhook_deliveries.labels(outcome).inc()
+
+
+def usage_write_pending(sender, **kwargs) -> None:
+    services.usage_flush(force=True)
 
 
 class WorkerHeartbeat:
@@ -59,6 +81,9 @@ class WorkerHeartbeat:
 def connect() -> None:
     from celery.signals import worker_ready, worker_shutdown
 
+    batch_transitioned.connect(batch_transition_observe, dispatch_uid="operating.batch_transition_observe")
+    chunk_lines_ran.connect(chunk_lines_record, dispatch_uid="operating.chunk_lines_record")
     delivery_attempted.connect(webhook_delivery_count, dispatch_uid="operating.webhook_delivery_count")
+    web_worker_exiting.connect(usage_write_pending, dispatch_uid="operating.usage_write_pending")
     worker_ready.connect(WorkerHeartbeat.start, weak=False, dispatch_uid="operating.worker_heartbeat_start")
     worker_shutdown.connect(WorkerHeartbeat.stop, weak=False, dispatch_uid="operating.worker_heartbeat_stop")

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
 from django.utils import timezone
 
+from batches import selectors as batch_selectors
 from batches.models import Batch, MaintenanceRun
 from batches.statuses import ACTIVE
 from batchsite.clock import DatabaseNow, database_now_plus
@@ -46,16 +47,8 @@ def batches_active_by_status() -> dict[str, int]:
 
 
 def batches_stalled() -> int:
-    """Active batches without a heartbeat (or, never started, created) for
-    BATCH_STALL_AFTER_SECONDS, in the database's time: the one definition of a stall, for
-    /healthz, the metrics and the dashboard. Work writes the heartbeat: a status change, a
-    step's lease renewal, a committed or checked chunk."""
-    quiet_since = database_now_plus(-settings.BATCH_STALL_AFTER_SECONDS)
-    return (
-        Batch.objects.filter(status__in=ACTIVE)
-        .filter(Q(heartbeat_at__lt=quiet_since) | Q(heartbeat_at__isnull=True, created_at__lt=quiet_since))
-        .count()
-    )
+    """How many batches have stalled (batches.selectors.batches_stalled, the one definition)."""
+    return batch_selectors.batches_stalled().count()
 
 
 def sweep_age_seconds() -> float | None:
@@ -90,6 +83,16 @@ def workers_alive() -> int:
     return WorkerHeartbeat.objects.filter(
         seen_at__gte=database_now_plus(-settings.WORKER_ALIVE_SECONDS)
     ).count()
+
+
+def pipeline_health() -> dict:
+    """What /healthz reports of the pipeline for alerts, never failing the check."""
+    age = sweep_age_seconds()
+    return {
+        "workers_alive": workers_alive(),
+        "sweep_age_seconds": None if age is None else round(age, 1),
+        "stalled_batches": batches_stalled(),
+    }
 
 
 def batches_by_status() -> list[tuple[str, int]]:

@@ -1,4 +1,4 @@
-"""Writes for usage and quotas (SPEC section 12).
+"""Writes for usage and quotas (docs/contract.md, section 12).
 
 Counting is exact and cheap:
 - a batch's lines are counted by the chunk that runs them, by an upsert inside the chunk's
@@ -172,7 +172,7 @@ def usage_admit_batch(*, account_id, user_id) -> None:
     turns and the second sees the first's batch; then checks max_active_batches and
     max_batch_lines_per_day and counts the batch in the account's hour. A batch's own line
     count is known only once it is validated, so a batch is admitted while the day's lines
-    are under the quota and then runs in full (see the README, "Operating it")."""
+    are under the quota and then runs in full (see docs/operations.md#usage-quotas-and-throttling)."""
     AccountQuota.objects.bulk_create([AccountQuota(account_id=account_id)], ignore_conflicts=True)
     limits = quota_limits(AccountQuota.objects.select_for_update().get(account_id=account_id))
     active = Batch.objects.filter(account_id=account_id, status__in=ACTIVE).count()

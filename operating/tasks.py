@@ -1,4 +1,4 @@
-from batches.task_decorator import pipeline_task
+from batchsite.task_decorator import pipeline_task
 from operating import services
 
 

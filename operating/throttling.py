@@ -3,7 +3,8 @@
 from django.conf import settings
 from rest_framework.throttling import BaseThrottle
 
-from operating import logs, services
+from batchsite import logs
+from operating import services
 from permissions.counters import rate_hit
 
 

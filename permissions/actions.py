@@ -1,4 +1,4 @@
-"""The catalogue of action names a role's statement can allow or deny (SPEC section 2).
+"""The catalogue of action names a role's statement can allow or deny (docs/contract.md, section 2).
 
 Every name is also a guardian object permission on `Account`, so a check is
 `user.has_perm(action, account)`.
@@ -58,7 +58,7 @@ NOTIFICATION_ACTIONS = (
     "delete_webhook_subscription",
 )
 
-# SPEC section 12: an account's and a user's hourly usage.
+# docs/contract.md, section 12: an account's and a user's hourly usage.
 USAGE_ACTIONS = (
     "get_account_usage",
     "get_user_usage",

@@ -2,18 +2,18 @@
 statement is always materialised as guardian permissions and the escalation rule holds for
 staff as it does for API users (a superuser holds every action, so is never refused)."""
 
-import uuid
 from collections import defaultdict
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
+from batchsite.admin import UuidSearch, adopt, refusal
 from batchsite.errors import ApplicationError
 from permissions import services
 from permissions.actions import ACTIONS
@@ -23,49 +23,6 @@ from permissions.statements import EVERYTHING
 
 # Wrong passwords lock sign-in out for a while, as on /ui/login (permissions.signin).
 admin.site.login_form = AdminSignInForm
-
-
-class UuidSearch:
-    """A search term that is a UUID finds the rows with that id in `uuid_search_fields`, by
-    index; any other term searches `search_fields` as usual (the admin's own `=uuid` would
-    compare the UUID cast to text, which no index serves)."""
-
-    uuid_search_fields: tuple[str, ...] = ()
-
-    def get_search_results(self, request, queryset, search_term):
-        try:
-            wanted = uuid.UUID(search_term.strip())
-        except ValueError:
-            return super().get_search_results(request, queryset, search_term)
-        return queryset.filter(
-            Q.create([(field, wanted) for field in self.uuid_search_fields], connector=Q.OR)
-        ), False
-
-
-class ReadOnly:
-    """Shown to staff, written only by the service's own paths."""
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-def adopt(target, source) -> None:
-    """Makes the admin's unsaved instance the row a service saved, so the admin's
-    redirects and log entries point at it."""
-    for field in type(source)._meta.concrete_fields:
-        setattr(target, field.attname, getattr(source, field.attname))
-    target._state.adding = False
-    target._state.db = source._state.db
-
-
-def refusal(error: ApplicationError) -> ValidationError:
-    return ValidationError(error.description, code=error.subcode)
 
 
 # Accounts
@@ -262,7 +219,7 @@ class RoleAdmin(UuidSearch, admin.ModelAdmin):
         adopt(obj, saved)
 
     def has_delete_permission(self, request, obj=None):
-        # A role in use cannot go (SPEC: users always have a role).
+        # A role in use cannot go (users always have a role: docs/contract.md, section 2).
         if obj is not None and obj.users.exists():
             return False
         return super().has_delete_permission(request, obj)

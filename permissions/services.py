@@ -134,7 +134,7 @@ def role_update(*, role: Role, acting_user=None, name=UNSET, statement=UNSET, ru
 @transaction.atomic
 def role_delete(*, role: Role, acting_user=None) -> None:
     ensure_role_within(acting_user=acting_user, role=role)
-    # Every user has exactly one role (SPEC section 2), so a role in use (the caller's own
+    # Every user has exactly one role (docs/contract.md, section 2), so a role in use (the caller's own
     # included) stays until its users have another one.
     if role.users.exists():
         raise Conflict("The role still has users; give them another role first.", subcode="role_in_use")

@@ -3,7 +3,7 @@ operations (the REST routes and batches), which keep certificates and timestamps
 
 from django.contrib import admin
 
-from permissions.admin import ReadOnly, UuidSearch
+from batchsite.admin import ReadOnly, UuidSearch
 from twins.models import Identity, LedgerEntry, Twin
 
 

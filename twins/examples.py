@@ -1,7 +1,7 @@
-"""One example batch line per batchable operation: shown on the upload form, in `batch
---help` and in the README, and the first line of `examples/<operation>.jsonl` (a test holds
-them together and runs every example file through a batch). Plain data, importable without
-Django, for the command-line client.
+"""One example batch line per batchable operation: shown on the upload form and in `batch
+--help`, and the first line of `examples/<operation>.jsonl` (a test holds them together and
+runs every example file through a batch). Plain data, importable without Django, for the
+command-line client.
 
 `TWIN_UUID` stands for a twin of the caller's account: replace it with one that
 `create_twin` made (its results give `creation_certificate.uuid`)."""

@@ -1,4 +1,4 @@
-"""The twin registry's operations (SPEC section 8), declared in the one registry.
+"""The twin registry's operations (docs/contract.md, section 8), declared in the one registry.
 
 Operations with a set-based path (creating twins, identities and ledger entries, changing
 entries, and the reads) are written once as a "many" function over a list of inputs; the

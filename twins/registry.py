@@ -1,4 +1,4 @@
-"""The one registry of operations (SPEC section 8).
+"""The one registry of operations (docs/contract.md, section 8).
 
 Each operation is declared once: its name (also its action name), HTTP method and route, the
 input serializer (path parameters are fields of the input), the handler, whether it is

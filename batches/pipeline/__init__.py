@@ -1,4 +1,4 @@
-"""The batch pipeline (SPEC sections 4 to 7): copy, validate, process in chunks, write results,
+"""The batch pipeline (docs/contract.md, sections 4 to 7): copy, validate, process in chunks, write results,
 cancel and delete.
 
 `driver` is the entry point: Celery tasks call it and nothing else. One module per step:

@@ -24,9 +24,9 @@ from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 from django.db.models import Q
 
 from batches.models import Batch, Chunk
-from batches.pipeline.faults import TRANSIENT_DATABASE_ERRORS
 from batches.pipeline.sessions import role_set_local
 from batchsite.clock import DatabaseNow, database_now_plus
+from batchsite.faults import TRANSIENT_DATABASE_ERRORS
 
 logger = logging.getLogger(__name__)
 TAKE_BACK_POLL_SECONDS = 0.1

@@ -27,16 +27,16 @@ from django.db.models import Exists, F, OuterRef, Sum
 from batches.controls import budget_exceeded, is_budget_stop
 from batches.models import Batch, BatchStatus, Chunk
 from batches.pipeline.chunk_lease import ChunkLease, ChunkLeaseLost
-from batches.pipeline.faults import TRANSIENT_DATABASE_ERRORS
 from batches.pipeline.reading import read_chunk_lines
 from batches.pipeline.results import is_success_line, result_line
 from batches.pipeline.sessions import role_set_local
 from batches.pipeline.validating import chunk_check, validate_item
+from batches.signals import chunk_lines_ran
 from batches.states import batch_transition
 from batchsite import fastjson
 from batchsite.clock import DatabaseNow
-from operating.logs import batch_logged
-from operating.services import usage_record_batch_lines
+from batchsite.faults import TRANSIENT_DATABASE_ERRORS
+from batchsite.logs import batch_logged
 from twins.registry import Actor, Operation, OperationError, OperationResult, operation_get
 
 logger = logging.getLogger(__name__)
@@ -177,7 +177,7 @@ def chunk_run(batch_id, lease: ChunkLease) -> bool:
     """Runs a leased chunk in one transaction: its effects, its results, its done mark (fenced
     by the lease) and the batch's progress commit together.
 
-    The error budget (SPEC section 11) is judged at the end, under the batch's row lock, which
+    The error budget (docs/contract.md, section 11) is judged at the end, under the batch's row lock, which
     is held for the last few statements only: the chunk whose results pass it commits them with
     the move processing -> cancel, so no chunk starts after it, and a chunk that was running
     meanwhile and finds the batch stopped by the budget rolls back (its lines are listed as not
@@ -204,13 +204,8 @@ def chunk_run(batch_id, lease: ChunkLease) -> bool:
             done_at=DatabaseNow(),
             worker=worker_name(),
         )
-        usage_record_batch_lines(
-            account_id=batch.account_id,
-            user_id=batch.created_by_id,
-            lines=executed,
-            failed=failed,
-            operation=batch.operation,
-            seconds=time.monotonic() - started,
+        chunk_lines_ran.send(
+            sender=Chunk, batch=batch, lines=executed, failed=failed, seconds=time.monotonic() - started
         )
         batch_progress_record(batch, run, chunk_index=chunk.index)
     return True

@@ -28,7 +28,8 @@ from batches.files import (
 from batches.models import Batch, BatchStatus, Chunk, MaintenanceRun, Upload
 from batches.pipeline.lease import Lease
 from batches.pipeline.sessions import role_set_local
-from batches.statuses import ACTIVE, TERMINAL
+from batches.selectors import batches_not_moving, batches_stalled, silent_for
+from batches.statuses import TERMINAL
 from batchsite.clock import DatabaseNow, database_now_plus
 
 logger = logging.getLogger(__name__)
@@ -64,15 +65,14 @@ def batches_to_resume() -> set[str]:
     chunk committed for BATCH_STUCK_AFTER_SECONDS, chunk work gone quiet with a chunk whose
     lease expired (its holder froze or was cut off), a finished batch whose deletion stalled."""
     kick_before = database_now_plus(-settings.PIPELINE_KICK_AFTER_SECONDS)
-    stuck_before = database_now_plus(-settings.BATCH_STUCK_AFTER_SECONDS)
-    quiet = Q(heartbeat_at__lt=kick_before) | Q(heartbeat_at__isnull=True, created_at__lt=kick_before)
+    quiet = silent_for(settings.PIPELINE_KICK_AFTER_SECONDS)
     lapsed = Chunk.objects.filter(batch_id=OuterRef("pk"), done=False, lease_expires_at__lt=DatabaseNow())
     queries = (
         Batch.objects.filter(Exists(lapsed.exclude(lease_owner="")), status__in=CHUNKED).filter(quiet),
         Batch.objects.filter(status__in=PASSING).filter(quiet),
         Batch.objects.filter(status__in=LEASED, lease_owner="").filter(quiet),
         Batch.objects.filter(status__in=LEASED, lease_expires_at__lt=DatabaseNow()),
-        Batch.objects.filter(status=S.PROCESSING, heartbeat_at__lt=stuck_before),
+        batches_stalled(after_seconds=settings.BATCH_STUCK_AFTER_SECONDS).filter(status=S.PROCESSING),
         Batch.objects.filter(status__in=TERMINAL, delete_requested_at__lt=kick_before),
     )
     return {str(pk) for query in queries for pk in query.values_list("pk", flat=True)}
@@ -96,20 +96,11 @@ def sweep(advance: Callable[[str], None]) -> int:
             advance(batch_id)
     if batch_ids:
         logger.info("sweep: resumed %d batches", len(batch_ids))
-    alarm_before = database_now_plus(-settings.BATCH_ALARM_AFTER_SECONDS)
-    for batch_id, status, updated_at in Batch.objects.filter(
-        status__in=ACTIVE, updated_at__lt=alarm_before
-    ).values_list("pk", "status", "updated_at")[:100]:
+    for batch_id, status, updated_at in batches_not_moving().values_list("pk", "status", "updated_at")[:100]:
         logger.error(
             "batch %s has been %s since %s: it is not moving", batch_id, status, updated_at.isoformat()
         )
     return len(batch_ids)
-
-
-def stalled_batches() -> int:
-    """How many active batches have not changed status for BATCH_ALARM_AFTER_SECONDS."""
-    alarm_before = database_now_plus(-settings.BATCH_ALARM_AFTER_SECONDS)
-    return Batch.objects.filter(status__in=ACTIVE, updated_at__lt=alarm_before).count()
 
 
 def uploads_expire(*, keep_rows_days: int = 7) -> int:

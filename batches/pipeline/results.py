@@ -1,4 +1,4 @@
-"""The results file: every line's result in line order (SPEC section 6), merged from the
+"""The results file: every line's result in line order (docs/contract.md, section 6), merged from the
 chunks' results when processing ends, and the partial results when a cancel stops a batch."""
 
 import json
@@ -12,12 +12,13 @@ from django.db import transaction
 from batches.files import fresh_batch_file_name, storage_discard, storage_save_spooled, storage_spool
 from batches.models import Batch, BatchStatus, Chunk
 from batches.pipeline.chunk_lease import chunk_leases_take_back
-from batches.pipeline.faults import RETRIED_ERRORS, StorageReadError
+from batches.pipeline.faults import StorageReadError
 from batches.pipeline.lease import Lease, LeaseLost, StepInterrupted, TickingReader
 from batches.pipeline.reading import input_lines, prepared_line_numbers
 from batches.states import batch_transition
 from batchsite import fastjson
 from batchsite.clock import DatabaseNow
+from batchsite.faults import RETRIED_ERRORS
 from twins.registry import OperationError, OperationResult
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""A retry's first step (SPEC section 3): its input is built from the batch it retries, the lines
+"""A retry's first step (docs/contract.md, section 3): its input is built from the batch it retries, the lines
 that failed or never ran in input order, on a worker rather than in the request that made it.
 
 The file is written under a fresh name and published by the transition to `copied`, as the copy
@@ -13,7 +13,7 @@ from django.core.files.storage import default_storage
 from batches.fileformat import FileUnreadable
 from batches.files import fresh_batch_file_name, storage_discard, storage_save_spooled, storage_spool
 from batches.models import Batch, BatchStatus
-from batches.pipeline.faults import STORAGE_ERRORS, StorageReadError
+from batches.pipeline.faults import StorageReadError
 from batches.pipeline.lease import Lease, TickingReader
 from batches.pipeline.reading import input_lines, input_name_of, prepared_name_of
 from batches.pipeline.results import (
@@ -23,6 +23,7 @@ from batches.pipeline.results import (
     write_results,
 )
 from batches.states import batch_transition
+from batchsite.faults import STORAGE_ERRORS
 
 S = BatchStatus
 RETRYABLE = frozenset({S.COMPLETED, S.CANCELLED})

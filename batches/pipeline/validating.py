@@ -21,10 +21,8 @@ import logging
 import tempfile
 
 from django.conf import settings
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.files import File
 from django.db import transaction
-from rest_framework.exceptions import ValidationError
 
 from batches.fileformat import (
     FileUnreadable,
@@ -36,14 +34,15 @@ from batches.fileformat import (
 )
 from batches.files import fresh_batch_file_name, storage_discard, storage_save_new
 from batches.models import Batch, BatchStatus, Chunk
-from batches.pipeline.faults import RETRIED_ERRORS, StorageReadError
+from batches.pipeline.faults import StorageReadError
 from batches.pipeline.lease import Lease, LeaseLost, StepInterrupted, TickingReader
 from batches.pipeline.reading import StorageSource, input_lines, input_name_of, prepared_record
 from batches.pipeline.results import VALIDATE_ONLY_LINE, result_line, results_expiry
 from batches.states import batch_transition
 from batches.storage import read_range
 from batchsite import fastjson
-from batchsite.errors import describe_exception
+from batchsite.errors import VALIDATION_ERRORS, describe_exception
+from batchsite.faults import RETRIED_ERRORS
 from operating.services import usage_admit_batch_lines
 from twins.registry import Operation, OperationError, operation_get
 
@@ -56,7 +55,7 @@ def validate_item(operation: Operation, data: dict):
     and the error the single call would have answered."""
     try:
         return operation.validate_input(data), None
-    except (ValidationError, DjangoValidationError) as error:
+    except VALIDATION_ERRORS as error:
         return None, OperationError.from_info(describe_exception(error))
     except Exception as error:  # noqa: BLE001 - a hostile line must fail alone, whatever it raises
         logger.warning("checking a %s line raised %s", operation.name, type(error).__name__)
@@ -112,39 +111,52 @@ def step_validate(batch: Batch, lease: Lease) -> Batch | None:
     return None
 
 
+def lines_check(
+    batch: Batch, lease: Lease, operation: Operation, cutter: ChunkCutter, *, prepared, report
+) -> tuple[int, int, str]:
+    """Reads and checks every line of the input in one pass: the valid ones go to `prepared`
+    (cut into chunks by `cutter`) until a line is invalid, the first invalid ones to `report`.
+    Returns the count of lines, the count of invalid lines, and why the file could not be
+    read past some line ("" when it could)."""
+    total = invalid = 0
+    unreadable = ""
+    source, lines = input_lines(batch, lease)
+    with source:
+        try:
+            for parsed in lines:
+                total += 1
+                lease.tick()
+                error = line_error(operation, parsed)
+                if error is not None:
+                    invalid += 1
+                    if invalid <= settings.VALIDATION_REPORT_MAX_LINES:
+                        report.write(result_line(parsed.line, error).encode())
+                    continue
+                if invalid:
+                    continue
+                if batch.validate_only:
+                    prepared.write((VALIDATE_ONLY_LINE % parsed.line).encode())
+                    continue
+                record = prepared_record(parsed.line, fastjson.dumps(parsed.data)).encode()
+                prepared.write(record)
+                cutter.add(parsed.line, len(record))
+        except FileUnreadable as error:
+            unreadable = str(error)
+        except (StorageReadError, LeaseLost, StepInterrupted, *RETRIED_ERRORS):
+            raise
+        except Exception as error:  # noqa: BLE001 - a hostile file fails validation, it does not wedge
+            logger.warning("batch %s: reading the file raised %r", batch.pk, error)
+            unreadable = f"The file cannot be read past line {total}: {type(error).__name__}."
+    return total, invalid, unreadable
+
+
 def validate_whole(batch: Batch, lease: Lease) -> Batch | None:
     operation = operation_get(batch.operation)
     cutter = ChunkCutter(batch.pk)
-    total = invalid = 0
-    unreadable = ""
     with tempfile.TemporaryFile() as prepared, tempfile.TemporaryFile() as report:
-        source, lines = input_lines(batch, lease)
-        with source:
-            try:
-                for parsed in lines:
-                    total += 1
-                    lease.tick()
-                    error = line_error(operation, parsed)
-                    if error is not None:
-                        invalid += 1
-                        if invalid <= settings.VALIDATION_REPORT_MAX_LINES:
-                            report.write(result_line(parsed.line, error).encode())
-                        continue
-                    if invalid:
-                        continue
-                    if batch.validate_only:
-                        prepared.write((VALIDATE_ONLY_LINE % parsed.line).encode())
-                        continue
-                    record = prepared_record(parsed.line, fastjson.dumps(parsed.data)).encode()
-                    prepared.write(record)
-                    cutter.add(parsed.line, len(record))
-            except FileUnreadable as error:
-                unreadable = str(error)
-            except (StorageReadError, LeaseLost, StepInterrupted, *RETRIED_ERRORS):
-                raise
-            except Exception as error:  # noqa: BLE001 - a hostile file fails validation, it does not wedge
-                logger.warning("batch %s: reading the file raised %r", batch.pk, error)
-                unreadable = f"The file cannot be read past line {total}: {type(error).__name__}."
+        total, invalid, unreadable = lines_check(
+            batch, lease, operation, cutter, prepared=prepared, report=report
+        )
         if unreadable or invalid:
             return validation_failed(batch, lease, report, total=total, invalid=invalid, reason=unreadable)
         prepared.seek(0)

@@ -111,7 +111,7 @@ def connect_task_context() -> None:
     from celery.signals import setup_logging, task_postrun, task_prerun
     from django.conf import settings
 
-    task_prerun.connect(_task_started, weak=False, dispatch_uid="operating-log-context")
-    task_postrun.connect(_task_finished, weak=False, dispatch_uid="operating-log-context")
+    task_prerun.connect(_task_started, weak=False, dispatch_uid="batchsite-log-context")
+    task_postrun.connect(_task_finished, weak=False, dispatch_uid="batchsite-log-context")
     if settings.LOG_FORMAT == "json":
-        setup_logging.connect(_keep_django_logging, weak=False, dispatch_uid="operating-json-logs")
+        setup_logging.connect(_keep_django_logging, weak=False, dispatch_uid="batchsite-json-logs")

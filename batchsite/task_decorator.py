@@ -1,13 +1,13 @@
 """The one task decorator of the project's tasks (pipeline steps, chunk work, maintenance,
-webhook deliveries). A leaf module: tasks of other apps use it without importing the pipeline."""
+webhook deliveries), in the ground so that every app's tasks use it."""
 
 from celery import shared_task
 
-from batches.pipeline.faults import RETRIED_ERRORS, ChunkIncomplete, StorageReadError
+from batchsite.faults import RETRIED_ERRORS, RetriedFault
 
 # Infrastructure faults: a task retries on them (then the sweep takes over), and a process's own
 # loop (the maintenance timer) tries again.
-RETRIED = (*RETRIED_ERRORS, StorageReadError, ChunkIncomplete)
+RETRIED = (*RETRIED_ERRORS, RetriedFault)
 MAX_RETRIES = 8
 
 
