@@ -2,7 +2,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from permissions import services
-from tests.factories import AccountFactory, AccountUserFactory, RoleFactory
+from tests.support.factories import AccountFactory, AccountUserFactory, RoleFactory
 
 
 class Caller:

@@ -6,6 +6,7 @@ import importlib.util
 import os
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 import requests
 from django.conf import settings
 
-from tests.security.test_serving import free_port
+from tests.support.ports import free_port
 
 ROOT = settings.BASE_DIR
 spec = importlib.util.spec_from_file_location("deploy_check", ROOT / "deploy" / "check.py")
@@ -117,7 +118,7 @@ def test_the_images_command_runs_gunicorn_with_the_projects_config(tmp_path):
     services = ("DATABASE_URL", "CELERY_BROKER_URL", "CACHE_URL", "AWS_STORAGE_BUCKET_NAME")
     env = {key: value for key, value in os.environ.items() if key not in services}
     env.update(
-        PATH=f"{ROOT / '.venv' / 'bin'}{os.pathsep}{env['PATH']}",
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
         DATA_DIR=str(tmp_path / "data"),
         PORT=str(port),
         WEB_WORKERS="1",

@@ -8,7 +8,7 @@ from django.test import override_settings
 from django.urls import path
 
 from batchsite.errors import json_server_error
-from tests.helpers import assert_error
+from tests.support.assertions import assert_error
 
 pytestmark = pytest.mark.django_db
 

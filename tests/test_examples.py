@@ -1,7 +1,6 @@
 """examples/: a JSON Lines and a CSV file per batchable operation, each run through a batch
 in the order a newcomer would (create, attach, read, change, remove), every line a success;
-and each file's first line is the one-line example the form, `batch --help` and the README
-show."""
+and each file's first line is the one-line example the form and `batch --help` show."""
 
 import io
 import json
@@ -13,7 +12,8 @@ from django.conf import settings
 from batches import cli
 from batches.fileformat import parse_lines
 from batches.models import BatchStatus
-from tests.batches.pipeline_helpers import batch_start, read_results, run_batch
+from tests.support.factories import BatchFactory
+from tests.support.inline_pipeline import read_results, run_batch
 from twins.examples import EXAMPLE_LINES, TWIN
 from twins.registry import batchable_operations
 
@@ -58,7 +58,9 @@ def test_every_example_file_runs_through_a_batch_with_every_line_a_success(calle
     twin = caller.client.post("/twins", {}, format="json").json()["creation_certificate"]["uuid"]
     for operation in ORDER:
         content = (EXAMPLES / f"{operation}.{suffix}").read_bytes().replace(TWIN.encode(), twin.encode())
-        batch = run_batch(batch_start(caller, operation, content, content_type=FORMATS[suffix]))
+        batch = run_batch(
+            BatchFactory(caller=caller, operation=operation, content=content, content_type=FORMATS[suffix])
+        )
         assert batch.status == BatchStatus.COMPLETED, (operation, batch.failure_reason)
         results = read_results(batch.results_file)
         lines = len(list(parse_lines(io.BytesIO(content), content_type=FORMATS[suffix], max_line_bytes=4096)))

@@ -15,12 +15,14 @@ from django.core.files.storage import default_storage
 from django.test import Client, override_settings
 from django.utils import timezone
 
+from batches.models import Batch, BatchStatus
 from batches.pipeline import driver
 from batchsite.celery import app as celery_app
 from operating import services
 from operating.models import WorkerHeartbeat
-from tests.batches.api_support import batch_in
+from tests.support.factories import BatchFactory
 
+S = BatchStatus
 EVERYTHING_OK = {"database": "ok", "broker": "ok", "storage": "ok"}
 
 
@@ -119,7 +121,7 @@ def test_a_broker_that_accepts_and_never_answers_fails_within_the_deadline(db, b
         silent.close()
     assert response.status_code == 503
     assert response.checks == {**EVERYTHING_OK, "broker": "failing"}
-    # HEALTH_CHECK_SECONDS is the product's promise (README, "Configuration"). Past it the
+    # HEALTH_CHECK_SECONDS is the product's promise (docs/operations.md#configuration). Past it the
     # probe only does what a healthy one does, timed above in this run; the floor absorbs a
     # loaded machine's scheduling. Without the deadline the probe waits on the broker for ever.
     assert elapsed < settings.HEALTH_CHECK_SECONDS + max(2.0, 10 * healthy_probe), f"{elapsed:.1f} s"
@@ -132,10 +134,15 @@ def test_reports_the_workers_the_sweep_and_stalled_batches_and_stays_200(caller)
     body = healthz().json()
     assert body["pipeline"] == {"workers_alive": 0, "sweep_age_seconds": None, "stalled_batches": 0}
     driver.sweep(driver.Enqueue(advance=lambda batch_id: None, run_chunks=lambda: None))
-    batch_in("processing", account=caller.account, heartbeat_at=timezone.now() - timedelta(seconds=400))
-    batch_in("new", account=caller.account, created_at=timezone.now() - timedelta(seconds=400))
-    batch_in("processing", account=caller.account, heartbeat_at=timezone.now() - timedelta(seconds=200))
-    batch_in("completed", account=caller.account, heartbeat_at=timezone.now() - timedelta(days=1))
+    aged = [
+        (BatchFactory(caller=caller, status=S.PROCESSING), "heartbeat_at", timedelta(seconds=400)),
+        (BatchFactory(caller=caller), "created_at", timedelta(seconds=400)),
+        (BatchFactory(caller=caller, status=S.PROCESSING), "heartbeat_at", timedelta(seconds=200)),
+        (BatchFactory(caller=caller, status=S.COMPLETED), "heartbeat_at", timedelta(days=1)),
+    ]
+    # What a worker that stopped minutes ago would have left: written, as no test waits that long.
+    for batch, field, age in aged:
+        Batch.objects.filter(pk=batch.pk).update(**{field: timezone.now() - age})
     services.worker_heartbeat_record(node="celery@gone", queues=["pipeline"])
     WorkerHeartbeat.objects.filter(node="celery@gone").update(seen_at=timezone.now() - timedelta(seconds=90))
     services.worker_heartbeat_record(node="celery@here", queues=["pipeline", "chunks"])

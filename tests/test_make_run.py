@@ -11,7 +11,6 @@ suite's own DATABASE_URL and broker are."""
 import fcntl
 import json
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -26,6 +25,8 @@ import pytest
 import requests
 from django.conf import settings
 
+from tests.support.ports import free_port
+
 # `make run` always runs the embedded default, whatever the suite's own database and broker: its
 # tests run once, in the embedded pass, not again in each services pass.
 pytestmark = [
@@ -39,12 +40,6 @@ pytestmark = [
 ROOT = Path(settings.BASE_DIR)
 LINES = 100_000
 CTRL_C = b"\x03"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def embedded_env(data_dir: Path, port: int) -> dict:

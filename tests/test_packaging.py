@@ -96,7 +96,7 @@ from batchsite.celery import app
 app.loader.import_default_modules()
 for name in ("kombu.transport.redis", "kombu.transport.pyamqp", "kombu.transport.filesystem",
              "storages.backends.s3", "gunicorn.workers.gthread", "batchsite.serving",
-             "operating.gunicorn_hooks", "batches.cli"):
+             "batchsite.gunicorn_conf", "batches.cli"):
     importlib.import_module(name)
 """
 

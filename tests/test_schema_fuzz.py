@@ -7,6 +7,7 @@ tests/schemathesis.toml holds the few expectations where the API's documented be
 differs from schemathesis's defaults, each with its reason."""
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,8 @@ from permissions import services
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 ROOT = Path(settings.BASE_DIR)
-SCHEMATHESIS = str(ROOT / ".venv" / "bin" / "schemathesis")
+# Installed beside the interpreter running the tests, wherever its virtualenv lives.
+SCHEMATHESIS = str(Path(sys.executable).with_name("schemathesis"))
 CONFIG = str(ROOT / "tests" / "schemathesis.toml")
 
 

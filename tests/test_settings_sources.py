@@ -40,8 +40,8 @@ def manage(*args: str, env: dict, cwd) -> str:
 
 
 def test_configuration_table_and_example_name_the_same_variables():
-    readme = (BASE_DIR / "README.md").read_text()
-    table = readme.split("## Configuration", 1)[1].split("\n## ", 1)[0]
+    operations = (BASE_DIR / "docs" / "operations.md").read_text()
+    table = operations.split("## Configuration", 1)[1].split("\n## ", 1)[0]
     rows = [line for line in table.splitlines() if line.startswith("| `")]
     # One table: no blank line cuts rows out of it.
     assert "\n\n|" not in table.split("| variable |", 1)[1].rstrip()

@@ -7,20 +7,12 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from batches.models import Batch, BatchStatus, BatchStatusChange
+from batches.models import Batch, BatchStatus
+from tests.support.factories import BatchFactory
 
 S = BatchStatus
 pytestmark = pytest.mark.django_db
 CHANGELIST = reverse("admin:batches_batch_changelist")
-
-
-def batch_in(status: str, *, caller, operation: str = "create_twin", **fields) -> Batch:
-    """A batch placed straight in a status, as the pipeline would have left it (test setup)."""
-    batch = Batch.objects.create(
-        account=caller.account, created_by=caller.account_user, operation=operation, status=status, **fields
-    )
-    BatchStatusChange.objects.create(batch=batch, from_status="", to_status=status, note="test setup")
-    return batch
 
 
 def listed(response) -> set:
@@ -29,9 +21,12 @@ def listed(response) -> set:
 
 
 def test_filters_list_only_the_matching_batches(admin_client, caller, stranger):
-    done = [batch_in(S.COMPLETED, caller=caller), batch_in(S.COMPLETED, caller=stranger)]
-    running = batch_in(S.PROCESSING, caller=caller)
-    other_operation = batch_in(S.COMPLETED, caller=caller, operation="update_twin")
+    done = [
+        BatchFactory(caller=caller, status=S.COMPLETED),
+        BatchFactory(caller=stranger, status=S.COMPLETED),
+    ]
+    running = BatchFactory(caller=caller, status=S.PROCESSING)
+    other_operation = BatchFactory(caller=caller, status=S.COMPLETED, operation="update_twin")
 
     assert listed(admin_client.get(CHANGELIST, {"status__exact": "completed"})) == {
         *(batch.pk for batch in done),
@@ -45,8 +40,8 @@ def test_filters_list_only_the_matching_batches(admin_client, caller, stranger):
 
 
 def test_search_by_batch_id_creator_and_batch_dict(admin_client, caller, stranger):
-    labelled = batch_in(S.NEW, caller=caller, batch_dict={"customer": "Northwind Traders"})
-    theirs = batch_in(S.NEW, caller=stranger)
+    labelled = BatchFactory(caller=caller, batch_dict={"customer": "Northwind Traders"})
+    theirs = BatchFactory(caller=stranger)
 
     assert listed(admin_client.get(CHANGELIST, {"q": str(theirs.pk)})) == {theirs.pk}
     assert listed(admin_client.get(CHANGELIST, {"q": "northwind"})) == {labelled.pk}
@@ -57,20 +52,23 @@ def test_search_by_batch_id_creator_and_batch_dict(admin_client, caller, strange
 def test_the_list_makes_the_same_queries_for_5_or_60_batches(admin_client, make_caller):
     callers = [make_caller() for _ in range(3)]
     for n in range(5):
-        batch_in(S.PROCESSING, caller=callers[n % 3], total=100, processed=n, succeeded=n)
+        BatchFactory(caller=callers[n % 3], status=S.PROCESSING, total=100, processed=n, succeeded=n)
     admin_client.get(CHANGELIST)  # Warms per-process caches (content types, sessions).
     with CaptureQueriesContext(connection) as few:
         assert len(listed(admin_client.get(CHANGELIST))) == 5
     for n in range(55):
-        batch_in(S.COMPLETED, caller=callers[n % 3], total=10, processed=10, succeeded=10)
+        BatchFactory(caller=callers[n % 3], status=S.COMPLETED, total=10, processed=10, succeeded=10)
     with CaptureQueriesContext(connection) as many:
         assert len(listed(admin_client.get(CHANGELIST))) == 50
     assert len(many) == len(few), [query["sql"] for query in many.captured_queries]
 
 
 def test_the_cancel_action_cancels_active_batches_and_reports_terminal_ones(admin_client, caller):
-    active = [batch_in(S.NEW, caller=caller), batch_in(S.PROCESSING, caller=caller)]
-    finished = [batch_in(S.COMPLETED, caller=caller), batch_in(S.HASH_MISMATCH, caller=caller)]
+    active = [BatchFactory(caller=caller), BatchFactory(caller=caller, status=S.PROCESSING)]
+    finished = [
+        BatchFactory(caller=caller, status=S.COMPLETED),
+        BatchFactory(caller=caller, status=S.HASH_MISMATCH),
+    ]
 
     response = admin_client.post(
         CHANGELIST,
@@ -90,9 +88,9 @@ def test_the_cancel_action_cancels_active_batches_and_reports_terminal_ones(admi
 
 
 def test_the_detail_page_shows_progress_history_and_links_and_cancels(admin_client, caller):
-    batch = batch_in(
-        S.PROCESSING,
+    batch = BatchFactory(
         caller=caller,
+        status=S.PROCESSING,
         total=200,
         processed=50,
         succeeded=49,
@@ -105,7 +103,7 @@ def test_the_detail_page_shows_progress_history_and_links_and_cancels(admin_clie
 
     page = admin_client.get(change_url).content.decode()
     assert "25 %: 50 of 200 lines processed, 49 succeeded, 1 failed" in page
-    assert "test setup" in page  # the status history inline
+    assert "validating → processing" in page  # the status history inline
     assert "a" * 64 in page and "nightly" in page
     assert "/downloads/" in page and "input file" in page
     assert "Cancel batch" in page
@@ -115,7 +113,7 @@ def test_the_detail_page_shows_progress_history_and_links_and_cancels(admin_clie
     assert batch.history.last().note == "cancelled by staff member admin", (
         "a staff cancel is not the client's"
     )
-    completed = batch_in(S.COMPLETED, caller=caller)
+    completed = BatchFactory(caller=caller, status=S.COMPLETED)
     assert (
         "Cancel batch"
         not in admin_client.get(reverse("admin:batches_batch_change", args=[completed.pk])).content.decode()
@@ -123,7 +121,7 @@ def test_the_detail_page_shows_progress_history_and_links_and_cancels(admin_clie
 
 
 def test_the_cancel_button_reports_a_finished_batch_unchanged(admin_client, caller):
-    batch = batch_in(S.COMPLETED, caller=caller)
+    batch = BatchFactory(caller=caller, status=S.COMPLETED)
     response = admin_client.post(reverse("admin:batches_batch_cancel", args=[batch.pk]), follow=True)
     assert Batch.objects.get(pk=batch.pk).status == S.COMPLETED
     assert any("was not cancelled" in str(message) for message in response.context["messages"])
@@ -142,7 +140,7 @@ def test_staff_with_only_view_permission_see_batches_but_cannot_cancel(client, c
     staff.is_staff = True
     staff.save()
     staff.user_permissions.add(Permission.objects.get(codename="view_batch"))
-    batch = batch_in(S.NEW, caller=caller)
+    batch = BatchFactory(caller=caller)
     client.force_login(staff)
 
     assert listed(client.get(CHANGELIST)) == {batch.pk}

@@ -1,8 +1,7 @@
-"""Batch controls (SPEC section 11) in this process, step by step: the error budget, dry runs
+"""Batch controls (docs/contract.md, section 11) in this process, step by step: the error budget, dry runs
 and results while running, through the API a client uses."""
 
 import json
-import uuid
 
 import pytest
 import requests
@@ -15,39 +14,14 @@ from trustedtwin.tt_api import TTRESTService
 from batches import services
 from batches.models import Batch, BatchStatus, Chunk
 from batches.pipeline import chunks, driver
-from tests.batches.api_support import create_batch, uploaded_handler
-from tests.batches.pipeline_helpers import (
-    InlinePipeline,
-    history,
-    jsonl,
-    read_results,
-    run_batch,
-    upload_bytes,
-)
-from tests.helpers import assert_error
+from tests.support.assertions import assert_error
+from tests.support.batch_api import create_batch, uploaded_handler
+from tests.support.batch_files import jsonl, updates
+from tests.support.factories import BatchFactory
+from tests.support.inline_pipeline import InlinePipeline, history, read_results, run_batch
 from twins.models import Twin
-from twins.services import twins_create
 
 S = BatchStatus
-
-
-def controlled_batch(caller, operation: str, content: bytes, **controls) -> Batch:
-    upload = upload_bytes(caller, content)
-    batch, _ = services.batch_create(
-        account=caller.account, user=caller.user, handler=str(upload.handler), operation=operation, **controls
-    )
-    return batch
-
-
-def updates(caller, count: int, *, bad_every: int = 0, first_bad: int = 0) -> bytes:
-    """update_twin lines: line n updates an existing twin, except the bad ones, which name a
-    twin that does not exist (valid input, 404 when run)."""
-    twins = twins_create(account=caller.account, descriptions=[{"n": 0}] * count)
-    records = []
-    for number, twin in enumerate(twins, start=1):
-        bad = (bad_every and number % bad_every == 0) or number == first_bad
-        records.append({"twin": str(uuid.uuid4()) if bad else str(twin.uuid), "description": {"n": number}})
-    return jsonl(records)
 
 
 def api_batch(caller, batch) -> dict:
@@ -111,8 +85,11 @@ def test_the_same_idempotency_key_with_other_controls_is_a_conflict(caller):
 
 @override_settings(BATCH_CHUNK_LINES=10, BATCH_CANCEL_CHECK_LINES=1)
 def test_max_failed_zero_stops_at_the_first_failure(caller):
-    batch = controlled_batch(
-        caller, "update_twin", updates(caller, 60, first_bad=23), error_budget={"max_failed": 0}
+    batch = BatchFactory(
+        caller=caller,
+        operation="update_twin",
+        content=updates(caller, 60, first_bad=23),
+        error_budget={"max_failed": 0},
     )
     batch = run_batch(batch)
 
@@ -133,7 +110,12 @@ def test_max_failed_zero_stops_at_the_first_failure(caller):
 @override_settings(BATCH_CHUNK_LINES=50)
 def test_a_failure_ratio_stops_within_one_chunk_and_the_batch_can_be_retried(caller):
     budget = {"max_failed_ratio": 0.05, "min_lines": 100}
-    batch = controlled_batch(caller, "update_twin", updates(caller, 1000, bad_every=5), error_budget=budget)
+    batch = BatchFactory(
+        caller=caller,
+        operation="update_twin",
+        content=updates(caller, 1000, bad_every=5),
+        error_budget=budget,
+    )
     batch = run_batch(batch)
 
     assert batch.status == S.CANCELLED
@@ -156,7 +138,12 @@ def test_a_failure_ratio_stops_within_one_chunk_and_the_batch_can_be_retried(cal
 def test_a_batch_within_its_budget_completes(caller):
     budget = {"max_failed": 10, "max_failed_ratio": 0.2, "min_lines": 20}
     batch = run_batch(
-        controlled_batch(caller, "update_twin", updates(caller, 100, bad_every=10), error_budget=budget)
+        BatchFactory(
+            caller=caller,
+            operation="update_twin",
+            content=updates(caller, 100, bad_every=10),
+            error_budget=budget,
+        )
     )
     assert batch.status == S.COMPLETED
     assert (batch.processed, batch.failed) == (100, 10)
@@ -170,7 +157,7 @@ def test_a_dry_run_completes_with_every_line_listed_and_nothing_run(caller):
     content = (
         jsonl([{"description": {"n": n}} for n in range(5)]) + b"\n" + jsonl([{"description": {"n": 5}}])
     )
-    batch = run_batch(controlled_batch(caller, "create_twin", content, validate_only=True))
+    batch = run_batch(BatchFactory(caller=caller, content=content, validate_only=True))
 
     assert batch.status == S.COMPLETED
     assert history(batch) == [S.NEW, S.COPYING, S.COPIED, S.VALIDATING, S.COMPLETED]
@@ -192,7 +179,7 @@ def test_a_dry_run_completes_with_every_line_listed_and_nothing_run(caller):
 
 def test_a_dry_run_of_an_invalid_file_fails_validation_as_usual(caller):
     content = b'{"description": {}}\n{"description": 5}\n'
-    batch = run_batch(controlled_batch(caller, "create_twin", content, validate_only=True))
+    batch = run_batch(BatchFactory(caller=caller, content=content, validate_only=True))
     assert batch.status == S.VALIDATION_FAILED
     assert [line["line"] for line in read_results(batch.results_file)] == [2]
 
@@ -210,7 +197,7 @@ def fetch(url: str, client) -> list[dict]:
 
 @override_settings(BATCH_CHUNK_LINES=4)
 def test_partial_results_while_processing_hold_only_run_lines_in_order(caller):
-    batch = controlled_batch(caller, "update_twin", updates(caller, 20, bad_every=3))
+    batch = BatchFactory(caller=caller, operation="update_twin", content=updates(caller, 20, bad_every=3))
     assert_error(caller.client.get(f"/batches/{batch.pk}?download=true"), 409, "results_not_ready")
     runner = InlinePipeline()
     runner.advance(batch)
@@ -245,7 +232,7 @@ def test_partial_results_while_processing_hold_only_run_lines_in_order(caller):
 
 @override_settings(BATCH_CHUNK_LINES=4)
 def test_partial_results_while_cancel_and_cancelling(caller):
-    batch = controlled_batch(caller, "update_twin", updates(caller, 12))
+    batch = BatchFactory(caller=caller, operation="update_twin", content=updates(caller, 12))
     runner = InlinePipeline()
     runner.advance(batch)
     runner.run_until(batch, S.PROCESSING)
@@ -316,23 +303,34 @@ def test_the_controls_through_the_trusted_twin_client(caller, live_server):
 # Admin and pages
 
 
+@override_settings(BATCH_CHUNK_LINES=2)
 def test_the_admin_shows_the_controls_and_the_lines_run_so_far(admin_client, caller):
-    budget = {"max_failed": 3}
-    batch = controlled_batch(
-        caller, "update_twin", updates(caller, 4), error_budget=budget, validate_only=True
+    batch = BatchFactory(
+        caller=caller, operation="update_twin", content=updates(caller, 4), error_budget={"max_failed": 3}
     )
-    Batch.objects.filter(pk=batch.pk).update(status=S.PROCESSING, processed=2, succeeded=2)  # test setup
+    runner = InlinePipeline()
+    runner.advance(batch)
+    runner.run_until(batch, S.PROCESSING)
+    assert chunks.chunk_claim_and_run(batch.pk)
+    dry_run = BatchFactory(
+        caller=caller, operation="update_twin", content=updates(caller, 4), validate_only=True
+    )
+
     page = admin_client.get(reverse("admin:batches_batch_change", args=[batch.pk])).content.decode()
     assert "stop at more than 3 failed lines" in page
     assert "/downloads/partial/" in page and "lines run so far" in page
     listed = admin_client.get(reverse("admin:batches_batch_changelist"), {"validate_only__exact": "1"})
-    assert [row.pk for row in listed.context["cl"].result_list] == [batch.pk]
+    assert [row.pk for row in listed.context["cl"].result_list] == [dry_run.pk]
 
 
 def test_the_detail_page_shows_the_controls(caller):
     budget = {"max_failed": 2, "max_failed_ratio": 0.1, "min_lines": 50}
-    batch = controlled_batch(
-        caller, "update_twin", updates(caller, 4), error_budget=budget, validate_only=True
+    batch = BatchFactory(
+        caller=caller,
+        operation="update_twin",
+        content=updates(caller, 4),
+        error_budget=budget,
+        validate_only=True,
     )
     client = Client()
     client.force_login(caller.user)

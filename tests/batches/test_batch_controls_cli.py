@@ -14,7 +14,8 @@ from django.test import override_settings
 
 from batches.models import Batch, BatchStatus
 from batches.pipeline import chunks
-from tests.batches.pipeline_helpers import InlinePipeline, jsonl, run_batch
+from tests.support.batch_files import jsonl
+from tests.support.inline_pipeline import InlinePipeline, run_batch
 from twins.services import twins_create
 
 S = BatchStatus

@@ -1,10 +1,9 @@
-"""Batch controls on real Celery worker processes (SPEC section 11): error budgets stopping a
+"""Batch controls on real Celery worker processes (docs/contract.md, section 11): error budgets stopping a
 batch across several workers, a dry run of a large file, and results while running. They run
 on whichever database and broker the suite runs on (SQLite + filesystem broker, or
 PostgreSQL + Redis, where the workers' chunks truly run at once)."""
 
 import threading
-import uuid
 
 import pytest
 from django.apps import apps
@@ -12,42 +11,17 @@ from django.core.files.storage import default_storage
 from django.db import connection
 from django.test import override_settings
 
-from batches import services
 from batches.models import Batch, BatchStatus, Chunk
 from batches.pipeline import chunks
 from operating.models import UsageHour
-from tests.batches.pipeline_helpers import (
-    InlinePipeline,
-    jsonl,
-    read_results,
-    upload_bytes,
-    wait_for,
-    wait_terminal,
-)
+from tests.support.batch_files import jsonl, updates
+from tests.support.factories import BatchFactory, UploadFactory
+from tests.support.inline_pipeline import InlinePipeline, read_results
+from tests.support.waiting import wait_for, wait_terminal
 from twins.models import Twin
-from twins.services import twins_create
 
 S = BatchStatus
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-
-
-def controlled_batch(caller, operation: str, content: bytes, **controls) -> Batch:
-    upload = upload_bytes(caller, content)
-    batch, _ = services.batch_create(
-        account=caller.account, user=caller.user, handler=str(upload.handler), operation=operation, **controls
-    )
-    return batch
-
-
-def updates(caller, count: int, *, bad_every: int = 0, first_bad: int = 0) -> bytes:
-    """update_twin lines setting {"n": line}; the bad ones name a twin that does not exist
-    (valid input, 404 when run)."""
-    twins = twins_create(account=caller.account, descriptions=[{"n": 0}] * count)
-    records = []
-    for number, twin in enumerate(twins, start=1):
-        bad = (bad_every and number % bad_every == 0) or number == first_bad
-        records.append({"twin": str(uuid.uuid4()) if bad else str(twin.uuid), "description": {"n": number}})
-    return jsonl(records)
 
 
 def updated_twins(caller) -> int:
@@ -60,7 +34,12 @@ def test_a_failure_ratio_stops_within_one_chunk_on_two_workers(caller, worker_fa
     after the stop roll back, so exactly 100 lines ran, whichever chunks they were."""
     lines, chunk_lines = 4000, 50
     budget = {"max_failed_ratio": 0.05, "min_lines": 100}
-    batch = controlled_batch(caller, "update_twin", updates(caller, lines, bad_every=5), error_budget=budget)
+    batch = BatchFactory(
+        caller=caller,
+        operation="update_twin",
+        content=updates(caller, lines, bad_every=5),
+        error_budget=budget,
+    )
     settings = {"BATCH_CHUNK_LINES": str(chunk_lines)}
     first = worker_factory(log_name="worker-budget-a", node_name="budget-a@%h", extra_env=settings)
     worker_factory(log_name="worker-budget-b", node_name="budget-b@%h", extra_env=settings)
@@ -81,7 +60,9 @@ def test_a_failure_ratio_stops_within_one_chunk_on_two_workers(caller, worker_fa
 
 def test_max_failed_zero_stops_at_the_first_failure(caller, worker_factory):
     content = updates(caller, 2000, first_bad=237)
-    batch = controlled_batch(caller, "update_twin", content, error_budget={"max_failed": 0})
+    batch = BatchFactory(
+        caller=caller, operation="update_twin", content=content, error_budget={"max_failed": 0}
+    )
     worker = worker_factory(
         log_name="worker-budget-zero",
         concurrency=1,
@@ -103,15 +84,9 @@ def row_counts() -> dict[str, int]:
 
 def assert_dry_run_changes_nothing(caller, worker_factory, lines: int, timeout: float):
     content = jsonl({"description": {"serial": n}} for n in range(lines))
-    upload = upload_bytes(caller, content)
+    upload = UploadFactory(caller=caller, content=content)
     before = row_counts()
-    batch, _ = services.batch_create(
-        account=caller.account,
-        user=caller.user,
-        handler=str(upload.handler),
-        operation="create_twin",
-        validate_only=True,
-    )
+    batch = BatchFactory(caller=caller, upload=upload, validate_only=True)
     worker = worker_factory(log_name="worker-dry-run")
     batch = wait_terminal(batch, timeout=timeout, worker=worker)
     assert batch.status == S.COMPLETED
@@ -150,7 +125,7 @@ def test_a_dry_run_of_a_million_lines_changes_nothing_and_lists_every_line(calle
 
 def test_a_partial_download_while_processing_holds_run_lines_equal_to_the_final_ones(caller, worker_factory):
     lines = 8_000
-    batch = controlled_batch(caller, "update_twin", updates(caller, lines, bad_every=7))
+    batch = BatchFactory(caller=caller, operation="update_twin", content=updates(caller, lines, bad_every=7))
     # Ten-line chunks: each chunk's commit costs milliseconds, so half the lines take about a
     # second to run whatever the speed per line, and the test sees the batch half run.
     worker = worker_factory(log_name="worker-partial", extra_env={"BATCH_CHUNK_LINES": "10"})
@@ -185,7 +160,9 @@ def test_a_chunk_running_when_another_passes_the_budget_rolls_back(caller, monke
     """Chunk 0 runs its lines in a thread and waits; meanwhile chunk 1 passes the budget and
     stops the batch. Chunk 0 then finds the batch stopped by the budget and applies nothing."""
     content = updates(caller, 20, bad_every=2)
-    batch = controlled_batch(caller, "update_twin", content, error_budget={"max_failed": 3})
+    batch = BatchFactory(
+        caller=caller, operation="update_twin", content=content, error_budget={"max_failed": 3}
+    )
     runner = InlinePipeline()
     runner.advance(batch)
     runner.run_until(batch, S.PROCESSING)

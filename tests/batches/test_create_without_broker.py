@@ -16,7 +16,9 @@ from django.conf import settings
 from batches.models import Batch, BatchStatus
 from batchsite.celery import app as celery_app
 from notifications.models import Delivery
-from tests.batches.pipeline_helpers import WorkerProcess, database_url, jsonl, wait_for, wait_terminal
+from tests.support.batch_files import jsonl
+from tests.support.waiting import wait_for, wait_terminal
+from tests.support.worker_processes import WorkerProcess, database_url
 from twins.models import Twin
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -78,10 +80,11 @@ def _answers(url: str) -> bool:
 
 
 def assert_waited_at_most_the_publish_timeout(answered_in: float, ordinary_request: float) -> None:
-    """BROKER_PUBLISH_TIMEOUT_SECONDS is the product's promise (README, "Failure model"): the
-    longest a request waits for the broker. Past it the request does what one that needs no
-    broker does on the same server, timed in this run, with a floor for a loaded machine's
-    scheduling. Before, a request waited for kombu's own retries (10 s)."""
+    """BROKER_PUBLISH_TIMEOUT_SECONDS is the product's promise
+    (docs/scaling-and-failure-model.md#failure-model): the longest a request waits for the
+    broker. Past it the request does what one that needs no broker does on the same server,
+    timed in this run, with a floor for a loaded machine's scheduling. Before, a request waited
+    for kombu's own retries (10 s)."""
     allowance = max(2.0, 5 * ordinary_request)
     assert answered_in < settings.BROKER_PUBLISH_TIMEOUT_SECONDS + allowance, (
         f"the request waited {answered_in:.1f} s for the broker"

@@ -11,11 +11,9 @@ from django.core import signing
 from django.urls import reverse
 from rest_framework.test import APIClient
 
-from batches import services
-from batches.models import BatchStatus
 from batches.storage import DOWNLOAD_SALT
-from tests.batches.api_support import batch_in, stored_results
-from tests.batches.pipeline_helpers import upload_bytes
+from tests.support.factories import BatchFactory
+from tests.support.inline_pipeline import run_batch
 
 pytestmark = pytest.mark.django_db
 
@@ -42,10 +40,7 @@ def download(url: str):
 def test_the_admins_input_link_keeps_the_files_own_type(
     admin_client, caller, content, declared_type, suffix, content_type
 ):
-    upload = upload_bytes(caller, content, declared_type)
-    batch, _ = services.batch_create(
-        account=caller.account, user=caller.user, handler=str(upload.handler), operation="create_twin"
-    )
+    batch = BatchFactory(caller=caller, content=content, content_type=declared_type)
     page = admin_client.get(reverse("admin:batches_batch_change", args=[batch.pk])).content.decode()
     url = re.search(r'<a href="([^"]+)">input file</a>', page).group(1).replace("&amp;", "&")
 
@@ -56,8 +51,7 @@ def test_the_admins_input_link_keeps_the_files_own_type(
 
 
 def test_results_are_json_lines_under_their_extension(caller):
-    batch = batch_in(BatchStatus.COMPLETED, account=caller.account)
-    stored_results(batch, '{"line": 1}\n')
+    batch = run_batch(BatchFactory(caller=caller))
     url = caller.client.get(f"/batches/{batch.uuid}?download=true").json()["download"]["url"]
     response = download(url)
     assert response["Content-Type"] == "application/x-ndjson"
@@ -66,10 +60,10 @@ def test_results_are_json_lines_under_their_extension(caller):
 
 def test_a_url_signed_before_types_were_signed_still_serves_json_lines(caller):
     """URLs handed out by the previous version carry no type; they were all for results."""
-    batch = batch_in(BatchStatus.COMPLETED, account=caller.account)
-    name = stored_results(batch, '{"line": 1}\n')
+    batch = run_batch(BatchFactory(caller=caller))
     token = signing.dumps(
-        {"name": name, "filename": f"{batch.uuid}-results.jsonl", "exp": time.time() + 60}, salt=DOWNLOAD_SALT
+        {"name": batch.results_file, "filename": f"{batch.uuid}-results.jsonl", "exp": time.time() + 60},
+        salt=DOWNLOAD_SALT,
     )
     response = download(reverse("download_file", kwargs={"token": token}))
     assert response["Content-Type"] == "application/x-ndjson"

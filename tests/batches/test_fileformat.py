@@ -1,4 +1,4 @@
-"""Batch file reading (SPEC section 5): JSON Lines, CSV, gzip, line numbers, limits."""
+"""Batch file reading (docs/contract.md, section 5): JSON Lines, CSV, gzip, line numbers, limits."""
 
 import gzip
 import io
@@ -12,7 +12,7 @@ from django.conf import settings
 from django.test import override_settings
 
 from batches.fileformat import FileUnreadable, parse_lines
-from tests.process_memory import PeakMemory
+from tests.support.process_memory import PeakMemory
 
 
 def parse(content: bytes, content_type: str = "", max_line_bytes: int = 1024):
@@ -126,7 +126,7 @@ def test_byte_order_mark_is_ignored():
     assert parse(b"\xef\xbb\xbfa,b\n1,2\n")[0].data == {"a": "1", "b": "2"}
 
 
-# Hostile files (README "Hostile input") -------------------------------------------------
+# Hostile files (docs/security.md#hostile-input) -----------------------------------------
 
 
 def parse_with(content: bytes, content_type: str = "", **limits):
@@ -289,7 +289,7 @@ def test_an_exception_from_the_progress_callback_comes_out_unchanged():
 READ_IN_A_PROCESS = """
 import sys
 from batches.fileformat import FileUnreadable, parse_lines
-from tests.process_memory import PeakMemory
+from tests.support.process_memory import PeakMemory
 
 counts = {"lines": 0, "errors": 0}
 try:

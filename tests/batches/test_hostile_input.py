@@ -15,8 +15,9 @@ from batches import services
 from batches.fileformat import FileUnreadable, parse_lines
 from batches.models import Batch, BatchStatus
 from batches.statuses import TERMINAL
-from tests.batches.pipeline_helpers import batch_start, read_results, run_batch, upload_bytes
-from tests.helpers import assert_error
+from tests.support.assertions import assert_error
+from tests.support.factories import BatchFactory, UploadFactory
+from tests.support.inline_pipeline import read_results, run_batch
 from twins.registry import operation_get
 
 S = BatchStatus
@@ -39,7 +40,7 @@ def make_twin(caller) -> str:
 
 def hostile_routes(caller):
     twin = make_twin(caller)
-    upload = upload_bytes(caller, b'{"description": {}}\n')
+    upload = UploadFactory(caller=caller, content=b'{"description": {}}\n')
     return [
         ("post", "/twins", '{"description": {"a": @}}'),
         ("patch", f"/twins/{twin}", '{"description": {"a": @}}'),
@@ -119,7 +120,9 @@ def test_bad_twin_cursors_are_400(caller, cursor):
 
 
 def run(caller, content: bytes, content_type="application/x-ndjson", operation="create_twin") -> Batch:
-    return run_batch(batch_start(caller, operation, content, content_type=content_type))
+    return run_batch(
+        BatchFactory(caller=caller, operation=operation, content=content, content_type=content_type)
+    )
 
 
 def errors_of(batch) -> dict[int, dict]:
@@ -184,10 +187,10 @@ def test_unreadable_files_fail_validation_and_can_be_deleted(caller, content, re
     ids=["corrupt-gzip", "deep", "nul-bytes"],
 )
 def test_a_broken_file_cancelled_or_deleted_before_validation_reaches_the_end(caller, content):
-    cancelled = batch_start(caller, "create_twin", content)
+    cancelled = BatchFactory(caller=caller, content=content)
     services.batch_cancel(batch=cancelled)
     assert run_batch(cancelled).status == S.CANCELLED
-    deleted = batch_start(caller, "create_twin", content)
+    deleted = BatchFactory(caller=caller, content=content)
     services.batch_delete(batch=deleted)
     assert run_batch(deleted) is None
 

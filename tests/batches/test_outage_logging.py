@@ -6,7 +6,7 @@ import re
 import socket
 import threading
 
-from tests.batches.pipeline_helpers import wait_for
+from tests.support.waiting import wait_for
 
 RECORD = re.compile(r"^\[[^]]*: (?P<level>\w+)/[^]]*\] (?P<message>.*)$")
 

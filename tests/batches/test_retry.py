@@ -16,16 +16,10 @@ from rest_framework.test import APIClient
 
 from batches import services
 from batches.models import Batch, BatchStatus, Upload
-from tests.batches.pipeline_helpers import (
-    InlinePipeline,
-    batch_start,
-    jsonl,
-    read_results,
-    run_batch,
-    stop_after_first_chunk,
-    upload_bytes,
-)
-from tests.helpers import assert_error
+from tests.support.assertions import assert_error
+from tests.support.batch_files import jsonl
+from tests.support.factories import BatchFactory, UploadFactory
+from tests.support.inline_pipeline import InlinePipeline, read_results, run_batch, stop_after_first_chunk
 
 S = BatchStatus
 
@@ -47,7 +41,7 @@ def retry(caller, batch):
 def test_retry_takes_only_the_failed_lines_in_order(caller):
     twins = [
         line["result"]["creation_certificate"]["uuid"]
-        for line in read_results(run_batch(batch_start(caller, "create_twin", jsonl([{}, {}]))).results_file)
+        for line in read_results(run_batch(BatchFactory(caller=caller, content=jsonl([{}, {}]))).results_file)
     ]
     lines = [
         {"twin": twins[0], "description": {"a": 1}},
@@ -55,7 +49,7 @@ def test_retry_takes_only_the_failed_lines_in_order(caller):
         {"twin": twins[1], "description": {"a": 3}},
         {"twin": str(uuid.uuid4()), "description": {"a": 4}},
     ]
-    original = run_batch(batch_start(caller, "update_twin", jsonl(lines)))
+    original = run_batch(BatchFactory(caller=caller, operation="update_twin", content=jsonl(lines)))
     response = retry(caller, original)
     assert response.status_code == 201, response.content
     body = response.json()
@@ -71,7 +65,7 @@ def test_retry_takes_only_the_failed_lines_in_order(caller):
 @override_settings(BATCH_CHUNK_LINES=2)
 def test_retry_of_a_cancelled_batch_takes_the_lines_that_never_ran(caller):
     records = [{"description": {"serial": n}} for n in range(5)]
-    batch = stop_after_first_chunk(batch_start(caller, "create_twin", jsonl(records)))
+    batch = stop_after_first_chunk(BatchFactory(caller=caller, content=jsonl(records)))
     response = retry(caller, batch)
     assert response.status_code == 201, response.content
     assert input_of(Batch.objects.get(pk=response.json()["batch"])) == records[2:]
@@ -79,7 +73,7 @@ def test_retry_of_a_cancelled_batch_takes_the_lines_that_never_ran(caller):
 
 def test_retry_of_a_batch_cancelled_before_validation_reads_its_input(caller):
     records = [{"description": {"serial": n}} for n in range(3)]
-    batch = batch_start(caller, "create_twin", jsonl(records))
+    batch = BatchFactory(caller=caller, content=jsonl(records))
     services.batch_cancel(batch=batch)
     run_batch(batch)
     response = retry(caller, batch)
@@ -88,31 +82,39 @@ def test_retry_of_a_batch_cancelled_before_validation_reads_its_input(caller):
 
 
 def test_nothing_to_retry_is_409(caller):
-    batch = run_batch(batch_start(caller, "create_twin", jsonl([{}])))
+    batch = run_batch(BatchFactory(caller=caller, content=jsonl([{}])))
     assert_error(retry(caller, batch), 409, "nothing_to_retry")
 
 
 @pytest.mark.parametrize("finish", ["hash_mismatch", "validation_failed", "running"])
 def test_only_completed_or_cancelled_batches_can_be_retried(caller, finish):
     if finish == "hash_mismatch":
-        batch = run_batch(batch_start(caller, "create_twin", jsonl([{}]), hash="0" * 64))
+        batch = run_batch(BatchFactory(caller=caller, content=jsonl([{}]), hash="0" * 64))
     elif finish == "validation_failed":
-        batch = run_batch(batch_start(caller, "create_twin", b"{broken\n"))
+        batch = run_batch(BatchFactory(caller=caller, content=b"{broken\n"))
     else:
-        batch = batch_start(caller, "create_twin", jsonl([{}]))
+        batch = BatchFactory(caller=caller, content=jsonl([{}]))
     assert_error(retry(caller, batch), 409, "batch_not_retryable")
 
 
 def test_another_accounts_batch_is_404(caller, stranger):
     batch = run_batch(
-        batch_start(stranger, "update_twin", jsonl([{"twin": str(uuid.uuid4()), "description": {}}]))
+        BatchFactory(
+            caller=stranger,
+            operation="update_twin",
+            content=jsonl([{"twin": str(uuid.uuid4()), "description": {}}]),
+        )
     )
     assert_error(retry(caller, batch), 404)
 
 
 def test_retry_needs_the_operation_in_the_role(caller, make_caller):
     batch = run_batch(
-        batch_start(caller, "update_twin", jsonl([{"twin": str(uuid.uuid4()), "description": {}}]))
+        BatchFactory(
+            caller=caller,
+            operation="update_twin",
+            content=jsonl([{"twin": str(uuid.uuid4()), "description": {}}]),
+        )
     )
     limited = make_caller(account=caller.account, statement={"effect": "deny", "actions": ["update_twin"]})
     assert_error(retry(limited, batch), 403, "action_not_allowed")
@@ -122,7 +124,7 @@ def test_retry_needs_the_operation_in_the_role(caller, make_caller):
 def cancelled_with_unrun_lines(caller):
     records = [{"description": {"serial": n}} for n in range(4)]
     with override_settings(BATCH_CHUNK_LINES=2):
-        return stop_after_first_chunk(batch_start(caller, "create_twin", jsonl(records)))
+        return stop_after_first_chunk(BatchFactory(caller=caller, content=jsonl(records)))
 
 
 def stored_uploads(caller) -> int:
@@ -166,7 +168,7 @@ def test_the_same_idempotency_key_replays_the_retry(caller):
 
 def test_a_key_used_for_another_request_is_409(caller):
     batch = cancelled_with_unrun_lines(caller)
-    upload = upload_bytes(caller, jsonl([{}]))
+    upload = UploadFactory(caller=caller, content=jsonl([{}]))
     created = caller.client.post(
         "/batches",
         {"handler": str(upload.handler), "operation": "create_twin"},
@@ -248,7 +250,7 @@ def test_parallel_retries_make_one_batch(caller, key):
 def test_retry_of_a_broken_file_cancelled_before_validation_takes_the_lines_before_the_break(caller):
     good = b'{"description": {"serial": 1}}\n' * 3
     content = gzip.compress(good + b'{"description": {}}\n' * 5000)[:-40]
-    batch = batch_start(caller, "create_twin", content, content_type="")
+    batch = BatchFactory(caller=caller, content=content, content_type="")
     services.batch_cancel(batch=batch)
     cancelled = run_batch(batch)
     assert cancelled.status == S.CANCELLED
@@ -263,15 +265,8 @@ def test_retry_of_a_broken_file_cancelled_before_validation_takes_the_lines_befo
 
 def dry_run_of(caller, count: int):
     """A finished dry run of `count` lines: every line is listed in its errors part."""
-    upload = upload_bytes(caller, jsonl({"description": {"serial": n}} for n in range(count)))
-    batch, _ = services.batch_create(
-        account=caller.account,
-        user=caller.user,
-        handler=str(upload.handler),
-        operation="create_twin",
-        validate_only=True,
-    )
-    return run_batch(batch)
+    content = jsonl({"description": {"serial": n}} for n in range(count))
+    return run_batch(BatchFactory(caller=caller, content=content, validate_only=True))
 
 
 @override_settings(BATCH_VALIDATE_PARALLEL_MIN_LINES=10**9)

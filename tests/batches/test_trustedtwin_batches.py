@@ -10,7 +10,8 @@ import requests
 from trustedtwin.tt_api import TTRESTService
 
 from batches.models import Batch
-from tests.batches.api_support import BATCHABLE, stored_results
+from tests.support.batch_api import BATCHABLE
+from tests.support.inline_pipeline import run_batch
 
 CONTENT = b'{"description": {"serial": 1}}\n{"description": {"serial": 2}}\n'
 
@@ -50,22 +51,29 @@ def test_the_batch_lifecycle_through_the_trusted_twin_client(client):
     status, fetched = answer(client.get_batch(batch_id))
     assert status == 200 and fetched["batch"] == batch_id and "download" not in fetched
 
-    # Test setup, standing in for the pipeline: a results file for the batch.
-    stored_results(Batch.objects.get(uuid=batch_id), '{"line": 1, "status": 201, "result": {}}\n')
+    status, listed = answer(client.get_batches())
+    assert status == 200 and listed == {"batches": {batch_id: "new"}, "cursor": None}
+    status, filtered = answer(client.get_batches(params={"status": "cancelled", "limit": 10}))
+    assert status == 200 and filtered["batches"] == {}
+
+    status, cancelled = answer(client.update_batch(batch_id, body={"status": "cancel"}))
+    assert status == 200 and cancelled["status"] == "cancel"
+    # The pipeline, run here in a worker's stead, stops the batch and lists its lines.
+    run_batch(Batch.objects.get(uuid=batch_id))
+    status, filtered = answer(client.get_batches(params={"status": "cancelled", "limit": 10}))
+    assert status == 200 and filtered["batches"] == {batch_id: "cancelled"}
+
     status, with_download = answer(client.get_batch(batch_id, params={"download": True}))
     assert status == 200
     assert set(with_download["download"]) == {"url", "validity_ts"}
     downloaded = requests.get(with_download["download"]["url"], timeout=10)
     assert downloaded.status_code == 200
-    assert downloaded.content == b'{"line": 1, "status": 201, "result": {}}\n'
+    lines = [json.loads(line) for line in downloaded.text.splitlines()]
+    assert [(line["line"], line["error"]["subcode"]) for line in lines] == [
+        (1, "not_executed"),
+        (2, "not_executed"),
+    ]
 
-    status, listed = answer(client.get_batches())
-    assert status == 200 and listed == {"batches": {batch_id: "new"}, "cursor": None}
-    status, filtered = answer(client.get_batches(params={"status": "completed", "limit": 10}))
-    assert status == 200 and filtered["batches"] == {}
-
-    status, cancelled = answer(client.update_batch(batch_id, body={"status": "cancel"}))
-    assert status == 200 and cancelled["status"] == "cancel"
     status, deleted = answer(client.delete_batch(batch_id))
     assert status == 200 and deleted["batch"] == batch_id
     assert Batch.objects.get(uuid=batch_id).delete_requested_at is not None

@@ -19,8 +19,8 @@ from batches import services
 from batches.files import upload_file_name
 from batches.models import Upload
 from batchsite.errors import ApplicationError
-from tests.batches.api_support import create_batch, put_file, upload_url
-from tests.helpers import assert_error
+from tests.support.assertions import assert_error
+from tests.support.batch_api import create_batch, put_file, upload_url
 
 
 def stored_names(upload: Upload) -> list[str]:

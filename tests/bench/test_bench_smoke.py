@@ -6,7 +6,6 @@ Needs PostgreSQL and Redis (the services mode of the suite): the harness drops a
 its own database, named after the suite's with `_bench_smoke` added."""
 
 import os
-import socket
 import subprocess
 import sys
 import urllib.parse
@@ -14,6 +13,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
+from tests.support.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 DATABASE_URL = os.environ.get("DATABASE_URL", "")
@@ -26,12 +27,6 @@ pytestmark = [
         reason="the benchmark runs on PostgreSQL + Redis only",
     ),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture

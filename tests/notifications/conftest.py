@@ -1,6 +1,6 @@
 import pytest
 
-from tests.notifications.receiver import Receiver, StallingReceiver
+from tests.support.webhook_receivers import Receiver, StallingReceiver
 
 
 @pytest.fixture

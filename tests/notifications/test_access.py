@@ -14,9 +14,9 @@ from rest_framework.test import APIClient
 from notifications import services
 from notifications.models import Delivery, Subscription
 from permissions.services import role_update, user_delete
-from tests.batches.pipeline_helpers import run_batch
-from tests.helpers import assert_error
-from tests.notifications.test_delivery import confirm, deliver, subscribe, three_twins
+from tests.support.assertions import assert_error
+from tests.support.inline_pipeline import run_batch
+from tests.support.webhooks import confirm, deliver, subscribe, three_twins
 
 pytestmark = pytest.mark.django_db
 ROUTE = "/notifications/webhooks"

@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 
 from notifications import callbacks, services
 from notifications.models import Delivery, Event, Subscription
-from tests.helpers import assert_error
+from tests.support.assertions import assert_error
 
 pytestmark = pytest.mark.django_db
 ROUTE = "/notifications/webhooks"

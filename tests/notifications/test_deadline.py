@@ -12,8 +12,8 @@ from django.utils import timezone
 from notifications import services
 from notifications.callbacks import post
 from notifications.models import Delivery
-from tests.batches.pipeline_helpers import run_batch
-from tests.notifications.test_delivery import confirm, subscribe, three_twins
+from tests.support.inline_pipeline import run_batch
+from tests.support.webhooks import confirm, subscribe, three_twins
 
 pytestmark = pytest.mark.django_db
 

@@ -29,36 +29,14 @@ from notifications.callbacks import checked_session
 from notifications.models import Delivery, DeliveryAttempt, Event, Subscription
 from notifications.outbox import WEBHOOK_DELIVER_TASK
 from notifications.tasks import webhook_deliver
-from tests.batches.pipeline_helpers import batch_start, jsonl, run_batch, stop_after_first_chunk
-from tests.operating.test_metrics import samples, value
+from tests.support.batch_files import jsonl
+from tests.support.factories import BatchFactory
+from tests.support.inline_pipeline import run_batch, stop_after_first_chunk
+from tests.support.metric_samples import samples, value
+from tests.support.webhooks import confirm, deliver, subscribe, three_twins
 
 S = BatchStatus
 pytestmark = pytest.mark.django_db
-
-
-def subscribe(caller, receiver, **extra) -> tuple[Subscription, str]:
-    response = caller.client.post(
-        "/notifications/webhooks", {"callback_url": receiver.url, "topic": "batches", **extra}, format="json"
-    )
-    assert response.status_code == 201, response.content
-    subscription = Subscription.objects.get(callback_url=receiver.url, unsubscribed_at__isnull=True)
-    return subscription, response.json()["server_secret"]
-
-
-def confirm(receiver, subscription):
-    """Sends the confirmation and fetches its URL, as the subscriber does."""
-    assert services.lane_deliver(subscription_id=subscription.pk, batch_id=None) is None
-    confirmation = receiver.received[-1].body
-    url = urlsplit(confirmation["confirmation_url"])
-    assert APIClient().get(f"{url.path}?{url.query}").status_code == 200
-
-
-def deliver(subscription, batch) -> Delivery | None:
-    return services.lane_deliver(subscription_id=subscription.pk, batch_id=batch.pk)
-
-
-def three_twins(caller):
-    return batch_start(caller, "create_twin", jsonl({"description": {"n": n}} for n in range(3)))
 
 
 def test_confirmation_first_then_every_batch_event_signed_and_in_order(caller, private_hosts, receivers):
@@ -77,10 +55,13 @@ def test_confirmation_first_then_every_batch_event_signed_and_in_order(caller, p
 
     with override_settings(BATCH_CHUNK_LINES=2):
         completed = run_batch(three_twins(caller))
-        mismatch = run_batch(batch_start(caller, "create_twin", jsonl([{}]), hash="0" * 64))
-        invalid = run_batch(batch_start(caller, "create_twin", b'{"description": 1}\n'))
+        mismatch = run_batch(BatchFactory(caller=caller, content=jsonl([{}]), hash="0" * 64))
+        invalid = run_batch(BatchFactory(caller=caller, content=b'{"description": 1}\n'))
         cancelled = stop_after_first_chunk(
-            batch_start(caller, "create_twin", jsonl({"description": {"n": n}} for n in range(6)))
+            BatchFactory(
+                caller=caller,
+                content=jsonl({"description": {"n": n}} for n in range(6)),
+            )
         )
     expected = {
         completed.pk: ["batch_processing", "batch_completed"],
@@ -192,12 +173,13 @@ def test_unsubscribed_or_expired_subscriptions_get_nothing(caller, private_hosts
     subscription, _ = subscribe(caller, receiver)
     confirm(receiver, subscription)
     batch = run_batch(three_twins(caller))
+    # Its validity over, as if the time had passed.
     Subscription.objects.filter(pk=subscription.pk).update(validity_at="2000-01-01T00:00:00Z")
     assert deliver(subscription, batch) is None
     assert set(Delivery.objects.filter(batch_id=batch.pk).values_list("state", flat=True)) == {"dropped"}
     assert run_batch(three_twins(caller)) and Event.objects.filter(name="batch_completed").count() == 1
 
-    Subscription.objects.filter(pk=subscription.pk).update(validity_at="2100-01-01T00:00:00Z")
+    services.subscription_refresh(subscription=subscription)
     batch = run_batch(three_twins(caller))
     APIClient().delete(
         urlsplit(services.subscription_url(subscription)).path
@@ -209,7 +191,7 @@ def test_unsubscribed_or_expired_subscriptions_get_nothing(caller, private_hosts
 
 
 def test_the_outbox_costs_one_query_without_subscribers_and_commits_with_the_transition(caller):
-    first, second = (batch_start(caller, "create_twin", b"{}\n") for _ in range(2))
+    first, second = (BatchFactory(caller=caller, content=b"{}\n") for _ in range(2))
     batch_transition(batch_id=second.pk, to=S.COPYING)
     with CaptureQueriesContext(connection) as plain:
         batch_transition(batch_id=first.pk, to=S.COPYING)
@@ -220,8 +202,8 @@ def test_the_outbox_costs_one_query_without_subscribers_and_commits_with_the_tra
 
 def test_an_event_exists_only_if_its_transition_committed(caller, private_hosts, receivers):
     subscription, _ = subscribe(caller, receivers())
-    Subscription.objects.filter(pk=subscription.pk).update(confirmed_at="2026-01-01T00:00:00Z")
-    batch = batch_start(caller, "create_twin", b"{}\n")
+    services.subscription_confirm(subscription=subscription)
+    batch = BatchFactory(caller=caller, content=b"{}\n")
     batch_transition(batch_id=batch.pk, to=S.COPYING)
     with pytest.raises(RuntimeError), transaction.atomic():
         batch_transition(batch_id=batch.pk, to=S.HASH_MISMATCH)
@@ -282,13 +264,13 @@ def server_secret_hidden(admin_client, subscription) -> bool:
 
 
 def readme_receiver(server_secret: str):
-    """The receiver the README shows, run as written on 127.0.0.1."""
-    readme = (Path(settings.BASE_DIR) / "README.md").read_text()
-    code = readme.split("## Notifications", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    """The receiver the docs show, run as written on 127.0.0.1."""
+    docs = (Path(settings.BASE_DIR) / "docs" / "api-and-compatibility.md").read_text()
+    code = docs.split("## Notifications", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     code = code.replace('SERVER_SECRET = "..."', f"SERVER_SECRET = {server_secret!r}")
     code = code.replace('HTTPServer(("0.0.0.0", 8080), Hook).serve_forever()', "")
     namespace = {"__name__": "readme_receiver"}
-    exec(compile(code, "README.md", "exec"), namespace)
+    exec(compile(code, "api-and-compatibility.md", "exec"), namespace)
     namespace["Hook"].log_message = lambda *args: None
     server = HTTPServer(("127.0.0.1", 0), namespace["Hook"])
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -15,8 +15,10 @@ from batches.models import BatchStatus
 from batchsite.celery import app as celery_app
 from notifications import services
 from notifications.models import DeliveryAttempt
-from tests.batches.pipeline.faults import broker_kind
-from tests.batches.pipeline_helpers import WorkerProcess, batch_start, wait_for, wait_terminal
+from tests.support.factories import BatchFactory
+from tests.support.infrastructure_faults import broker_kind
+from tests.support.waiting import wait_for, wait_terminal
+from tests.support.worker_processes import WorkerProcess
 
 # Deliveries hold no broker connection while they try: the Redis pass stands for RabbitMQ's.
 pytestmark = [
@@ -84,7 +86,7 @@ def test_trickling_and_silent_receivers_of_one_account_never_delay_another_accou
     webhooks = workers(
         queues="webhooks", concurrency=4, node_name="webhooks@%h", log_name="worker-fair-webhooks"
     )
-    batch_start(caller, "create_twin", b"{}\n")
+    BatchFactory(caller=caller, content=b"{}\n")
     wait_for(
         lambda: len(trickling.connections) + len(silent.connections) >= 2,
         timeout=60,
@@ -92,7 +94,7 @@ def test_trickling_and_silent_receivers_of_one_account_never_delay_another_accou
     )
 
     started = time.monotonic()
-    theirs = batch_start(stranger, "create_twin", b"{}\n")
+    theirs = BatchFactory(caller=stranger, content=b"{}\n")
     finished = wait_terminal(theirs, timeout=FAIRNESS_BOUND_SECONDS, worker=pipeline)
     assert finished.status == BatchStatus.COMPLETED, f"B's batch took {time.monotonic() - started:.1f} s"
 

@@ -17,7 +17,10 @@ from batches.models import Batch, BatchStatus
 from batchsite.celery import app as celery_app
 from notifications import services
 from notifications.models import Delivery, Event, Subscription
-from tests.batches.pipeline_helpers import WorkerProcess, batch_start, jsonl, wait_for, wait_terminal
+from tests.support.batch_files import jsonl
+from tests.support.factories import BatchFactory
+from tests.support.waiting import wait_for, wait_terminal
+from tests.support.worker_processes import WorkerProcess
 
 S = BatchStatus
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -76,7 +79,7 @@ def confirmed(subscription, receiver, worker) -> None:
 
 
 def three_twins(caller):
-    return batch_start(caller, "create_twin", jsonl({"description": {"n": n}} for n in range(3)))
+    return BatchFactory(caller=caller, content=jsonl({"description": {"n": n}} for n in range(3)))
 
 
 def events_of(receiver, batch) -> list:
@@ -171,7 +174,7 @@ def test_a_process_killed_right_after_a_transition_still_gets_its_event_out(
         base_url="http://127.0.0.1/",
     )
     services.subscription_confirm(subscription=subscription)
-    batch = batch_start(caller, "create_twin", b"{}\n")
+    batch = BatchFactory(caller=caller, content=b"{}\n")
     celery_app.control.purge()  # no worker runs this batch: the killed process moves it
 
     killed = subprocess.run(
@@ -210,7 +213,7 @@ def test_a_worker_killed_right_after_a_transition_still_gets_every_event_out(
         base_url="http://127.0.0.1/",
     )
     services.subscription_confirm(subscription=subscription)
-    batch = batch_start(caller, "create_twin", jsonl({"description": {"n": n}} for n in range(5000)))
+    batch = BatchFactory(caller=caller, content=jsonl({"description": {"n": n}} for n in range(5000)))
     first = worker_factory("worker-webhooks-killed")
     wait_for(
         lambda: Batch.objects.get(pk=batch.pk).history.filter(to_status=S.PROCESSING).exists(),

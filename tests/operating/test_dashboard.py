@@ -10,9 +10,12 @@ from playwright.sync_api import expect
 
 from operating.models import AccountQuota
 from operating.services import usage_flush
-from tests.batches.api_support import create_batch, uploaded_handler
-from tests.batches.pipeline_helpers import batch_start, jsonl, run_batch
-from tests.pages.conftest import browser, page, screenshot  # noqa: F401 (fixtures)
+from tests.pages.conftest import browser, page  # noqa: F401 (fixtures)
+from tests.support.batch_api import create_batch, uploaded_handler
+from tests.support.batch_files import jsonl
+from tests.support.browser_pages import screenshot
+from tests.support.factories import BatchFactory
+from tests.support.inline_pipeline import run_batch
 
 DASHBOARD = reverse("operating_dashboard")
 PASSWORD = "a long password for the dashboard test"
@@ -20,7 +23,12 @@ PASSWORD = "a long password for the dashboard test"
 
 def activity(caller, *, lines: int, refusals: int) -> None:
     """A batch that ran `lines` lines, and `refusals` creates refused by a quota."""
-    run_batch(batch_start(caller, "create_twin", jsonl({"description": {"n": n}} for n in range(lines))))
+    run_batch(
+        BatchFactory(
+            caller=caller,
+            content=jsonl({"description": {"n": n}} for n in range(lines)),
+        )
+    )
     AccountQuota.objects.update_or_create(account=caller.account, defaults={"max_active_batches": 0})
     for _ in range(refusals):
         assert create_batch(caller, uploaded_handler(caller)).status_code == 429
@@ -30,7 +38,7 @@ def activity(caller, *, lines: int, refusals: int) -> None:
 @pytest.mark.django_db
 def test_the_dashboard_shows_throughput_statuses_accounts_and_refusals(admin_client, caller, stranger):
     activity(caller, lines=7, refusals=2)
-    run_batch(batch_start(stranger, "create_twin", jsonl([{"description": {}}])))
+    run_batch(BatchFactory(caller=stranger, content=jsonl([{"description": {}}])))
 
     response = admin_client.get(DASHBOARD)
     assert response.status_code == 200
@@ -64,7 +72,12 @@ def test_only_staff_see_it(client, caller):
 @pytest.mark.django_db(transaction=True)
 def test_the_dashboard_in_a_browser(page, caller, stranger):  # noqa: F811 (the fixture)
     activity(caller, lines=1500, refusals=3)
-    run_batch(batch_start(stranger, "create_twin", jsonl({"description": {"n": n}} for n in range(400))))
+    run_batch(
+        BatchFactory(
+            caller=stranger,
+            content=jsonl({"description": {"n": n}} for n in range(400)),
+        )
+    )
     get_user_model().objects.create_superuser("operator", "operator@example.com", PASSWORD)
 
     page.goto("/admin/login/?next=/admin/")

@@ -9,8 +9,9 @@ import pytest
 from django.test import override_settings
 
 from batches.pipeline import chunks
-from operating.logs import ContextFilter, JsonFormatter, batch_logged, batch_var
-from tests.batches.pipeline_helpers import batch_start, jsonl
+from batchsite.logs import ContextFilter, JsonFormatter, batch_logged, batch_var
+from tests.support.batch_files import jsonl
+from tests.support.factories import BatchFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -74,7 +75,7 @@ def test_a_chunk_workers_lines_name_each_chunks_batch_and_no_other(json_log):
 @pytest.mark.django_db
 def test_a_chunk_run_logs_under_its_batch(caller, json_log, monkeypatch):
     """chunk_run_next names the batch of the chunk it runs, whatever logs inside the run."""
-    batch = batch_start(caller, "create_twin", jsonl([{}]))
+    batch = BatchFactory(caller=caller, content=jsonl([{}]))
     monkeypatch.setattr(chunks, "batches_in_turn", lambda: [(batch.pk, "processing")])
 
     def claim_and_log(batch_id):

@@ -21,29 +21,21 @@ from django.test import override_settings
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
+from batches.models import Batch, BatchStatus
 from batches.pipeline import driver
 from batchsite.celery import app as celery_app
 from operating import metrics
-from tests.batches.api_support import batch_in
-from tests.batches.pipeline_helpers import WorkerProcess, batch_start, jsonl, wait_for, wait_terminal
-from tests.helpers import assert_error
-from tests.scaleout.s3 import free_port
+from tests.support.assertions import assert_error
+from tests.support.batch_files import jsonl
+from tests.support.factories import BatchFactory
+from tests.support.metric_samples import samples, value
+from tests.support.ports import free_port
+from tests.support.waiting import wait_for, wait_terminal
+from tests.support.worker_processes import WorkerProcess
 
+S = BatchStatus
 LINES = 2500  # three chunks of BATCH_CHUNK_LINES=1000
 QUEUES = ("pipeline", "chunks", "webhooks")
-
-
-def samples(text: str) -> dict[tuple, float]:
-    """{(sample name, sorted labels): value} of a scrape."""
-    found = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return found
-
-
-def value(scrape: dict, name: str, **labels) -> float:
-    return scrape.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 def scrape(base_url: str) -> dict:
@@ -62,7 +54,10 @@ def test_a_scrape_shows_the_workers_batch_and_the_web_processs_requests(caller, 
     celery_app.control.purge()
     worker = WorkerProcess(log_name="worker-metrics", extra_env={"LOG_FORMAT": "json"}).start()
     try:
-        batch = batch_start(caller, "create_twin", jsonl({"description": {"n": n}} for n in range(LINES)))
+        batch = BatchFactory(
+            caller=caller,
+            content=jsonl({"description": {"n": n}} for n in range(LINES)),
+        )
         signed = {"Authorization": caller.secret}
         for _ in range(3):
             assert requests.get(f"{live_server.url}/whoami", headers=signed, timeout=10).status_code == 200
@@ -174,10 +169,12 @@ def test_http_metrics_label_the_route_not_the_path(caller, client):
 @pytest.mark.django_db
 @override_settings(BATCH_STALL_AFTER_SECONDS=300)
 def test_batches_active_and_stalled_are_read_from_the_database(caller, client):
+    stalled = BatchFactory(caller=caller, status=S.PROCESSING)
+    BatchFactory(caller=caller, status=S.PROCESSING)
+    completed = BatchFactory(caller=caller, status=S.COMPLETED)
+    # The heartbeats of workers that stopped an hour ago: written, as no test waits that long.
     long_ago = timezone.now() - timedelta(hours=1)
-    batch_in("processing", account=caller.account, heartbeat_at=long_ago)
-    batch_in("processing", account=caller.account, heartbeat_at=timezone.now())
-    batch_in("completed", account=caller.account, heartbeat_at=long_ago)
+    Batch.objects.filter(pk__in=[stalled.pk, completed.pk]).update(heartbeat_at=long_ago)
     scraped = samples(client.get("/metrics").content.decode())
     assert value(scraped, "batches_active", status="processing") == 2
     assert value(scraped, "batches_active", status="new") == 0
@@ -237,9 +234,10 @@ def test_a_broker_that_never_answers_makes_the_depths_unknown_not_the_scrape_slo
 
 
 class WorkersDownAlert:
-    """The README's rule `WorkersDown`, `expr: max by (queue) (workers_alive) == 0`, `for:`
-    FOR_SECONDS, evaluated as Prometheus does on each scrape: a queue's alert is pending from
-    the first scrape where its expression holds and fires once it has held for `for`."""
+    """The rule `WorkersDown` of docs/operations.md#alerts, `expr: max by (queue)
+    (workers_alive) == 0`, `for:` FOR_SECONDS, evaluated as Prometheus does on each scrape: a
+    queue's alert is pending from the first scrape where its expression holds and fires once it
+    has held for `for`."""
 
     def __init__(self, for_seconds: float):
         self.for_seconds = for_seconds

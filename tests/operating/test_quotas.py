@@ -15,10 +15,12 @@ from batches.models import Batch, BatchStatus
 from batchsite.errors import ApplicationError
 from operating.models import AccountQuota, QuotaRefusalHour
 from operating.services import QuotaExceeded, usage_flush
-from tests.batches.api_support import create_batch, put_file, upload_url, uploaded_handler
-from tests.batches.pipeline_helpers import jsonl, read_results, run_batch, upload_bytes
 from tests.scaleout.conftest import moto_endpoint, s3  # noqa: F401 (fixtures)
-from tests.scaleout.test_s3 import presigned_upload
+from tests.support.batch_api import create_batch, put_file, upload_url, uploaded_handler
+from tests.support.batch_files import jsonl
+from tests.support.factories import UploadFactory
+from tests.support.inline_pipeline import read_results, run_batch
+from tests.support.s3_bucket import presigned_upload
 from twins.models import Twin
 
 pytestmark = pytest.mark.django_db
@@ -138,7 +140,7 @@ def test_parallel_creates_never_both_take_the_last_place(caller):
     account with one free place: exactly one gets it (on PostgreSQL the quota row's lock makes
     them take turns)."""
     AccountQuota.objects.create(account=caller.account, max_active_batches=1)
-    uploads = [upload_bytes(caller, b'{"description": {}}\n') for _ in range(8)]
+    uploads = [UploadFactory(caller=caller, content=b'{"description": {}}\n') for _ in range(8)]
     start = threading.Barrier(len(uploads))
     outcomes: list = []
 

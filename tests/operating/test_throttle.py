@@ -8,7 +8,7 @@ from rest_framework.test import APIClient
 
 from operating.models import QuotaRefusalHour
 from operating.services import usage_flush
-from tests.parallel import in_parallel
+from tests.support.parallel_calls import in_parallel
 
 pytestmark = pytest.mark.django_db
 

@@ -15,7 +15,9 @@ from trustedtwin.tt_api import TTRESTService
 from batches.models import Batch, BatchStatus
 from operating.models import UsageHour
 from operating.services import usage_record_batch_lines
-from tests.batches.pipeline_helpers import batch_start, jsonl, run_batch
+from tests.support.batch_files import jsonl
+from tests.support.factories import BatchFactory
+from tests.support.inline_pipeline import run_batch
 
 COUNTERS = {"batches_created", "batch_lines", "batch_lines_failed", "upload_bytes", "api_calls"}
 
@@ -78,7 +80,7 @@ def test_trusted_twin_client_reads_a_real_batchs_usage(caller, make_caller, live
 
 def test_failed_lines_are_counted_apart(caller):
     lines = [{"twin": "00000000-0000-4000-8000-000000000000", "description": {}}] * 2
-    batch = run_batch(batch_start(caller, "update_twin", jsonl(lines)))
+    batch = run_batch(BatchFactory(caller=caller, operation="update_twin", content=jsonl(lines)))
     assert (batch.processed, batch.failed) == (2, 2)
     usage = caller.client.get("/usage").json()["usage"]
     assert totals(usage)["batch_lines"] == 2 and totals(usage)["batch_lines_failed"] == 2

@@ -5,11 +5,10 @@ import os
 from pathlib import Path
 
 import pytest
-from django.conf import settings
 from playwright.sync_api import sync_playwright
 
 from batchsite.celery import app as celery_app
-from tests.batches.pipeline_helpers import WorkerProcess
+from tests.support.worker_processes import WorkerProcess
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -21,8 +20,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--disable-quic",
 ]
-SCREENSHOTS = Path(settings.BASE_DIR) / "screenshots"
-PASSWORD = "a long password for the browser tests"
 
 
 @pytest.fixture(scope="module")
@@ -63,19 +60,3 @@ def worker(django_db_setup):
     process = WorkerProcess(log_name="worker-pages").start()
     yield process
     process.stop()
-
-
-def sign_in(page, caller) -> None:
-    """Through the login form, as a person would, after an admin set the password."""
-    caller.user.set_password(PASSWORD)
-    caller.user.save()
-    page.goto("/ui/login")
-    page.get_by_label("User id").fill(caller.user.username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url("**/ui/batches")
-
-
-def screenshot(page, name: str) -> None:
-    SCREENSHOTS.mkdir(exist_ok=True)
-    page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)

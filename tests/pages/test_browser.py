@@ -11,15 +11,11 @@ import pytest
 from playwright.sync_api import expect
 
 from batches.models import Batch
-from tests.batches.pipeline_helpers import jsonl
-from tests.pages.conftest import screenshot, sign_in
+from tests.support.batch_files import twin_lines
+from tests.support.browser_pages import screenshot, sign_in
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 DETAIL_URL = re.compile(r".*/ui/batches/(?P<batch>[0-9a-f-]{36})$")
-
-
-def twin_lines(count: int) -> bytes:
-    return jsonl({"description": {"serial": n}} for n in range(count))
 
 
 def upload_through_form(page, path, operation="create_twin") -> None:

@@ -14,8 +14,10 @@ from playwright.sync_api import expect
 
 from batches.models import Batch, BatchStatus
 from batches.pipeline import chunks
-from tests.batches.pipeline_helpers import InlinePipeline, batch_start, jsonl, run_batch
-from tests.pages.conftest import screenshot, sign_in
+from tests.support.batch_files import jsonl
+from tests.support.browser_pages import screenshot, sign_in
+from tests.support.factories import BatchFactory
+from tests.support.inline_pipeline import InlinePipeline, run_batch
 from twins.models import Twin
 from twins.services import twins_create
 
@@ -79,7 +81,7 @@ def test_a_running_batch_offers_the_lines_run_so_far(page, caller):
         {"twin": str(uuid.uuid4()) if number == 3 else str(twin.uuid), "description": {"n": number}}
         for number, twin in enumerate(twins, start=1)
     ]
-    batch = batch_start(caller, "update_twin", jsonl(lines))
+    batch = BatchFactory(caller=caller, operation="update_twin", content=jsonl(lines))
     runner = InlinePipeline()
     runner.advance(batch)
     runner.run_until(batch, S.PROCESSING)
@@ -107,7 +109,10 @@ def test_a_running_batch_offers_the_lines_run_so_far(page, caller):
 @override_settings(BATCH_CHUNK_LINES=5)
 def test_cancel_a_running_batch_from_its_page(page, caller):
     lines = 40
-    batch = batch_start(caller, "create_twin", jsonl({"description": {"serial": n}} for n in range(lines)))
+    batch = BatchFactory(
+        caller=caller,
+        content=jsonl({"description": {"serial": n}} for n in range(lines)),
+    )
     runner = InlinePipeline()
     runner.advance(batch)
     runner.run_until(batch, S.PROCESSING)

@@ -12,9 +12,10 @@ from django.test import override_settings
 from playwright.sync_api import expect
 
 from batches.models import Batch, BatchStatus
-from tests.batches.pipeline_helpers import jsonl, run_batch, stop_after_first_chunk
-from tests.batches.test_batch_controls import controlled_batch, updates
-from tests.pages.conftest import screenshot, sign_in
+from tests.support.batch_files import jsonl, updates
+from tests.support.browser_pages import screenshot, sign_in
+from tests.support.factories import BatchFactory
+from tests.support.inline_pipeline import run_batch, stop_after_first_chunk
 from twins.examples import EXAMPLE_LINES
 
 S = BatchStatus
@@ -25,7 +26,11 @@ NARROW = {"width": 400, "height": 800}
 
 def finished(caller, name: str | None, content: bytes, **controls) -> Batch:
     batch_dict = {"name": name} if name else None
-    return run_batch(controlled_batch(caller, "update_twin", content, batch_dict=batch_dict, **controls))
+    return run_batch(
+        BatchFactory(
+            caller=caller, operation="update_twin", content=content, batch_dict=batch_dict, **controls
+        )
+    )
 
 
 @pytest.fixture
@@ -42,7 +47,10 @@ def outcomes(caller) -> dict[str, Batch]:
                 error_budget={"max_failed_ratio": 0.1, "min_lines": 10},
             ),
             "cancelled": stop_after_first_chunk(
-                controlled_batch(caller, "create_twin", jsonl({"description": {"n": n}} for n in range(20)))
+                BatchFactory(
+                    caller=caller,
+                    content=jsonl({"description": {"n": n}} for n in range(20)),
+                )
             ),
         }
     assert [batch.status for batch in made.values()] == [S.COMPLETED] * 3 + [S.CANCELLED] * 2

@@ -9,9 +9,9 @@ import pytest
 from playwright.sync_api import expect
 
 from batchsite.celery import app as celery_app
-from tests.batches.pipeline_helpers import WorkerProcess
-from tests.pages.conftest import screenshot, sign_in
 from tests.pages.test_browser import opened_batch, upload_through_form
+from tests.support.browser_pages import screenshot, sign_in
+from tests.support.worker_processes import WorkerProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

@@ -10,8 +10,9 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
-from tests.batches.pipeline_helpers import batch_start, jsonl
-from tests.pages.conftest import sign_in
+from tests.support.batch_files import jsonl
+from tests.support.browser_pages import sign_in
+from tests.support.factories import BatchFactory
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 LOCAL_HOSTS = {"localhost", "127.0.0.1"}
@@ -60,7 +61,7 @@ def test_docs_render_their_operations_with_no_internet(page):
 
 
 def test_the_pages_load_everything_from_the_site(page, caller):
-    batch = batch_start(caller, "create_twin", jsonl({"description": {"n": n}} for n in range(3)))
+    batch = BatchFactory(caller=caller, content=jsonl({"description": {"n": n}} for n in range(3)))
     offline = Offline(page)
 
     page.goto("/", wait_until="networkidle")

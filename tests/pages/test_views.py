@@ -6,20 +6,12 @@ from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.urls import reverse
 
-from batches.models import Batch, BatchStatus, BatchStatusChange
+from batches.models import Batch, BatchStatus
+from tests.support.factories import BatchFactory, moves_to
 
 S = BatchStatus
 pytestmark = pytest.mark.django_db
 LIST = reverse("batch_list_page")
-
-
-def batch_in(status: str, *, caller, operation: str = "create_twin") -> Batch:
-    """A batch placed straight in a status, as the pipeline would have left it (test setup)."""
-    batch = Batch.objects.create(
-        account=caller.account, created_by=caller.account_user, operation=operation, status=status
-    )
-    BatchStatusChange.objects.create(batch=batch, from_status="", to_status=status, note="test setup")
-    return batch
 
 
 def signed_in(caller) -> Client:
@@ -40,9 +32,9 @@ def test_pages_need_a_signed_in_user(client):
 
 
 def test_members_see_their_account_filtered_and_paged(caller, stranger):
-    mine = [batch_in(S.COMPLETED, caller=caller) for _ in range(27)]
-    running = batch_in(S.PROCESSING, caller=caller, operation="update_twin")
-    batch_in(S.COMPLETED, caller=stranger)
+    mine = [BatchFactory(caller=caller, status=S.COMPLETED) for _ in range(27)]
+    running = BatchFactory(caller=caller, status=S.PROCESSING, operation="update_twin")
+    BatchFactory(caller=stranger, status=S.COMPLETED)
     client = signed_in(caller)
 
     newest_first = list(
@@ -62,7 +54,7 @@ def test_members_see_their_account_filtered_and_paged(caller, stranger):
 
 
 def test_staff_see_every_account_filter_by_account_and_cancel_any(admin_user, caller, stranger):
-    mine, theirs = batch_in(S.NEW, caller=caller), batch_in(S.PROCESSING, caller=stranger)
+    mine, theirs = BatchFactory(caller=caller), BatchFactory(caller=stranger, status=S.PROCESSING)
     client = Client()
     client.force_login(admin_user)
 
@@ -88,7 +80,7 @@ def staff_signed_in(*codenames: str) -> Client:
 
 def test_staff_without_model_permissions_see_download_and_cancel_nothing(caller):
     """The pages follow the admin's model permissions, as the admin does."""
-    theirs = batch_in(S.PROCESSING, caller=caller)
+    theirs = BatchFactory(caller=caller, status=S.PROCESSING)
     client = staff_signed_in()
     for response in (
         client.get(LIST),
@@ -102,7 +94,7 @@ def test_staff_without_model_permissions_see_download_and_cancel_nothing(caller)
 
 
 def test_staff_who_may_only_view_batches_see_them_but_cannot_cancel(caller):
-    theirs = batch_in(S.PROCESSING, caller=caller)
+    theirs = BatchFactory(caller=caller, status=S.PROCESSING)
     client = staff_signed_in("view_batch")
     assert rows(client.get(LIST)) == [theirs.pk]
     assert client.get(reverse("batch_state", args=[theirs.pk])).json()["can_cancel"] is False
@@ -111,7 +103,7 @@ def test_staff_who_may_only_view_batches_see_them_but_cannot_cancel(caller):
 
 
 def test_staff_who_may_change_batches_cancel_them_in_their_own_name(caller):
-    theirs = batch_in(S.PROCESSING, caller=caller)
+    theirs = BatchFactory(caller=caller, status=S.PROCESSING)
     client = staff_signed_in("view_batch", "change_batch")
     client.post(reverse("batch_cancel_page", args=[theirs.pk]))
     assert Batch.objects.get(pk=theirs.pk).status == S.CANCEL
@@ -119,7 +111,7 @@ def test_staff_who_may_change_batches_cancel_them_in_their_own_name(caller):
 
 
 def test_another_accounts_batch_is_not_found(caller, stranger):
-    theirs = batch_in(S.NEW, caller=stranger)
+    theirs = BatchFactory(caller=stranger)
     client = signed_in(caller)
     for response in (
         client.get(reverse("batch_page", args=[theirs.pk])),
@@ -132,7 +124,7 @@ def test_another_accounts_batch_is_not_found(caller, stranger):
 
 def test_a_role_without_the_action_is_refused_with_its_name(make_caller):
     reader = make_caller(statement={"effect": "allow", "actions": ["get_batches", "get_batch"]})
-    batch = batch_in(S.NEW, caller=reader)
+    batch = BatchFactory(caller=make_caller(account=reader.account))
     client = signed_in(reader)
 
     assert "New batch" not in client.get(LIST).content.decode()
@@ -147,25 +139,25 @@ def test_a_role_without_the_action_is_refused_with_its_name(make_caller):
 
 
 def test_cancelling_a_finished_batch_says_why_and_changes_nothing(caller):
-    batch = batch_in(S.COMPLETED, caller=caller)
+    batch = BatchFactory(caller=caller, status=S.COMPLETED)
     response = signed_in(caller).post(reverse("batch_cancel_page", args=[batch.pk]), follow=True)
     assert "has finished (completed); nothing is left to cancel" in response.content.decode()
     assert Batch.objects.get(pk=batch.pk).status == S.COMPLETED
 
 
 def test_delete_from_the_page_starts_deletion(caller):
-    batch = batch_in(S.COMPLETED, caller=caller)
+    batch = BatchFactory(caller=caller, status=S.COMPLETED)
     response = signed_in(caller).post(reverse("batch_delete_page", args=[batch.pk]), follow=True)
     assert "is being deleted" in response.content.decode()
     assert Batch.objects.get(pk=batch.pk).status == S.DELETING
 
 
 def test_the_state_the_detail_page_polls(caller):
-    batch = batch_in(S.PROCESSING, caller=caller)
+    batch = BatchFactory(caller=caller, status=S.PROCESSING)
     state = signed_in(caller).get(reverse("batch_state", args=[batch.pk])).json()
     assert state["batch"]["batch"] == str(batch.pk)
     assert state["status_label"] == "processing" and state["can_cancel"] is True
-    assert [change["status"] for change in state["history"]] == ["processing"]
+    assert [change["status"] for change in state["history"]] == [S.NEW, *moves_to(S.PROCESSING)]
     assert state["downloads"] == {"results": None, "errors": None, "partial": None}
 
 

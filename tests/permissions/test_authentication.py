@@ -5,7 +5,7 @@ from rest_framework.test import APIClient
 
 from permissions import services
 from permissions.models import UserSecret
-from tests.helpers import assert_error
+from tests.support.assertions import assert_error
 
 
 def test_no_secret_is_401_with_the_error_body(db):
@@ -28,8 +28,8 @@ def test_raw_secret_and_bearer_secret_both_work(caller):
 
 
 def test_expired_secret_is_401(caller):
-    UserSecret.objects.filter(account_user=caller.account_user).update(
-        validity_at=timezone.now() - timedelta(seconds=1)
+    services.secret_update(
+        secret=caller.account_user.secret, validity_at=timezone.now() - timedelta(seconds=1)
     )
     assert_error(caller.client.get("/whoami"), 401, "invalid_secret")
 

@@ -3,7 +3,6 @@ connections each get a count of their own, on the database's table and on Redis 
 window ends on the server's clock and the next hit opens a new one."""
 
 import shutil
-import socket
 import subprocess
 import time
 
@@ -13,7 +12,8 @@ import redis
 from operating.services import usage_prune
 from permissions.counters import counter_clear, counter_hit, counter_release
 from permissions.models import WindowCounter
-from tests.parallel import in_parallel
+from tests.support.parallel_calls import in_parallel
+from tests.support.ports import free_port
 
 REDIS_CACHE = "django.core.cache.backends.redis.RedisCache"
 
@@ -23,9 +23,7 @@ def redis_url():
     """A redis-server of this module's own, on a free loopback port, keeping nothing on disk."""
     if shutil.which("redis-server") is None:
         pytest.skip("needs redis-server")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     command = ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL)
     url = f"redis://127.0.0.1:{port}/0"

@@ -15,8 +15,8 @@ from rest_framework.test import APIClient
 
 from permissions import services
 from permissions.models import AccountUser, Role, UserSecret
-from tests.factories import RoleFactory
-from tests.helpers import assert_error
+from tests.support.assertions import assert_error
+from tests.support.factories import RoleFactory
 
 
 def allow(*actions):

@@ -5,7 +5,7 @@ import pytest
 from permissions import services
 from permissions.actions import ACTIONS
 from permissions.statements import granted_actions
-from tests.factories import AccountFactory, AccountUserFactory, RoleFactory
+from tests.support.factories import AccountFactory, AccountUserFactory, RoleFactory
 
 
 def held(user, account):

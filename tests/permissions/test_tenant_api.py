@@ -5,7 +5,7 @@ import pytest
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from tests.helpers import assert_error
+from tests.support.assertions import assert_error
 
 READ_ONLY = {
     "effect": "allow",

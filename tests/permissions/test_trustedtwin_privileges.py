@@ -8,7 +8,7 @@ import pytest
 from trustedtwin.tt_api import TTRESTService
 
 from permissions import services
-from tests.factories import RoleFactory
+from tests.support.factories import RoleFactory
 
 
 def answer(call) -> tuple[int, dict]:

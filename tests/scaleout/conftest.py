@@ -5,7 +5,8 @@ from django.test import override_settings
 from moto.server import ThreadedMotoServer
 from storages.backends.s3 import S3Storage
 
-from tests.scaleout.s3 import S3Bucket, free_port
+from tests.support.ports import free_port
+from tests.support.s3_bucket import S3Bucket
 
 
 @pytest.fixture(scope="session")

@@ -19,9 +19,12 @@ from django.conf import settings
 from batches.models import Batch, BatchStatus
 from batches.statuses import TERMINAL
 from batchsite.celery import app as celery_app
-from tests.batches.pipeline.faults import broker_kind
-from tests.batches.pipeline_helpers import WorkerProcess, batch_start, jsonl, wait_for
-from tests.scaleout.s3 import free_port
+from tests.support.batch_files import jsonl
+from tests.support.factories import BatchFactory
+from tests.support.infrastructure_faults import broker_kind
+from tests.support.ports import free_port
+from tests.support.waiting import wait_for
+from tests.support.worker_processes import WorkerProcess
 from twins.models import Twin
 
 S = BatchStatus
@@ -35,7 +38,7 @@ pytestmark = [
 # Storage slow enough that copying and validating last about a second each, so that both
 # batches are validating at once and the restart lands while the workers hold their steps.
 SLOW_WORKER_ENV = {
-    "DJANGO_SETTINGS_MODULE": "tests.slow_storage",
+    "DJANGO_SETTINGS_MODULE": "tests.support.slow_storage_settings",
     "SLOW_STORAGE_BYTES_PER_SECOND": "100000",
 }
 
@@ -127,10 +130,9 @@ def statuses(batch_ids) -> set[str]:
 
 def restart_while_two_batches_validate(caller, broker, workers: Workers, *, round_number: int) -> None:
     batch_ids = [
-        batch_start(
-            caller,
-            "create_twin",
-            jsonl({"description": {"batch": f"{round_number}-{b}", "n": n}} for n in range(LINES)),
+        BatchFactory(
+            caller=caller,
+            content=jsonl({"description": {"batch": f"{round_number}-{b}", "n": n}} for n in range(LINES)),
         ).pk
         for b in range(2)
     ]

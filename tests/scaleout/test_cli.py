@@ -12,7 +12,8 @@ from django.conf import settings
 
 from batches.models import Batch, Upload
 from batchsite.celery import app as celery_app
-from tests.batches.pipeline_helpers import WorkerProcess, jsonl
+from tests.support.batch_files import jsonl
+from tests.support.worker_processes import WorkerProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 

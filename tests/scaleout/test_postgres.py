@@ -11,14 +11,11 @@ from django.test.utils import CaptureQueriesContext
 from batches import selectors
 from batches.models import Batch, BatchStatus, Chunk
 from batchsite.celery import app as celery_app
-from tests.batches.pipeline_helpers import (
-    WorkerProcess,
-    batch_start,
-    jsonl,
-    read_results,
-    wait_for,
-    wait_terminal,
-)
+from tests.support.batch_files import jsonl
+from tests.support.factories import BatchFactory
+from tests.support.inline_pipeline import read_results
+from tests.support.waiting import wait_for, wait_terminal
+from tests.support.worker_processes import WorkerProcess
 from twins.models import Twin
 
 pytestmark = pytest.mark.skipif(
@@ -80,7 +77,11 @@ def test_two_worker_processes_share_the_chunks_of_one_batch(caller):
         for worker in workers:
             wait_for(lambda worker=worker: "ready." in worker.log(), timeout=60, what="the worker to start")
         content = jsonl({"description": {"serial": n}} for n in range(lines))
-        batch = wait_terminal(batch_start(caller, "create_twin", content), timeout=180, worker=workers[0])
+        batch = wait_terminal(
+            BatchFactory(caller=caller, content=content),
+            timeout=180,
+            worker=workers[0],
+        )
     finally:
         for worker in workers:
             worker.stop()

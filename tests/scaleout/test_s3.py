@@ -3,7 +3,6 @@ secret, the bytes never pass through the service, and the pipeline reads and wri
 These run in every CI mode, each test on its own fresh bucket."""
 
 import hashlib
-from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -16,48 +15,16 @@ from batches.files import upload_file_name
 from batches.models import Batch, BatchStatus
 from batches.pipeline import maintenance
 from batches.storage import read_range
-from tests.batches.pipeline_helpers import (
-    WorkerProcess,
-    jsonl,
-    run_batch,
-    stop_after_first_chunk,
-    wait_terminal,
-)
-from tests.helpers import assert_error
+from tests.support.assertions import assert_error
+from tests.support.batch_api import create_batch
+from tests.support.batch_files import twin_lines
+from tests.support.inline_pipeline import run_batch, stop_after_first_chunk
+from tests.support.s3_bucket import OCTETS, download, presigned_upload
+from tests.support.waiting import wait_terminal
+from tests.support.worker_processes import WorkerProcess
 from twins.models import Twin
 
 S = BatchStatus
-OCTETS = {"Content-Type": "application/octet-stream"}
-
-
-def twin_lines(count: int) -> bytes:
-    return jsonl({"description": {"serial": n}} for n in range(count))
-
-
-def presigned_upload(caller, s3, content: bytes) -> str:
-    """POST /cache, then a plain PUT of the bytes to the URL it gave; returns the handler."""
-    issued = caller.client.post("/cache").json()
-    assert urlsplit(issued["url"]).netloc == urlsplit(s3.endpoint).netloc, "the URL points at the bucket"
-    put = requests.put(issued["url"], data=content, headers=OCTETS, timeout=10)
-    assert put.status_code == 200, put.text
-    return issued["handler"]
-
-
-def create_batch(caller, handler: str, **body):
-    return caller.client.post(
-        "/batches", {"handler": handler, "operation": "create_twin", **body}, format="json"
-    )
-
-
-def download(caller, s3, batch_id, part: str = "results") -> requests.Response:
-    """GET ?download=true, then a plain GET of the presigned URL it gave."""
-    answer = caller.client.get(f"/batches/{batch_id}", {"download": "true", "part": part})
-    assert answer.status_code == 200, answer.content
-    url = answer.json()["download"]["url"]
-    assert urlsplit(url).netloc == urlsplit(s3.endpoint).netloc, "the URL points at the bucket"
-    downloaded = requests.get(url, timeout=10)
-    assert downloaded.status_code == 200, downloaded.text
-    return downloaded
 
 
 def test_presigned_upload_batch_and_presigned_download(caller, s3):

@@ -10,9 +10,11 @@ from django.test import override_settings
 
 from batches.models import Batch, BatchStatus
 from batches.pipeline import chunks
-from tests.batches.pipeline_helpers import InlinePipeline, jsonl, run_batch
-from tests.helpers import assert_error
-from tests.scaleout.test_s3 import create_batch, download, presigned_upload, twin_lines
+from tests.support.assertions import assert_error
+from tests.support.batch_api import create_batch
+from tests.support.batch_files import jsonl, twin_lines
+from tests.support.inline_pipeline import InlinePipeline, run_batch
+from tests.support.s3_bucket import download, presigned_upload
 from twins.models import Twin
 
 S = BatchStatus

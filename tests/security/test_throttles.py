@@ -13,8 +13,8 @@ from django.test import Client, override_settings
 from rest_framework.test import APIClient
 
 from permissions import services
-from tests.helpers import assert_error
-from tests.parallel import in_parallel
+from tests.support.assertions import assert_error
+from tests.support.parallel_calls import in_parallel
 
 PASSWORD = "a long password nobody guesses"
 

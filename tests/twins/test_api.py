@@ -5,7 +5,7 @@ from urllib.parse import quote
 
 import pytest
 
-from tests.helpers import assert_error
+from tests.support.assertions import assert_error
 from twins.registry import OPERATIONS
 
 pytestmark = pytest.mark.django_db

@@ -1,7 +1,7 @@
 import pytest
 
 from batchsite.celery import app as celery_app
-from tests.batches.pipeline_helpers import WorkerProcess
+from tests.support.worker_processes import WorkerProcess
 
 
 @pytest.fixture

@@ -10,7 +10,9 @@ from batches.models import Batch, BatchStatus, Chunk
 from batches.pipeline import chunks, maintenance
 from batches.pipeline.chunk_lease import ChunkLease, ChunkLeaseLost
 from batchsite.clock import database_now_plus
-from tests.batches.pipeline_helpers import InlinePipeline, batch_start, jsonl, read_results
+from tests.support.batch_files import jsonl
+from tests.support.factories import BatchFactory
+from tests.support.inline_pipeline import InlinePipeline, read_results
 from twins.models import Twin
 
 S = BatchStatus
@@ -23,7 +25,7 @@ def two_line_chunks(settings):
 
 
 def processing_batch(caller, lines: int) -> tuple[Batch, InlinePipeline]:
-    batch = batch_start(caller, "create_twin", jsonl({"description": {"n": n}} for n in range(lines)))
+    batch = BatchFactory(caller=caller, content=jsonl({"description": {"n": n}} for n in range(lines)))
     runner = InlinePipeline()
     runner.advance(batch)
     runner.run_until(batch, S.PROCESSING)

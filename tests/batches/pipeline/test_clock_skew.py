@@ -19,18 +19,13 @@ from batches.models import Batch, BatchStatus
 from batches.pipeline import chunks, driver
 from batches.statuses import TERMINAL
 from batchsite.celery import app as celery_app
-from batchsite.health import pipeline_health
-from tests.batches.pipeline.faults import broker_kind
-from tests.batches.pipeline_helpers import (
-    HAPPY_PATH,
-    InlinePipeline,
-    WorkerProcess,
-    batch_start,
-    history,
-    jsonl,
-    read_results,
-    wait_for,
-)
+from operating.selectors import pipeline_health
+from tests.support.batch_files import jsonl
+from tests.support.factories import HAPPY_PATH, BatchFactory
+from tests.support.infrastructure_faults import broker_kind
+from tests.support.inline_pipeline import InlinePipeline, history, read_results
+from tests.support.waiting import wait_for
+from tests.support.worker_processes import WorkerProcess
 from twins.models import Twin
 
 S = BatchStatus
@@ -47,7 +42,10 @@ pytestmark = [
     pytest.mark.skipif(not FAKETIME_LIBRARY.exists(), reason="needs libfaketime (make test installs it)"),
 ]
 # 128 kB/s: a 64 kB block read and written takes a second, so the holder renews within its lease.
-SLOW_STORAGE_ENV = {"DJANGO_SETTINGS_MODULE": "tests.slow_storage", "SLOW_STORAGE_BYTES_PER_SECOND": "131072"}
+SLOW_STORAGE_ENV = {
+    "DJANGO_SETTINGS_MODULE": "tests.support.slow_storage_settings",
+    "SLOW_STORAGE_BYTES_PER_SECOND": "131072",
+}
 # The step before each step under test, reached in this process.
 RUN_UNTIL = {S.COPYING: S.NEW, S.VALIDATING: S.COPIED, S.WRITING_RESULTS: S.PROCESSED}
 
@@ -132,8 +130,9 @@ def kill_the_holder_and_time_the_recovery(caller, workers, *, holder_offset, oth
     if broker_kind() == "amqp":
         pytest.skip("the kill cases run once, on Redis")
     ages = SweepAges()
-    batch = batch_start(
-        caller, "create_twin", jsonl({"description": {"serial": n, "pad": PAD}} for n in range(LINES))
+    batch = BatchFactory(
+        caller=caller,
+        content=jsonl({"description": {"serial": n, "pad": PAD}} for n in range(LINES)),
     )
     run_here_until(batch, RUN_UNTIL[step])
     holder = workers(holder_offset, SLOW_STORAGE_ENV)

@@ -12,8 +12,10 @@ from batches.models import Batch, BatchStatus
 from batches.pipeline import maintenance
 from batches.pipeline.lease import Lease
 from batches.states import batch_transition
-from batchsite.health import pipeline_health
-from tests.batches.pipeline_helpers import batch_start, history, jsonl
+from operating.selectors import pipeline_health
+from tests.support.batch_files import jsonl
+from tests.support.factories import BatchFactory
+from tests.support.inline_pipeline import history
 
 S = BatchStatus
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -35,7 +37,7 @@ BEHIND = timedelta(seconds=-30)
 
 
 def copying_batch(caller) -> Batch:
-    batch = batch_start(caller, "create_twin", jsonl({"description": {"n": n}} for n in range(2)))
+    batch = BatchFactory(caller=caller, content=jsonl({"description": {"n": n}} for n in range(2)))
     batch_transition(batch_id=batch.pk, to=S.COPYING)
     return batch
 
@@ -64,7 +66,7 @@ def test_a_lease_taken_by_a_clock_behind_is_not_taken_over_while_live(caller, pr
 
 
 def test_history_is_in_order_whichever_clock_wrote_it(caller, process_clock):
-    batch = batch_start(caller, "create_twin", jsonl([{"description": {}}]))
+    batch = BatchFactory(caller=caller, content=jsonl([{"description": {}}]))
     for offset, status in ((AHEAD, S.COPYING), (BEHIND, S.COPIED), (AHEAD, S.VALIDATING)):
         process_clock(offset)
         assert batch_transition(batch_id=batch.pk, to=status) is not None

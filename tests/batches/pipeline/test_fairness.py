@@ -12,7 +12,9 @@ from django.conf import settings
 from django.db import connection
 
 from batches.models import Batch, BatchStatus
-from tests.batches.pipeline_helpers import batch_start, jsonl, wait_for, wait_terminal
+from tests.support.batch_files import jsonl
+from tests.support.factories import BatchFactory
+from tests.support.waiting import wait_for, wait_terminal
 
 S = BatchStatus
 LARGE_LINES = int(os.environ.get("FAIRNESS_LINES", "100000"))
@@ -26,7 +28,10 @@ pytestmark = [
 
 def seconds_to_complete_a_small_batch(account, worker) -> float:
     submitted = time.monotonic()
-    small = batch_start(account, "create_twin", jsonl({"description": {"n": n}} for n in range(SMALL_LINES)))
+    small = BatchFactory(
+        caller=account,
+        content=jsonl({"description": {"n": n}} for n in range(SMALL_LINES)),
+    )
     small = wait_terminal(small, timeout=60, worker=worker)
     assert small.status == S.COMPLETED
     return time.monotonic() - submitted
@@ -36,7 +41,10 @@ def test_a_small_batch_is_not_starved_by_another_accounts_large_one(caller, stra
     # The same small batch on the idle workers, twice (the first also pays for their start):
     # what a newcomer takes on this machine under this load, measured in this run.
     seconds_alone = min(seconds_to_complete_a_small_batch(stranger, two_workers[0]) for _ in range(2))
-    large = batch_start(caller, "create_twin", jsonl({"description": {"n": n}} for n in range(LARGE_LINES)))
+    large = BatchFactory(
+        caller=caller,
+        content=jsonl({"description": {"n": n}} for n in range(LARGE_LINES)),
+    )
     wait_for(
         lambda: Batch.objects.get(pk=large.pk).processed >= 2000,
         timeout=120,

@@ -6,7 +6,7 @@ while its worker still runs it), SIGKILLs every worker (a fresh one takes over o
 one's lease expires), or cancels statements and terminates database connections under the
 chunk workers. Every run must end `completed` with every line run exactly once: one twin per
 line, one result line per input line, no 500. The workers read and write storage slowly
-(tests.slow_storage) so that each step lasts long enough to be hit.
+(tests.support.slow_storage_settings) so that each step lasts long enough to be hit.
 
 FAULT_LINES sets the batch size (`make soak` runs a larger one).
 """
@@ -20,15 +20,12 @@ from django.db import connection
 
 from batches.models import Batch, BatchStatus, Chunk
 from batchsite.celery import app as celery_app
-from tests.batches.pipeline.faults import broker_kind, drop_broker_connections, other_backends
-from tests.batches.pipeline_helpers import (
-    WorkerProcess,
-    batch_start,
-    jsonl,
-    read_results,
-    wait_for,
-    wait_terminal,
-)
+from tests.support.batch_files import jsonl
+from tests.support.factories import BatchFactory
+from tests.support.infrastructure_faults import broker_kind, drop_broker_connections, other_backends
+from tests.support.inline_pipeline import read_results
+from tests.support.waiting import wait_for, wait_terminal
+from tests.support.worker_processes import WorkerProcess
 from twins.models import Twin
 
 S = BatchStatus
@@ -40,7 +37,7 @@ pytestmark = [
     pytest.mark.skipif(connection.vendor != "postgresql", reason="the fault suite runs on PostgreSQL"),
 ]
 SLOW_WORKER_ENV = {
-    "DJANGO_SETTINGS_MODULE": "tests.slow_storage",
+    "DJANGO_SETTINGS_MODULE": "tests.support.slow_storage_settings",
     "SLOW_STORAGE_BYTES_PER_SECOND": "2000000",
     "BATCH_CHUNK_LINES": "500",
 }
@@ -94,8 +91,9 @@ def deployment(request):
 
 
 def submit(caller) -> Batch:
-    return batch_start(
-        caller, "create_twin", jsonl({"description": {"serial": n, "pad": PAD}} for n in range(LINES))
+    return BatchFactory(
+        caller=caller,
+        content=jsonl({"description": {"serial": n, "pad": PAD}} for n in range(LINES)),
     )
 
 

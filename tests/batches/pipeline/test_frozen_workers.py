@@ -23,20 +23,13 @@ from django.db import connection
 
 from batches.models import Batch, BatchStatus
 from batchsite.celery import app as celery_app
-from tests.batches.pipeline.faults import broker_kind
-from tests.batches.pipeline_helpers import (
-    WorkerProcess,
-    batch_start,
-    database_url,
-    jsonl,
-    read_results,
-    wait_for,
-)
-from twins.models import Twin
+from tests.support.infrastructure_faults import broker_kind
+from tests.support.waiting import wait_for
+from tests.support.worker_outcomes import assert_ran_once, query_value, reached, submit
+from tests.support.worker_processes import WorkerProcess, database_url
 
 S = BatchStatus
 FROZEN = "frozen-worker"
-PAD = "p" * 200
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.django_db(transaction=True),
@@ -98,13 +91,6 @@ def deployment_for(request, lease_seconds: int, env: dict) -> FrozenDeployment:
     )
 
 
-def query_value(sql: str, params=()):
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    return row[0] if row else None
-
-
 @pytest.fixture
 def frozen_progress_is_slow():
     """The frozen worker's update of a batch's counts (a chunk's last statements, under the
@@ -123,40 +109,6 @@ def frozen_progress_is_slow():
     with connection.cursor() as cursor:
         cursor.execute("DROP TRIGGER IF EXISTS test_slow_progress ON batches_batch")
         cursor.execute("DROP FUNCTION IF EXISTS test_slow_progress()")
-
-
-def submit(caller, lines: int) -> Batch:
-    return batch_start(
-        caller, "create_twin", jsonl({"description": {"serial": n, "pad": PAD}} for n in range(lines))
-    )
-
-
-def reached(batch: Batch, status: str, *, within: float, since: float, deployment) -> float:
-    """Seconds from `since` until the batch is in `status`; fails past `within`."""
-
-    def there():
-        return Batch.objects.filter(pk=batch.pk, status=status).exists()
-
-    try:
-        wait_for(there, timeout=max(0.0, since + within - time.monotonic()), interval=0.1, what=status)
-    except AssertionError:
-        current = Batch.objects.filter(pk=batch.pk).values_list("status", "processed").first()
-        raise AssertionError(
-            f"{batch.pk} not {status} within {within} s: {current}\n{deployment.log()}"
-        ) from None
-    return time.monotonic() - since
-
-
-def assert_ran_once(batch: Batch) -> list[dict]:
-    """Every line has one result; the twins created are exactly the lines that succeeded."""
-    batch.refresh_from_db()
-    results = read_results(batch.results_file)
-    assert [result["line"] for result in results] == list(range(1, batch.total + 1))
-    succeeded = [result["line"] - 1 for result in results if result["status"] == 201]
-    serials = sorted(Twin.objects.filter(account=batch.account).values_list("description__serial", flat=True))
-    assert serials == succeeded, "a line ran twice, or ran and is not reported"
-    assert batch.succeeded == len(succeeded)
-    return results
 
 
 class CancelRequest(threading.Thread):
@@ -233,7 +185,7 @@ def test_a_chunk_of_a_worker_frozen_mid_chunk_is_taken_over_and_runs_once(
 ):
     # Slow reads make a chunk's transaction last long enough to be stopped in.
     slow = {
-        "DJANGO_SETTINGS_MODULE": "tests.slow_storage",
+        "DJANGO_SETTINGS_MODULE": "tests.support.slow_storage_settings",
         "SLOW_STORAGE_BYTES_PER_SECOND": "2000000",
         "BATCH_CHUNK_LINES": "500",
     }

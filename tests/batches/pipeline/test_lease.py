@@ -12,7 +12,9 @@ from batches.models import Batch, BatchStatus
 from batches.pipeline import copying, driver
 from batches.pipeline.lease import Lease
 from batches.states import batch_transition
-from tests.batches.pipeline_helpers import InlinePipeline, batch_start, history, jsonl
+from tests.support.batch_files import jsonl
+from tests.support.factories import BatchFactory
+from tests.support.inline_pipeline import InlinePipeline, history
 from twins.models import Twin
 
 S = BatchStatus
@@ -24,7 +26,7 @@ def lines(count: int) -> bytes:
 
 
 def copying_batch(caller) -> Batch:
-    batch = batch_start(caller, "create_twin", lines(3))
+    batch = BatchFactory(caller=caller, content=lines(3))
     batch_transition(batch_id=batch.pk, to=S.COPYING)
     return batch
 

@@ -14,7 +14,8 @@ from batches.models import Batch, BatchStatus
 from batches.pipeline import maintenance
 from batches.states import batch_transition
 from batchsite.clock import database_now_plus
-from tests.batches.pipeline_helpers import batch_start, jsonl
+from tests.support.batch_files import jsonl
+from tests.support.factories import BatchFactory
 
 S = BatchStatus
 pytestmark = [
@@ -44,7 +45,7 @@ def row_held(batch: Batch):
 
 def quiet_batch(caller) -> Batch:
     """A batch that lost its message: it sits in `copied`, untouched for a while."""
-    batch = batch_start(caller, "create_twin", jsonl([{"description": {"n": 1}}]))
+    batch = BatchFactory(caller=caller, content=jsonl([{"description": {"n": 1}}]))
     batch_transition(batch_id=batch.pk, to=S.COPYING)
     batch_transition(batch_id=batch.pk, to=S.COPIED)
     Batch.objects.filter(pk=batch.pk).update(heartbeat_at=database_now_plus(-600))

@@ -10,7 +10,7 @@ from django.core.files.storage import FileSystemStorage, default_storage
 
 from batches.files import SPOOL_FOLDER
 from batches.pipeline import maintenance
-from tests.batches.pipeline_helpers import upload_bytes
+from tests.support.factories import UploadFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -29,7 +29,7 @@ def local_storage():
 
 
 def test_orphaned_upload_bodies_go_once_old_and_referenced_ones_stay(caller):
-    kept = upload_bytes(caller, b'{"description": {}}\n')
+    kept = UploadFactory(caller=caller, content=b'{"description": {}}\n')
     os.utime(default_storage.path(kept.file_name), (0, 0))
     orphan = stored(f"uploads/{caller.account.pk}/cut-short.part", hours_old=3)
     recent = stored(f"uploads/{caller.account.pk}/still-arriving.part", hours_old=0)

@@ -12,7 +12,9 @@ from batches.files import batch_folder, storage_files_under
 from batches.models import Batch, BatchStatus
 from batches.pipeline import driver
 from batches.states import batch_transition
-from tests.batches.pipeline_helpers import InlinePipeline, batch_start, jsonl, read_results
+from tests.support.batch_files import jsonl
+from tests.support.factories import BatchFactory
+from tests.support.inline_pipeline import InlinePipeline, read_results
 
 S = BatchStatus
 
@@ -25,7 +27,7 @@ def recorded_files(batch) -> set[str]:
 def completed_after_a_failed_publish(caller):
     """A batch whose results step wrote its files, failed to publish them (the database went
     away in the transition), and completed when it ran again."""
-    batch = batch_start(caller, "create_twin", jsonl([{}, {}]))
+    batch = BatchFactory(caller=caller, content=jsonl([{}, {}]))
     failures = []
 
     def completing_fails_once(**move):

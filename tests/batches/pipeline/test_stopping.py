@@ -14,7 +14,10 @@ from django.db import connection
 
 from batches import services
 from batches.models import Batch, BatchStatus
-from tests.batches.pipeline_helpers import batch_start, jsonl, read_results, wait_for
+from tests.support.batch_files import jsonl
+from tests.support.factories import BatchFactory
+from tests.support.inline_pipeline import read_results
+from tests.support.waiting import wait_for
 
 S = BatchStatus
 ROUNDS = int(os.environ.get("STOP_ROUNDS", "6"))
@@ -31,7 +34,7 @@ def running_batch(caller, workers) -> tuple[Batch, float]:
     commit: the same workers' task hops and file steps, timed in this run on this machine."""
     content = jsonl({"description": {"n": n}} for n in range(LINES))
     created = time.monotonic()
-    batch = batch_start(caller, "create_twin", content)
+    batch = BatchFactory(caller=caller, content=content)
     wait_for(
         lambda: Batch.objects.get(pk=batch.pk).processed > 0,
         timeout=60,
@@ -54,7 +57,7 @@ def logs_from_now(workers) -> Callable[[], str]:
 
 
 def assert_ended_in_time(took: list[float], starts: list[float], logged: str) -> None:
-    """Cancel is noticed within about a second (SPEC, section 7): the product's promise, so it
+    """Cancel is noticed within about a second (docs/contract.md, section 7): the product's promise, so it
     stays, with room for a loaded machine: twice the median time the same batches took to
     start on the same workers in this run (task hops, copying, validating, a chunk's commit),
     which grows with the load as a stop does. A deadlock (PostgreSQL detects it after 1 s, the

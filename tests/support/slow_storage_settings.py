@@ -1,6 +1,7 @@
 """Test settings for worker processes of the fault tests: local file storage that reads and
 writes at SLOW_STORAGE_BYTES_PER_SECOND, so a test can act while a step is under way.
-Used as DJANGO_SETTINGS_MODULE=tests.slow_storage by the workers those tests start."""
+Used as DJANGO_SETTINGS_MODULE=tests.support.slow_storage_settings by the workers those tests
+start."""
 
 import os
 import time
@@ -45,5 +46,8 @@ class SlowFileSystemStorage(FileSystemStorage):
 
 STORAGES = {
     **STORAGES,
-    "default": {**STORAGES["default"], "BACKEND": "tests.slow_storage.SlowFileSystemStorage"},
+    "default": {
+        **STORAGES["default"],
+        "BACKEND": "tests.support.slow_storage_settings.SlowFileSystemStorage",
+    },
 }

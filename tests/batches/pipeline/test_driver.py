@@ -1,5 +1,6 @@
-"""The pipeline in this process, step by step: every status path, file forms, outcomes,
-cancel at each stage, delete, permissions at execution time, and the progress invariant."""
+"""The pipeline run through its driver in this process, step by step: every status path, file
+forms, outcomes, cancel at each stage, delete, permissions at execution time, and the progress
+invariant."""
 
 import gzip
 import hashlib
@@ -16,12 +17,11 @@ from batches.pipeline.copying import step_copy
 from batches.pipeline.lease import Lease
 from batches.states import batch_transition
 from permissions import services as permission_services
-from tests.batches.pipeline_helpers import (
-    HAPPY_PATH,
+from tests.support.batch_files import jsonl, twin_lines
+from tests.support.factories import HAPPY_PATH, BatchFactory
+from tests.support.inline_pipeline import (
     InlinePipeline,
-    batch_start,
     history,
-    jsonl,
     read_results,
     run_batch,
     stop_after_first_chunk,
@@ -31,17 +31,13 @@ from twins.models import Twin
 S = BatchStatus
 
 
-def twin_lines(count: int) -> bytes:
-    return jsonl({"description": {"serial": n}} for n in range(count))
-
-
 def assert_progress_true(batch):
     assert batch.succeeded + batch.failed == batch.processed
     assert batch.total is None or batch.processed <= batch.total
 
 
 def test_completed_batch_runs_every_line_in_order(caller):
-    batch = run_batch(batch_start(caller, "create_twin", twin_lines(5)))
+    batch = run_batch(BatchFactory(caller=caller, content=twin_lines(5)))
     assert batch.status == S.COMPLETED
     assert history(batch) == HAPPY_PATH
     assert "reason" not in caller.client.get(f"/batches/{batch.pk}").json()
@@ -58,7 +54,7 @@ def test_completed_batch_runs_every_line_in_order(caller):
 
 
 def test_upload_is_spent_and_the_batch_owns_its_copy(caller):
-    batch = run_batch(batch_start(caller, "create_twin", twin_lines(2)))
+    batch = run_batch(BatchFactory(caller=caller, content=twin_lines(2)))
     assert batch.upload.file_name == ""
     assert default_storage.exists(batch.input_file)
     with default_storage.open(batch.input_file, "rb") as copy:
@@ -67,7 +63,7 @@ def test_upload_is_spent_and_the_batch_owns_its_copy(caller):
 
 def test_blank_lines_are_skipped_but_counted(caller):
     content = b'\n{"description": {"a": 1}}\n\n\n{"description": {"a": 2}}\n'
-    batch = run_batch(batch_start(caller, "create_twin", content))
+    batch = run_batch(BatchFactory(caller=caller, content=content))
     assert batch.total == 2
     assert [line["line"] for line in read_results(batch.results_file)] == [2, 5]
 
@@ -75,13 +71,13 @@ def test_blank_lines_are_skipped_but_counted(caller):
 def test_matching_hash_completes_and_is_kept(caller):
     content = twin_lines(3)
     digest = hashlib.sha256(content).hexdigest()
-    batch = run_batch(batch_start(caller, "create_twin", content, hash=digest))
+    batch = run_batch(BatchFactory(caller=caller, content=content, hash=digest))
     assert batch.status == S.COMPLETED
     assert batch.computed_hash == digest
 
 
 def test_hash_mismatch_keeps_no_copy_and_runs_nothing(caller):
-    batch = run_batch(batch_start(caller, "create_twin", twin_lines(3), hash="0" * 64))
+    batch = run_batch(BatchFactory(caller=caller, content=twin_lines(3), hash="0" * 64))
     assert batch.status == S.HASH_MISMATCH
     assert history(batch) == [S.NEW, S.COPYING, S.HASH_MISMATCH]
     assert batch.input_file == ""
@@ -104,7 +100,7 @@ def test_validation_failure_lists_each_bad_line_and_runs_nothing(caller):
             b'{"description": "not an object"}',
         ]
     )
-    batch = run_batch(batch_start(caller, "create_twin", content))
+    batch = run_batch(BatchFactory(caller=caller, content=content))
     assert batch.status == S.VALIDATION_FAILED
     assert history(batch)[-1] == S.VALIDATION_FAILED
     report = read_results(batch.results_file)
@@ -119,21 +115,21 @@ def test_validation_failure_lists_each_bad_line_and_runs_nothing(caller):
 
 @override_settings(VALIDATION_REPORT_MAX_LINES=2)
 def test_validation_report_is_capped_and_says_how_many(caller):
-    batch = run_batch(batch_start(caller, "create_twin", b"{bad\n" * 5))
+    batch = run_batch(BatchFactory(caller=caller, content=b"{bad\n" * 5))
     assert len(read_results(batch.results_file)) == 2
     assert "5 of 5 lines are invalid; the first 2 are listed" in batch.failure_reason
 
 
 def test_unreadable_file_fails_validation_with_the_reason(caller):
     content = gzip.compress(twin_lines(200))[:-30]
-    batch = run_batch(batch_start(caller, "create_twin", content))
+    batch = run_batch(BatchFactory(caller=caller, content=content))
     assert batch.status == S.VALIDATION_FAILED
     assert "decompressed" in batch.failure_reason
 
 
 @override_settings(BATCH_MAX_LINES=3)
 def test_too_many_lines_fail_validation(caller):
-    batch = run_batch(batch_start(caller, "create_twin", twin_lines(4)))
+    batch = run_batch(BatchFactory(caller=caller, content=twin_lines(4)))
     assert batch.status == S.VALIDATION_FAILED
     assert "more than 3 lines" in batch.failure_reason
 
@@ -149,7 +145,7 @@ def test_too_many_lines_fail_validation(caller):
     ids=["csv-by-type", "csv-by-first-byte", "gzip-jsonl", "gzip-csv"],
 )
 def test_csv_and_gzip_inputs(caller, content, content_type):
-    batch = run_batch(batch_start(caller, "create_twin", content, content_type=content_type))
+    batch = run_batch(BatchFactory(caller=caller, content=content, content_type=content_type))
     assert batch.status == S.COMPLETED, batch.failure_reason
     results = read_results(batch.results_file)
     assert [line["result"]["description"] for line in results] == [{"serial": 1}, {"serial": 2}]
@@ -158,9 +154,9 @@ def test_csv_and_gzip_inputs(caller, content, content_type):
 def test_mixed_outcomes_are_counted_and_reported_per_line(caller, stranger):
     mine = [
         line["result"]["creation_certificate"]["uuid"]
-        for line in read_results(run_batch(batch_start(caller, "create_twin", twin_lines(2))).results_file)
+        for line in read_results(run_batch(BatchFactory(caller=caller, content=twin_lines(2))).results_file)
     ]
-    foreign = run_batch(batch_start(stranger, "create_twin", twin_lines(1)))
+    foreign = run_batch(BatchFactory(caller=stranger, content=twin_lines(1)))
     foreign_twin = read_results(foreign.results_file)[0]["result"]["creation_certificate"]["uuid"]
     lines = [
         {"twin": mine[0], "description": {"colour": "red"}},
@@ -168,7 +164,7 @@ def test_mixed_outcomes_are_counted_and_reported_per_line(caller, stranger):
         {"twin": foreign_twin, "description": {"colour": "red"}},
         {"twin": mine[1], "description": {"colour": "blue"}},
     ]
-    batch = run_batch(batch_start(caller, "update_twin", jsonl(lines)))
+    batch = run_batch(BatchFactory(caller=caller, operation="update_twin", content=jsonl(lines)))
     assert batch.status == S.COMPLETED
     assert (batch.processed, batch.succeeded, batch.failed) == (4, 2, 2)
     results = read_results(batch.results_file)
@@ -180,7 +176,7 @@ def test_mixed_outcomes_are_counted_and_reported_per_line(caller, stranger):
 
 @override_settings(BATCH_CHUNK_LINES=3)
 def test_chunks_cover_every_line_once_and_progress_stays_true(caller):
-    batch = batch_start(caller, "create_twin", twin_lines(10))
+    batch = BatchFactory(caller=caller, content=twin_lines(10))
     runner = InlinePipeline()
     runner.advance(batch)
     while runner.step():
@@ -198,7 +194,7 @@ def all_not_executed(results, count):
 
 @pytest.mark.parametrize("stage", [S.NEW, S.COPYING, S.COPIED, S.VALIDATING])
 def test_cancel_before_processing_runs_nothing_and_lists_every_line(caller, stage):
-    batch = batch_start(caller, "create_twin", twin_lines(4))
+    batch = BatchFactory(caller=caller, content=twin_lines(4))
     runner = InlinePipeline()
     runner.advance(batch)
     if stage != S.NEW:
@@ -218,7 +214,7 @@ def test_cancel_before_processing_runs_nothing_and_lists_every_line(caller, stag
 
 @override_settings(BATCH_CHUNK_LINES=2)
 def test_cancel_during_processing_keeps_executed_lines_and_reports_the_rest(caller):
-    batch = batch_start(caller, "create_twin", twin_lines(7))
+    batch = BatchFactory(caller=caller, content=twin_lines(7))
     runner = InlinePipeline()
     runner.advance(batch)
     runner.run_until(batch, S.PROCESSING)
@@ -239,7 +235,7 @@ def test_cancel_during_processing_keeps_executed_lines_and_reports_the_rest(call
 
 @override_settings(BATCH_CHUNK_LINES=10, BATCH_CANCEL_CHECK_LINES=2)
 def test_cancel_is_seen_between_lines_of_a_running_chunk(caller, monkeypatch):
-    batch = batch_start(caller, "create_twin", twin_lines(8))
+    batch = BatchFactory(caller=caller, content=twin_lines(8))
     runner = InlinePipeline()
     runner.advance(batch)
     runner.run_until(batch, S.PROCESSING)
@@ -264,7 +260,7 @@ def test_cancel_is_seen_between_lines_of_a_running_chunk(caller, monkeypatch):
 
 
 def test_a_step_that_lost_the_race_to_a_cancel_changes_nothing(caller):
-    batch = batch_start(caller, "create_twin", twin_lines(2))
+    batch = BatchFactory(caller=caller, content=twin_lines(2))
     batch_transition(batch_id=batch.pk, to=S.COPYING)
     lease = Lease(batch_id=batch.pk, status=S.COPYING)
     assert lease.acquire()
@@ -278,7 +274,7 @@ def test_a_step_that_lost_the_race_to_a_cancel_changes_nothing(caller):
 
 @override_settings(BATCH_CHUNK_LINES=2)
 def test_lines_run_with_the_creators_permissions_at_execution_time(caller):
-    batch = batch_start(caller, "create_twin", twin_lines(5))
+    batch = BatchFactory(caller=caller, content=twin_lines(5))
     runner = InlinePipeline()
     runner.advance(batch)
     runner.run_until(batch, S.PROCESSING)
@@ -296,7 +292,7 @@ def test_lines_run_with_the_creators_permissions_at_execution_time(caller):
 
 
 def test_deleting_a_finished_batch_removes_its_files_and_row(caller):
-    batch = run_batch(batch_start(caller, "create_twin", twin_lines(2)))
+    batch = run_batch(BatchFactory(caller=caller, content=twin_lines(2)))
     files = [batch.input_file, batch.results_file, batch.errors_file]
     assert all(default_storage.exists(name) for name in files)
     services.batch_delete(batch=batch)
@@ -307,13 +303,13 @@ def test_deleting_a_finished_batch_removes_its_files_and_row(caller):
 
 @override_settings(BATCH_CHUNK_LINES=2)
 def test_deleting_a_running_batch_cancels_it_then_deletes_it(caller):
-    batch = batch_start(caller, "create_twin", twin_lines(6))
+    batch = BatchFactory(caller=caller, content=twin_lines(6))
     assert stop_after_first_chunk(batch, stop=services.batch_delete) is None
     assert Twin.objects.count() == 2, "lines executed before the stop stay applied"
 
 
 def test_a_second_delivery_of_a_finished_batch_does_nothing(caller):
-    batch = run_batch(batch_start(caller, "create_twin", twin_lines(3)))
+    batch = run_batch(BatchFactory(caller=caller, content=twin_lines(3)))
     before = history(batch)
     run_batch(batch)
     assert history(batch) == before
@@ -321,7 +317,7 @@ def test_a_second_delivery_of_a_finished_batch_does_nothing(caller):
 
 
 def test_a_second_run_of_a_done_chunk_applies_nothing_twice(caller):
-    batch = batch_start(caller, "create_twin", twin_lines(3))
+    batch = BatchFactory(caller=caller, content=twin_lines(3))
     runner = InlinePipeline()
     runner.advance(batch)
     runner.run_until(batch, S.PROCESSING)
@@ -334,7 +330,7 @@ def test_a_second_run_of_a_done_chunk_applies_nothing_twice(caller):
 @override_settings(BATCH_CHUNK_LINES=2)
 def test_lines_that_never_ran_keep_their_numbers_across_blank_lines(caller):
     content = b'{"description": {}}\n\n{"description": {}}\n{"description": {}}\n\n\n{"description": {}}\n'
-    batch = stop_after_first_chunk(batch_start(caller, "create_twin", content))
+    batch = stop_after_first_chunk(BatchFactory(caller=caller, content=content))
     results = read_results(batch.results_file)
     assert [(line["line"], line["status"]) for line in results] == [(1, 201), (3, 201), (4, None), (7, None)]
     assert [line["line"] for line in read_results(batch.errors_file)] == [4, 7]
@@ -344,8 +340,8 @@ def test_lines_that_never_ran_keep_their_numbers_across_blank_lines(caller):
 def test_a_large_batch_shares_the_workers_with_a_later_one(caller, stranger):
     """A chunk task's next chunk goes to the account that has had the fewest lines run: the
     second tenant's batch finishes while the first, larger one is still running."""
-    large = batch_start(caller, "create_twin", twin_lines(12))
-    small = batch_start(stranger, "create_twin", twin_lines(2))
+    large = BatchFactory(caller=caller, content=twin_lines(12))
+    small = BatchFactory(caller=stranger, content=twin_lines(2))
     runner = InlinePipeline()
     runner.advance(large)
     runner.run_until(large, S.PROCESSING)

@@ -1,4 +1,4 @@
-"""A million-line batch on a real worker keeps the worker's memory flat (SPEC section 7).
+"""A million-line batch on a real worker keeps the worker's memory flat (docs/contract.md, section 7).
 
 Run only on PostgreSQL (CI's services mode): on SQLite the million rows take minutes."""
 
@@ -11,8 +11,9 @@ from django.db import connection
 from batches import services
 from batches.models import BatchStatus
 from batchsite.celery import app as celery_app
-from tests.batches.pipeline_helpers import WorkerProcess, wait_terminal
-from tests.process_memory import PeakMemory
+from tests.support.process_memory import PeakMemory
+from tests.support.waiting import wait_terminal
+from tests.support.worker_processes import WorkerProcess
 from twins.models import Twin
 
 LINES = 1_000_000

@@ -1,19 +1,16 @@
-"""An S3 bucket on moto's server, for tests that run the service against S3."""
+"""An S3 bucket on moto's server, for tests that run the service against S3, and a client's
+steps through the presigned URLs the service gives for it."""
 
-import socket
 import uuid
+from urllib.parse import urlsplit
 
 import boto3
+import requests
 
 ACCESS_KEY = "testing"
 SECRET_KEY = "testing"
 REGION = "us-east-1"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+OCTETS = {"Content-Type": "application/octet-stream"}
 
 
 class S3Bucket:
@@ -65,3 +62,23 @@ class S3Bucket:
     def keys(self) -> set[str]:
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.name)
         return {entry["Key"] for page in pages for entry in page.get("Contents", [])}
+
+
+def presigned_upload(caller, s3: S3Bucket, content: bytes) -> str:
+    """POST /cache, then a plain PUT of the bytes to the URL it gave; returns the handler."""
+    issued = caller.client.post("/cache").json()
+    assert urlsplit(issued["url"]).netloc == urlsplit(s3.endpoint).netloc, "the URL points at the bucket"
+    put = requests.put(issued["url"], data=content, headers=OCTETS, timeout=10)
+    assert put.status_code == 200, put.text
+    return issued["handler"]
+
+
+def download(caller, s3: S3Bucket, batch_id, part: str = "results") -> requests.Response:
+    """GET ?download=true, then a plain GET of the presigned URL it gave."""
+    answer = caller.client.get(f"/batches/{batch_id}", {"download": "true", "part": part})
+    assert answer.status_code == 200, answer.content
+    url = answer.json()["download"]["url"]
+    assert urlsplit(url).netloc == urlsplit(s3.endpoint).netloc, "the URL points at the bucket"
+    downloaded = requests.get(url, timeout=10)
+    assert downloaded.status_code == 200, downloaded.text
+    return downloaded

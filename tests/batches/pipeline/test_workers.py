@@ -14,15 +14,10 @@ from batches.models import Batch, BatchStatus, Chunk
 from batches.pipeline import chunks
 from batches.statuses import TERMINAL
 from batchsite.errors import Conflict
-from tests.batches.pipeline_helpers import (
-    InlinePipeline,
-    batch_start,
-    jsonl,
-    read_results,
-    run_batch,
-    wait_for,
-    wait_terminal,
-)
+from tests.support.batch_files import jsonl
+from tests.support.factories import BatchFactory
+from tests.support.inline_pipeline import InlinePipeline, read_results, run_batch
+from tests.support.waiting import wait_for, wait_terminal
 from twins.models import Twin
 
 S = BatchStatus
@@ -32,9 +27,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 def test_every_ending_on_a_real_worker(caller, worker_factory):
     """hash_mismatch, validation_failed (with line numbers), completed and then deleted."""
     worker = worker_factory(log_name="worker-endings")
-    mismatch = batch_start(caller, "create_twin", jsonl([{}]), hash="0" * 64)
-    invalid = batch_start(caller, "create_twin", b'{}\n{"description": 1}\n{}\n{broken\n')
-    completed = batch_start(caller, "create_twin", jsonl([{"description": {"n": n}} for n in range(3)]))
+    mismatch = BatchFactory(caller=caller, content=jsonl([{}]), hash="0" * 64)
+    invalid = BatchFactory(caller=caller, content=b'{}\n{"description": 1}\n{}\n{broken\n')
+    completed = BatchFactory(caller=caller, content=jsonl([{"description": {"n": n}} for n in range(3)]))
 
     assert wait_terminal(mismatch, timeout=60, worker=worker).status == S.HASH_MISMATCH
     invalid = wait_terminal(invalid, timeout=60, worker=worker)
@@ -51,7 +46,10 @@ def test_every_ending_on_a_real_worker(caller, worker_factory):
 
 def test_killed_worker_loses_nothing_and_applies_nothing_twice(caller, worker_factory):
     lines = 50_000
-    batch = batch_start(caller, "create_twin", jsonl({"description": {"serial": n}} for n in range(lines)))
+    batch = BatchFactory(
+        caller=caller,
+        content=jsonl({"description": {"serial": n}} for n in range(lines)),
+    )
     first = worker_factory(log_name="worker-killed")
     wait_for(
         lambda: Batch.objects.get(pk=batch.pk).processed >= 5_000,
@@ -79,7 +77,10 @@ def test_cancel_reaches_a_running_batch_and_accounts_for_every_line(caller, work
     # Two worker processes run ~25,000 such lines a second on PostgreSQL: this many leave
     # seconds between the first chunk's commit and the last.
     lines = 100_000
-    batch = batch_start(caller, "create_twin", jsonl({"description": {"serial": n}} for n in range(lines)))
+    batch = BatchFactory(
+        caller=caller,
+        content=jsonl({"description": {"serial": n}} for n in range(lines)),
+    )
     worker = worker_factory(log_name="worker-cancel")
     wait_for(
         lambda: Batch.objects.get(pk=batch.pk).processed > 0, timeout=120, interval=0.02, what="processing"
@@ -132,13 +133,13 @@ def test_batch_results_equal_single_call_results(make_caller, worker_factory):
     worker = worker_factory(log_name="worker-equivalence")
 
     def seed(caller):
-        created = batch_start(caller, "create_twin", jsonl({"description": {"n": n}} for n in range(3)))
+        created = BatchFactory(caller=caller, content=jsonl({"description": {"n": n}} for n in range(3)))
         created = wait_terminal(created, timeout=60, worker=worker)
         return [line["result"]["creation_certificate"]["uuid"] for line in read_results(created.results_file)]
 
     batch_twins, single_twins = seed(batch_caller), seed(single_caller)
     for operation, lines_for in EQUIVALENCE_STEPS:
-        batch = batch_start(batch_caller, operation, jsonl(lines_for(batch_twins)))
+        batch = BatchFactory(caller=batch_caller, operation=operation, content=jsonl(lines_for(batch_twins)))
         batch = wait_terminal(batch, timeout=60, worker=worker)
         assert batch.status == S.COMPLETED, batch.failure_reason
         batch_outcomes = [
@@ -185,7 +186,7 @@ def test_cancel_racing_completion_yields_one_outcome(caller):
     batch ends in exactly one terminal status with a whole results file."""
     outcomes = set()
     for _ in range(8):
-        batch = batch_start(caller, "create_twin", jsonl({"description": {"n": n}} for n in range(4)))
+        batch = BatchFactory(caller=caller, content=jsonl({"description": {"n": n}} for n in range(4)))
         runner = InlinePipeline()
         runner.advance(batch)
         runner.run_until(batch, S.PROCESSING)

@@ -18,14 +18,9 @@ from batches import services
 from batches.models import Batch, BatchStatus, Chunk
 from batches.pipeline import chunks
 from batches.pipeline.retrying import lines_to_retry
-from tests.batches.pipeline_helpers import (
-    HAPPY_PATH,
-    InlinePipeline,
-    history,
-    jsonl,
-    read_results,
-    upload_bytes,
-)
+from tests.support.batch_files import jsonl
+from tests.support.factories import HAPPY_PATH, BatchFactory
+from tests.support.inline_pipeline import InlinePipeline, history, read_results, run_batch
 from twins.models import Twin
 
 S = BatchStatus
@@ -45,25 +40,6 @@ LINE_KINDS = st.sampled_from(
 )
 
 
-def start(caller, content: bytes, *, validate_only: bool = False) -> Batch:
-    upload = upload_bytes(caller, content)
-    batch, _ = services.batch_create(
-        account=caller.account,
-        user=caller.user,
-        handler=str(upload.handler),
-        operation="create_twin",
-        validate_only=validate_only,
-    )
-    return batch
-
-
-def run(batch: Batch) -> Batch:
-    runner = InlinePipeline()
-    runner.advance(batch)
-    runner.drain()
-    return Batch.objects.get(pk=batch.pk)
-
-
 def file_text(name: str) -> str:
     if not name:
         return ""
@@ -80,10 +56,10 @@ def ending(batch: Batch) -> tuple:
 def test_a_dry_run_ends_as_the_single_pass_ends_it(caller, lines, final_break, caplog):
     content = b"\n".join(lines) + (b"\n" if final_break else b"")
     with IN_ONE_PASS:
-        one_pass = run(start(caller, content, validate_only=True))
+        one_pass = run_batch(BatchFactory(caller=caller, content=content, validate_only=True))
     caplog.clear()
     with IN_PARALLEL, caplog.at_level("INFO", logger="batches.pipeline.validating"):
-        parallel = run(start(caller, content, validate_only=True))
+        parallel = run_batch(BatchFactory(caller=caller, content=content, validate_only=True))
     assert ending(parallel) == ending(one_pass)
     assert ("in parallel" in caplog.text) == bool(content)
     assert not Chunk.objects.filter(batch_id=parallel.pk).exists()
@@ -93,7 +69,7 @@ def test_a_dry_run_ends_as_the_single_pass_ends_it(caller, lines, final_break, c
 def test_a_batch_validated_in_parallel_runs_every_line_once(caller):
     content = b"\n".join([VALID, b"", *[b'{"description": {"n": %d}}' % n for n in range(2, 30)], b"", VALID])
     with IN_PARALLEL:
-        batch = run(start(caller, content))
+        batch = run_batch(BatchFactory(caller=caller, content=content))
     assert batch.status == S.COMPLETED
     assert history(batch) == HAPPY_PATH
     numbers = [n for n, line in enumerate(content.split(b"\n"), start=1) if line]
@@ -111,7 +87,7 @@ def test_a_batch_validated_in_parallel_runs_every_line_once(caller):
 def test_one_bad_line_in_the_last_chunk_fails_the_batch_before_any_line_runs(caller):
     lines = [VALID] * 21 + [b"{broken"]
     with IN_PARALLEL:
-        batch = run(start(caller, b"\n".join(lines) + b"\n"))
+        batch = run_batch(BatchFactory(caller=caller, content=b"\n".join(lines) + b"\n"))
     assert batch.status == S.VALIDATION_FAILED
     assert batch.failure_reason == "1 of 22 lines are invalid; each is listed."
     assert [(line["line"], line["error"]["subcode"]) for line in read_results(batch.errors_file)] == [
@@ -125,7 +101,7 @@ def test_one_bad_line_in_the_last_chunk_fails_the_batch_before_any_line_runs(cal
 def test_the_report_lists_the_first_bad_lines_across_chunks(caller):
     lines = [VALID, b"{a", b"{b", VALID, VALID, b"{c", b"{d", b"{e", VALID, b"[1]"]
     with IN_PARALLEL:
-        batch = run(start(caller, b"\n".join(lines)))
+        batch = run_batch(BatchFactory(caller=caller, content=b"\n".join(lines)))
     assert batch.failure_reason == "6 of 10 lines are invalid; the first 3 are listed."
     assert [line["line"] for line in read_results(batch.errors_file)] == [2, 3, 6]
 
@@ -133,7 +109,7 @@ def test_the_report_lists_the_first_bad_lines_across_chunks(caller):
 def test_a_cancel_while_chunks_are_checked_runs_nothing_and_lists_every_line(caller):
     content = jsonl({"description": {"n": n}} for n in range(20))
     with IN_PARALLEL:
-        batch = start(caller, content)
+        batch = BatchFactory(caller=caller, content=content)
         runner = InlinePipeline()
         runner.advance(batch)
         runner.run_until(batch, S.VALIDATING)
@@ -152,7 +128,7 @@ def test_a_cancel_while_chunks_are_checked_runs_nothing_and_lists_every_line(cal
 
 def test_chunk_work_lost_after_the_cut_is_asked_for_again(caller):
     with IN_PARALLEL:
-        batch = start(caller, jsonl({"description": {"n": n}} for n in range(10)))
+        batch = BatchFactory(caller=caller, content=jsonl({"description": {"n": n}} for n in range(10)))
         runner = InlinePipeline()
         runner.advance(batch)
         while not Chunk.objects.filter(batch_id=batch.pk).exists():
@@ -170,7 +146,7 @@ def test_chunk_work_lost_after_the_cut_is_asked_for_again(caller):
 def test_a_chunk_is_checked_once_and_the_merge_waits_for_every_chunk(caller, monkeypatch):
     monkeypatch.setattr(chunks, "CHECKED_CHUNKS_PER_CLAIM", 1)
     with IN_PARALLEL:
-        batch = start(caller, jsonl({"description": {"n": n}} for n in range(6)))
+        batch = BatchFactory(caller=caller, content=jsonl({"description": {"n": n}} for n in range(6)))
         runner = InlinePipeline()
         runner.advance(batch)
         while not Chunk.objects.filter(batch_id=batch.pk).exists():
@@ -198,12 +174,8 @@ def test_files_that_cannot_be_cut_are_validated_in_one_pass(caller, content_type
     content = b"description\n" + b'"{""n"": 1}"\n' * 8
     if content_type == "application/gzip":
         content = gzip.compress(jsonl({"description": {"n": n}} for n in range(8)))
-    upload = upload_bytes(caller, content, content_type)
     with IN_PARALLEL, caplog.at_level("INFO", logger="batches.pipeline.validating"):
-        batch, _ = services.batch_create(
-            account=caller.account, user=caller.user, handler=str(upload.handler), operation="create_twin"
-        )
-        batch = run(batch)
+        batch = run_batch(BatchFactory(caller=caller, content=content, content_type=content_type))
     assert "in parallel" not in caplog.text
     assert batch.status == S.COMPLETED, batch.failure_reason
     assert batch.prepared_file
@@ -211,7 +183,7 @@ def test_files_that_cannot_be_cut_are_validated_in_one_pass(caller, content_type
 
 def test_a_claim_checks_a_few_chunks_at_once(caller):
     with IN_PARALLEL:
-        batch = start(caller, jsonl({"description": {"n": n}} for n in range(4 * 6)))
+        batch = BatchFactory(caller=caller, content=jsonl({"description": {"n": n}} for n in range(4 * 6)))
         runner = InlinePipeline()
         runner.advance(batch)
         while not Chunk.objects.filter(batch_id=batch.pk).exists():
@@ -225,7 +197,9 @@ def test_the_checked_chunks_go_in_the_transaction_that_ends_a_dry_run(caller, mo
     """Whoever sees the batch ended sees its chunks gone: a deletion that fails takes the
     transition with it, and the step asked for again ends the batch."""
     with IN_PARALLEL:
-        batch = start(caller, jsonl({"description": {"n": n}} for n in range(10)), validate_only=True)
+        batch = BatchFactory(
+            caller=caller, content=jsonl({"description": {"n": n}} for n in range(10)), validate_only=True
+        )
         runner = InlinePipeline()
         runner.advance(batch)
         while not Chunk.objects.filter(batch_id=batch.pk).exists():

@@ -1,0 +1,9 @@
+"""Ports for servers a test starts on loopback."""
+
+import socket
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
