@@ -17,7 +17,7 @@ HOST ?= $(call setting,HOST)
 INSTALLED := $(VENV)/.installed
 INSTALLED_DEV := $(VENV)/.installed-dev
 
-.PHONY: install install-dev run web worker beat test soak lint migrate browser faketime print-config deploy-check
+.PHONY: install install-dev run web worker beat test soak lint migrate browser faketime iptables print-config deploy-check
 
 install: $(INSTALLED)
 install-dev: $(INSTALLED_DEV)
@@ -63,9 +63,11 @@ run: migrate
 	@if [ -t 0 ]; then set -m; fi; \
 	bash batchsite/supervise.sh $$$$ "$(RUN_WEB)" "$(RUN_WORKER)"
 
-# The production processes, one per target, for hosts that each run some of them (README,
-# "Scaling out"): any number of web and worker hosts; beat is optional (every worker runs the
-# periodic jobs when they are due).
+# The production processes, one per target, for hosts that each run some of them
+# (docs/scaling-and-failure-model.md#scaling-out): any number of web and worker hosts, and
+# exactly one beat wherever webhooks are used. Every worker runs the pipeline's sweep and
+# housekeeping from its own timer, but the webhook sweep and the hourly pruning of usage counts
+# and settled webhook events run only from beat.
 web: migrate
 	$(BIN)/gunicorn batchsite.wsgi -c batchsite/gunicorn_conf.py --bind $(or $(HOST),0.0.0.0):$(PORT) \
 		--workers $(WEB_WORKERS)
@@ -93,9 +95,14 @@ browser:
 faketime:
 	test -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 || { apt-get update && apt-get install -y --no-install-recommends faketime; }
 
+# iptables for the partition test (tests/batches/pipeline/test_partition.py), which drops every
+# packet of a worker in its own network namespace. Installs only when missing (needs root).
+iptables:
+	command -v iptables >/dev/null || { apt-get update && apt-get install -y --no-install-recommends iptables; }
+
 TEST_DATA_DIR ?= $(CURDIR)/var/test
 test: export DATA_DIR := $(TEST_DATA_DIR)
-test: install-dev browser faketime
+test: install-dev browser faketime iptables
 	rm -rf "$(DATA_DIR)/prometheus"
 	$(BIN)/pytest $(PYTEST_ARGS)
 
@@ -111,9 +118,10 @@ deploy-check: install-dev
 # or more); run them in services mode, e.g. with DATABASE_URL and CELERY_BROKER_URL set as in
 # .ci/run.
 soak: export DATA_DIR := $(TEST_DATA_DIR)
-soak: install-dev browser faketime
+soak: install-dev browser faketime iptables
 	FAULT_LINES=$${FAULT_LINES:-150000} FAIRNESS_LINES=$${FAIRNESS_LINES:-300000} \
-		STOP_ROUNDS=$${STOP_ROUNDS:-50} $(BIN)/pytest -m "soak or slow" $(PYTEST_ARGS)
+		STOP_ROUNDS=$${STOP_ROUNDS:-50} PARTITION_SECONDS=$${PARTITION_SECONDS:-300} \
+		$(BIN)/pytest -m "soak or slow" $(PYTEST_ARGS)
 
 # The benchmark (bench/README.md): the whole set on PostgreSQL + Redis with real processes, a
 # table and one final key=value line with every measure and ratio. The database named by
@@ -124,6 +132,17 @@ BENCH_ARGS ?=
 bench: install
 	$(BIN)/python bench/pipeline_bench.py all $(BENCH_ARGS)
 
+# The docs site (mkdocs.yml, docs/): `docs` serves it on 127.0.0.1:DOCS_PORT and rebuilds on
+# change; `docs-build` builds it into var/site, every warning (a broken link or anchor) an error.
+.PHONY: docs docs-build
+DOCS_PORT ?= 8001
+docs: install-dev
+	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:$(DOCS_PORT)
+
+docs-build: install-dev
+	$(BIN)/mkdocs build --strict
+
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
