@@ -100,6 +100,16 @@ class Batch(models.Model):
     lease_owner = models.CharField(max_length=64, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     results_expire_at = models.DateTimeField(null=True, blank=True)
+    # The totals of a terminal batch (docs/contract.md, accounting), written with its results
+    # files: line counts, failures by subcode, and the files' lines, bytes and SHA-256.
+    summary = models.JSONField(null=True, blank=True)
+    # Set by the sweep when an active batch that should move has not for
+    # BATCH_STALL_AFTER_SECONDS (one batch_stalled event then); cleared when it moves again.
+    stalled_since = models.DateTimeField(null=True, blank=True)
+    # When the sweep last asked for the batch's next step (it asks again no sooner than
+    # PIPELINE_KICK_AFTER_SECONDS after). Kept apart from the heartbeat: asking is no progress,
+    # and must not hide a stall.
+    resumed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name_plural = "batches"
@@ -178,6 +188,10 @@ class Chunk(models.Model):
     # The chunk's result lines, JSON Lines in line order, merged into the results file; while
     # validating, its invalid lines' (merged into the validation report).
     results = models.TextField(blank=True)
+    # Its failed lines by subcode, {subcode: {"count", "lines": [first 5]}}, counted as its
+    # results are made: a running batch's summary adds these up. While validating, its invalid
+    # lines' and its valid ones as not_executed (the summary, should the batch fail validation).
+    subcodes = models.JSONField(null=True, blank=True)
     done_at = models.DateTimeField(null=True, blank=True)
     # The Celery node (`name@host`) that holds or ran the chunk: shows how work spread over
     # workers, and who holds a chunk that is not moving.

@@ -28,11 +28,12 @@ from batches.controls import budget_exceeded, is_budget_stop
 from batches.models import Batch, BatchStatus, Chunk
 from batches.pipeline.chunk_lease import ChunkLease, ChunkLeaseLost
 from batches.pipeline.reading import read_chunk_lines
-from batches.pipeline.results import is_success_line, result_line
+from batches.pipeline.results import result_line
 from batches.pipeline.sessions import role_set_local
 from batches.pipeline.validating import chunk_check, validate_item
 from batches.signals import chunk_lines_ran
 from batches.states import batch_transition
+from batches.summaries import SubcodeTally
 from batchsite import fastjson
 from batchsite.clock import DatabaseNow
 from batchsite.faults import TRANSIENT_DATABASE_ERRORS
@@ -86,12 +87,18 @@ def may_run(batch: Batch, operation: Operation):
     return user
 
 
-def run_lines(batch: Batch, operation: Operation, user, pairs: list[tuple[int, str]]) -> list[str]:
-    """Executes a few lines as `user`; every line is refused when `user` is None."""
+Outcome = OperationResult | OperationError
+
+
+def run_lines(
+    batch: Batch, operation: Operation, user, pairs: list[tuple[int, str]]
+) -> list[tuple[int, Outcome]]:
+    """Executes a few lines as `user`; every line is refused when `user` is None. Returns each
+    line's number and outcome, in line order."""
     if user is None:
         refusal = OperationError(403, "action_not_allowed", f"The role does not allow {operation.name}.")
-        return [result_line(number, refusal) for number, _ in pairs]
-    outcomes: dict[int, OperationResult | OperationError] = {}
+        return [(number, refusal) for number, _ in pairs]
+    outcomes: dict[int, Outcome] = {}
     runnable: list[tuple[int, dict]] = []
     for number, text in pairs:
         validated, error = validate_item(operation, fastjson.loads(text))
@@ -102,7 +109,7 @@ def run_lines(batch: Batch, operation: Operation, user, pairs: list[tuple[int, s
     actor = Actor(user=user, account=batch.account)
     executed = execute_items(operation, actor, [validated for _, validated in runnable])
     outcomes.update(zip((number for number, _ in runnable), executed, strict=True))
-    return [result_line(number, outcomes[number]) for number, _ in pairs]
+    return [(number, outcomes[number]) for number, _ in pairs]
 
 
 def cancel_requested(batch_id) -> bool:
@@ -129,6 +136,7 @@ def budget_reason(batch_id, budget: dict | None, *, lines: int, failed: int) -> 
 class ChunkRun:
     lines: list[str] = field(default_factory=list)
     failed: int = 0
+    subcodes: SubcodeTally = field(default_factory=SubcodeTally)
     # Set when the chunk stopped early because the budget was passed as it ran.
     stop_reason: str = ""
 
@@ -150,9 +158,11 @@ def run_chunk_lines(
             )
             if run.stop_reason:
                 break
-        group = run_lines(batch, operation, user, pairs[start : start + step])
-        run.lines += group
-        run.failed += sum(1 for line in group if not is_success_line(line))
+        for number, outcome in run_lines(batch, operation, user, pairs[start : start + step]):
+            run.lines.append(result_line(number, outcome))
+            if isinstance(outcome, OperationError):
+                run.failed += 1
+                run.subcodes.add(outcome.subcode, number)
     return run
 
 
@@ -201,6 +211,7 @@ def chunk_run(batch_id, lease: ChunkLease) -> bool:
             succeeded=executed - failed,
             failed=failed,
             results="".join(run.lines),
+            subcodes=run.subcodes.counts,
             done_at=DatabaseNow(),
             worker=worker_name(),
         )
@@ -231,6 +242,7 @@ def batch_progress_record(batch: Batch, run: ChunkRun, *, chunk_index: int) -> N
         succeeded=F("succeeded") + executed - failed,
         failed=F("failed") + failed,
         heartbeat_at=DatabaseNow(),
+        stalled_since=None,
     )
     if current.status == S.PROCESSING:
         # Counts committed by other chunks meanwhile may bring a ratio back under the

@@ -10,6 +10,7 @@ from batches.pipeline.lease import Lease
 from batches.pipeline.reading import StorageSource
 from batches.pipeline.results import results_expiry
 from batches.states import batch_transition
+from batches.summaries import summary_without_lines
 
 S = BatchStatus
 COPY_BLOCK_BYTES = 1 << 20
@@ -61,6 +62,7 @@ def step_copy(batch: Batch, lease: Lease) -> Batch | None:
             computed_hash=computed,
             failure_reason=f"The given hash does not match the file's SHA-256 ({computed}).",
             results_expire_at=results_expiry(),
+            summary=summary_without_lines(),
         )
     else:
         moved = batch_transition(

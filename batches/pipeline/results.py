@@ -1,10 +1,13 @@
 """The results file: every line's result in line order (docs/contract.md, section 6), merged from the
-chunks' results when processing ends, and the partial results when a cancel stops a batch."""
+chunks' results when processing ends, and the partial results when a cancel stops a batch.
+The batch's summary (batches.summaries) is counted while the files are written and published
+with them."""
 
 import json
 import logging
 from collections.abc import Iterable, Iterator
 from datetime import timedelta
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import transaction
@@ -16,6 +19,7 @@ from batches.pipeline.faults import StorageReadError
 from batches.pipeline.lease import Lease, LeaseLost, StepInterrupted, TickingReader
 from batches.pipeline.reading import input_lines, prepared_line_numbers
 from batches.states import batch_transition
+from batches.summaries import FileDigest, SubcodeTally, summary_final
 from batchsite import fastjson
 from batchsite.clock import DatabaseNow
 from batchsite.faults import RETRIED_ERRORS
@@ -25,6 +29,8 @@ logger = logging.getLogger(__name__)
 S = BatchStatus
 NOT_EXECUTED = {"subcode": "not_executed", "description": "The batch was cancelled before this line ran."}
 VALIDATE_ONLY = {"subcode": "validate_only", "description": "A dry run: the line is valid; it was not run."}
+# Lines listed as never run, a block at a time, when a batch stopped before it was cut into chunks.
+NEVER_RAN_BLOCK_LINES = 1000
 
 
 def result_line(line: int, outcome: OperationResult | OperationError) -> str:
@@ -60,22 +66,36 @@ def is_success_line(line: str) -> bool:
     return ',"result":' in line
 
 
-def not_executed_block(batch: Batch, chunk: Chunk, executed: int) -> str:
+class ResultBlock(NamedTuple):
+    """`lines` result lines in line order, of lines that ran (a chunk's results) or that never
+    ran, and its failed or never-run lines by subcode (None: not counted when it was made)."""
+
+    text: str
+    lines: int
+    ran: bool
+    subcodes: dict | None
+
+
+def never_ran_block(numbers: list[int]) -> ResultBlock:
+    tally = SubcodeTally()
+    tally.add_lines(NOT_EXECUTED["subcode"], numbers)
+    text = "".join(NOT_EXECUTED_LINE % number for number in numbers)
+    return ResultBlock(text, len(numbers), False, tally.counts)
+
+
+def not_executed_block(batch: Batch, chunk: Chunk, executed: int) -> ResultBlock:
     """The not_executed lines of a chunk past its first `executed` lines."""
     if chunk.last_line - chunk.first_line + 1 == chunk.line_count:
         # No blank line inside the chunk: its line numbers follow on without a gap.
-        numbers = range(chunk.first_line + executed, chunk.last_line + 1)
+        numbers = list(range(chunk.first_line + executed, chunk.last_line + 1))
     else:
-        numbers = prepared_line_numbers(batch, chunk, executed)
-    return "".join(NOT_EXECUTED_LINE % number for number in numbers)
-
-
-ResultBlock = tuple[str, bool]
+        numbers = list(prepared_line_numbers(batch, chunk, executed))
+    return never_ran_block(numbers)
 
 
 def merged_result_blocks(batch: Batch, lease: Lease) -> Iterator[ResultBlock]:
-    """Every line's result in line order, as blocks of lines, each marked whether all of its
-    lines failed; lines that never ran as `not_executed`."""
+    """Every line's result in line order, as blocks of lines; lines that never ran as
+    `not_executed`."""
     chunks = Chunk.objects.filter(batch_id=batch.pk).order_by("index")
     for chunk in chunks.only(
         "pk",
@@ -91,29 +111,102 @@ def merged_result_blocks(batch: Batch, lease: Lease) -> Iterator[ResultBlock]:
         lease.tick()
         executed = chunk.executed_count if chunk.done else 0
         if executed:
-            yield Chunk.objects.filter(pk=chunk.pk).values_list("results", flat=True).get(), False
+            text, subcodes = Chunk.objects.filter(pk=chunk.pk).values_list("results", "subcodes").get()
+            yield ResultBlock(text, executed, True, subcodes)
         if executed < chunk.line_count:
-            yield not_executed_block(batch, chunk, executed), True
+            yield not_executed_block(batch, chunk, executed)
 
 
 def unparsed_not_executed_blocks(batch: Batch, lease: Lease) -> Iterator[ResultBlock]:
     """For a batch stopped before its lines were cut into chunks: every line the file yields,
     as far as it can be read (a file that cannot be parsed lists the lines before the fault)."""
+    numbers: list[int] = []
     source, lines = input_lines(batch, lease)
     with source:
         try:
             for parsed in lines:
                 lease.tick()
-                yield NOT_EXECUTED_LINE % parsed.line, True
+                numbers.append(parsed.line)
+                if len(numbers) == NEVER_RAN_BLOCK_LINES:
+                    yield never_ran_block(numbers)
+                    numbers = []
         except (StorageReadError, LeaseLost, StepInterrupted, *RETRIED_ERRORS):
             raise
         except Exception as error:  # noqa: BLE001 - a cancel always ends, whatever the file holds
             logger.warning("batch %s: listing its lines stopped: %r", batch.pk, error)
+    if numbers:
+        yield never_ran_block(numbers)
+
+
+class CountingReader(TickingReader):
+    """A TickingReader that counts what storage reads through it into `digest`."""
+
+    def __init__(self, source, lease: Lease, digest: FileDigest):
+        super().__init__(source, lease)
+        self.digest = digest
+
+    def read(self, size=-1):
+        data = super().read(size)
+        self.digest.update(data)
+        return data
+
+
+def failed_subcodes(failed_lines: list[str]) -> dict:
+    """The subcodes of result lines, read from the lines (a chunk committed before its counts
+    were kept)."""
+    tally = SubcodeTally()
+    for line in failed_lines:
+        record = json.loads(line)
+        tally.add(record["error"]["subcode"], record["line"])
+    return tally.counts
+
+
+class CountedSpools:
+    """The results and errors spools of write_results, each counted as it is written, and the
+    lines by outcome and by subcode: the batch's summary costs no pass of its own."""
+
+    def __init__(self, results, errors):
+        self.results, self.errors = results, errors
+        self.results_digest, self.errors_digest = FileDigest(), FileDigest()
+        self.subcodes = SubcodeTally()
+        self.failed = self.not_executed = 0
+
+    def write(self, block: ResultBlock) -> None:
+        encoded = block.text.encode()
+        self.results.write(encoded)
+        self.results_digest.update(encoded, block.lines)
+        if not block.ran:
+            self.write_errors(encoded, block.lines)
+            self.not_executed += block.lines
+            self.subcodes.merge(block.subcodes)
+            return
+        if ',"error":' not in block.text:
+            # Every failed line has this key; a block without it (the usual chunk: all
+            # succeeded) is not split into lines.
+            return
+        failed = [line for line in block.text.splitlines(keepends=True) if not is_success_line(line)]
+        self.write_errors("".join(failed).encode(), len(failed))
+        self.failed += len(failed)
+        self.subcodes.merge(failed_subcodes(failed) if block.subcodes is None else block.subcodes)
+
+    def write_errors(self, encoded: bytes, lines: int) -> None:
+        self.errors.write(encoded)
+        self.errors_digest.update(encoded, lines)
+
+    def summary(self) -> dict:
+        return summary_final(
+            succeeded=self.results_digest.lines - self.failed - self.not_executed,
+            failed=self.failed,
+            not_executed=self.not_executed,
+            subcodes=self.subcodes,
+            results=self.results_digest,
+            errors=self.errors_digest,
+        )
 
 
 def write_results(batch: Batch, blocks: Iterable[ResultBlock], lease: Lease) -> dict:
     """Streams result lines into a new results file and the failed (and unexecuted) ones into a
-    new errors file; returns the fields that publish them on the batch."""
+    new errors file; returns the fields that publish them on the batch, its summary included."""
     names = {
         field: fresh_batch_file_name(
             account_id=batch.account_id, batch_id=batch.pk, stem=stem, suffix=".jsonl"
@@ -121,23 +214,16 @@ def write_results(batch: Batch, blocks: Iterable[ResultBlock], lease: Lease) -> 
         for field, stem in (("results_file", "results"), ("errors_file", "errors"))
     }
     with storage_spool() as results, storage_spool() as errors:
-        for block, all_failed in blocks:
-            encoded = block.encode()
-            results.write(encoded)
-            if all_failed:
-                errors.write(encoded)
-            elif ',"error":' in block:
-                # Every failed line has this key; a block without it (the usual chunk: all
-                # succeeded) is not split into lines.
-                failed = [line for line in block.splitlines(keepends=True) if not is_success_line(line)]
-                errors.write("".join(failed).encode())
+        spools = CountedSpools(results, errors)
+        for block in blocks:
+            spools.write(block)
         try:
             storage_save_spooled(names["results_file"], results, TickingReader(results, lease))
             storage_save_spooled(names["errors_file"], errors, TickingReader(errors, lease))
         except BaseException:
             discard_files(names)
             raise
-    return {**names, "results_expire_at": results_expiry()}
+    return {**names, "results_expire_at": results_expiry(), "summary": spools.summary()}
 
 
 def discard_files(files: dict) -> None:

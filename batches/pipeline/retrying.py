@@ -23,6 +23,7 @@ from batches.pipeline.results import (
     write_results,
 )
 from batches.states import batch_transition
+from batches.summaries import summary_without_lines
 from batchsite.faults import STORAGE_ERRORS
 
 S = BatchStatus
@@ -125,6 +126,7 @@ def step_build_retry_input(batch: Batch, lease: Lease) -> Batch | None:
             note=str(unreadable),
             failure_reason=str(unreadable),
             results_expire_at=results_expiry(),
+            summary=summary_without_lines(),
         )
     moved = batch_transition(
         batch_id=batch.pk, to=S.COPIED, allowed_from=[S.COPYING], owner=lease.owner, **files

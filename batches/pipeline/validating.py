@@ -37,9 +37,17 @@ from batches.models import Batch, BatchStatus, Chunk
 from batches.pipeline.faults import StorageReadError
 from batches.pipeline.lease import Lease, LeaseLost, StepInterrupted, TickingReader
 from batches.pipeline.reading import StorageSource, input_lines, input_name_of, prepared_record
-from batches.pipeline.results import VALIDATE_ONLY_LINE, result_line, results_expiry
+from batches.pipeline.results import (
+    NOT_EXECUTED,
+    VALIDATE_ONLY,
+    VALIDATE_ONLY_LINE,
+    CountingReader,
+    result_line,
+    results_expiry,
+)
 from batches.states import batch_transition
 from batches.storage import read_range
+from batches.summaries import FileDigest, SubcodeTally, summary_final
 from batchsite import fastjson
 from batchsite.errors import VALIDATION_ERRORS, describe_exception
 from batchsite.faults import RETRIED_ERRORS
@@ -112,14 +120,23 @@ def step_validate(batch: Batch, lease: Lease) -> Batch | None:
 
 
 def lines_check(
-    batch: Batch, lease: Lease, operation: Operation, cutter: ChunkCutter, *, prepared, report
+    batch: Batch,
+    lease: Lease,
+    operation: Operation,
+    cutter: ChunkCutter,
+    *,
+    prepared,
+    report,
+    subcodes: SubcodeTally,
 ) -> tuple[int, int, str]:
     """Reads and checks every line of the input in one pass: the valid ones go to `prepared`
-    (cut into chunks by `cutter`) until a line is invalid, the first invalid ones to `report`.
+    (cut into chunks by `cutter`) until a line is invalid, the first invalid ones to `report`;
+    every line to `subcodes`, an invalid one under its error's, a valid one as never run.
     Returns the count of lines, the count of invalid lines, and why the file could not be
     read past some line ("" when it could)."""
     total = invalid = 0
     unreadable = ""
+    never_ran = (VALIDATE_ONLY if batch.validate_only else NOT_EXECUTED)["subcode"]
     source, lines = input_lines(batch, lease)
     with source:
         try:
@@ -129,9 +146,11 @@ def lines_check(
                 error = line_error(operation, parsed)
                 if error is not None:
                     invalid += 1
+                    subcodes.add(error.subcode, parsed.line)
                     if invalid <= settings.VALIDATION_REPORT_MAX_LINES:
                         report.write(result_line(parsed.line, error).encode())
                     continue
+                subcodes.add(never_ran, parsed.line)
                 if invalid:
                     continue
                 if batch.validate_only:
@@ -153,15 +172,18 @@ def lines_check(
 def validate_whole(batch: Batch, lease: Lease) -> Batch | None:
     operation = operation_get(batch.operation)
     cutter = ChunkCutter(batch.pk)
+    subcodes = SubcodeTally()
     with tempfile.TemporaryFile() as prepared, tempfile.TemporaryFile() as report:
         total, invalid, unreadable = lines_check(
-            batch, lease, operation, cutter, prepared=prepared, report=report
+            batch, lease, operation, cutter, prepared=prepared, report=report, subcodes=subcodes
         )
         if unreadable or invalid:
-            return validation_failed(batch, lease, report, total=total, invalid=invalid, reason=unreadable)
+            return validation_failed(
+                batch, lease, report, total=total, invalid=invalid, reason=unreadable, subcodes=subcodes
+            )
         prepared.seek(0)
         if batch.validate_only:
-            return dry_run_completed(batch, lease, prepared, total=total)
+            return dry_run_completed(batch, lease, prepared, total=total, subcodes=subcodes)
         prepared_name = fresh_batch_file_name(
             account_id=batch.account_id, batch_id=batch.pk, stem="prepared", suffix=".jsonl"
         )
@@ -249,7 +271,8 @@ def chunks_cut(batch: Batch, lease: Lease, ranges: list[LineRange]) -> None:
 def chunk_check(operation: Operation, input_file: str, chunk: Chunk) -> dict:
     """Checks one chunk's lines of the batch's copied input exactly as the single pass does;
     returns the chunk's fields that record the outcome: its valid lines (when all are valid)
-    or its invalid lines' errors (the first VALIDATION_REPORT_MAX_LINES), and where the file
+    or its invalid lines' errors (the first VALIDATION_REPORT_MAX_LINES), its lines by subcode
+    (the valid ones as never run, should another chunk fail the batch), and where the file
     became unreadable."""
     block = read_range(input_file, chunk.start_offset, chunk.end_offset)
     lines = parse_json_lines_at(
@@ -258,6 +281,7 @@ def chunk_check(operation: Operation, input_file: str, chunk: Chunk) -> dict:
     records: list[str] = []
     report: list[str] = []
     numbers: list[int] = []
+    subcodes = SubcodeTally()
     invalid = 0
     unreadable = ""
     try:
@@ -265,6 +289,7 @@ def chunk_check(operation: Operation, input_file: str, chunk: Chunk) -> dict:
             error = line_error(operation, parsed)
             if error is not None:
                 invalid += 1
+                subcodes.add(error.subcode, parsed.line)
                 if invalid <= settings.VALIDATION_REPORT_MAX_LINES:
                     report.append(result_line(parsed.line, error))
             else:
@@ -273,9 +298,11 @@ def chunk_check(operation: Operation, input_file: str, chunk: Chunk) -> dict:
                     records.append(prepared_record(parsed.line, fastjson.dumps(parsed.data)))
     except FileUnreadable as error:
         unreadable = str(error)
+    subcodes.add_lines(NOT_EXECUTED["subcode"], numbers)
     return {
         "prepared": "" if invalid else "".join(records),
         "results": "".join(report),
+        "subcodes": subcodes.counts,
         "invalid": invalid,
         "unreadable": unreadable,
         "line_count": len(numbers),
@@ -293,11 +320,13 @@ def chunks_merge(batch: Batch, lease: Lease) -> Batch | None:
     total = invalid = 0
     reason = ""
     last_index = None
-    for index, line_count, bad, unreadable in checked.values_list(
-        "index", "line_count", "invalid", "unreadable"
+    subcodes = SubcodeTally()
+    for index, line_count, bad, unreadable, counts in checked.values_list(
+        "index", "line_count", "invalid", "unreadable", "subcodes"
     ):
         total += line_count + bad
         invalid += bad
+        subcodes.merge(counts or {})
         last_index = index
         if unreadable:
             reason = unreadable
@@ -305,20 +334,29 @@ def chunks_merge(batch: Batch, lease: Lease) -> Batch | None:
     if reason or invalid:
         with tempfile.TemporaryFile() as report:
             chunk_reports_write(checked.filter(index__lte=last_index), report, lease)
-            moved = validation_failed(batch, lease, report, total=total, invalid=invalid, reason=reason)
+            moved = validation_failed(
+                batch, lease, report, total=total, invalid=invalid, reason=reason, subcodes=subcodes
+            )
     elif batch.validate_only:
-        with tempfile.TemporaryFile() as results:
-            for records in checked.values_list("prepared", flat=True).iterator(chunk_size=50):
-                lease.tick()
-                numbers = (int(record.partition("\t")[0]) for record in records.splitlines())
-                results.write("".join(VALIDATE_ONLY_LINE % number for number in numbers).encode())
-            moved = dry_run_completed(batch, lease, results, total=total)
+        moved = dry_run_merge(batch, lease, checked, total=total)
     else:
         with transaction.atomic():
             moved = processing_start(batch, lease, total=total)
             if moved is not None and moved.status == S.PROCESSING:
                 checked.filter(line_count=0).update(done=True)
     return moved
+
+
+def dry_run_merge(batch: Batch, lease: Lease, checked, *, total: int) -> Batch | None:
+    """A dry run's results from its checked chunks: every valid line as validate_only."""
+    subcodes = SubcodeTally()
+    with tempfile.TemporaryFile() as results:
+        for records in checked.values_list("prepared", flat=True).iterator(chunk_size=50):
+            lease.tick()
+            numbers = [int(record.partition("\t")[0]) for record in records.splitlines()]
+            results.write("".join(VALIDATE_ONLY_LINE % number for number in numbers).encode())
+            subcodes.add_lines(VALIDATE_ONLY["subcode"], numbers)
+        return dry_run_completed(batch, lease, results, total=total, subcodes=subcodes)
 
 
 def chunk_reports_write(checked, report, lease: Lease) -> None:
@@ -333,7 +371,9 @@ def chunk_reports_write(checked, report, lease: Lease) -> None:
             return
 
 
-def dry_run_completed(batch: Batch, lease: Lease, results, *, total: int) -> Batch | None:
+def dry_run_completed(
+    batch: Batch, lease: Lease, results, *, total: int, subcodes: SubcodeTally
+) -> Batch | None:
     """Publishes a dry run's results (every line validate_only) and completes it: nothing ran.
     Every line is listed there and none ran, so the errors part is the same file and a retry
     of a dry run runs every line."""
@@ -344,32 +384,65 @@ def dry_run_completed(batch: Batch, lease: Lease, results, *, total: int) -> Bat
         stem="results",
         to=S.COMPLETED,
         note="validate_only: every line is valid; nothing was executed",
+        line_count=total,
+        failed=0,
+        subcodes=subcodes,
         total=total,
     )
 
 
 def validation_failed(
-    batch: Batch, lease: Lease, report, *, total: int, invalid: int, reason: str
+    batch: Batch, lease: Lease, report, *, total: int, invalid: int, reason: str, subcodes: SubcodeTally
 ) -> Batch | None:
     if not reason:
         listed = min(invalid, settings.VALIDATION_REPORT_MAX_LINES)
         reason = f"{invalid} of {total} lines are invalid"
         reason += f"; the first {listed} are listed." if listed < invalid else "; each is listed."
     return publish_report(
-        batch, lease, report, stem="errors", to=S.VALIDATION_FAILED, note=reason, failure_reason=reason
+        batch,
+        lease,
+        report,
+        stem="errors",
+        to=S.VALIDATION_FAILED,
+        note=reason,
+        line_count=total,
+        failed=invalid,
+        subcodes=subcodes,
+        failure_reason=reason,
     )
 
 
 def publish_report(
-    batch: Batch, lease: Lease, spool, *, stem: str, to: str, note: str, **changes
+    batch: Batch,
+    lease: Lease,
+    spool,
+    *,
+    stem: str,
+    to: str,
+    note: str,
+    line_count: int,
+    failed: int,
+    subcodes: SubcodeTally,
+    **changes,
 ) -> Batch | None:
     """Ends validation with one file that is both the results and the errors part, published
-    by the fenced transition; a step that lost its lease deletes it. The checked chunks (when
+    by the fenced transition with the batch's summary (nothing ran: every line that did not fail
+    is not_executed); a step that lost its lease deletes it. The checked chunks (when
     validation ran in parallel) go in the same transaction: nothing runs them, and whoever
     sees the batch ended sees them gone."""
     spool.seek(0)
     name = fresh_batch_file_name(account_id=batch.account_id, batch_id=batch.pk, stem=stem, suffix=".jsonl")
-    storage_save_new(name, File(TickingReader(spool, lease), name=f"{stem}.jsonl"))
+    # Counted as storage reads it to store it: exactly the bytes a download serves.
+    digest = FileDigest()
+    storage_save_new(name, File(CountingReader(spool, lease, digest), name=f"{stem}.jsonl"))
+    summary = summary_final(
+        succeeded=0,
+        failed=failed,
+        not_executed=line_count - failed,
+        subcodes=subcodes,
+        results=digest,
+        errors=digest,
+    )
     with transaction.atomic():
         moved = batch_transition(
             batch_id=batch.pk,
@@ -380,6 +453,7 @@ def publish_report(
             results_file=name,
             errors_file=name,
             results_expire_at=results_expiry(),
+            summary=summary,
             **changes,
         )
         if moved is not None:
