@@ -10,12 +10,16 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db.models import Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 from django.http import Http404
+from django.utils import timezone
 
-from batches.models import Batch, BatchStatus, Upload
-from batches.statuses import ACTIVE
-from batchsite.clock import database_now_plus
+from batches.durations import duration_words
+from batches.models import Batch, BatchStatus, Chunk, Upload
+from batches.partial import PARTIAL_STATUSES
+from batches.statuses import ACTIVE, TERMINAL
+from batches.summaries import SubcodeTally, summary_partial, summary_shown
+from batchsite.clock import DatabaseNow, database_now_plus
 from batchsite.paging import cursor_encode, rows_after
 from permissions.models import Account
 
@@ -91,6 +95,30 @@ def batch_list(
     return BatchPage(batches=page, cursor=cursor_encode(page[-1]) if len(rows) > limit else None)
 
 
+# A batch's summary ------------------------------------------------------------------------
+
+
+def batch_summary(batch: Batch) -> dict | None:
+    """The batch's summary (docs/contract.md, accounting): a terminal batch's as stored with its
+    files (None for one that ended before summaries were kept); while lines run (or wait for
+    the final file), the lines done so far, added up from the done chunks in one query, so its
+    counts and subcodes agree; None before any line can run and while it is deleted."""
+    if batch.status in TERMINAL:
+        return summary_shown(batch.summary) if batch.summary else None
+    if batch.status not in PARTIAL_STATUSES or batch.total is None:
+        return None
+    succeeded = failed = 0
+    subcodes = SubcodeTally()
+    done = Chunk.objects.filter(batch_id=batch.pk, done=True).order_by("index")
+    for chunk_succeeded, chunk_failed, counts in done.values_list("succeeded", "failed", "subcodes"):
+        succeeded += chunk_succeeded
+        failed += chunk_failed
+        subcodes.merge(counts or {})
+    return summary_shown(
+        summary_partial(total=batch.total, succeeded=succeeded, failed=failed, subcodes=subcodes)
+    )
+
+
 # Batches that are not moving -----------------------------------------------------------
 
 
@@ -116,6 +144,133 @@ def batches_not_moving() -> QuerySet[Batch]:
     return Batch.objects.filter(
         status__in=ACTIVE, updated_at__lt=database_now_plus(-settings.BATCH_ALARM_AFTER_SECONDS)
     )
+
+
+# Why a batch waits (docs/contract.md, accounting and waiting transparency) ---------------
+
+S = BatchStatus
+# Every reason the contract names; scheduled, waiting_dependency and paused come with the
+# controls of its section 14 and are not given yet.
+STATUS_REASONS = ("waiting_for_worker", "scheduled", "waiting_dependency", "paused", "running", "stalled")
+# Processing's rate is measured over its last minute, once it has run this long.
+RATE_WINDOW_SECONDS = 60
+RATE_AFTER_SECONDS = 10
+# What a worker does next in each status that is not terminal: to do, and being done.
+STEP_WORDS: dict[str, tuple[str, str]] = {
+    S.NEW: ("start it", "starting it"),
+    S.COPYING: ("copy its file", "copying its file and computing its SHA-256"),
+    S.COPIED: ("validate its lines", "validating its lines"),
+    S.VALIDATING: ("validate its lines", "validating its lines"),
+    S.PROCESSING: ("run its lines", "running its lines"),
+    S.PROCESSED: ("write its results file", "writing its results file"),
+    S.WRITING_RESULTS: ("write its results file", "writing its results file"),
+    S.CANCEL: ("stop it", "stopping it; lines already running finish"),
+    S.CANCELLING: ("stop it", "stopping it; lines already running finish"),
+    S.DELETING: ("delete its files", "deleting its files"),
+}
+
+
+def queue_position(batch: Batch) -> int:
+    """1 + the account's batches that no worker has started and that were created before it: a
+    batch's first step is queued when it is created, workers take the queue first in, first out,
+    and the sweep asks again for lost ones oldest first."""
+    earlier = Q(created_at__lt=batch.created_at) | Q(created_at=batch.created_at, uuid__lt=batch.uuid)
+    return 1 + Batch.objects.filter(account_id=batch.account_id, status=S.NEW).filter(earlier).count()
+
+
+def worker_holds(batch: Batch, now: datetime) -> bool:
+    """A worker has the batch's current step: it moved in the last PIPELINE_KICK_AFTER_SECONDS
+    (the worker that moved it goes on), or its step's lease or one of its chunks' is live."""
+    recent = now - timedelta(seconds=settings.PIPELINE_KICK_AFTER_SECONDS)
+    if batch.heartbeat_at is not None and batch.heartbeat_at > recent:
+        return True
+    if batch.lease_owner and batch.lease_expires_at is not None and batch.lease_expires_at > now:
+        return True
+    held_chunks = Chunk.objects.filter(batch_id=batch.pk, lease_expires_at__gt=now).exclude(lease_owner="")
+    return batch.status in (S.VALIDATING, S.PROCESSING) and held_chunks.exists()
+
+
+def batch_status_reason(batch: Batch, *, now: datetime, stalled: bool) -> str | None:
+    """The reason of a batch that has not ended; `stalled` as batches_stalled says of it."""
+    if batch.status in TERMINAL:
+        return None
+    if stalled:
+        return "stalled"
+    if batch.status != S.NEW and worker_holds(batch, now):
+        return "running"
+    return "waiting_for_worker"
+
+
+def processing_rate(batch: Batch, now: datetime) -> float | None:
+    """Lines per second over the last RATE_WINDOW_SECONDS of processing, from the chunks done in
+    it; None before a chunk ran and RATE_AFTER_SECONDS of processing passed."""
+    started = batch.updated_at  # a status change is the only write of updated_at
+    if batch.status != S.PROCESSING or (now - started).total_seconds() < RATE_AFTER_SECONDS:
+        return None
+    window_start = max(started, now - timedelta(seconds=RATE_WINDOW_SECONDS))
+    done = Chunk.objects.filter(batch_id=batch.pk, done=True).aggregate(
+        ran=Count("pk", filter=Q(done_at__isnull=False)),
+        lines=Sum("line_count", filter=Q(done_at__gt=window_start)),
+    )
+    if not done["ran"]:
+        return None
+    return (done["lines"] or 0) / (now - window_start).total_seconds()
+
+
+def waiting_description(batch: Batch, reason: str, *, now, position, eta, stalled_since) -> str:
+    to_do, doing = STEP_WORDS[batch.status]
+    if reason == "stalled":
+        since = duration_words((now - stalled_since).total_seconds())
+        return f"Stalled: no progress for {since} while waiting for a worker to {to_do}."
+    if position == 1:
+        return "Waiting for a worker: it is the next of this account's batches to start."
+    if position is not None:
+        return f"Waiting for a worker: {position - 1} of this account's batches start before it."
+    if reason == "waiting_for_worker":
+        return f"Waiting for a worker to {to_do}."
+    if batch.status != S.PROCESSING or batch.total is None:
+        return f"Running: {doing}."
+    lines = f"{batch.processed:,} of {batch.total:,} lines"
+    if eta is None:
+        return f"Running: {lines} so far."
+    return f"Running: {lines}, about {duration_words((eta - now).total_seconds())} left."
+
+
+def batch_waiting(batch: Batch) -> dict:
+    """Why a batch that has not ended is where it is (docs/contract.md, accounting and waiting
+    transparency): `status_reason` and a sentence for a person; `queue` (its place among its
+    account's batches no worker has started) while it is new; processing's `rate_lps` and
+    `eta_ts` (when processing should end at that rate); `stalled_since` (its last progress)
+    while it is stalled, as batches_stalled defines it. Every value None once it has ended."""
+    waiting = dict.fromkeys(
+        ("status_reason", "status_reason_description", "queue", "rate_lps", "eta_ts", "stalled_since")
+    )
+    if batch.status in TERMINAL:
+        return waiting
+    now, stalled = (
+        Batch.objects.filter(pk=batch.pk)
+        .annotate(now=DatabaseNow(), stalled=Exists(batches_stalled().filter(pk=OuterRef("pk"))))
+        .values_list("now", "stalled")
+        .first()
+    ) or (timezone.now(), False)
+    position = queue_position(batch) if batch.status == S.NEW else None
+    rate = processing_rate(batch, now)
+    eta = None
+    if rate:
+        eta = now + timedelta(seconds=max(batch.total - batch.processed, 0) / rate)
+    stalled_since = (batch.stalled_since or batch.heartbeat_at or batch.created_at) if stalled else None
+    reason = batch_status_reason(batch, now=now, stalled=stalled)
+    waiting.update(
+        status_reason=reason,
+        status_reason_description=waiting_description(
+            batch, reason, now=now, position=position, eta=eta, stalled_since=stalled_since
+        ),
+        queue=None if position is None else {"position": position},
+        rate_lps=None if rate is None else round(rate, 2),
+        eta_ts=eta,
+        stalled_since=stalled_since,
+    )
+    return waiting
 
 
 # The failed lines a batch's page shows inline ------------------------------------------

@@ -3,9 +3,10 @@ from rest_framework import serializers
 
 from batches.controls import DEFAULT_MIN_LINES, error_budget_clean
 from batches.models import BatchStatus
+from batches.selectors import STATUS_REASONS, batch_summary, batch_waiting
 from batches.validators import BATCH_DICT_KEY_PATTERN, HASH_PATTERN, batch_dict_validate, hash_validator
 from batchsite.fields import CursorField, ListQuerySerializer, StrictCharField
-from batchsite.timestamps import TS_MAX, TimestampField
+from batchsite.timestamps import TS_MAX, TS_SCHEMA, TimestampField, to_ts
 from twins.registry import batchable_operations
 
 LIMIT_MAX = 1000
@@ -166,6 +167,22 @@ class ProgressSerializer(serializers.Serializer):
     processed = serializers.IntegerField()
     succeeded = serializers.IntegerField()
     failed = serializers.IntegerField()
+    rate_lps = serializers.FloatField(
+        allow_null=True,
+        min_value=0,
+        help_text="Lines per second over the last minute of processing; null until a chunk has run "
+        "and 10 s of processing have passed, and when the batch is not processing.",
+    )
+    eta_ts = TimestampField(
+        allow_null=True, help_text="When processing should end at rate_lps; null while the rate is null or 0."
+    )
+
+
+class QueueSerializer(serializers.Serializer):
+    position = serializers.IntegerField(
+        min_value=1,
+        help_text="1 for the next of its account's batches to start, in the order workers start them.",
+    )
 
 
 class DownloadSerializer(serializers.Serializer):
@@ -184,6 +201,47 @@ class DownloadSerializer(serializers.Serializer):
         return data
 
 
+class SubcodeCountSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    lines = serializers.ListField(
+        child=serializers.IntegerField(), max_length=5, help_text="Its first 5 line numbers."
+    )
+
+
+class SummaryFileSerializer(serializers.Serializer):
+    lines = serializers.IntegerField()
+    bytes = serializers.IntegerField()
+    sha256 = serializers.CharField(help_text="SHA-256 of exactly the bytes the download serves.")
+
+
+class SummarySerializer(serializers.Serializer):
+    """The batch's lines accounted for: succeeded + failed + not_executed == total once it ended;
+    while it runs (partial), the three add up to the lines done so far."""
+
+    total = serializers.IntegerField(help_text="Non-blank input lines.")
+    succeeded = serializers.IntegerField()
+    failed = serializers.IntegerField(help_text="Lines with a 4xx or 5xx verdict, invalid lines included.")
+    not_executed = serializers.IntegerField(help_text="Lines that never ran.")
+    by_subcode = serializers.DictField(
+        child=SubcodeCountSerializer(),
+        help_text="Every failed and never-run line, under the subcode its result line carries.",
+    )
+    results = SummaryFileSerializer(
+        required=False,
+        allow_null=True,
+        help_text="The results file (?download=true); null when the batch has none. Absent while it runs.",
+    )
+    errors = SummaryFileSerializer(
+        required=False,
+        allow_null=True,
+        help_text="The errors file (?download=true&part=errors); null when the batch has none. "
+        "Absent while it runs.",
+    )
+    partial = serializers.BooleanField(
+        required=False, help_text="Present (true) while the batch runs: the lines done so far."
+    )
+
+
 class BatchSerializer(serializers.Serializer):
     """The batch object; `hash`, `batch_dict`, `error_budget`, `validate_only`, `retry_of` and
     `reason` appear only when set."""
@@ -191,6 +249,20 @@ class BatchSerializer(serializers.Serializer):
     batch = serializers.UUIDField(source="uuid")
     operation = serializers.CharField()
     status = serializers.ChoiceField(choices=BatchStatus.choices)
+    status_reason = serializers.SerializerMethodField(
+        help_text="Why the batch is where it is; null once it ended. waiting_for_worker: no worker has "
+        "taken its current step; running; stalled: no progress for BATCH_STALL_AFTER_SECONDS. "
+        "scheduled, waiting_dependency and paused are not given yet."
+    )
+    status_reason_description = serializers.SerializerMethodField(
+        help_text="The reason as a sentence for a person; null once the batch ended."
+    )
+    queue = serializers.SerializerMethodField(
+        help_text="While no worker has started the batch (new): its place among its account's batches."
+    )
+    stalled_since = serializers.SerializerMethodField(
+        help_text="While the batch is stalled: its last progress (Unix seconds); null otherwise."
+    )
     created_ts = TimestampField(source="created_at")
     updated_ts = TimestampField(source="updated_at")
     hash = serializers.CharField(required=False)
@@ -205,10 +277,43 @@ class BatchSerializer(serializers.Serializer):
         "(then it starts with error_budget_exceeded).",
     )
     progress = serializers.SerializerMethodField()
+    summary = serializers.SerializerMethodField(
+        help_text="Once the batch ended, and while its lines run (partial); null before any line can run."
+    )
 
     @extend_schema_field(ProgressSerializer)
     def get_progress(self, batch):
-        return ProgressSerializer(batch).data
+        waiting = self.waiting(batch)
+        counts = {name: getattr(batch, name) for name in ("total", "processed", "succeeded", "failed")}
+        return ProgressSerializer(
+            {**counts, "rate_lps": waiting["rate_lps"], "eta_ts": waiting["eta_ts"]}
+        ).data
+
+    def waiting(self, batch) -> dict:
+        """batches.selectors.batch_waiting, asked once per batch represented."""
+        if getattr(self, "waiting_of", None) is not batch:
+            self.waiting_of, self.waiting_found = batch, batch_waiting(batch)
+        return self.waiting_found
+
+    @extend_schema_field({"type": ["string", "null"], "enum": [*STATUS_REASONS, None]})
+    def get_status_reason(self, batch):
+        return self.waiting(batch)["status_reason"]
+
+    @extend_schema_field({"type": ["string", "null"]})
+    def get_status_reason_description(self, batch):
+        return self.waiting(batch)["status_reason_description"]
+
+    @extend_schema_field(QueueSerializer(allow_null=True))
+    def get_queue(self, batch):
+        return self.waiting(batch)["queue"]
+
+    @extend_schema_field({**TS_SCHEMA, "type": ["number", "null"]})
+    def get_stalled_since(self, batch):
+        return to_ts(self.waiting(batch)["stalled_since"])
+
+    @extend_schema_field(SummarySerializer(allow_null=True))
+    def get_summary(self, batch):
+        return batch_summary(batch)
 
     def to_representation(self, batch):
         data = super().to_representation(batch)

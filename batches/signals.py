@@ -13,3 +13,7 @@ batch_transitioned = Signal()
 # Sent by a chunk once its lines ran, in the transaction that marks it done, with `batch`,
 # `lines`, `failed` and `seconds` (the time the chunk took).
 chunk_lines_ran = Signal()
+
+# Sent by the sweep (batches.pipeline.maintenance.stalls_record) once per stall, in the
+# transaction that sets the batch's `stalled_since`, with `batch` (as it is then).
+batch_stalled = Signal()

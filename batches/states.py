@@ -47,7 +47,7 @@ def batch_transition(
             changes.update(lease_owner="", lease_expires_at=None)
         source, source_entered_at = batch.status, batch.updated_at
         Batch.objects.filter(pk=batch_id, status=source).update(
-            status=to, updated_at=DatabaseNow(), heartbeat_at=DatabaseNow(), **changes
+            status=to, updated_at=DatabaseNow(), heartbeat_at=DatabaseNow(), stalled_since=None, **changes
         )
         BatchStatusChange.objects.create(batch_id=batch_id, from_status=source, to_status=to, note=note)
         batch.refresh_from_db()

@@ -1,10 +1,11 @@
-"""The outbox: batch events written in the transaction of the transition they report.
+"""The outbox: batch events written in the transaction of the change they report.
 
 `outbox_record` receives `batches.signals.batch_transitioned`, which `batch_transition` sends
 inside its transaction after the history row, so an event exists exactly when its transition
 committed; a process killed a moment later loses nothing, since beat's sweep delivers whatever
 is due. Transitions that are no event cost nothing; the others one indexed query when nobody
-subscribed.
+subscribed. A stall is no transition: `outbox_record_stall` receives `batch_stalled`, sent by
+the pipeline's sweep in the transaction that records the stall, and writes its event alike.
 """
 
 from datetime import timedelta
@@ -29,6 +30,7 @@ BATCH_EVENTS = {
     "hash_mismatch": "batch_hash_mismatch",
     "validation_failed": "batch_validation_failed",
 }
+STALL_EVENT = "batch_stalled"
 
 
 def retry_until(now):
@@ -54,6 +56,18 @@ def outbox_record(sender, *, batch, source: str, target: str, **kwargs) -> Event
     name = BATCH_EVENTS.get(target)
     if name is None:
         return None
+    return event_record(batch=batch, name=name)
+
+
+def outbox_record_stall(sender, *, batch, **kwargs) -> Event | None:
+    """The receiver of batch_stalled (connected in NotificationsConfig.ready()): runs inside the
+    sweep's transaction that records the stall, so the stall and its event commit together."""
+    return event_record(batch=batch, name=STALL_EVENT)
+
+
+def event_record(*, batch, name: str) -> Event | None:
+    """The batch's event `name`, with a delivery for each subscription active now; nothing (one
+    indexed query) when nobody subscribed."""
     now = timezone.now()
     subscription_ids = list(
         subscriptions_active(account_id=batch.account_id, topic=TOPIC_BATCHES, now=now).values_list(

@@ -202,7 +202,14 @@ def test_ctrl_c_stops_make_run_and_the_next_run_finishes_the_batch(tmp_path):
     finally:
         second.kill()
 
-    assert state["progress"] == {"total": LINES, "processed": LINES, "succeeded": LINES, "failed": 0}
+    assert state["progress"] == {
+        "total": LINES,
+        "processed": LINES,
+        "succeeded": LINES,
+        "failed": 0,
+        "rate_lps": None,
+        "eta_ts": None,
+    }
     assert twin_count(data_dir) == LINES
     print(f"stopped {stopped_after:.1f} s after Ctrl-C, {interrupted_at} of {LINES} lines done by then")
 

@@ -15,7 +15,8 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from batches.files import (
@@ -29,6 +30,7 @@ from batches.models import Batch, BatchStatus, Chunk, MaintenanceRun, Upload
 from batches.pipeline.lease import Lease
 from batches.pipeline.sessions import role_set_local
 from batches.selectors import batches_not_moving, batches_stalled, silent_for
+from batches.signals import batch_stalled
 from batches.statuses import TERMINAL
 from batchsite.clock import DatabaseNow, database_now_plus
 
@@ -39,6 +41,8 @@ LEASED = frozenset({S.COPYING, S.VALIDATING, S.WRITING_RESULTS, S.CANCELLING, S.
 PASSING = frozenset({S.NEW, S.COPIED, S.PROCESSED, S.CANCEL})
 # Statuses in which chunk workers hold chunks.
 CHUNKED = frozenset({S.VALIDATING, S.PROCESSING})
+# Stalls recorded by one sweep at most; the rest are found by the next.
+STALLS_PER_SWEEP = 100
 
 
 def claim_run(name: str, *, every_seconds: float) -> bool:
@@ -59,39 +63,53 @@ def finish_run(name: str) -> None:
     MaintenanceRun.objects.filter(name=name).update(finished_at=DatabaseNow())
 
 
+def not_resumed_for(seconds: float) -> Q:
+    """Batches the sweep has not asked for in the last `seconds` (by the database's clock)."""
+    return Q(resumed_at__isnull=True) | Q(resumed_at__lt=database_now_plus(-seconds))
+
+
 def batches_to_resume() -> set[str]:
     """Batches a worker owes a step but no worker is doing: a passing status not left for a few
     seconds, a single-worker step whose lease expired (or that no one took), processing with no
     chunk committed for BATCH_STUCK_AFTER_SECONDS, chunk work gone quiet with a chunk whose
-    lease expired (its holder froze or was cut off), a finished batch whose deletion stalled."""
-    kick_before = database_now_plus(-settings.PIPELINE_KICK_AFTER_SECONDS)
-    quiet = silent_for(settings.PIPELINE_KICK_AFTER_SECONDS)
+    lease expired (its holder froze or was cut off), a finished batch whose deletion stalled.
+    Each at most once per that wait, however long it stays there."""
+    kick_seconds = settings.PIPELINE_KICK_AFTER_SECONDS
+    kick_before = database_now_plus(-kick_seconds)
+    quiet = silent_for(kick_seconds) & not_resumed_for(kick_seconds)
     lapsed = Chunk.objects.filter(batch_id=OuterRef("pk"), done=False, lease_expires_at__lt=DatabaseNow())
+    stuck_seconds = settings.BATCH_STUCK_AFTER_SECONDS
     queries = (
         Batch.objects.filter(Exists(lapsed.exclude(lease_owner="")), status__in=CHUNKED).filter(quiet),
         Batch.objects.filter(status__in=PASSING).filter(quiet),
         Batch.objects.filter(status__in=LEASED, lease_owner="").filter(quiet),
         Batch.objects.filter(status__in=LEASED, lease_expires_at__lt=DatabaseNow()),
-        batches_stalled(after_seconds=settings.BATCH_STUCK_AFTER_SECONDS).filter(status=S.PROCESSING),
+        batches_stalled(after_seconds=stuck_seconds)
+        .filter(status=S.PROCESSING)
+        .filter(not_resumed_for(stuck_seconds)),
         Batch.objects.filter(status__in=TERMINAL, delete_requested_at__lt=kick_before),
     )
     return {str(pk) for query in queries for pk in query.values_list("pk", flat=True)}
 
 
 def sweep(advance: Callable[[str], None]) -> int:
-    """Resumes the batches no worker is moving. Each is touched first, so a batch that is only
-    waiting in a busy queue is asked for again no more than every few seconds. A batch whose
-    row another process holds locked (a frozen holder, until the database ends its session) is
+    """Records the batches that stalled, and resumes the batches no worker is moving, oldest
+    first (the order their first step was asked for). Each resumed one is marked first, so a
+    batch that is only waiting in a busy queue is asked for again no more than every few
+    seconds; the mark is not its heartbeat, since asking is no progress. A batch whose row
+    another process holds locked (a frozen holder, until the database ends its session) is
     skipped, not waited for: it is found again next time."""
+    stalls_record()
     with transaction.atomic():
         role_set_local("sweep")
-        batch_ids = {
+        batch_ids = [
             str(pk)
             for pk in Batch.objects.select_for_update(skip_locked=True)
             .filter(pk__in=batches_to_resume())
+            .order_by("created_at", "uuid")
             .values_list("pk", flat=True)
-        }
-        Batch.objects.filter(pk__in=batch_ids).update(heartbeat_at=DatabaseNow())
+        ]
+        Batch.objects.filter(pk__in=batch_ids).update(resumed_at=DatabaseNow())
         for batch_id in batch_ids:
             advance(batch_id)
     if batch_ids:
@@ -101,6 +119,43 @@ def sweep(advance: Callable[[str], None]) -> int:
             "batch %s has been %s since %s: it is not moving", batch_id, status, updated_at.isoformat()
         )
     return len(batch_ids)
+
+
+def stalls_record() -> int:
+    """Records each batch that has stalled (batches.selectors.batches_stalled) once: sets its
+    `stalled_since` to its last progress and, in that transaction, sends batch_stalled (its
+    webhook event). The update is conditional on `stalled_since` being unset, so two sweeps at
+    once record a stall once. A batch that moved since by work that does not clear the mark
+    itself (a step's lease renewal, a checked chunk) has it cleared, so its next stall counts.
+    Locked rows are skipped, as the resume skips them."""
+    with transaction.atomic():
+        role_set_local("sweep")
+        moved = list(
+            Batch.objects.select_for_update(skip_locked=True)
+            .filter(stalled_since__isnull=False, heartbeat_at__gt=F("stalled_since"))
+            .values_list("pk", flat=True)
+        )
+        Batch.objects.filter(pk__in=moved, heartbeat_at__gt=F("stalled_since")).update(stalled_since=None)
+        newly_stalled = list(
+            batches_stalled()
+            .select_for_update(skip_locked=True)
+            .filter(stalled_since__isnull=True)
+            .order_by("created_at", "uuid")
+            .values_list("pk", flat=True)[:STALLS_PER_SWEEP]
+        )
+        recorded = 0
+        for batch_id in newly_stalled:
+            marked = (
+                batches_stalled()
+                .filter(pk=batch_id, stalled_since__isnull=True)
+                .update(stalled_since=Coalesce("heartbeat_at", "created_at"))
+            )
+            if marked:
+                batch_stalled.send(sender=Batch, batch=Batch.objects.get(pk=batch_id))
+                recorded += 1
+    if recorded:
+        logger.warning("sweep: %d batches stalled", recorded)
+    return recorded
 
 
 def uploads_expire(*, keep_rows_days: int = 7) -> int:

@@ -45,9 +45,33 @@ def test_create_batch_answers_201_with_the_batch_and_enqueues_it_after_commit(
         response = create_batch(caller, handler)
     assert response.status_code == 201, response.content
     body = response.json()
-    assert set(body) == {"batch", "operation", "status", "created_ts", "updated_ts", "progress"}
+    assert set(body) == {
+        "batch",
+        "operation",
+        "status",
+        "status_reason",
+        "status_reason_description",
+        "queue",
+        "stalled_since",
+        "created_ts",
+        "updated_ts",
+        "progress",
+        "summary",
+    }
+    assert (body["status_reason"], body["queue"], body["stalled_since"]) == (
+        "waiting_for_worker",
+        {"position": 1},
+        None,
+    )
     assert body["status"] == "new" and body["operation"] == BATCHABLE
-    assert body["progress"] == {"total": None, "processed": 0, "succeeded": 0, "failed": 0}
+    assert body["progress"] == {
+        "total": None,
+        "processed": 0,
+        "succeeded": 0,
+        "failed": 0,
+        "rate_lps": None,
+        "eta_ts": None,
+    }
     assert enqueued == [body["batch"]]
 
     batch = Batch.objects.get(uuid=body["batch"])
@@ -229,7 +253,14 @@ def test_get_batch_shows_progress_and_retry_of(caller):
     )
     body = caller.client.get(f"/batches/{retry.uuid}").json()
     assert body["retry_of"] == str(original.uuid)
-    assert body["progress"] == {"total": 10, "processed": 4, "succeeded": 3, "failed": 1}
+    assert body["progress"] == {
+        "total": 10,
+        "processed": 4,
+        "succeeded": 3,
+        "failed": 1,
+        "rate_lps": None,
+        "eta_ts": None,
+    }
     assert body["status"] == "processing"
     assert "retry_of" not in caller.client.get(f"/batches/{original.uuid}").json()
 

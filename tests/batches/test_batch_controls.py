@@ -163,7 +163,14 @@ def test_a_dry_run_completes_with_every_line_listed_and_nothing_run(caller):
     assert history(batch) == [S.NEW, S.COPYING, S.COPIED, S.VALIDATING, S.COMPLETED]
     body = api_batch(caller, batch)
     assert body["validate_only"] is True
-    assert body["progress"] == {"total": 6, "processed": 0, "succeeded": 0, "failed": 0}
+    assert body["progress"] == {
+        "total": 6,
+        "processed": 0,
+        "succeeded": 0,
+        "failed": 0,
+        "rate_lps": None,
+        "eta_ts": None,
+    }
     results = read_results(batch.results_file)
     assert [line["line"] for line in results] == [1, 2, 3, 4, 5, 7]
     assert all(line["status"] is None and line["error"]["subcode"] == "validate_only" for line in results)

@@ -104,7 +104,14 @@ def test_every_event_arrives_signed_in_order_once_and_nothing_after_unsubscribe(
     assert [got.body["event"] for got in events] == ["batch_processing", "batch_completed"]
     assert len({got.body["event_id"] for got in events}) == 2
     assert all(got.signature_valid(server_secret) for got in events)
-    assert events[1].body["batch"]["progress"] == {"total": 3, "processed": 3, "succeeded": 3, "failed": 0}
+    assert events[1].body["batch"]["progress"] == {
+        "total": 3,
+        "processed": 3,
+        "succeeded": 3,
+        "failed": 0,
+        "rate_lps": None,
+        "eta_ts": None,
+    }
 
     ended = requests.delete(services.subscription_url(subscription), timeout=10)
     assert ended.status_code == 201, ended.text

@@ -57,7 +57,14 @@ def test_submit_wait_download_and_list(cli, caller, tmp_path):
     assert waited.returncode == 0, waited.stderr
     finished = json.loads(waited.stdout)
     assert finished["status"] == "completed"
-    assert finished["progress"] == {"total": 40, "processed": 40, "succeeded": 40, "failed": 0}
+    assert finished["progress"] == {
+        "total": 40,
+        "processed": 40,
+        "succeeded": 40,
+        "failed": 0,
+        "rate_lps": None,
+        "eta_ts": None,
+    }
 
     results = tmp_path / "results.jsonl"
     assert cli("download", batch_id, "-o", str(results)).returncode == 0
