@@ -4,18 +4,22 @@ related rows joined, operations listed from the registry, no second full count."
 
 from django.contrib import admin, messages
 from django.contrib.admin import EmptyFieldListFilter
+from django.db.models import Exists, OuterRef
 from django.http import HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from batches import services
 from batches.links import batch_download_url
 from batches.models import Batch, BatchStatusChange, Upload
-from batches.selectors import batches_stalled
+from batches.selectors import batch_status_reason, batches_stalled
 from batches.statuses import CANCELLABLE
+from batches.templatetags.batch_accounting import batch_summary_tables, batch_waiting_words
 from batches.templatetags.batch_pages import error_budget_text, pretty_json, progress_percent
 from batchsite.admin import ReadOnly, UuidSearch
+from batchsite.clock import DatabaseNow
 from batchsite.errors import ApplicationError
 from twins.registry import batchable_operations
 
@@ -77,7 +81,16 @@ def download_links(batch: Batch) -> list[str]:
 
 @admin.register(Batch)
 class BatchAdmin(ReadOnly, UuidSearch, admin.ModelAdmin):
-    list_display = ["uuid", "account", "operation", "status", "progress", "created_at", "updated_at"]
+    list_display = [
+        "uuid",
+        "account",
+        "operation",
+        "status",
+        "status_reason",
+        "progress",
+        "created_at",
+        "updated_at",
+    ]
     list_filter = ["status", StalledFilter, OperationFilter, "validate_only", "account", "created_at"]
     list_select_related = ["account"]
     search_fields = ["created_by__name", "batch_dict"]
@@ -89,10 +102,23 @@ class BatchAdmin(ReadOnly, UuidSearch, admin.ModelAdmin):
     actions = ["cancel_selected"]
     inlines = [StatusHistoryInline]
     fieldsets = [
-        (None, {"fields": ["uuid", "account", "created_by", "operation", "status", "progress_summary"]}),
+        (
+            None,
+            {
+                "fields": [
+                    "uuid",
+                    "account",
+                    "created_by",
+                    "operation",
+                    "status",
+                    "waiting",
+                    "progress_summary",
+                ]
+            },
+        ),
         ("Input", {"fields": ["hash", "computed_hash", "batch_dict_json", "upload", "retry_of"]}),
         ("Controls", {"fields": ["error_budget_summary", "validate_only"]}),
-        ("Outcome", {"fields": ["failure_reason", "downloads", "results_expire_at"]}),
+        ("Outcome", {"fields": ["failure_reason", "summary_tables", "downloads", "results_expire_at"]}),
         ("Times", {"fields": ["created_at", "updated_at", "heartbeat_at", "delete_requested_at"]}),
     ]
     readonly_fields = [field for _, options in fieldsets for field in options["fields"]]
@@ -111,6 +137,42 @@ class BatchAdmin(ReadOnly, UuidSearch, admin.ModelAdmin):
         return (
             f"{self.progress(batch)}: {batch.processed} of {total} lines processed, "
             f"{batch.succeeded} succeeded, {batch.failed} failed"
+        )
+
+    def get_queryset(self, request):
+        # What the list's status reasons need, read by the list's own query: no query per row.
+        stalled = batches_stalled().filter(pk=OuterRef("pk"))
+        return super().get_queryset(request).annotate(stalled=Exists(stalled), database_now=DatabaseNow())
+
+    @admin.display(description="status reason")
+    def status_reason(self, batch):
+        """The reason batches.selectors.batch_waiting gives, from the row's annotations."""
+        reason = batch_status_reason(batch, now=batch.database_now, stalled=batch.stalled)
+        return "—" if reason is None else reason.replace("_", " ")
+
+    @admin.display(description="why it waits")
+    def waiting(self, batch):
+        """The reason in words, its place in the queue, when it should end, since when it stalled."""
+        waiting = batch_waiting_words(batch)
+        if waiting is None:
+            return "— (ended)"
+        parts = [f"{waiting.reason} — {waiting.description}"]
+        if waiting.queue_position:
+            parts.append(f"place {waiting.queue_position} in its account's queue")
+        if waiting.eta:
+            rate = f" at {waiting.rate}" if waiting.rate else ""
+            parts.append(f"should end at {waiting.eta.clock} ({waiting.eta.relative}){rate}")
+        if waiting.stalled_since:
+            parts.append(f"stalled since {waiting.stalled_since.clock} ({waiting.stalled_since.relative})")
+        return " · ".join(parts)
+
+    @admin.display(description="summary")
+    def summary_tables(self, batch):
+        summary = batch_summary_tables(batch)
+        return (
+            "none yet"
+            if summary is None
+            else render_to_string("admin/batches/batch/summary.html", {"summary": summary})
         )
 
     @admin.display(description="batch_dict")

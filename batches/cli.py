@@ -7,13 +7,16 @@ It uses only the public HTTP API, so it works against any deployment, local file
            (`batch submit --help` shows one example line per operation)
            [--validate-only] [--wait]
     wait BATCH
+    status BATCH [--json]       (why it waits, its place in the queue, when it should end)
+    summary BATCH [--json]      (totals, failures by subcode, the files' SHA-256)
     download BATCH [--errors] [--partial] -o FILE
     cancel BATCH
     list [--status STATUS] [--operation OP]
 
 The base URL and the secret come from --url and --secret, or BATCH_API_URL and
 BATCH_API_SECRET. Progress bars go to standard error when it is a terminal; what a script
-wants (a batch id, a batch's JSON, a list) goes to standard output.
+wants (a batch id, a batch's JSON, a list) goes to standard output; `status` and `summary`
+print for a person unless given --json.
 
 Exit codes: 0 success; 1 the batch ended other than completed (hash_mismatch,
 validation_failed, cancelled); 2 the API refused the request or could not be reached.
@@ -26,11 +29,13 @@ import os
 import sys
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 import requests
 from tqdm import tqdm
 
+from batches.durations import time_since, time_until
 from twins.examples import EXAMPLE_LINES, TWIN
 
 BLOCK_BYTES = 1 << 20
@@ -227,6 +232,121 @@ def command_wait(api: Api, args) -> int:
     return finished(wait(api, args.batch, interval=args.interval))
 
 
+def local_time(ts: float) -> str:
+    """A timestamp in this machine's time zone, with the date when it is not today."""
+    when = datetime.fromtimestamp(ts).astimezone()
+    today = when.date() == datetime.now().astimezone().date()
+    return when.strftime("%H:%M %Z" if today else "%Y-%m-%d %H:%M %Z")
+
+
+def print_fields(fields: list[tuple[str, object]]) -> None:
+    width = max(len(name) for name, _ in fields)
+    for name, value in fields:
+        print(f"{name:<{width}}  {value}")
+
+
+def progress_text(counts: dict) -> str:
+    if counts["total"] is None:
+        return (
+            f"{counts['processed']} lines so far: {counts['succeeded']} succeeded, {counts['failed']} failed"
+        )
+    return (
+        f"{counts['processed']} of {counts['total']} lines: "
+        f"{counts['succeeded']} succeeded, {counts['failed']} failed"
+    )
+
+
+def waiting_fields(batch: dict) -> list[tuple[str, object]]:
+    """Why a batch that has not ended waits, its place in the queue, when it should end and
+    since when it stalled: each only when the batch has it."""
+    fields = []
+    if batch.get("status_reason"):
+        fields.append(("reason", f"{batch['status_reason']} — {batch['status_reason_description']}"))
+    if batch.get("queue"):
+        fields.append(("queue", f"place {batch['queue']['position']} in the account's queue (1 starts next)"))
+    counts = batch["progress"]
+    if counts.get("eta_ts") is not None:
+        rate = f", at {counts['rate_lps']:,.1f} lines/s" if counts.get("rate_lps") is not None else ""
+        fields.append(
+            ("ends", f"{local_time(counts['eta_ts'])} ({time_until(counts['eta_ts'] - time.time())}){rate}")
+        )
+    if batch.get("stalled_since") is not None:
+        stalled = batch["stalled_since"]
+        fields.append(("stalled", f"since {local_time(stalled)} ({time_since(time.time() - stalled)})"))
+    return fields
+
+
+def command_status(api: Api, args) -> int:
+    batch = api.call("GET", f"/batches/{args.batch}")
+    if args.json:
+        print_json(batch)
+        return 0
+    fields = [
+        ("batch", batch["batch"]),
+        ("status", batch["status"]),
+        ("progress", progress_text(batch["progress"])),
+    ]
+    if batch.get("reason"):
+        fields.append(("stopped", batch["reason"]))
+    print_fields(fields + waiting_fields(batch))
+    return 0
+
+
+def print_table(head: tuple[str, ...], rows: list[tuple], numbers: set[int]) -> None:
+    """Columns as wide as their widest cell; the `numbers` columns aligned right."""
+    widths = [max(len(str(row[column])) for row in [head, *rows]) for column in range(len(head))]
+    for row in [head, *rows]:
+        cells = [
+            str(cell).rjust(width) if column in numbers else str(cell).ljust(width)
+            for column, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        print("  ".join(cells).rstrip())
+
+
+def print_summary(summary: dict) -> None:
+    so_far = " (so far: the batch is running)" if summary.get("partial") else ""
+    total = "?" if summary["total"] is None else summary["total"]
+    print_fields(
+        [
+            ("lines", f"{total}{so_far}"),
+            ("succeeded", summary["succeeded"]),
+            ("failed", summary["failed"]),
+            ("not executed", summary["not_executed"]),
+        ]
+    )
+    # The API lists the subcodes with the most lines first.
+    by_subcode = summary["by_subcode"].items()
+    if by_subcode:
+        print()
+        rows = [
+            (
+                subcode,
+                counted["count"],
+                ", ".join(map(str, counted["lines"]))
+                + (", …" if counted["count"] > len(counted["lines"]) else ""),
+            )
+            for subcode, counted in by_subcode
+        ]
+        print_table(("subcode", "lines", "first lines"), rows, numbers={1})
+    files = [(part, summary[part]) for part in ("results", "errors") if summary.get(part)]
+    if files:
+        print()
+        rows = [(part, file["lines"], file["bytes"], file["sha256"]) for part, file in files]
+        print_table(("file", "lines", "bytes", "sha256"), rows, numbers={1, 2})
+
+
+def command_summary(api: Api, args) -> int:
+    batch = api.call("GET", f"/batches/{args.batch}")
+    summary = batch.get("summary")
+    if args.json:
+        print_json(summary)
+    elif summary is None:
+        print(f"no summary yet: the batch is {batch['status']}", file=sys.stderr)
+    else:
+        print_summary(summary)
+    return 0
+
+
 def command_download(api: Api, args) -> int:
     params = {"download": "true", "part": "errors" if args.errors else "results"}
     download = api.call("GET", f"/batches/{args.batch}", params=params)["download"]
@@ -309,6 +429,30 @@ def parser() -> argparse.ArgumentParser:
     wait_ = commands.add_parser("wait", help="show progress until the batch ends; prints it")
     wait_.add_argument("batch")
     wait_.set_defaults(run=command_wait)
+
+    status = commands.add_parser(
+        "status",
+        help="the batch's status and progress, why it waits and when it should end",
+        description="Prints the batch's status and progress and, while it has not ended, why it waits "
+        "(its status reason), its place in the queue before a worker starts it, when it should end at "
+        "the current rate (in this machine's time zone) and since when it stalled.",
+    )
+    status.add_argument("batch")
+    status.set_defaults(run=command_status)
+
+    summary = commands.add_parser(
+        "summary",
+        help="the batch's totals, failed lines by subcode and its files' SHA-256",
+        description="Prints the batch's summary: lines succeeded, failed and not executed, the "
+        "subcodes of the lines that did not succeed (with the first line numbers of each) and, once "
+        "it ended, the results and errors files' lines, bytes and SHA-256, which a downloaded file "
+        "can be checked against. While it runs, the counts so far.",
+    )
+    summary.add_argument("batch")
+    summary.set_defaults(run=command_summary)
+
+    for command in (status, summary):
+        command.add_argument("--json", action="store_true", help="print it as the API gives it")
 
     download = commands.add_parser("download", help="save the results file (or only the failed lines)")
     download.add_argument("batch")

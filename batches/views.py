@@ -10,7 +10,7 @@ session and its CSRF token, so the page refuses exactly what the API refuses.
 """
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial, wraps
 from typing import Any
 
@@ -20,6 +20,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 
@@ -29,6 +30,7 @@ from batches.models import Batch, BatchStatus
 from batches.page_sections import batch_page_sections
 from batches.serializers import BatchSerializer
 from batches.statuses import CANCEL_REQUESTED, CANCELLABLE, TERMINAL
+from batches.templatetags.batch_accounting import batch_summary_tables, batch_waiting_words
 from batches.templatetags.batch_pages import (
     batch_name,
     clock_time,
@@ -277,6 +279,7 @@ def batch_state(request, viewer: Viewer, batch: Batch) -> dict:
     """Everything the detail page shows that changes while the batch runs."""
     badge = outcome(batch)
     stopped_because = reason(batch)
+    waiting = batch_waiting_words(batch)
     return {
         "batch": BatchSerializer(batch).data,
         "status_label": badge.label,
@@ -288,6 +291,7 @@ def batch_state(request, viewer: Viewer, batch: Batch) -> dict:
         if stopped_because
         else None,
         "next_step": next_step(viewer, batch),
+        "waiting": None if waiting is None else asdict(waiting),
         "updated": f"{batch.updated_at:%Y-%m-%d %H:%M:%S} UTC",
         "history": [
             {
@@ -325,6 +329,7 @@ def batch_detail_page(request, viewer: Viewer, batch_id):
             "full_report": state["downloads"]["errors"] or state["downloads"]["results"],
             "retried_as": retry.live_retry(batch),
             "unrun": never_run(batch) if batch.status == BatchStatus.CANCELLED else None,
+            "summary": batch_summary_tables(batch) if batch.status in TERMINAL else None,
             # A callback URL's query may hold the receiver's key: only for who manages webhooks.
             "show_callback_urls": viewer.sees_every_account or viewer.may("get_webhook_subscriptions"),
         },
@@ -347,7 +352,14 @@ def batch_state_json(request, batch_id):
         return JsonResponse(
             error_body(status_code=403, subcode="action_not_allowed", description=str(error)), status=403
         )
-    return JsonResponse(batch_state(request, viewer, batch))
+    state = batch_state(request, viewer, batch)
+    if state["terminal"]:
+        # Drawn by the server, once: the page puts it in place when the batch ends.
+        summary = batch_summary_tables(batch)
+        state["summary_html"] = (
+            render_to_string("pages/batch_summary.html", {"summary": summary}) if summary else None
+        )
+    return JsonResponse(state)
 
 
 def back_to(request, default: str) -> str:

@@ -1,14 +1,22 @@
 """The batch admin as staff use it: filters, search, a list whose query count does not grow
 with the rows, the detail page, and cancel through the service (action and button)."""
 
+import re
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth.models import Permission
 from django.db import connection
+from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from batches.models import Batch, BatchStatus
+from batches.selectors import batch_summary, batch_waiting
+from tests.support.batch_files import updates
 from tests.support.factories import BatchFactory
+from tests.support.inline_pipeline import run_batch
 
 S = BatchStatus
 pytestmark = pytest.mark.django_db
@@ -146,3 +154,65 @@ def test_staff_with_only_view_permission_see_batches_but_cannot_cancel(client, c
     assert listed(client.get(CHANGELIST)) == {batch.pk}
     client.post(reverse("admin:batches_batch_cancel", args=[batch.pk]))
     assert Batch.objects.get(pk=batch.pk).status == S.NEW
+
+
+def column(response, name: str) -> dict[str, str]:
+    """A column of the list as shown, by batch id."""
+    assert response.status_code == 200, response.content[:500]
+    cells = {}
+    for row in re.findall(r"<tr>(.*?)</tr>", response.content.decode(), re.DOTALL):
+        batch = re.search(r'class="field-uuid"><a [^>]*>([0-9a-f-]{36})</a>', row)
+        if batch:
+            cells[batch[1]] = re.search(rf'class="field-{name}[^"]*">(.*?)</td>', row, re.DOTALL)[1]
+    return cells
+
+
+def test_the_list_shows_why_each_batch_waits_and_filters_the_stalled(admin_client, caller):
+    waiting = BatchFactory(caller=caller)
+    running = BatchFactory(caller=caller, status=S.PROCESSING)
+    stalled = BatchFactory(caller=caller, status=S.PROCESSING)
+    # Test setup: its last progress five minutes ago, past BATCH_STALL_AFTER_SECONDS.
+    Batch.objects.filter(pk=stalled.pk).update(heartbeat_at=timezone.now() - timedelta(minutes=5))
+    finished = BatchFactory(caller=caller, status=S.COMPLETED)
+
+    assert column(admin_client.get(CHANGELIST), "status_reason") == {
+        str(waiting.pk): "waiting for worker",
+        str(running.pk): "running",
+        str(stalled.pk): "stalled",
+        str(finished.pk): "—",
+    }
+    assert column(admin_client.get(CHANGELIST, {"stalled": "yes"}), "status_reason") == {
+        str(stalled.pk): "stalled"
+    }
+    # Each agrees with the batch object the API gives.
+    for batch in (waiting, running, stalled):
+        assert (
+            batch_waiting(Batch.objects.get(pk=batch.pk))["status_reason"]
+            == {
+                waiting.pk: "waiting_for_worker",
+                running.pk: "running",
+                stalled.pk: "stalled",
+            }[batch.pk]
+        )
+
+
+@override_settings(BATCH_CHUNK_LINES=5)
+def test_the_detail_page_shows_why_it_waits_and_the_summary(admin_client, caller):
+    BatchFactory(caller=caller)
+    second = BatchFactory(caller=caller)
+    waiting = admin_client.get(reverse("admin:batches_batch_change", args=[second.pk])).content.decode()
+    assert (
+        "waiting_for_worker — Waiting for a worker: 1 of this account" in waiting
+        and "place 2 in its account&#x27;s queue" in waiting
+    )
+    assert "none yet" in waiting, "no summary before a line ran"
+
+    finished = run_batch(
+        BatchFactory(caller=caller, operation="update_twin", content=updates(caller, 12, bad_every=5))
+    )
+    summary = batch_summary(finished)
+    page = admin_client.get(reverse("admin:batches_batch_change", args=[finished.pk])).content.decode()
+    assert "12 lines: 10 succeeded, 2 failed, 0 not executed" in page
+    assert "<td><code>not_found</code></td><td>2</td><td>5, 10</td>" in page
+    assert summary["results"]["sha256"] in page and summary["errors"]["sha256"] in page
+    assert "— (ended)" in page

@@ -3,13 +3,9 @@ against a live server): submitting with an error budget or as a dry run, and sav
 a running batch has run so far."""
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 
 import pytest
-from django.conf import settings
 from django.test import override_settings
 
 from batches.models import Batch, BatchStatus
@@ -20,23 +16,6 @@ from twins.services import twins_create
 
 S = BatchStatus
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def cli(caller, live_server):
-    env = {**os.environ, "BATCH_API_URL": live_server.url, "BATCH_API_SECRET": caller.secret}
-
-    def run(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "batches.cli", *args],
-            env=env,
-            cwd=settings.BASE_DIR,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-
-    return run
 
 
 def update_file(caller, tmp_path, count: int, bad: int = 0):

@@ -11,6 +11,7 @@ from trustedtwin.tt_api import TTRESTService
 
 from batches.models import Batch
 from tests.support.batch_api import BATCHABLE
+from tests.support.factories import BatchFactory
 from tests.support.inline_pipeline import run_batch
 
 CONTENT = b'{"description": {"serial": 1}}\n{"description": {"serial": 2}}\n'
@@ -77,6 +78,36 @@ def test_the_batch_lifecycle_through_the_trusted_twin_client(client):
     status, deleted = answer(client.delete_batch(batch_id))
     assert status == 200 and deleted["batch"] == batch_id
     assert Batch.objects.get(uuid=batch_id).delete_requested_at is not None
+
+
+def test_the_client_reads_why_a_batch_waits_and_what_it_did(client, caller):
+    """The batch object's accounting (summary, status_reason, queue) reaches the client's
+    get_batch beside the fields it always read."""
+    waiting = BatchFactory(caller=caller, operation=BATCHABLE, content=CONTENT)
+    status, fetched = answer(client.get_batch(str(waiting.pk)))
+    assert status == 200 and fetched["batch"] == str(waiting.pk) and fetched["status"] == "new"
+    assert fetched["status_reason"] == "waiting_for_worker" and fetched["status_reason_description"]
+    assert fetched["queue"] == {"position": 1} and fetched["summary"] is None
+    assert fetched["progress"]["processed"] == 0
+
+    finished = run_batch(BatchFactory(caller=caller, operation=BATCHABLE, content=CONTENT))
+    status, fetched = answer(client.get_batch(str(finished.pk), params={"download": True}))
+    assert status == 200 and fetched["status"] == "completed"
+    assert fetched.get("status_reason") is None and fetched.get("queue") is None
+    summary = fetched["summary"]
+    assert {key: summary[key] for key in ("total", "succeeded", "failed", "not_executed", "by_subcode")} == {
+        "total": 2,
+        "succeeded": 2,
+        "failed": 0,
+        "not_executed": 0,
+        "by_subcode": {},
+    }
+    results = requests.get(fetched["download"]["url"], timeout=10).content
+    assert summary["results"] == {
+        "lines": 2,
+        "bytes": len(results),
+        "sha256": hashlib.sha256(results).hexdigest(),
+    }
 
 
 def test_invalidate_upload_url_through_the_trusted_twin_client(client):

@@ -47,6 +47,8 @@ def test_upload_follow_progress_to_completed_and_download_results(page, caller, 
     status = page.locator("#batch-status")
     expect(status).to_have_attribute("data-status", "completed", timeout=60_000)
     expect(page.locator("#progress-text")).to_contain_text("1000 of 1000 lines (100 %)")
+    # The summary is put in place once the batch ended, without a reload.
+    expect(page.locator("#summary-total")).to_have_text("1000")
     assert page.eval_on_selector("#batch-progress", "bar => [bar.value, bar.max]") == [1000, 1000]
     assert page.evaluate("window.sameDocument") is True
     history = page.locator("#batch-history li .badge").all_inner_texts()

@@ -4,14 +4,19 @@ apart; the reason in plain words; Retry after failures; confirmation before dele
 list and detail pages on a 400 px wide screen. The pipeline runs in this process (no worker):
 each batch is in the state the test put it in."""
 
+import hashlib
 import json
 import re
+from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.test import override_settings
+from django.utils import timezone
 from playwright.sync_api import expect
 
 from batches.models import Batch, BatchStatus
+from batches.pipeline import maintenance
 from tests.support.batch_files import jsonl, updates
 from tests.support.browser_pages import screenshot, sign_in
 from tests.support.factories import BatchFactory
@@ -113,6 +118,52 @@ def test_a_stopped_batch_says_why_in_plain_words_and_fits_a_narrow_screen(page, 
     expect(page.locator("#failed-lines tbody tr").first).to_be_visible()
     no_sideways_scroll(page)
     screenshot(page, "detail-narrow")
+
+
+def test_the_page_says_why_a_batch_waits_and_sums_up_a_finished_one(page, caller, outcomes):
+    waiting = BatchFactory(caller=caller)  # No worker here: it stays new.
+    sign_in(page, caller)
+    page.goto(f"/ui/batches/{waiting.pk}")
+    expect(page.locator("#waiting-reason")).to_have_text("waiting for worker")
+    expect(page.locator("#waiting-description")).to_have_text(re.compile(r"\w+ \w+"))
+    expect(page.locator("#queue-line")).to_have_text("Place in your account's queue: 1 (1 starts next).")
+    expect(page.locator("#eta-line")).to_be_hidden()
+    expect(page.locator("#batch-summary")).to_have_count(0)
+    screenshot(page, "detail-waiting")
+
+    failed = outcomes["failures"]
+    page.goto(f"/ui/batches/{failed.pk}")
+    expect(page.locator("#batch-waiting")).to_be_hidden()
+    summary = page.locator("#batch-summary")
+    expect(summary.locator("dl.totals dd")).to_have_text(["10", "8", "2", "0"])
+    expect(summary.locator("#summary-subcodes tbody td")).to_have_text(["not_found", "2", "5, 10"])
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download results").click()
+    results = download.value.path().read_bytes()
+    expect(summary.locator("#summary-files tbody tr").first.locator("td")).to_have_text(
+        ["Results", "10", str(len(results)), hashlib.sha256(results).hexdigest()]
+    )
+    screenshot(page, "detail-summary")
+
+
+def test_a_stall_shows_in_the_browsers_time_zone(browser, live_server, caller):
+    batch = BatchFactory(caller=caller, status=S.PROCESSING, total=10)
+    stalled_at = timezone.now() - timedelta(minutes=5)
+    # Test setup: its last progress that long ago; the sweep then records the stall.
+    Batch.objects.filter(pk=batch.pk).update(heartbeat_at=stalled_at)
+    assert maintenance.stalls_record() == 1
+    context = browser.new_context(base_url=live_server.url, timezone_id="Asia/Kolkata", locale="en-GB")
+    page = context.new_page()
+    sign_in(page, caller)
+    page.goto(f"/ui/batches/{batch.pk}")
+
+    expect(page.locator("#waiting-reason")).to_have_text("stalled")
+    local = stalled_at.astimezone(ZoneInfo("Asia/Kolkata"))
+    expect(page.locator("#stalled-line")).to_have_text(
+        re.compile(rf"^No progress since\s+{local:%H:%M}\s+\(5 min ago\)\.$")
+    )
+    expect(page.locator("#stalled-time")).to_have_attribute("title", f"{stalled_at:%Y-%m-%d %H:%M} UTC")
+    context.close()
 
 
 def test_retry_from_the_page_runs_only_the_failed_lines(page, caller, outcomes):

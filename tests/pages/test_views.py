@@ -1,13 +1,24 @@
 """The pages' server side without a browser: who sees and may do what, paging, refusals, and
 the API answering the pages' session with its CSRF token."""
 
+import hashlib
+import html
+import re
+from datetime import timedelta
+
 import pytest
 from django.contrib.auth.models import Permission, User
-from django.test import Client
+from django.core.files.storage import default_storage
+from django.db.models import F
+from django.test import Client, override_settings
 from django.urls import reverse
+from django.utils import timezone
 
 from batches.models import Batch, BatchStatus
+from batches.pipeline import chunks, maintenance
+from tests.support.batch_files import updates
 from tests.support.factories import BatchFactory, moves_to
+from tests.support.inline_pipeline import InlinePipeline, run_batch
 
 S = BatchStatus
 pytestmark = pytest.mark.django_db
@@ -159,6 +170,7 @@ def test_the_state_the_detail_page_polls(caller):
     assert state["status_label"] == "processing" and state["can_cancel"] is True
     assert [change["status"] for change in state["history"]] == [S.NEW, *moves_to(S.PROCESSING)]
     assert state["downloads"] == {"results": None, "errors": None, "partial": None}
+    assert state["waiting"]["reason"] == "running" and "summary_html" not in state
 
 
 def test_the_api_takes_the_pages_session_only_with_its_csrf_token(caller):
@@ -172,3 +184,91 @@ def test_the_api_takes_the_pages_session_only_with_its_csrf_token(caller):
     token = browser.get(reverse("batch_new_page")).context["csrf_token"]
     issued = browser.post("/cache", content_type="application/json", headers={"X-CSRFToken": str(token)})
     assert issued.status_code == 201, issued.content
+
+
+def words(response) -> str:
+    """The page's text as a person reads it: tags dropped, white space collapsed."""
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", response.content.decode())).split())
+
+
+def text_of(response, element_id: str) -> str:
+    """An element's text as a person reads it (an element holding no element of its kind)."""
+    pattern = rf'<(\w+)[^>]*\bid="{element_id}"[^>]*>(.*?)</\1>'
+    element = re.search(pattern, response.content.decode(), re.DOTALL)
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", "", element[2])).split())
+
+
+def stored_sha256(name: str) -> str:
+    with default_storage.open(name, "rb") as stored:
+        return hashlib.sha256(stored.read()).hexdigest()
+
+
+def test_a_waiting_batch_says_why_and_its_place_in_the_queue(caller):
+    BatchFactory(caller=caller)
+    second = BatchFactory(caller=caller)
+    response = signed_in(caller).get(reverse("batch_page", args=[second.pk]))
+
+    waiting = response.context["state"]["waiting"]
+    assert waiting["reason"] == "waiting_for_worker" and waiting["queue_position"] == 2
+    shown = words(response)
+    assert f"waiting for worker {waiting['description']}" in shown
+    assert text_of(response, "queue-line") == "Place in your account's queue: 2 (1 starts next)."
+    assert "Summary" not in shown, "no summary before it ends"
+
+
+def test_a_stalled_batch_says_since_when(caller):
+    batch = BatchFactory(caller=caller, status=S.PROCESSING, total=10)
+    stalled_at = timezone.now() - timedelta(minutes=5)
+    # Test setup: its last progress that long ago; the sweep then records the stall.
+    Batch.objects.filter(pk=batch.pk).update(heartbeat_at=stalled_at)
+    assert maintenance.stalls_record() == 1
+    state = signed_in(caller).get(reverse("batch_state", args=[batch.pk])).json()
+
+    assert state["waiting"]["reason"] == "stalled" and state["waiting"]["tone"] == "failed"
+    assert state["waiting"]["stalled_since"] == {
+        "at": round(stalled_at.timestamp(), 3),
+        "clock": f"{stalled_at:%H:%M} UTC",
+        "relative": "5 min ago",
+    }
+    response = signed_in(caller).get(reverse("batch_page", args=[batch.pk]))
+    assert text_of(response, "stalled-line") == f"No progress since {stalled_at:%H:%M} UTC (5 min ago)."
+    assert text_of(response, "waiting-description") == state["waiting"]["description"]
+
+
+@override_settings(BATCH_CHUNK_LINES=5)
+def test_a_running_batch_says_when_it_should_end(caller):
+    batch = BatchFactory(caller=caller, operation="update_twin", content=updates(caller, 10))
+    runner = InlinePipeline()
+    runner.advance(batch)
+    runner.run_until(batch, S.PROCESSING)
+    assert chunks.chunk_claim_and_run(batch.pk)
+    # Test setup: processing started 30 s ago, so 5 lines in 30 s leave 5 lines for 30 s more.
+    Batch.objects.filter(pk=batch.pk).update(updated_at=F("updated_at") - timedelta(seconds=30))
+    response = signed_in(caller).get(reverse("batch_page", args=[batch.pk]))
+
+    assert response.context["state"]["waiting"]["reason"] == "running"
+    assert re.fullmatch(
+        r"Should end at \d\d:\d\d UTC \(in (29|30) s\), at 0\.2 lines/s\.", text_of(response, "eta-line")
+    ), text_of(response, "eta-line")
+
+
+@override_settings(BATCH_CHUNK_LINES=5)
+def test_a_finished_batch_shows_its_summary(caller):
+    batch = run_batch(
+        BatchFactory(caller=caller, operation="update_twin", content=updates(caller, 12, bad_every=5))
+    )
+    assert batch.status == S.COMPLETED and batch.failed == 2
+    response = signed_in(caller).get(reverse("batch_page", args=[batch.pk]))
+
+    shown = words(response)
+    assert "Summary Lines 12 Succeeded 10 Failed 2 Not executed 0" in shown
+    assert "Subcode Lines First lines not_found 2 5, 10" in shown
+    results, errors = stored_sha256(batch.results_file), stored_sha256(batch.errors_file)
+    assert f"Results 12 {default_storage.size(batch.results_file)} {results}" in shown
+    assert f"Errors only 2 {default_storage.size(batch.errors_file)} {errors}" in shown
+    assert response.context["state"]["waiting"] is None
+
+    # The page that followed the batch live puts the same section in place once it ends.
+    state = signed_in(caller).get(reverse("batch_state", args=[batch.pk])).json()
+    assert state["summary_html"].strip().startswith('<section id="batch-summary"')
+    assert results in state["summary_html"] and errors in state["summary_html"]

@@ -1,5 +1,6 @@
 // The detail page follows its batch: one request a second to the page's state URL, and the
-// progress bar, status, history, buttons and download links updated in place, no reload.
+// progress bar, status, why it waits and when it should end, history, buttons and download
+// links updated in place, no reload; times shown in the browser's time zone.
 "use strict";
 
 (function () {
@@ -16,6 +17,21 @@
   const cancelForm = document.getElementById("cancel-form");
   const history = document.getElementById("batch-history");
   const updated = document.getElementById("batch-updated");
+  const waiting = {
+    box: document.getElementById("batch-waiting"),
+    reason: document.getElementById("waiting-reason"),
+    description: document.getElementById("waiting-description"),
+    queueLine: document.getElementById("queue-line"),
+    queuePosition: document.getElementById("queue-position"),
+    etaLine: document.getElementById("eta-line"),
+    etaTime: document.getElementById("eta-time"),
+    etaRelative: document.getElementById("eta-relative"),
+    rate: document.getElementById("rate-text"),
+    stalledLine: document.getElementById("stalled-line"),
+    stalledTime: document.getElementById("stalled-time"),
+    stalledRelative: document.getElementById("stalled-relative"),
+  };
+  const summarySlot = document.getElementById("summary-slot");
   const downloads = {
     results: document.getElementById("download-results"),
     errors: document.getElementById("download-errors"),
@@ -52,6 +68,38 @@
       ` · ${progress.succeeded} succeeded · ${progress.failed} failed`;
   }
 
+  // The server writes times in UTC; a person reads them in their own time zone.
+  function localTime(element, at) {
+    const when = new Date(at * 1000);
+    const sameDay = when.toDateString() === new Date().toDateString();
+    const options = { hour: "2-digit", minute: "2-digit" };
+    element.dateTime = when.toISOString();
+    element.textContent = sameDay
+      ? when.toLocaleTimeString([], options)
+      : when.toLocaleString([], { dateStyle: "medium", timeStyle: "short" });
+    element.title = `${when.toISOString().slice(0, 16).replace("T", " ")} UTC`;
+  }
+
+  function showMoment(line, time, relative, moment) {
+    line.hidden = !moment;
+    if (!moment) return;
+    localTime(time, moment.at);
+    relative.textContent = moment.relative;
+  }
+
+  function showWaiting(state) {
+    waiting.box.hidden = !state;
+    if (!state) return;
+    setBadge(waiting.reason, state.label, state.tone);
+    waiting.reason.dataset.reason = state.reason;
+    waiting.description.textContent = state.description;
+    waiting.queueLine.hidden = !state.queue_position;
+    waiting.queuePosition.textContent = state.queue_position || "";
+    showMoment(waiting.etaLine, waiting.etaTime, waiting.etaRelative, state.eta);
+    waiting.rate.textContent = state.rate ? `, at ${state.rate}` : "";
+    showMoment(waiting.stalledLine, waiting.stalledTime, waiting.stalledRelative, state.stalled_since);
+  }
+
   function showHistory(changes) {
     const items = changes.map((change) => {
       const item = document.createElement("li");
@@ -81,6 +129,8 @@
     reasonSubcode.textContent = state.reason ? state.reason.subcode : "";
     reasonSubcode.hidden = !(state.reason && state.reason.subcode);
     reason.hidden = !state.reason;
+    showWaiting(state.waiting);
+    if (state.summary_html && !summarySlot.firstElementChild) summarySlot.innerHTML = state.summary_html;
     cancelForm.hidden = !state.can_cancel;
     updated.textContent = state.updated;
     for (const [part, link] of Object.entries(downloads)) {
@@ -131,6 +181,9 @@
     }
   }
 
+  for (const time of root.querySelectorAll("time[data-at]")) {
+    if (time.dataset.at) localTime(time, Number(time.dataset.at));
+  }
   if (root.dataset.terminal === "true") {
     forgetStoppingMessages();
   } else {
