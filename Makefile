@@ -121,6 +121,7 @@ soak: export DATA_DIR := $(TEST_DATA_DIR)
 soak: install-dev browser faketime iptables
 	FAULT_LINES=$${FAULT_LINES:-150000} FAIRNESS_LINES=$${FAIRNESS_LINES:-300000} \
 		STOP_ROUNDS=$${STOP_ROUNDS:-50} PARTITION_SECONDS=$${PARTITION_SECONDS:-300} \
+		SUMMARY_LINES=$${SUMMARY_LINES:-1000000} ETA_LINES=$${ETA_LINES:-500000} \
 		$(BIN)/pytest -m "soak or slow" $(PYTEST_ARGS)
 
 # The benchmark (bench/README.md): the whole set on PostgreSQL + Redis with real processes, a
