@@ -96,3 +96,23 @@ class WorkerProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-5000:]
+
+
+class WorkerGroup:
+    """The worker processes a fault test started, stopped together however the test ends, with
+    their logs joined for a failure's message."""
+
+    def __init__(self):
+        self.workers: list[WorkerProcess] = []
+
+    def start(self, **options) -> WorkerProcess:
+        worker = WorkerProcess(**options)
+        self.workers.append(worker)
+        return worker.start()
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+
+    def log(self) -> str:
+        return "\n".join(worker.log() for worker in self.workers)

@@ -25,7 +25,7 @@ from tests.support.factories import BatchFactory
 from tests.support.infrastructure_faults import broker_kind, drop_broker_connections, other_backends
 from tests.support.inline_pipeline import read_results
 from tests.support.waiting import wait_for, wait_terminal
-from tests.support.worker_processes import WorkerProcess
+from tests.support.worker_processes import WorkerGroup, WorkerProcess
 from twins.models import Twin
 
 S = BatchStatus
@@ -47,34 +47,25 @@ SLOW_WORKER_ENV = {
 PARALLEL_VALIDATION_ENV = {**SLOW_WORKER_ENV, "BATCH_VALIDATE_PARALLEL_MIN_LINES": "1000"}
 
 
-class Deployment:
+class Deployment(WorkerGroup):
     """Two worker processes, and whatever replaces them."""
 
     def __init__(self, name: str, env: dict):
+        super().__init__()
         self.name = name
         self.env = env
-        self.workers: list[WorkerProcess] = []
         celery_app.control.purge()
 
     def start_worker(self) -> WorkerProcess:
         index = len(self.workers)
-        worker = WorkerProcess(
+        return self.start(
             extra_env=self.env, log_name=f"{self.name}-{index}", node_name=f"{self.name}-{index}@%h"
-        ).start()
-        self.workers.append(worker)
-        return worker
+        )
 
     def kill_all(self) -> None:
         for worker in self.workers:
             if worker.process.poll() is None:
                 worker.kill()
-
-    def stop(self) -> None:
-        for worker in self.workers:
-            worker.stop()
-
-    def log(self) -> str:
-        return "\n".join(worker.log() for worker in self.workers)
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from batchsite.celery import app as celery_app
 from tests.support.infrastructure_faults import broker_kind
 from tests.support.waiting import wait_for
 from tests.support.worker_outcomes import assert_ran_once, query_value, reached, submit
-from tests.support.worker_processes import WorkerProcess, database_url
+from tests.support.worker_processes import WorkerGroup, database_url
 
 S = BatchStatus
 FROZEN = "frozen-worker"
@@ -42,17 +42,18 @@ FREEZES = [
 ]
 
 
-class FrozenDeployment:
+class FrozenDeployment(WorkerGroup):
     """Worker `frozen` (its database sessions named FROZEN) and worker `live`."""
 
     def __init__(self, name: str, env: dict):
+        super().__init__()
         celery_app.control.purge()
-        self.frozen = WorkerProcess(
+        self.frozen = self.start(
             extra_env={**env, "DATABASE_URL": f"{database_url()}?application_name={FROZEN}"},
             log_name=f"{name}-frozen",
             node_name=f"{name}-frozen@%h",
-        ).start()
-        self.live = WorkerProcess(extra_env=env, log_name=f"{name}-live", node_name=f"{name}-live@%h").start()
+        )
+        self.live = self.start(extra_env=env, log_name=f"{name}-live", node_name=f"{name}-live@%h")
         self.frozen_at = None
 
     def freeze(self) -> None:
@@ -71,11 +72,7 @@ class FrozenDeployment:
 
     def stop(self) -> None:
         self.thaw()
-        self.frozen.stop()
-        self.live.stop()
-
-    def log(self) -> str:
-        return self.frozen.log() + "\n" + self.live.log()
+        super().stop()
 
 
 def deployment_for(request, lease_seconds: int, env: dict) -> FrozenDeployment:

@@ -36,7 +36,7 @@ from operating.models import WorkerHeartbeat
 from tests.support.infrastructure_faults import broker_kind
 from tests.support.waiting import wait_for
 from tests.support.worker_outcomes import assert_ran_once, query_value, reached, submit
-from tests.support.worker_processes import WorkerProcess, database_url
+from tests.support.worker_processes import WorkerGroup, database_url
 
 S = BatchStatus
 LEASE_SECONDS = 5
@@ -196,11 +196,12 @@ class Forwarders:
         self.thread.join(timeout=10)
 
 
-class CutOffDeployment:
+class CutOffDeployment(WorkerGroup):
     """Worker `cut` in the namespace, reaching the services through the forwarders, and worker
     `live` on this host."""
 
     def __init__(self, name: str, namespace: NetworkNamespace, forwarders: Forwarders):
+        super().__init__()
         celery_app.control.purge()
         host = socket.gethostname()
         self.cut_node, self.live_node = f"{name}-cut@{host}", f"{name}-live@{host}"
@@ -211,7 +212,6 @@ class CutOffDeployment:
             "AWS_S3_ENDPOINT_URL": os.environ.get("AWS_S3_ENDPOINT_URL", ""),
         }
         routed = {name: forwarders.url_through(url) for name, url in service_urls.items() if url}
-        self.workers = []
         self.cut = self.start(
             extra_env={**WORKER_ENV, **routed},
             log_name=f"{name}-cut",
@@ -219,18 +219,6 @@ class CutOffDeployment:
             command_prefix=namespace.exec_prefix(),
         )
         self.live = self.start(extra_env=WORKER_ENV, log_name=f"{name}-live", node_name=self.live_node)
-
-    def start(self, **options) -> WorkerProcess:
-        worker = WorkerProcess(**options)
-        self.workers.append(worker)
-        return worker.start()
-
-    def stop(self) -> None:
-        for worker in self.workers:
-            worker.stop()
-
-    def log(self) -> str:
-        return "\n".join(worker.log() for worker in self.workers)
 
 
 @pytest.fixture
