@@ -218,7 +218,7 @@ def test_a_batch_whose_workers_all_stopped_stalls_once_and_moves_on_when_one_is_
         "WEBHOOK_ALLOW_PRIVATE_HOSTS": "true",
         "WEBHOOK_SWEEP_INTERVAL_SECONDS": "1",
     }
-    first = worker_factory(extra_env=env, log_name="waiting-stall-first")
+    first = worker_factory(extra_env=env, log_name="waiting-stall-first", node_name="waiting-stall-first@%h")
     wait_for(lambda: workers_alive_by_queue()["chunks"], timeout=60, what="the worker to start")
     batch = submit(caller, 20_000)
     wait_for(
@@ -231,7 +231,12 @@ def test_a_batch_whose_workers_all_stopped_stalls_once_and_moves_on_when_one_is_
     assert batch_body(caller, batch)["stalled_since"] is None
 
     # The sweep and the deliveries, but no chunk work: the batch cannot move.
-    worker_factory(extra_env=env, log_name="waiting-stall-sweeper", queues="pipeline,webhooks")
+    worker_factory(
+        extra_env=env,
+        log_name="waiting-stall-sweeper",
+        node_name="waiting-stall-sweeper@%h",
+        queues="pipeline,webhooks",
+    )
     bound = STALL_SECONDS + 10
     body = wait_for(
         lambda: (found := batch_body(caller, batch))["stalled_since"] is not None and found,
@@ -253,7 +258,9 @@ def test_a_batch_whose_workers_all_stopped_stalls_once_and_moves_on_when_one_is_
         f"stopped (BATCH_STALL_AFTER_SECONDS={STALL_SECONDS}); {body['status_reason_description']}"
     )
 
-    again = worker_factory(extra_env=env, log_name="waiting-stall-again", queues="chunks")
+    again = worker_factory(
+        extra_env=env, log_name="waiting-stall-again", node_name="waiting-stall-again@%h", queues="chunks"
+    )
     wait_for(
         lambda: batch_body(caller, batch)["stalled_since"] is None, timeout=60, what="the batch to move again"
     )
