@@ -1,8 +1,30 @@
 import pytest
 from rest_framework.test import APIClient
 
+from batchsite.celery import app as celery_app
 from permissions import services
 from tests.support.factories import AccountFactory, AccountUserFactory, RoleFactory
+from tests.support.worker_processes import WorkerGroup, WorkerProcess
+
+# What makes a test depend on the broker: a fixture that starts Celery workers, or a module that
+# starts them itself or talks to the broker through Celery.
+WORKER_FIXTURES = frozenset({"worker_factory", "two_workers", "worker"})
+BROKER_USERS = (WorkerProcess, WorkerGroup, celery_app)
+
+
+def touches_broker(item) -> bool:
+    if WORKER_FIXTURES & set(item.fixturenames):
+        return True
+    module_objects = vars(item.module).values() if item.module else ()
+    return any(obj is user for obj in module_objects for user in BROKER_USERS)
+
+
+def pytest_collection_modifyitems(items):
+    """Marks `broker` the tests whose outcome depends on the broker, which CI runs again on
+    RabbitMQ (`-m broker`); the others behave the same on any broker and run once per database."""
+    for item in items:
+        if touches_broker(item):
+            item.add_marker(pytest.mark.broker)
 
 
 class Caller:

@@ -26,6 +26,7 @@ from tests.scaleout.conftest import moto_endpoint, s3  # noqa: F401 - the S3 fix
 from tests.support.assertions import assert_error
 from tests.support.batch_files import jsonl, updates
 from tests.support.factories import BatchFactory
+from tests.support.infrastructure_faults import once_per_database
 from tests.support.inline_pipeline import InlinePipeline, run_batch, stop_after_first_chunk
 from tests.support.s3_bucket import download as s3_download
 from tests.support.waiting import wait_for, wait_terminal
@@ -33,7 +34,7 @@ from tests.support.webhook_receivers import Receiver
 from tests.support.webhooks import confirm, subscribe
 
 S = BatchStatus
-SUMMARY_LINES = int(os.environ.get("SUMMARY_LINES", "200000"))
+SUMMARY_LINES = int(os.environ.get("SUMMARY_LINES", "80000"))
 LEDGER = "add_twin_ledger_entry"
 
 
@@ -212,6 +213,7 @@ def large_ledger_batch(caller, lines: int, *, missing_every: int) -> tuple[Batch
 
 
 @pytest.mark.slow
+@once_per_database()
 @pytest.mark.django_db(transaction=True)
 def test_a_cancelled_large_batch_accounts_for_every_line(caller, worker_factory):
     batch, _ = large_ledger_batch(caller, SUMMARY_LINES, missing_every=97)
@@ -237,6 +239,7 @@ def test_a_cancelled_large_batch_accounts_for_every_line(caller, worker_factory)
 
 
 @pytest.mark.slow
+@once_per_database()
 @pytest.mark.django_db(transaction=True)
 def test_a_batch_whose_worker_was_killed_mid_run_accounts_for_every_line(caller, worker_factory):
     lines = SUMMARY_LINES // 4

@@ -24,6 +24,7 @@ from notifications.models import Event
 from operating.selectors import workers_alive_by_queue
 from tests.support.batch_files import jsonl, twin_lines
 from tests.support.factories import BatchFactory
+from tests.support.infrastructure_faults import once_per_database
 from tests.support.metric_samples import samples, value
 from tests.support.waiting import wait_for, wait_terminal
 from tests.support.webhook_receivers import Receiver
@@ -146,6 +147,7 @@ def test_an_ended_batch_has_no_reason_and_a_running_one_no_place_in_the_queue(ca
 
 
 @pytest.mark.slow
+@once_per_database()
 @pytest.mark.django_db(transaction=True)
 def test_batches_no_worker_started_show_their_place_and_start_in_that_order(caller, stranger, worker_factory):
     lines = jsonl({"description": {"n": n}} for n in range(3))
@@ -177,6 +179,7 @@ def test_batches_no_worker_started_show_their_place_and_start_in_that_order(call
 
 
 @pytest.mark.slow
+@once_per_database()
 @pytest.mark.django_db(transaction=True)
 def test_the_first_estimate_of_a_steady_batchs_end_lands_within_30_percent(caller, worker_factory):
     batch = BatchFactory(caller=caller, content=twin_lines(ETA_LINES))
@@ -206,6 +209,7 @@ def test_the_first_estimate_of_a_steady_batchs_end_lands_within_30_percent(calle
 
 
 @pytest.mark.slow
+@once_per_database()
 @pytest.mark.django_db(transaction=True)
 def test_a_batch_whose_workers_all_stopped_stalls_once_and_moves_on_when_one_is_back(
     caller, receiver, settings, worker_factory
