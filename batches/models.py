@@ -62,6 +62,11 @@ class Batch(models.Model):
     # services.error_budget_clean; and a dry run that stops after validation.
     error_budget = models.JSONField(null=True, blank=True)
     validate_only = models.BooleanField(default=False)
+    # Correlation (docs/contract.md, section 15): the key or column holding each line's own id
+    # ("" for none), taken out before the operation sees the line and echoed as "id"; and
+    # the fields copied from each line into its result line as "input".
+    id_field = models.CharField(max_length=128, blank=True)
+    echo_fields = models.JSONField(default=list, blank=True)
     retry_of = models.ForeignKey(
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="retries"
     )
@@ -211,6 +216,25 @@ class Chunk(models.Model):
 
     def __str__(self):
         return f"chunk {self.index} of {self.batch_id}"
+
+
+class LineId(models.Model):
+    """A line's id, recorded while a batch with an `id_field` is validated, so that a repeated id
+    is found by the database at any size, with no id held in a worker's memory. `key` is the
+    id as JSON (so the string "7" and the integer 7 are different ids). Unique by line, so a
+    chunk checked twice records its ids once; deleted with the batch's chunks when validation
+    ends."""
+
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="+")
+    line = models.BigIntegerField()
+    key = models.CharField(max_length=300)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["batch", "line"], name="line_id_one_per_line")]
+        indexes = [models.Index(fields=["batch", "key", "line"], name="line_id_batch_key")]
+
+    def __str__(self):
+        return f"{self.batch_id} line {self.line}: {self.key}"
 
 
 class MaintenanceRun(models.Model):

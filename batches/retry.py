@@ -79,6 +79,9 @@ def batch_retry(*, batch: Batch, user, idempotency_key: str = "") -> tuple[Batch
             batch_dict=batch.batch_dict,
             # The budget goes with the lines; a dry run's retry runs them for real.
             error_budget=batch.error_budget,
+            # The retried lines are the original lines, ids and echoed fields included.
+            id_field=batch.id_field,
+            echo_fields=batch.echo_fields,
             idempotency_key=idempotency_key,
             retry_of=batch,
         )

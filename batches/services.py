@@ -22,7 +22,13 @@ from batches.states import batch_transition
 from batches.statuses import CANCEL_REQUESTED, CANCELLABLE, TERMINAL
 from batches.storage import bucket_object, uploads_go_direct
 from batches.tasks import CELERY_ENQUEUE
-from batches.validators import batch_dict_validate, encoded_json, hash_validator
+from batches.validators import (
+    batch_dict_validate,
+    echo_fields_clean,
+    encoded_json,
+    hash_validator,
+    id_field_clean,
+)
 from batchsite.clock import DatabaseNow
 from batchsite.errors import ApplicationError, Conflict
 from operating import services as usage
@@ -199,6 +205,8 @@ def _idempotency_digest(
     error_budget=None,
     validate_only=False,
     retry_of=None,
+    id_field="",
+    echo_fields=(),
 ) -> str:
     if retry_of is not None:
         # A retry's body is the batch it retries (it has no upload).
@@ -210,6 +218,10 @@ def _idempotency_digest(
         body["error_budget"] = error_budget
     if validate_only:
         body["validate_only"] = True
+    if id_field:
+        body["id_field"] = id_field
+    if echo_fields:
+        body["echo_fields"] = list(echo_fields)
     return hashlib.sha256(encoded_json(body)).hexdigest()
 
 
@@ -302,6 +314,8 @@ def batch_create(
     validate_only: bool = False,
     idempotency_key: str = "",
     retry_of: Batch | None = None,
+    id_field: str = "",
+    echo_fields: list[str] | None = None,
 ) -> tuple[Batch, bool]:
     """Creates a batch over an uploaded file and enqueues its pipeline. Returns the batch and
     whether it is new: with an `idempotency_key` seen within 24 hours and the same body, the
@@ -318,6 +332,8 @@ def batch_create(
     )
     error_budget = error_budget_clean(error_budget)
     validate_only = bool(validate_only)
+    id_field = id_field_clean(id_field)
+    echo_fields = echo_fields_clean(echo_fields)
 
     digest = _idempotency_digest(
         handler=handler,
@@ -327,6 +343,8 @@ def batch_create(
         error_budget=error_budget,
         validate_only=validate_only,
         retry_of=retry_of,
+        id_field=id_field,
+        echo_fields=echo_fields,
     )
     try:
         with transaction.atomic():
@@ -348,6 +366,8 @@ def batch_create(
                 batch_dict=batch_dict,
                 error_budget=error_budget,
                 validate_only=validate_only,
+                id_field=id_field,
+                echo_fields=echo_fields,
                 upload=upload,
                 idempotency_key=idempotency_key,
                 idempotency_digest=digest if idempotency_key else "",

@@ -44,3 +44,46 @@ def batch_dict_validate(value) -> None:
             f"its largest value is under key {largest!r}.",
             code="batch_dict_too_large",
         )
+
+
+ID_FIELD_MAX_LENGTH = 128
+ECHO_FIELDS_MAX = 20
+
+
+def _field_name_refusal(value) -> str:
+    if not isinstance(value, str) or not value:
+        return "must be a non-empty string"
+    if len(value) > ID_FIELD_MAX_LENGTH:
+        return f"is longer than {ID_FIELD_MAX_LENGTH} characters"
+    return ""
+
+
+def id_field_clean(value) -> str:
+    """The id field as stored: "" for none. A line's key or column name, so any non-empty string
+    of at most ID_FIELD_MAX_LENGTH characters."""
+    if value is None or value == "":
+        return ""
+    refusal = _field_name_refusal(value)
+    if refusal:
+        raise ValidationError(f"id_field {refusal}.", code="invalid_id_field")
+    return value
+
+
+def echo_fields_clean(value) -> list[str]:
+    """The echoed fields as stored: [] for none; at most ECHO_FIELDS_MAX distinct names."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValidationError("echo_fields must be a list of field names.", code="invalid_echo_fields")
+    if len(value) > ECHO_FIELDS_MAX:
+        raise ValidationError(
+            f"echo_fields names {len(value)} fields; at most {ECHO_FIELDS_MAX} are echoed.",
+            code="invalid_echo_fields",
+        )
+    for name in value:
+        refusal = _field_name_refusal(name)
+        if refusal:
+            raise ValidationError(f"echo_fields: {name!r} {refusal}.", code="invalid_echo_fields")
+    if len(set(value)) != len(value):
+        raise ValidationError("echo_fields names a field twice.", code="invalid_echo_fields")
+    return list(value)

@@ -27,10 +27,11 @@ from django.db.models import Exists, F, OuterRef, Sum
 from batches.controls import budget_exceeded, is_budget_stop
 from batches.models import Batch, BatchStatus, Chunk
 from batches.pipeline.chunk_lease import ChunkLease, ChunkLeaseLost
+from batches.pipeline.correlation import Correlation
 from batches.pipeline.reading import read_chunk_lines
 from batches.pipeline.results import result_line
 from batches.pipeline.sessions import role_set_local
-from batches.pipeline.validating import chunk_check, validate_item
+from batches.pipeline.validating import chunk_check, chunk_ids_check, validate_item
 from batches.signals import chunk_lines_ran
 from batches.states import batch_transition
 from batches.summaries import SubcodeTally
@@ -98,10 +99,14 @@ def run_lines(
     if user is None:
         refusal = OperationError(403, "action_not_allowed", f"The role does not allow {operation.name}.")
         return [(number, refusal) for number, _ in pairs]
+    correlation = Correlation.of(batch)
     outcomes: dict[int, Outcome] = {}
     runnable: list[tuple[int, dict]] = []
     for number, text in pairs:
-        validated, error = validate_item(operation, fastjson.loads(text))
+        data = fastjson.loads(text)
+        if correlation is not None:
+            data = correlation.request(data)
+        validated, error = validate_item(operation, data)
         if error is not None:
             outcomes[number] = error
         else:
@@ -148,6 +153,10 @@ def run_chunk_lines(
     stops at a cancel or once the error budget is passed."""
     run = ChunkRun()
     step = settings.BATCH_CANCEL_CHECK_LINES
+    correlation = Correlation.of(batch)
+    tags = {}
+    if correlation is not None:
+        tags = {number: correlation.tag(fastjson.loads(text)) for number, text in pairs}
     for start in range(0, len(pairs), step):
         if start:
             lease.tick()
@@ -159,7 +168,7 @@ def run_chunk_lines(
             if run.stop_reason:
                 break
         for number, outcome in run_lines(batch, operation, user, pairs[start : start + step]):
-            run.lines.append(result_line(number, outcome))
+            run.lines.append(result_line(number, outcome, tags.get(number)))
             if isinstance(outcome, OperationError):
                 run.failed += 1
                 run.subcodes.add(outcome.subcode, number)
@@ -270,14 +279,18 @@ def chunk_claim_and_validate(batch_id) -> bool:
     try:
         with transaction.atomic():
             role_set_local("chunk")
-            batch = Batch.objects.filter(pk=batch_id).values_list("status", "operation", "input_file").first()
-            if batch is None or batch[0] != S.VALIDATING:
+            batch = (
+                Batch.objects.filter(pk=batch_id)
+                .only("status", "operation", "input_file", "id_field", "echo_fields")
+                .first()
+            )
+            if batch is None or batch.status != S.VALIDATING:
                 return False
-            _, operation_name, input_file = batch
-            operation = operation_get(operation_name)
+            operation = operation_get(batch.operation)
+            correlation, ids = Correlation.of(batch), chunk_ids_check(batch_id)
             claimed = Chunk.objects.filter(pk__in=lease.chunk_ids).order_by("index")
             for chunk in claimed.only("pk", "first_line", "start_offset", "end_offset"):
-                checked = chunk_check(operation, input_file, chunk)
+                checked = chunk_check(operation, batch.input_file, chunk, correlation, ids)
                 lease.tick()
                 lease.fence(chunk.pk, validated=True, worker=worker_name(), **checked)
             Batch.objects.filter(pk=batch_id).update(heartbeat_at=DatabaseNow())

@@ -15,9 +15,10 @@ from django.db import transaction
 from batches.files import fresh_batch_file_name, storage_discard, storage_save_spooled, storage_spool
 from batches.models import Batch, BatchStatus, Chunk
 from batches.pipeline.chunk_lease import chunk_leases_take_back
+from batches.pipeline.correlation import Correlation, line_ids_forget
 from batches.pipeline.faults import StorageReadError
 from batches.pipeline.lease import Lease, LeaseLost, StepInterrupted, TickingReader
-from batches.pipeline.reading import input_lines, prepared_line_numbers
+from batches.pipeline.reading import chunk_records, input_lines, prepared_line_numbers
 from batches.states import batch_transition
 from batches.summaries import FileDigest, SubcodeTally, summary_final
 from batchsite import fastjson
@@ -33,15 +34,15 @@ VALIDATE_ONLY = {"subcode": "validate_only", "description": "A dry run: the line
 NEVER_RAN_BLOCK_LINES = 1000
 
 
-def result_line(line: int, outcome: OperationResult | OperationError) -> str:
+def result_line(line: int, outcome: OperationResult | OperationError, tag: dict | None = None) -> str:
+    """The line's result line; `tag` (batches.pipeline.correlation) goes after its status."""
+    record = {"line": line, "status": outcome.status}
+    if tag:
+        record.update(tag)
     if isinstance(outcome, OperationResult):
-        record = {"line": line, "status": outcome.status, "result": outcome.body}
+        record["result"] = outcome.body
     else:
-        record = {
-            "line": line,
-            "status": outcome.status,
-            "error": {"subcode": outcome.subcode, "description": outcome.description},
-        }
+        record["error"] = {"subcode": outcome.subcode, "description": outcome.description}
     return fastjson.dumps(record) + "\n"
 
 
@@ -60,10 +61,22 @@ def results_expiry():
     return DatabaseNow() + timedelta(days=settings.RESULTS_RETENTION_DAYS)
 
 
+def never_ran_line(line: int, what: dict, tag: dict | None = None) -> str:
+    """The result line of a line that never ran (NOT_EXECUTED or VALIDATE_ONLY)."""
+    if not tag:
+        return (NOT_EXECUTED_LINE if what is NOT_EXECUTED else VALIDATE_ONLY_LINE) % line
+    return fastjson.dumps({"line": line, "status": None, **tag, "error": what}) + "\n"
+
+
+STATUS_KEY = ',"status":'
+
+
 def is_success_line(line: str) -> bool:
-    # Result lines are written by result_line with a fixed key order; inside JSON strings a
-    # quote is always escaped, so this key can only be the top-level "result".
-    return ',"result":' in line
+    # Result lines begin {"line":<n>,"status":<status>, (result_line's fixed key order), so
+    # the first "status" key is the top-level one whatever an echoed input holds; a line
+    # succeeded when that status is a 2xx (failed ones are 4xx/5xx, never-run ones null).
+    status_at = line.find(STATUS_KEY) + len(STATUS_KEY)
+    return status_at >= len(STATUS_KEY) and line[status_at : status_at + 1] == "2"
 
 
 class ResultBlock(NamedTuple):
@@ -76,15 +89,29 @@ class ResultBlock(NamedTuple):
     subcodes: dict | None
 
 
-def never_ran_block(numbers: list[int]) -> ResultBlock:
+def never_ran_block(numbers: list[int], tags: list[dict] | None = None) -> ResultBlock:
+    """The lines `numbers` as not_executed; `tags`, one per line, for a batch with correlation."""
     tally = SubcodeTally()
     tally.add_lines(NOT_EXECUTED["subcode"], numbers)
-    text = "".join(NOT_EXECUTED_LINE % number for number in numbers)
+    if tags is None:
+        text = "".join(NOT_EXECUTED_LINE % number for number in numbers)
+    else:
+        text = "".join(
+            never_ran_line(number, NOT_EXECUTED, tag) for number, tag in zip(numbers, tags, strict=True)
+        )
     return ResultBlock(text, len(numbers), False, tally.counts)
 
 
 def not_executed_block(batch: Batch, chunk: Chunk, executed: int) -> ResultBlock:
     """The not_executed lines of a chunk past its first `executed` lines."""
+    correlation = Correlation.of(batch)
+    if correlation is not None:
+        numbers, tags = [], []
+        for record in chunk_records(batch, chunk).splitlines()[executed:]:
+            number, _, text = record.partition("\t")
+            numbers.append(int(number))
+            tags.append(correlation.tag(fastjson.loads(text)))
+        return never_ran_block(numbers, tags)
     if chunk.last_line - chunk.first_line + 1 == chunk.line_count:
         # No blank line inside the chunk: its line numbers follow on without a gap.
         numbers = list(range(chunk.first_line + executed, chunk.last_line + 1))
@@ -120,22 +147,27 @@ def merged_result_blocks(batch: Batch, lease: Lease) -> Iterator[ResultBlock]:
 def unparsed_not_executed_blocks(batch: Batch, lease: Lease) -> Iterator[ResultBlock]:
     """For a batch stopped before its lines were cut into chunks: every line the file yields,
     as far as it can be read (a file that cannot be parsed lists the lines before the fault)."""
+    correlation = Correlation.of(batch)
     numbers: list[int] = []
+    tags: list[dict] | None = None if correlation is None else []
     source, lines = input_lines(batch, lease)
     with source:
         try:
             for parsed in lines:
                 lease.tick()
                 numbers.append(parsed.line)
+                if tags is not None:
+                    tags.append(correlation.tag(parsed.data))
                 if len(numbers) == NEVER_RAN_BLOCK_LINES:
-                    yield never_ran_block(numbers)
+                    yield never_ran_block(numbers, tags)
                     numbers = []
+                    tags = None if correlation is None else []
         except (StorageReadError, LeaseLost, StepInterrupted, *RETRIED_ERRORS):
             raise
         except Exception as error:  # noqa: BLE001 - a cancel always ends, whatever the file holds
             logger.warning("batch %s: listing its lines stopped: %r", batch.pk, error)
     if numbers:
-        yield never_ran_block(numbers)
+        yield never_ran_block(numbers, tags)
 
 
 class CountingReader(TickingReader):
@@ -241,6 +273,8 @@ def publish_results(batch: Batch, lease: Lease, files: dict, *, to: str) -> Batc
         )
         if moved is not None:
             Chunk.objects.filter(batch_id=batch.pk).update(results="", prepared="")
+            # A batch cancelled while it was validated leaves the ids its checked lines had.
+            line_ids_forget(batch.pk)
     if moved is None:
         discard_files(files)
     return moved

@@ -19,6 +19,7 @@ line runs before every line is valid.
 import io
 import logging
 import tempfile
+from collections.abc import Iterator
 
 from django.conf import settings
 from django.core.files import File
@@ -34,14 +35,23 @@ from batches.fileformat import (
 )
 from batches.files import fresh_batch_file_name, storage_discard, storage_save_new
 from batches.models import Batch, BatchStatus, Chunk
+from batches.pipeline.correlation import (
+    ID_BLOCK_LINES,
+    Correlation,
+    duplicate_error,
+    duplicates_between,
+    duplicates_exist,
+    line_ids_forget,
+    line_ids_record,
+)
 from batches.pipeline.faults import StorageReadError
 from batches.pipeline.lease import Lease, LeaseLost, StepInterrupted, TickingReader
 from batches.pipeline.reading import StorageSource, input_lines, input_name_of, prepared_record
 from batches.pipeline.results import (
     NOT_EXECUTED,
     VALIDATE_ONLY,
-    VALIDATE_ONLY_LINE,
     CountingReader,
+    never_ran_line,
     result_line,
     results_expiry,
 )
@@ -72,11 +82,83 @@ def validate_item(operation: Operation, data: dict):
         )
 
 
-def line_error(operation: Operation, parsed: ParsedLine) -> OperationError | None:
-    """Why the line cannot run, or None."""
+def line_error(
+    operation: Operation, parsed: ParsedLine, correlation: Correlation | None = None
+) -> OperationError | None:
+    """Why the line cannot run on its own, or None."""
     if parsed.data is None:
         return OperationError(400, parsed.error_subcode, parsed.error)
-    return validate_item(operation, parsed.data)[1]
+    if correlation is None:
+        return validate_item(operation, parsed.data)[1]
+    return correlation.id_error(parsed.data) or validate_item(operation, correlation.request(parsed.data))[1]
+
+
+Checked = tuple[ParsedLine, OperationError | None, dict | None]
+NO_REPEATS: dict[int, int] = {}
+
+
+class IdCheck:
+    """How a pass over lines of a batch with an id field treats their ids: whether it records
+    them, and which lines it takes as repeating an earlier line's id (`repeats(first, last)`:
+    line -> the first line with that id)."""
+
+    def __init__(self, batch_id, *, record: bool, repeats):
+        self.batch_id = batch_id
+        self.record = record
+        self.repeats = repeats
+
+    @classmethod
+    def single_pass(cls, batch_id) -> "IdCheck":
+        """Every earlier line has been read: the database knows each repeat at once."""
+        return cls(
+            batch_id, record=True, repeats=lambda first, last: duplicates_between(batch_id, first, last)
+        )
+
+
+def line_blocks(lines) -> Iterator[list[ParsedLine]]:
+    """The lines, ID_BLOCK_LINES at a time. When reading fails, the lines read before the fault
+    come first, then the fault is raised, as it would be line by line."""
+    block: list[ParsedLine] = []
+    lines = iter(lines)
+    while True:
+        try:
+            parsed = next(lines, None)
+        except Exception:
+            if block:
+                yield block
+            raise
+        if parsed is None:
+            break
+        block.append(parsed)
+        if len(block) == ID_BLOCK_LINES:
+            yield block
+            block = []
+    if block:
+        yield block
+
+
+def lines_checked(
+    operation: Operation, lines, correlation: Correlation | None, ids: IdCheck | None
+) -> Iterator[Checked]:
+    """Each line with why it cannot run (or None) and what its result line carries (None for
+    a batch without correlation). A batch with an id field is checked a block at a time: the
+    block's ids are recorded together and its repeats found by one query."""
+    if correlation is None or not correlation.id_field:
+        for parsed in lines:
+            error = line_error(operation, parsed, correlation)
+            yield parsed, error, correlation and correlation.tag(parsed.data)
+        return
+    for block in line_blocks(lines):
+        tags = [correlation.tag(parsed.data) for parsed in block]
+        if ids.record:
+            recorded = zip((parsed.line for parsed in block), (tag["id"] for tag in tags), strict=True)
+            line_ids_record(ids.batch_id, [(line, value) for line, value in recorded if value is not None])
+        repeats = ids.repeats(block[0].line, block[-1].line)
+        for parsed, tag in zip(block, tags, strict=True):
+            error = line_error(operation, parsed, correlation)
+            if error is None and parsed.line in repeats:
+                error = duplicate_error(tag["id"], repeats[parsed.line])
+            yield parsed, error, tag
 
 
 class ChunkCutter:
@@ -137,24 +219,26 @@ def lines_check(
     total = invalid = 0
     unreadable = ""
     never_ran = (VALIDATE_ONLY if batch.validate_only else NOT_EXECUTED)["subcode"]
+    correlation = Correlation.of(batch)
     source, lines = input_lines(batch, lease)
     with source:
         try:
-            for parsed in lines:
+            for parsed, error, tag in lines_checked(
+                operation, lines, correlation, IdCheck.single_pass(batch.pk)
+            ):
                 total += 1
                 lease.tick()
-                error = line_error(operation, parsed)
                 if error is not None:
                     invalid += 1
                     subcodes.add(error.subcode, parsed.line)
                     if invalid <= settings.VALIDATION_REPORT_MAX_LINES:
-                        report.write(result_line(parsed.line, error).encode())
+                        report.write(result_line(parsed.line, error, tag).encode())
                     continue
                 subcodes.add(never_ran, parsed.line)
                 if invalid:
                     continue
                 if batch.validate_only:
-                    prepared.write((VALIDATE_ONLY_LINE % parsed.line).encode())
+                    prepared.write(never_ran_line(parsed.line, VALIDATE_ONLY, tag).encode())
                     continue
                 record = prepared_record(parsed.line, fastjson.dumps(parsed.data)).encode()
                 prepared.write(record)
@@ -200,10 +284,11 @@ def validate_whole(batch: Batch, lease: Lease) -> Batch | None:
 def processing_start(batch: Batch, lease: Lease, *, total: int, **changes) -> Batch | None:
     """Moves a validated batch to processing, or, when its lines would take the account past
     its daily quota, stops it as a cancel does (reason quota_exceeded: every line listed as
-    never run). Inside the caller's transaction, which also writes the chunks."""
+    never run). Either way validation has ended and the ids it recorded go. Inside the
+    caller's transaction, which also writes the chunks."""
     refusal = usage_admit_batch_lines(account_id=batch.account_id, lines=total)
     if refusal:
-        return batch_transition(
+        moved = batch_transition(
             batch_id=batch.pk,
             to=S.CANCEL,
             allowed_from=[S.VALIDATING],
@@ -211,14 +296,18 @@ def processing_start(batch: Batch, lease: Lease, *, total: int, **changes) -> Ba
             note=refusal,
             failure_reason=refusal,
         )
-    return batch_transition(
-        batch_id=batch.pk,
-        to=S.PROCESSING,
-        allowed_from=[S.VALIDATING],
-        owner=lease.owner,
-        total=total,
-        **changes,
-    )
+    else:
+        moved = batch_transition(
+            batch_id=batch.pk,
+            to=S.PROCESSING,
+            allowed_from=[S.VALIDATING],
+            owner=lease.owner,
+            total=total,
+            **changes,
+        )
+    if moved is not None:
+        line_ids_forget(batch.pk)
+    return moved
 
 
 def input_ranges(batch: Batch, lease: Lease) -> list[LineRange] | None:
@@ -268,15 +357,32 @@ def chunks_cut(batch: Batch, lease: Lease, ranges: list[LineRange]) -> None:
     logger.info("batch %s: validating %d chunks in parallel", batch.pk, len(ranges))
 
 
-def chunk_check(operation: Operation, input_file: str, chunk: Chunk) -> dict:
-    """Checks one chunk's lines of the batch's copied input exactly as the single pass does;
-    returns the chunk's fields that record the outcome: its valid lines (when all are valid)
-    or its invalid lines' errors (the first VALIDATION_REPORT_MAX_LINES), its lines by subcode
-    (the valid ones as never run, should another chunk fail the batch), and where the file
-    became unreadable."""
+def chunk_check(
+    operation: Operation,
+    input_file: str,
+    chunk: Chunk,
+    correlation: Correlation | None = None,
+    ids: IdCheck | None = None,
+) -> dict:
+    """Checks one chunk's lines of the batch's copied input exactly as the single pass does
+    (but for repeated ids, which only `ids` may know); returns the chunk's fields that record
+    the outcome: its valid lines (when all are valid) or its invalid lines' errors (the first
+    VALIDATION_REPORT_MAX_LINES), its lines by subcode (the valid ones as never run, should
+    another chunk fail the batch), and where the file became unreadable."""
     block = read_range(input_file, chunk.start_offset, chunk.end_offset)
+    return block_check(operation, block, chunk.first_line, correlation, ids)
+
+
+def block_check(
+    operation: Operation,
+    block: bytes,
+    first_line: int,
+    correlation: Correlation | None,
+    ids: IdCheck | None,
+) -> dict:
+    """`chunk_check` of the chunk's bytes, its first line numbered `first_line`."""
     lines = parse_json_lines_at(
-        io.BytesIO(block), first_line=chunk.first_line, max_line_bytes=settings.BATCH_LINE_MAX_BYTES
+        io.BytesIO(block), first_line=first_line, max_line_bytes=settings.BATCH_LINE_MAX_BYTES
     )
     records: list[str] = []
     report: list[str] = []
@@ -285,13 +391,12 @@ def chunk_check(operation: Operation, input_file: str, chunk: Chunk) -> dict:
     invalid = 0
     unreadable = ""
     try:
-        for parsed in lines:
-            error = line_error(operation, parsed)
+        for parsed, error, tag in lines_checked(operation, lines, correlation, ids):
             if error is not None:
                 invalid += 1
                 subcodes.add(error.subcode, parsed.line)
                 if invalid <= settings.VALIDATION_REPORT_MAX_LINES:
-                    report.append(result_line(parsed.line, error))
+                    report.append(result_line(parsed.line, error, tag))
             else:
                 numbers.append(parsed.line)
                 if not invalid:
@@ -306,9 +411,15 @@ def chunk_check(operation: Operation, input_file: str, chunk: Chunk) -> dict:
         "invalid": invalid,
         "unreadable": unreadable,
         "line_count": len(numbers),
-        "first_line": numbers[0] if numbers else chunk.first_line,
-        "last_line": numbers[-1] if numbers else chunk.first_line - 1,
+        "first_line": numbers[0] if numbers else first_line,
+        "last_line": numbers[-1] if numbers else first_line - 1,
     }
+
+
+def chunk_ids_check(batch_id) -> IdCheck:
+    """A chunk checked by a chunk worker records its ids; which repeat an earlier line's is
+    known only once every chunk is checked (`chunks_merge`)."""
+    return IdCheck(batch_id, record=True, repeats=lambda first, last: NO_REPEATS)
 
 
 def chunks_merge(batch: Batch, lease: Lease) -> Batch | None:
@@ -317,6 +428,8 @@ def chunks_merge(batch: Batch, lease: Lease) -> Batch | None:
     checked = Chunk.objects.filter(batch_id=batch.pk).order_by("index")
     if checked.filter(validated=False).exists():
         return None
+    if batch.id_field and duplicates_exist(batch.pk):
+        repeats_mark(batch, lease, checked)
     total = invalid = 0
     reason = ""
     last_index = None
@@ -347,14 +460,40 @@ def chunks_merge(batch: Batch, lease: Lease) -> Batch | None:
     return moved
 
 
+def repeats_mark(batch: Batch, lease: Lease, checked) -> None:
+    """Once every chunk's ids are recorded: checks again each chunk holding a line whose id an
+    earlier line has, with those lines known, and records the outcome on it, as if it had been
+    checked so at first. Its first line's number, which its check replaced by its first valid
+    line's, is counted again from the line breaks before it."""
+    operation = operation_get(batch.operation)
+    correlation = Correlation.of(batch)
+    first_line = 1
+    for pk, start, end in list(checked.values_list("pk", "start_offset", "end_offset")):
+        lease.tick()
+        block = read_range(batch.input_file, start, end)
+        last_line = first_line + block.count(b"\n") - block.endswith(b"\n")
+        repeats = duplicates_between(batch.pk, first_line, last_line)
+        if repeats:
+            ids = IdCheck(batch.pk, record=False, repeats=lambda first, last, known=repeats: known)
+            outcome = block_check(operation, block, first_line, correlation, ids)
+            del outcome["first_line"], outcome["last_line"]
+            Chunk.objects.filter(pk=pk).update(**outcome)
+        first_line = last_line + 1
+
+
 def dry_run_merge(batch: Batch, lease: Lease, checked, *, total: int) -> Batch | None:
     """A dry run's results from its checked chunks: every valid line as validate_only."""
     subcodes = SubcodeTally()
+    correlation = Correlation.of(batch)
     with tempfile.TemporaryFile() as results:
         for records in checked.values_list("prepared", flat=True).iterator(chunk_size=50):
             lease.tick()
-            numbers = [int(record.partition("\t")[0]) for record in records.splitlines()]
-            results.write("".join(VALIDATE_ONLY_LINE % number for number in numbers).encode())
+            numbers = []
+            for record in records.splitlines():
+                number, _, text = record.partition("\t")
+                numbers.append(int(number))
+                tag = correlation and correlation.tag(fastjson.loads(text))
+                results.write(never_ran_line(numbers[-1], VALIDATE_ONLY, tag).encode())
             subcodes.add_lines(VALIDATE_ONLY["subcode"], numbers)
         return dry_run_completed(batch, lease, results, total=total, subcodes=subcodes)
 
@@ -458,6 +597,7 @@ def publish_report(
         )
         if moved is not None:
             Chunk.objects.filter(batch_id=batch.pk).delete()
+            line_ids_forget(batch.pk)
     if moved is None:
         storage_discard(name)
     return moved
