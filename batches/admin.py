@@ -116,7 +116,20 @@ class BatchAdmin(ReadOnly, UuidSearch, admin.ModelAdmin):
                 ]
             },
         ),
-        ("Input", {"fields": ["hash", "computed_hash", "batch_dict_json", "upload", "retry_of"]}),
+        (
+            "Input",
+            {
+                "fields": [
+                    "hash",
+                    "computed_hash",
+                    "batch_dict_json",
+                    "id_field_name",
+                    "echo_fields_names",
+                    "upload",
+                    "retry_of",
+                ]
+            },
+        ),
         ("Controls", {"fields": ["error_budget_summary", "validate_only"]}),
         ("Outcome", {"fields": ["failure_reason", "summary_tables", "downloads", "results_expire_at"]}),
         ("Times", {"fields": ["created_at", "updated_at", "heartbeat_at", "delete_requested_at"]}),
@@ -180,6 +193,14 @@ class BatchAdmin(ReadOnly, UuidSearch, admin.ModelAdmin):
         return (
             "—" if batch.batch_dict is None else format_html("<pre>{}</pre>", pretty_json(batch.batch_dict))
         )
+
+    @admin.display(description="id field")
+    def id_field_name(self, batch):
+        return batch.id_field or "—"
+
+    @admin.display(description="echo fields")
+    def echo_fields_names(self, batch):
+        return ", ".join(batch.echo_fields) or "—"
 
     @admin.display(description="error budget")
     def error_budget_summary(self, batch):

@@ -3,16 +3,21 @@
 Creates answer 201, every other call 200, as the examples of Trusted Twin's client show.
 """
 
+from collections.abc import Iterator
+from types import SimpleNamespace
+
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import permissions as drf_permissions
 from rest_framework import status
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from batches import selectors, services
+from batches.csv_results import CSV_CONTENT_TYPE, results_csv
 from batches.links import batch_download_url, upload_url
 from batches.partial import partial_grant, partial_lines, partial_source
 from batches.retry import batch_retry
@@ -29,7 +34,7 @@ from batches.serializers import (
     UploadStoredSerializer,
     UploadUrlSerializer,
 )
-from batches.storage import download_url_file, upload_url_handler
+from batches.storage import download_url_file, stored_blocks, upload_url_handler
 from batchsite.clients import public_base_url
 from batchsite.errors import Conflict
 from batchsite.inputs import validated
@@ -145,24 +150,34 @@ class BatchesApi(APIView):
         return Response(BatchPageSerializer(body).data)
 
 
+class DownloadFormatNegotiation(DefaultContentNegotiation):
+    """On GET /batches/{batch}, `format` names the download's format (json or csv), not the
+    renderer of the answer, which stays JSON."""
+
+    settings = SimpleNamespace(URL_FORMAT_OVERRIDE=None)
+
+
 class BatchApi(APIView):
     required_actions = {"GET": "get_batch", "PATCH": "update_batch", "DELETE": "delete_batch"}
+    content_negotiation_class = DownloadFormatNegotiation
 
     @extend_schema(
         operation_id="get_batch",
         parameters=[BatchDetailQuerySerializer],
         responses={200: BatchDownloadSerializer, **error_responses(400, 401, 403, 404, 409)},
         description="With download=true, adds a temporary URL of the results file (part=errors: only "
-        "the failed lines). While the batch runs (processing, cancel, cancelling, and until its final "
-        "file is written) the URL gives the lines run so far, in line order, and download.partial is "
-        "true; 409 before any line can run.",
+        "the failed lines; format=csv: as CSV, always served by this server). While the batch runs "
+        "(processing, cancel, cancelling, and until its final file is written) the URL gives the "
+        "lines run so far, in line order, and download.partial is true; 409 before any line can run.",
     )
     def get(self, request, batch):
         found = selectors.batch_get(account=request.account, batch_id=batch)
         query = validated(BatchDetailQuerySerializer, request.query_params)
         body = BatchSerializer(found).data
         if query["download"]:
-            signed = batch_download_url(batch=found, part=query["part"], base_url=public_base_url(request))
+            signed = batch_download_url(
+                batch=found, part=query["part"], base_url=public_base_url(request), format=query["format"]
+            )
             if signed is None:
                 raise Conflict(
                     f"The batch has no {query['part']} file yet ({found.status}).",
@@ -237,14 +252,19 @@ class DownloadFileApi(APIView):
         operation_id="download_file",
         responses={
             (200, "application/x-ndjson"): OpenApiTypes.BINARY,
+            (200, "text/csv"): OpenApiTypes.BINARY,
             **error_responses(403, 404),
         },
-        description="Streams a results file; the URL comes from GET /batches/{batch}?download=true.",
+        description="Streams a results file, as stored or as CSV; the URL comes from "
+        "GET /batches/{batch}?download=true.",
     )
     def get(self, request, token):
         granted = download_url_file(token)
         if not default_storage.exists(granted.name):
             raise Http404("The file is gone.")
+        if granted.format == "csv":
+            rows = results_csv(stored_blocks(granted.name), granted.echo_fields)
+            return csv_response(rows, granted.filename)
         return FileResponse(
             default_storage.open(granted.name, "rb"),
             as_attachment=True,
@@ -263,16 +283,27 @@ class PartialDownloadApi(APIView):
         operation_id="download_partial",
         responses={
             (200, "application/x-ndjson"): OpenApiTypes.BINARY,
+            (200, "text/csv"): OpenApiTypes.BINARY,
             **error_responses(403, 404, 410),
         },
         description="Streams the lines a running batch has run so far, in line order, in the results "
-        "file's format; the URL comes from GET /batches/{batch}?download=true while the batch runs. "
-        "Once the batch has ended the URL answers 410 download_url_ended: the final file needs a "
+        "file's format or as CSV; the URL comes from GET /batches/{batch}?download=true while the batch "
+        "runs. Once the batch has ended the URL answers 410 download_url_ended: the final file needs a "
         "fresh URL from GET /batches/{batch}?download=true.",
     )
     def get(self, request, token):
-        batch_id, part = partial_grant(token)
-        batch = partial_source(batch_id)
-        response = StreamingHttpResponse(partial_lines(batch.pk, part), content_type="application/x-ndjson")
-        response["Content-Disposition"] = f'attachment; filename="{batch.uuid}-{part}.partial.jsonl"'
+        grant = partial_grant(token)
+        batch = partial_source(grant.batch)
+        lines = partial_lines(batch.pk, grant.part)
+        if grant.format == "csv":
+            rows = results_csv(lines, batch.echo_fields)
+            return csv_response(rows, f"{batch.uuid}-{grant.part}.partial.csv")
+        response = StreamingHttpResponse(lines, content_type="application/x-ndjson")
+        response["Content-Disposition"] = f'attachment; filename="{batch.uuid}-{grant.part}.partial.jsonl"'
         return response
+
+
+def csv_response(rows: Iterator[bytes], filename: str) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(rows, content_type=CSV_CONTENT_TYPE)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response

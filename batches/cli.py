@@ -9,7 +9,7 @@ It uses only the public HTTP API, so it works against any deployment, local file
     wait BATCH
     status BATCH [--json]       (why it waits, its place in the queue, when it should end)
     summary BATCH [--json]      (totals, failures by subcode, the files' SHA-256)
-    download BATCH [--errors] [--partial] -o FILE
+    download BATCH [--errors] [--partial] [--csv] -o FILE
     cancel BATCH
     list [--status STATUS] [--operation OP]
 
@@ -130,6 +130,11 @@ def error_budget(text: str) -> dict:
         raise argparse.ArgumentTypeError(f"wants N or P%, got {text!r}") from None
 
 
+def field_names(text: str) -> list[str]:
+    """--echo: one name or a comma list; the service refuses an empty or repeated name."""
+    return [name.strip() for name in text.split(",")]
+
+
 def upload(api: Api, path: Path) -> str:
     """PUTs the file to a fresh upload URL; returns its handler. The URL is the credential, so
     the secret is not sent with the file (it may go to S3, not to the service)."""
@@ -219,6 +224,10 @@ def command_submit(api: Api, args) -> int:
         body["error_budget"] = args.error_budget
     if args.validate_only:
         body["validate_only"] = True
+    if args.id_field is not None:
+        body["id_field"] = args.id_field
+    if args.echo:
+        body["echo_fields"] = [name for names in args.echo for name in names]
     check_before_upload(api, body)
     body["handler"] = upload(api, path)
     batch = create_batch(api, body)
@@ -348,7 +357,11 @@ def command_summary(api: Api, args) -> int:
 
 
 def command_download(api: Api, args) -> int:
-    params = {"download": "true", "part": "errors" if args.errors else "results"}
+    params = {
+        "download": "true",
+        "part": "errors" if args.errors else "results",
+        "format": "csv" if args.csv else "json",
+    }
     download = api.call("GET", f"/batches/{args.batch}", params=params)["download"]
     if download.get("partial") and not args.partial:
         print(
@@ -423,6 +436,19 @@ def parser() -> argparse.ArgumentParser:
     submit.add_argument(
         "--validate-only", action="store_true", help="a dry run: only check every line, run none"
     )
+    submit.add_argument(
+        "--id-field",
+        metavar="NAME",
+        help="the key or column holding each line's own id, given back as each result line's id",
+    )
+    submit.add_argument(
+        "--echo",
+        action="append",
+        type=field_names,
+        default=[],
+        metavar="NAME[,NAME...]",
+        help="fields copied from each line into its result line's input (repeat, or a comma list)",
+    )
     submit.add_argument("--wait", action="store_true", help="then wait as `wait` does")
     submit.set_defaults(run=command_submit)
 
@@ -459,6 +485,11 @@ def parser() -> argparse.ArgumentParser:
     download.add_argument("--errors", action="store_true", help="only the lines that failed or never ran")
     download.add_argument(
         "--partial", action="store_true", help="while the batch runs: the lines run so far, in line order"
+    )
+    download.add_argument(
+        "--csv",
+        action="store_true",
+        help="as CSV (line,id,status,subcode,description,result, then input.<name> per echoed field)",
     )
     download.add_argument("-o", "--output", required=True)
     download.set_defaults(run=command_download)

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from batches.models import Batch, Upload
 from batches.partial import PARTIAL_SALT, PARTIAL_STATUSES, PARTS
-from batches.storage import batch_download, file_urls, sign_local
+from batches.storage import SignedLocalUrls, batch_download, file_urls, sign_local
 
 
 @dataclass(frozen=True)
@@ -36,30 +36,31 @@ def _download_expires_at() -> datetime:
     return timezone.now() + timedelta(seconds=settings.DOWNLOAD_URL_VALIDITY_SECONDS)
 
 
-def final_download_url(*, batch: Batch, part: str, base_url: str) -> SignedUrl | None:
-    """The URL of the batch's `part` file (`input`, `results` or `errors`); None while it has
-    none."""
-    download = batch_download(batch, part)
+def final_download_url(*, batch: Batch, part: str, base_url: str, format: str = "json") -> SignedUrl | None:
+    """The URL of the batch's `part` file (`input`, `results` or `errors`), for `results` and
+    `errors` in `format` (`json` or `csv`); None while it has none.
+
+    CSV is always this server's own endpoint, even on S3: the stored object is JSON Lines, and
+    the endpoint converts it as it streams (docs/decisions.md)."""
+    download = batch_download(batch, part, format)
     if download is None:
         return None
     expires_at = _download_expires_at()
-    url = file_urls().download_url(download=download, expires_at=expires_at, base_url=base_url)
+    urls = SignedLocalUrls() if download.format == "csv" else file_urls()
+    url = urls.download_url(download=download, expires_at=expires_at, base_url=base_url)
     return SignedUrl(url=url, expires_at=expires_at)
 
 
-def batch_download_url(*, batch: Batch, part: str, base_url: str) -> SignedUrl | None:
+def batch_download_url(*, batch: Batch, part: str, base_url: str, format: str = "json") -> SignedUrl | None:
     """The final file's URL once it is written; until then, while the batch runs, the URL of the
     `results` or `errors` lines run so far (`partial`), always this server's own endpoint
     (batches.partial streams it); None otherwise."""
-    final = final_download_url(batch=batch, part=part, base_url=base_url)
+    final = final_download_url(batch=batch, part=part, base_url=base_url, format=format)
     if final is not None or part not in PARTS or batch.status not in PARTIAL_STATUSES:
         return final
     expires_at = _download_expires_at()
-    url = sign_local(
-        "download_partial",
-        {"batch": str(batch.pk), "part": part},
-        salt=PARTIAL_SALT,
-        expires_at=expires_at,
-        base_url=base_url,
-    )
+    grant = {"batch": str(batch.pk), "part": part}
+    if format != "json":
+        grant["format"] = format
+    url = sign_local("download_partial", grant, salt=PARTIAL_SALT, expires_at=expires_at, base_url=base_url)
     return SignedUrl(url=url, expires_at=expires_at, partial=True)

@@ -17,6 +17,7 @@ sent.
 
 import json
 from collections.abc import Iterator
+from typing import NamedTuple
 
 from django.core.files.storage import default_storage
 from django.http import Http404
@@ -35,15 +36,21 @@ CHUNK_ROWS_PER_QUERY = 4
 PARTS = ("results", "errors")
 
 
-def partial_grant(token: str) -> tuple[str, str]:
-    """The batch id and part a signed partial URL (batches.links) grants; refuses a forged or
-    expired one."""
+class PartialGrant(NamedTuple):
+    batch: str
+    part: str
+    format: str
+
+
+def partial_grant(token: str) -> PartialGrant:
+    """The batch id, part and format (`json`, or `csv` for batches.csv_results) a signed partial
+    URL (batches.links) grants; refuses a forged or expired one."""
     payload = unsign_local(token, salt=PARTIAL_SALT, what="download")
     if payload["part"] not in PARTS:
         raise ApplicationError(
             "This download URL has expired.", subcode="download_url_expired", status_code=403
         )
-    return payload["batch"], payload["part"]
+    return PartialGrant(payload["batch"], payload["part"], payload.get("format", "json"))
 
 
 def _kept(block: str, part: str) -> str:

@@ -4,7 +4,16 @@ from rest_framework import serializers
 from batches.controls import DEFAULT_MIN_LINES, error_budget_clean
 from batches.models import BatchStatus
 from batches.selectors import STATUS_REASONS, batch_summary, batch_waiting
-from batches.validators import BATCH_DICT_KEY_PATTERN, HASH_PATTERN, batch_dict_validate, hash_validator
+from batches.validators import (
+    BATCH_DICT_KEY_PATTERN,
+    ECHO_FIELDS_MAX,
+    HASH_PATTERN,
+    ID_FIELD_MAX_LENGTH,
+    batch_dict_validate,
+    echo_fields_clean,
+    hash_validator,
+    id_field_clean,
+)
 from batchsite.fields import CursorField, ListQuerySerializer, StrictCharField
 from batchsite.timestamps import TS_MAX, TS_SCHEMA, TimestampField, to_ts
 from twins.registry import batchable_operations
@@ -70,6 +79,37 @@ class ErrorBudgetField(serializers.JSONField):
     pass
 
 
+FIELD_NAME_SCHEMA = {"type": "string", "minLength": 1, "maxLength": ID_FIELD_MAX_LENGTH}
+
+
+# Both take any JSON value, so that a wrong one is refused by the service's own check with its
+# subcode (invalid_id_field, invalid_echo_fields) rather than DRF's generic invalid_input.
+@extend_schema_field(
+    {
+        "type": "string",
+        "maxLength": ID_FIELD_MAX_LENGTH,
+        "description": "The JSON Lines key or CSV column holding each line's own id, taken out of the "
+        'line and echoed as its result line\'s "id"; null or "" for none.',
+    }
+)
+class IdFieldField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field(
+    {
+        "type": "array",
+        "items": FIELD_NAME_SCHEMA,
+        "maxItems": ECHO_FIELDS_MAX,
+        "uniqueItems": True,
+        "description": "Fields copied from each input line into its result line as "
+        '"input": {name: value}; null or [] for none.',
+    }
+)
+class EchoFieldsField(serializers.JSONField):
+    pass
+
+
 @extend_schema_field({"type": "string", "format": "uuid"})
 class HandlerField(StrictCharField):
     """A handler from POST /cache; anything else is refused as handler_unknown."""
@@ -116,9 +156,17 @@ class BatchCreateSerializer(serializers.Serializer):
         help_text="A dry run: the batch stops after validation, completed with nothing executed and "
         "every line listed as validate_only in its results, or validation_failed as usual.",
     )
+    id_field = IdFieldField(required=False, allow_null=True)
+    echo_fields = EchoFieldsField(required=False, allow_null=True)
 
     def validate_error_budget(self, value):
         return error_budget_clean(value)
+
+    def validate_id_field(self, value):
+        return id_field_clean(value)
+
+    def validate_echo_fields(self, value):
+        return echo_fields_clean(value)
 
     def validate_hash(self, value):
         # Blank skips the field's validators, yet it is no more a SHA-256 than any other string.
@@ -130,6 +178,8 @@ class BatchCreateSerializer(serializers.Serializer):
         attrs["hash"] = attrs.get("hash") or ""
         attrs.setdefault("batch_dict", None)
         attrs.setdefault("error_budget", None)
+        attrs["id_field"] = attrs.get("id_field") or ""
+        attrs["echo_fields"] = attrs.get("echo_fields") or []
         return attrs
 
 
@@ -157,9 +207,27 @@ class BatchListQuerySerializer(ListQuerySerializer):
     cursor = CursorField(required=False, help_text="From the previous page; opaque (URL-safe base64).")
 
 
+class DownloadFormatField(serializers.ChoiceField):
+    def to_internal_value(self, data):
+        if data not in self.choices:
+            raise serializers.ValidationError(
+                f"{str(data)[:40]!r} is not a download format: {' or '.join(self.choices)}.",
+                code="invalid_download_format",
+            )
+        return data
+
+
 class BatchDetailQuerySerializer(serializers.Serializer):
     download = serializers.BooleanField(required=False, default=False)
     part = serializers.ChoiceField(choices=["results", "errors"], required=False, default="results")
+    format = DownloadFormatField(
+        choices=["json", "csv"],
+        required=False,
+        default="json",
+        help_text="The download's format: json (JSON Lines, the results file as stored) or csv "
+        "(header line,id,status,subcode,description,result and one input.<name> column per echoed "
+        "field).",
+    )
 
 
 class ProgressSerializer(serializers.Serializer):
@@ -244,7 +312,7 @@ class SummarySerializer(serializers.Serializer):
 
 class BatchSerializer(serializers.Serializer):
     """The batch object; `hash`, `batch_dict`, `error_budget`, `validate_only`, `retry_of` and
-    `reason` appear only when set."""
+    `reason` appear only when set, `id_field` and `echo_fields` always."""
 
     batch = serializers.UUIDField(source="uuid")
     operation = serializers.CharField()
@@ -269,6 +337,13 @@ class BatchSerializer(serializers.Serializer):
     batch_dict = BatchDictField(required=False)
     error_budget = ErrorBudgetField(required=False)
     validate_only = serializers.BooleanField(required=False, help_text="Present (true) for a dry run.")
+    id_field = serializers.SerializerMethodField(
+        help_text="The key or column holding each line's id, echoed as each result line's id; null for none."
+    )
+    echo_fields = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="The fields copied into each result line's input; [] for none.",
+    )
     retry_of = serializers.UUIDField(source="retry_of_id", required=False)
     reason = serializers.CharField(
         source="failure_reason",
@@ -310,6 +385,10 @@ class BatchSerializer(serializers.Serializer):
     @extend_schema_field({**TS_SCHEMA, "type": ["number", "null"]})
     def get_stalled_since(self, batch):
         return to_ts(self.waiting(batch)["stalled_since"])
+
+    @extend_schema_field({"type": ["string", "null"]})
+    def get_id_field(self, batch):
+        return batch.id_field or None
 
     @extend_schema_field(SummarySerializer(allow_null=True))
     def get_summary(self, batch):

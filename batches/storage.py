@@ -12,6 +12,7 @@ learns of an upload only by looking at the bucket (`bucket_object`).
 import time
 import uuid
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -23,6 +24,7 @@ from django.utils import timezone
 from storages.backends.s3 import S3Storage
 from storages.utils import clean_name
 
+from batches.csv_results import CSV_CONTENT_TYPE
 from batches.fileformat import CSV_CONTENT_TYPES, GZIP_MAGIC
 from batches.models import Upload
 from batchsite.errors import ApplicationError
@@ -32,25 +34,40 @@ DOWNLOAD_SALT = "batches.download-url"
 
 
 RESULTS_CONTENT_TYPE = "application/x-ndjson"
+STREAM_BLOCK_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
 class Download:
     """What a signed download URL grants: one file in storage, offered under `filename` as
-    `content_type`."""
+    `content_type`; with `format` "csv", the JSON Lines results file converted to CSV with one
+    column per echoed field (batches.csv_results)."""
 
     name: str
     filename: str
     content_type: str = RESULTS_CONTENT_TYPE
+    format: str = "json"
+    echo_fields: tuple[str, ...] = ()
 
 
-def batch_download(batch, part: str) -> Download | None:
+def batch_download(batch, part: str, format: str = "json") -> Download | None:
     """The one place that names a batch's file for a client: `part` is `results` or `errors`
-    (JSON Lines, `<batch>-results.jsonl`) or `input` (the file as uploaded, with its own type:
-    `.jsonl`, `.csv`, or either `.gz`). None while the batch has no such file."""
+    (JSON Lines, `<batch>-results.jsonl`, or with `format` "csv" the same file as CSV,
+    `<batch>-results.csv`) or `input` (the file as uploaded, with its own type: `.jsonl`,
+    `.csv`, or either `.gz`). None while the batch has no such file."""
     if part != "input":
         name = batch.errors_file if part == "errors" else batch.results_file
-        return Download(name=name, filename=f"{batch.uuid}-{part}.jsonl") if name else None
+        if not name:
+            return None
+        if format == "csv":
+            return Download(
+                name=name,
+                filename=f"{batch.uuid}-{part}.csv",
+                content_type=CSV_CONTENT_TYPE,
+                format="csv",
+                echo_fields=tuple(batch.echo_fields),
+            )
+        return Download(name=name, filename=f"{batch.uuid}-{part}.jsonl")
     upload = batch.upload if batch.upload_id else None
     name = batch.input_file or (upload.file_name if upload else "")
     if not name:
@@ -118,6 +135,8 @@ class SignedLocalUrls:
 
     def download_url(self, *, download: Download, expires_at: datetime, base_url: str) -> str:
         payload = {"name": download.name, "filename": download.filename, "type": download.content_type}
+        if download.format != "json":
+            payload |= {"format": download.format, "echo": list(download.echo_fields)}
         return sign_local(
             "download_file", payload, salt=DOWNLOAD_SALT, expires_at=expires_at, base_url=base_url
         )
@@ -220,4 +239,20 @@ def download_url_file(token: str) -> Download:
         name=payload["name"],
         filename=payload["filename"],
         content_type=payload.get("type", RESULTS_CONTENT_TYPE),
+        format=payload.get("format", "json"),
+        echo_fields=tuple(payload.get("echo", ())),
     )
+
+
+def stored_blocks(name: str) -> Iterator[bytes]:
+    """A stored file's bytes, a block at a time, without holding it whole: on S3 the object's
+    body as it arrives (opening an S3 file downloads all of it first)."""
+    if isinstance(default_storage, S3Storage):
+        response = default_storage.connection.meta.client.get_object(
+            Bucket=default_storage.bucket_name, Key=s3_key(default_storage, name)
+        )
+        yield from response["Body"].iter_chunks(STREAM_BLOCK_BYTES)
+        return
+    with default_storage.open(name, "rb") as stored:
+        while block := stored.read(STREAM_BLOCK_BYTES):
+            yield block

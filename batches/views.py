@@ -248,17 +248,25 @@ def batch_new_page(request, viewer: Viewer):
 
 def download_links(request, batch: Batch) -> dict[str, str | None]:
     """Signed URLs of the results and errors files, once the pipeline has written them; while
-    lines run, of the lines run so far (`partial`)."""
+    lines run, of the lines run so far (`partial`); each as stored (JSON Lines) and as CSV
+    (`<name>_csv`)."""
     base_url = public_base_url(request)
-    results = batch_download_url(batch=batch, part="results", base_url=base_url)
     # An errors file without failed or never-run lines would download empty.
     has_errors = batch.failed or (batch.status == BatchStatus.CANCELLED and never_run(batch) != 0)
-    errors = final_download_url(batch=batch, part="errors", base_url=base_url) if has_errors else None
-    return {
-        "partial": results.url if results and results.partial and batch.processed else None,
-        "results": results.url if results and not results.partial else None,
-        "errors": errors.url if errors else None,
-    }
+    links = {}
+    for format, suffix in (("json", ""), ("csv", "_csv")):
+        results = batch_download_url(batch=batch, part="results", base_url=base_url, format=format)
+        errors = (
+            final_download_url(batch=batch, part="errors", base_url=base_url, format=format)
+            if has_errors
+            else None
+        )
+        links |= {
+            f"partial{suffix}": results.url if results and results.partial and batch.processed else None,
+            f"results{suffix}": results.url if results and not results.partial else None,
+            f"errors{suffix}": errors.url if errors else None,
+        }
+    return links
 
 
 def next_step(viewer: Viewer, batch: Batch) -> str | None:

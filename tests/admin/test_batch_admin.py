@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from batches.models import Batch, BatchStatus
 from batches.selectors import batch_summary, batch_waiting
+from tests.support.batch_api import create_batch, uploaded_handler
 from tests.support.batch_files import updates
 from tests.support.factories import BatchFactory
 from tests.support.inline_pipeline import run_batch
@@ -216,3 +217,21 @@ def test_the_detail_page_shows_why_it_waits_and_the_summary(admin_client, caller
     assert "<td><code>not_found</code></td><td>2</td><td>5, 10</td>" in page
     assert summary["results"]["sha256"] in page and summary["errors"]["sha256"] in page
     assert "— (ended)" in page
+
+
+def readonly_value(page: str, field: str) -> str:
+    return re.search(rf'field-{field}">.*?<div class="readonly">(.*?)</div>', page, re.DOTALL)[1]
+
+
+def test_the_detail_page_shows_the_id_field_and_the_echoed_fields_read_only(admin_client, caller):
+    correlated = create_batch(
+        caller, uploaded_handler(caller), id_field="ref", echo_fields=["description", "note"]
+    ).json()["batch"]
+    plain = create_batch(caller, uploaded_handler(caller)).json()["batch"]
+
+    page = admin_client.get(reverse("admin:batches_batch_change", args=[correlated])).content.decode()
+    assert readonly_value(page, "id_field_name") == "ref"
+    assert readonly_value(page, "echo_fields_names") == "description, note"
+    assert 'name="id_field"' not in page and 'name="echo_fields"' not in page
+    page = admin_client.get(reverse("admin:batches_batch_change", args=[plain])).content.decode()
+    assert readonly_value(page, "id_field_name") == readonly_value(page, "echo_fields_names") == "—"

@@ -53,6 +53,8 @@ def test_create_batch_answers_201_with_the_batch_and_enqueues_it_after_commit(
         "status_reason_description",
         "queue",
         "stalled_since",
+        "id_field",
+        "echo_fields",
         "created_ts",
         "updated_ts",
         "progress",

@@ -68,4 +68,4 @@ def test_a_running_batchs_lines_so_far_are_linked_alike_by_the_api_the_pages_and
     routes = {endpoint(url)[0] for url in urls}
     grants = {partial_grant(endpoint(url)[1]) for url in urls}
     assert routes == {"download_partial"}
-    assert grants == {(str(batch.pk), "results")}
+    assert grants == {(str(batch.pk), "results", "json")}

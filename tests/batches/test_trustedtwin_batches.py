@@ -128,3 +128,24 @@ def test_refusals_carry_the_error_body(client):
     assert status == 404 and body["subcode"] == "handler_unknown"
     status, body = answer(client.get_batches(params={"limit": 5000}))
     assert status == 400
+
+
+def test_the_client_creates_a_batch_with_an_id_field_and_echoed_fields(client):
+    """The client sends its body as given, so the correlation fields (contract §15) reach the
+    service, come back on the batch and are refused with their own subcodes."""
+    _, issued = answer(client.create_upload_url())
+    lines = b'{"ref": "a-1", "description": {"n": 1}}\n'
+    assert requests.put(issued["url"], data=lines, timeout=10).status_code == 200
+    request = {"operation": BATCHABLE, "handler": issued["handler"]}
+
+    status, body = answer(client.create_batch(body={**request, "echo_fields": ["a", "a"]}))
+    assert status == 400 and body["subcode"] == "invalid_echo_fields"
+    status, body = answer(client.create_batch(body={**request, "id_field": 7}))
+    assert status == 400 and body["subcode"] == "invalid_id_field"
+
+    fields = {"id_field": "ref", "echo_fields": ["description"]}
+    status, created = answer(client.create_batch(body={**request, **fields}))
+    assert status == 201, created
+    assert (created["id_field"], created["echo_fields"]) == ("ref", ["description"])
+    status, fetched = answer(client.get_batch(created["batch"]))
+    assert status == 200 and (fetched["id_field"], fetched["echo_fields"]) == ("ref", ["description"])

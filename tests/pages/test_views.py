@@ -169,7 +169,8 @@ def test_the_state_the_detail_page_polls(caller):
     assert state["batch"]["batch"] == str(batch.pk)
     assert state["status_label"] == "processing" and state["can_cancel"] is True
     assert [change["status"] for change in state["history"]] == [S.NEW, *moves_to(S.PROCESSING)]
-    assert state["downloads"] == {"results": None, "errors": None, "partial": None}
+    parts = ("results", "errors", "partial")
+    assert state["downloads"] == {name: None for part in parts for name in (part, f"{part}_csv")}
     assert state["waiting"]["reason"] == "running" and "summary_html" not in state
 
 
@@ -267,6 +268,14 @@ def test_a_finished_batch_shows_its_summary(caller):
     assert f"Results 12 {default_storage.size(batch.results_file)} {results}" in shown
     assert f"Errors only 2 {default_storage.size(batch.errors_file)} {errors}" in shown
     assert response.context["state"]["waiting"] is None
+    # Each file also as CSV, from a link beside it that serves the same lines.
+    for part, lines in (("results", 12), ("errors", 2)):
+        link = re.search(rf'<a id="download-{part}-csv"[^>]*>', response.content.decode())[0]
+        assert "hidden" not in link and f'aria-label="CSV of the {part}' in link
+        served = signed_in(caller).get(html.unescape(re.search(r'href="([^"]+)"', link)[1]))
+        assert served["Content-Type"] == "text/csv; charset=utf-8"
+        rows = b"".join(served.streaming_content).decode().splitlines()
+        assert rows[0] == "line,id,status,subcode,description,result" and len(rows) == 1 + lines
 
     # The page that followed the batch live puts the same section in place once it ends.
     state = signed_in(caller).get(reverse("batch_state", args=[batch.pk])).json()

@@ -36,6 +36,9 @@
     results: document.getElementById("download-results"),
     errors: document.getElementById("download-errors"),
     partial: document.getElementById("download-partial"),
+    results_csv: document.getElementById("download-results-csv"),
+    errors_csv: document.getElementById("download-errors-csv"),
+    partial_csv: document.getElementById("download-partial-csv"),
   };
 
   function setBadge(element, label, tone) {

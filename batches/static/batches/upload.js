@@ -91,6 +91,17 @@
     throw new Error("The failure limit is a number of lines (25) or a percentage (5%).");
   }
 
+  // The correlation fields (contract §15): the id field's name, and the echoed fields as a
+  // comma list; the service checks both and its refusal is shown like any other.
+  function correlation() {
+    const fields = {};
+    const idField = document.getElementById("id-field").value.trim();
+    if (idField) fields.id_field = idField;
+    const echoed = document.getElementById("echo-fields").value.trim();
+    if (echoed) fields.echo_fields = echoed.split(",").map((name) => name.trim());
+    return fields;
+  }
+
   document.getElementById("add-dict-row").addEventListener("click", () => {
     const row = rows.querySelector(".dict-row").cloneNode(true);
     for (const input of row.querySelectorAll("input")) input.value = "";
@@ -125,6 +136,7 @@
       return;
     }
     if (document.getElementById("validate-only").checked) body.validate_only = true;
+    Object.assign(body, correlation());
     submit.disabled = true;
     try {
       body.batch_dict = batchDict(file);
