@@ -15,17 +15,17 @@ Appends one JSON line to bench/results/results.jsonl.
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
 
+from pipeline_bench import WebServer, record
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = ROOT / "bench" / "var" / "csv-download"
 BIN = Path(sys.executable).parent
-PORT = int(os.environ.get("BENCH_PORT", "8792"))
 RESULTS_NAME = "results/bench/results.jsonl"
 ECHO_FIELDS = ["name", "qty"]
 BLOCK_BYTES = 64 * 1024
@@ -109,47 +109,6 @@ def resident_kib(pid: int) -> int:
     return round(sampler.stop() * 1024)
 
 
-class WebServer:
-    """gunicorn as `make web` starts it, one worker."""
-
-    def __init__(self, threads: int):
-        self.process = subprocess.Popen(
-            [
-                str(BIN / "gunicorn"),
-                "batchsite.wsgi",
-                "-c",
-                "batchsite/gunicorn_conf.py",
-                f"--bind=127.0.0.1:{PORT}",
-                "--workers=1",
-                f"--threads={threads}",
-                "--access-logfile=/dev/null",
-            ],
-            cwd=ROOT,
-            env=environment(),
-            stdout=subprocess.DEVNULL,
-            stderr=(DATA_DIR / "gunicorn.log").open("w"),
-            start_new_session=True,
-        )
-        self.base = f"http://127.0.0.1:{PORT}"
-
-    def __enter__(self):
-        import requests
-
-        for _ in range(150):
-            try:
-                if requests.get(f"{self.base}/healthz", timeout=1).status_code == 200:
-                    return self
-            except (requests.ConnectionError, requests.Timeout):
-                pass
-            time.sleep(0.2)
-        self.__exit__()
-        raise RuntimeError(f"gunicorn did not answer /healthz; see {DATA_DIR / 'gunicorn.log'}")
-
-    def __exit__(self, *exc_info):
-        os.killpg(self.process.pid, signal.SIGTERM)
-        self.process.wait(timeout=30)
-
-
 def timed_download(url: str, pid: int) -> dict:
     import requests
 
@@ -194,14 +153,11 @@ def main() -> None:
     from django.core.files.storage import default_storage
 
     measures = {"lines": arguments.lines, "file_bytes": default_storage.size(name)}
-    with WebServer(arguments.threads) as server:
+    with WebServer(1, threads=arguments.threads, env=environment(), log_dir=DATA_DIR) as server:
         urls = signed_urls(name, server.base)
         for round_number in range(1, arguments.rounds + 1):
             for format, url in urls.items():
                 measures[f"{format}_{round_number}"] = timed_download(url, server.process.pid)
-    sys.path.insert(0, str(ROOT / "bench"))
-    from pipeline_bench import record
-
     record({"measure": "csv_download", **measures})
 
 

@@ -286,9 +286,18 @@ def run_batch(arguments) -> None:
 
 
 class WebServer:
-    """gunicorn as `make web` starts it, on the benchmark's database and broker."""
+    """gunicorn as `make web` starts it, on the benchmark's database and broker unless `env` and
+    `log_dir` name others; `threads` per worker as WEB_THREADS sets them unless given."""
 
-    def __init__(self, web_workers: int):
+    def __init__(
+        self,
+        web_workers: int,
+        *,
+        threads: int | None = None,
+        env: dict | None = None,
+        log_dir: Path = DATA_DIR,
+    ):
+        self.log_path = log_dir / "gunicorn.log"
         self.process = subprocess.Popen(
             [
                 str(BIN / "gunicorn"),
@@ -297,12 +306,13 @@ class WebServer:
                 "batchsite/gunicorn_conf.py",
                 f"--bind=127.0.0.1:{PORT}",
                 f"--workers={web_workers}",
+                *([f"--threads={threads}"] if threads else []),
                 "--access-logfile=/dev/null",
             ],
             cwd=ROOT,
-            env=environment(),
+            env=env or environment(),
             stdout=subprocess.DEVNULL,
-            stderr=(DATA_DIR / "gunicorn.log").open("w"),
+            stderr=self.log_path.open("w"),
             start_new_session=True,
         )
         self.base = f"http://127.0.0.1:{PORT}"
@@ -320,7 +330,7 @@ class WebServer:
         # __exit__ does not run when __enter__ raises: a server left running would hold the
         # port against the next run.
         self.__exit__()
-        raise RuntimeError(f"gunicorn did not answer /healthz; see {DATA_DIR / 'gunicorn.log'}")
+        raise RuntimeError(f"gunicorn did not answer /healthz; see {self.log_path}")
 
     def __exit__(self, *exc_info):
         os.killpg(self.process.pid, signal.SIGTERM)
