@@ -38,6 +38,7 @@ class BatchStatus(models.TextChoices):
     VALIDATING = "validating"
     VALIDATION_FAILED = "validation_failed"
     PROCESSING = "processing"
+    PAUSED = "paused"
     PROCESSED = "processed"
     WRITING_RESULTS = "writing_results"
     COMPLETED = "completed"
@@ -67,6 +68,12 @@ class Batch(models.Model):
     # the fields copied from each line into its result line as "input".
     id_field = models.CharField(max_length=128, blank=True)
     echo_fields = models.JSONField(default=list, blank=True)
+    # Time and order (docs/contract.md, section 14): the batch stays new until `not_before` and
+    # until every row of its `requirements` is met; it is stopped at `deadline_at`
+    # (deadline_exceeded); among one account's batches a higher `priority` runs first.
+    not_before = models.DateTimeField(null=True, blank=True)
+    deadline_at = models.DateTimeField(null=True, blank=True)
+    priority = models.PositiveSmallIntegerField(default=5)
     retry_of = models.ForeignKey(
         "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="retries"
     )
@@ -123,6 +130,12 @@ class Batch(models.Model):
             models.Index(fields=["account", "-created_at", "-uuid"], name="batch_account_created"),
             models.Index(fields=["account", "status", "-created_at", "-uuid"], name="batch_account_status"),
             models.Index(fields=["status", "updated_at"], name="batch_status_updated"),
+            models.Index(
+                fields=["status", "not_before"], condition=models.Q(status="new"), name="batch_new_not_before"
+            ),
+            models.Index(
+                fields=["deadline_at"], condition=models.Q(deadline_at__isnull=False), name="batch_deadline"
+            ),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -216,6 +229,31 @@ class Chunk(models.Model):
 
     def __str__(self):
         return f"chunk {self.index} of {self.batch_id}"
+
+
+class DependencyRequirement(models.TextChoices):
+    COMPLETED = "completed"
+    NO_FAILURES = "no_failures"
+    TERMINAL = "terminal"
+
+
+class BatchDependency(models.Model):
+    """One of a batch's `after` requirements: `parent` (same account) must reach `require`
+    before the batch starts. `parent` is null once the parent was deleted; `parent_uuid` still
+    names it."""
+
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="requirements")
+    parent = models.ForeignKey(Batch, on_delete=models.SET_NULL, null=True, related_name="dependents")
+    parent_uuid = models.UUIDField()
+    require = models.CharField(max_length=16, choices=DependencyRequirement.choices)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["batch", "parent_uuid"], name="dependency_one_per_parent")
+        ]
+
+    def __str__(self):
+        return f"{self.batch_id} after {self.parent_uuid} ({self.require})"
 
 
 class LineId(models.Model):

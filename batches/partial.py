@@ -30,8 +30,8 @@ from batchsite.errors import ApplicationError
 
 S = BatchStatus
 PARTIAL_SALT = "batches.partial-download"
-# While lines run, and in the moments between the last chunk and the final file.
-PARTIAL_STATUSES = frozenset({S.PROCESSING, S.CANCEL, S.CANCELLING, S.PROCESSED, S.WRITING_RESULTS})
+# While lines run (or wait, paused), and in the moments between the last chunk and the final file.
+PARTIAL_STATUSES = frozenset({S.PROCESSING, S.PAUSED, S.CANCEL, S.CANCELLING, S.PROCESSED, S.WRITING_RESULTS})
 CHUNK_ROWS_PER_QUERY = 4
 PARTS = ("results", "errors")
 

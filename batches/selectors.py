@@ -17,12 +17,14 @@ from django.utils import timezone
 from batches.durations import duration_words
 from batches.models import Batch, BatchStatus, Chunk, Upload
 from batches.partial import PARTIAL_STATUSES
+from batches.pipeline.scheduling import start_blocked, waiting_on_parent
 from batches.statuses import ACTIVE, TERMINAL
 from batches.summaries import SubcodeTally, summary_partial, summary_shown
 from batchsite.clock import DatabaseNow, database_now_plus
 from batchsite.paging import cursor_encode, rows_after
 from permissions.models import Account
 
+S = BatchStatus
 # ge/le compare with the created_ts a client sees, which is rounded to the millisecond.
 HALF_MILLISECOND = timedelta(microseconds=500)
 
@@ -133,24 +135,27 @@ def silent_for(seconds: float) -> Q:
 def batches_stalled(*, after_seconds: float | None = None) -> QuerySet[Batch]:
     """Active batches silent for `after_seconds` (BATCH_STALL_AFTER_SECONDS unless given): the
     one definition of a stall, which /healthz and the metrics count, the admin lists, and the
-    sweep resumes (processing ones, after BATCH_STUCK_AFTER_SECONDS)."""
+    sweep resumes (processing ones, after BATCH_STUCK_AFTER_SECONDS). A batch that waits by
+    design (scheduled, waiting on a parent, paused) is not stalled."""
     seconds = settings.BATCH_STALL_AFTER_SECONDS if after_seconds is None else after_seconds
-    return Batch.objects.filter(status__in=ACTIVE).filter(silent_for(seconds))
+    return moving_batches().filter(silent_for(seconds))
+
+
+def moving_batches() -> QuerySet[Batch]:
+    """Active batches a worker owes a step: not paused, not new and waiting for their time or
+    a parent (batches.pipeline.scheduling)."""
+    return Batch.objects.filter(status__in=ACTIVE - {S.PAUSED}).exclude(start_blocked())
 
 
 def batches_not_moving() -> QuerySet[Batch]:
     """Active batches whose status has not changed for BATCH_ALARM_AFTER_SECONDS, however often
     the sweep resumed them (which writes a heartbeat): the sweep logs each as an error."""
-    return Batch.objects.filter(
-        status__in=ACTIVE, updated_at__lt=database_now_plus(-settings.BATCH_ALARM_AFTER_SECONDS)
-    )
+    return moving_batches().filter(updated_at__lt=database_now_plus(-settings.BATCH_ALARM_AFTER_SECONDS))
 
 
 # Why a batch waits (docs/contract.md, accounting and waiting transparency) ---------------
 
-S = BatchStatus
-# Every reason the contract names; scheduled, waiting_dependency and paused come with the
-# controls of its section 14 and are not given yet.
+# Every reason the contract names.
 STATUS_REASONS = ("waiting_for_worker", "scheduled", "waiting_dependency", "paused", "running", "stalled")
 # Processing's rate is measured over its last minute, once it has run this long.
 RATE_WINDOW_SECONDS = 60
@@ -170,12 +175,32 @@ STEP_WORDS: dict[str, tuple[str, str]] = {
 }
 
 
+def parents_awaited(batch: Batch) -> str:
+    parents = batch.requirements.filter(parent__status__in=ACTIVE).count()
+    return "its parent batch" if parents == 1 else f"{parents} of its parent batches"
+
+
+# The sentences of the reasons of section 14: a batch that waits by design.
+WAIT_WORDS = {
+    "scheduled": lambda batch, now: (
+        f"Scheduled: it starts at {batch.not_before.isoformat()}, "
+        f"in {duration_words((batch.not_before - now).total_seconds())}."
+    ),
+    "waiting_dependency": lambda batch, now: f"Waiting for {parents_awaited(batch)} to end.",
+    "paused": lambda batch, now: (
+        f"Paused: {batch.processed:,} of {batch.total or 0:,} lines ran; nothing runs until it is resumed."
+    ),
+}
+
+
 def queue_position(batch: Batch) -> int:
     """1 + the account's batches that no worker has started and that were created before it: a
     batch's first step is queued when it is created, workers take the queue first in, first out,
-    and the sweep asks again for lost ones oldest first."""
+    and the sweep asks again for lost ones oldest first. Batches scheduled later or waiting on
+    a parent are in no queue."""
     earlier = Q(created_at__lt=batch.created_at) | Q(created_at=batch.created_at, uuid__lt=batch.uuid)
-    return 1 + Batch.objects.filter(account_id=batch.account_id, status=S.NEW).filter(earlier).count()
+    queued = Batch.objects.filter(account_id=batch.account_id, status=S.NEW).exclude(start_blocked())
+    return 1 + queued.filter(earlier).count()
 
 
 def worker_holds(batch: Batch, now: datetime) -> bool:
@@ -194,6 +219,12 @@ def batch_status_reason(batch: Batch, *, now: datetime, stalled: bool) -> str | 
     """The reason of a batch that has not ended; `stalled` as batches_stalled says of it."""
     if batch.status in TERMINAL:
         return None
+    if batch.status == S.PAUSED:
+        return "paused"
+    if batch.status == S.NEW and batch.not_before is not None and batch.not_before > now:
+        return "scheduled"
+    if batch.status == S.NEW and Batch.objects.filter(waiting_on_parent(), pk=batch.pk).exists():
+        return "waiting_dependency"
     if stalled:
         return "stalled"
     if batch.status != S.NEW and worker_holds(batch, now):
@@ -218,6 +249,8 @@ def processing_rate(batch: Batch, now: datetime) -> float | None:
 
 
 def waiting_description(batch: Batch, reason: str, *, now, position, eta, stalled_since) -> str:
+    if reason in WAIT_WORDS:
+        return WAIT_WORDS[reason](batch, now)
     to_do, doing = STEP_WORDS[batch.status]
     if reason == "stalled":
         since = duration_words((now - stalled_since).total_seconds())
@@ -253,13 +286,13 @@ def batch_waiting(batch: Batch) -> dict:
         .values_list("now", "stalled")
         .first()
     ) or (timezone.now(), False)
-    position = queue_position(batch) if batch.status == S.NEW else None
+    reason = batch_status_reason(batch, now=now, stalled=stalled)
+    position = queue_position(batch) if batch.status == S.NEW and reason not in WAIT_WORDS else None
     rate = processing_rate(batch, now)
     eta = None
     if rate:
         eta = now + timedelta(seconds=max(batch.total - batch.processed, 0) / rate)
     stalled_since = (batch.stalled_since or batch.heartbeat_at or batch.created_at) if stalled else None
-    reason = batch_status_reason(batch, now=now, stalled=stalled)
     waiting.update(
         status_reason=reason,
         status_reason_description=waiting_description(

@@ -4,33 +4,39 @@ import errno
 import hashlib
 import uuid
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import BinaryIO
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.base import File
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, OperationalError, transaction
+from django.http import Http404
 from django.utils import timezone
 
 from batches.controls import error_budget_clean
 from batches.files import upload_file_name
-from batches.models import Batch, BatchStatus, BatchStatusChange, Upload
+from batches.models import Batch, BatchDependency, BatchStatus, BatchStatusChange, Upload
 from batches.pipeline.sessions import is_lock_timeout, role_set_local
 from batches.states import batch_transition
 from batches.statuses import CANCEL_REQUESTED, CANCELLABLE, TERMINAL
 from batches.storage import bucket_object, uploads_go_direct
 from batches.tasks import CELERY_ENQUEUE
 from batches.validators import (
+    PRIORITY_DEFAULT,
+    after_clean,
     batch_dict_validate,
+    complete_within_clean,
     echo_fields_clean,
     encoded_json,
     hash_validator,
     id_field_clean,
+    priority_clean,
 )
-from batchsite.clock import DatabaseNow
+from batchsite.clock import DatabaseNow, database_now_plus
 from batchsite.errors import ApplicationError, Conflict
+from batchsite.timestamps import to_ts
 from operating import services as usage
 from permissions.models import Account, AccountUser
 from twins.registry import operation_get
@@ -207,6 +213,7 @@ def _idempotency_digest(
     retry_of=None,
     id_field="",
     echo_fields=(),
+    schedule=None,
 ) -> str:
     if retry_of is not None:
         # A retry's body is the batch it retries (it has no upload).
@@ -222,6 +229,7 @@ def _idempotency_digest(
         body["id_field"] = id_field
     if echo_fields:
         body["echo_fields"] = list(echo_fields)
+    body.update(schedule or {})
     return hashlib.sha256(encoded_json(body)).hexdigest()
 
 
@@ -233,10 +241,15 @@ def idempotency_key_check(key: str) -> None:
         )
 
 
-def retry_replay(*, batch: Batch, idempotency_key: str) -> Batch | None:
-    """The retry an earlier request with this key made of `batch`, if within the window;
-    409 when the key was used for something else."""
-    digest = _idempotency_digest(handler="", operation="", hash="", batch_dict=None, retry_of=batch)
+def retry_replay(*, batch: Batch, idempotency_key: str, schedule: dict | None = None) -> Batch | None:
+    """The retry an earlier request with this key made of `batch` (with this `schedule`: the
+    time-and-order keywords batch_create takes), if within the window; 409 when the key was
+    used for something else."""
+    given = {"not_before": None, "deadline_at": None, "complete_within": None, "priority": PRIORITY_DEFAULT}
+    digested = _schedule_digested(**_schedule_clean(**{**given, **(schedule or {})}, after=None))
+    digest = _idempotency_digest(
+        handler="", operation="", hash="", batch_dict=None, retry_of=batch, schedule=digested
+    )
     with transaction.atomic():
         return _idempotent_replay(account=batch.account, key=idempotency_key, digest=digest)
 
@@ -316,12 +329,21 @@ def batch_create(
     retry_of: Batch | None = None,
     id_field: str = "",
     echo_fields: list[str] | None = None,
+    not_before: datetime | None = None,
+    deadline_at: datetime | None = None,
+    complete_within: float | None = None,
+    priority: int = PRIORITY_DEFAULT,
+    after: list[dict] | None = None,
 ) -> tuple[Batch, bool]:
     """Creates a batch over an uploaded file and enqueues its pipeline. Returns the batch and
     whether it is new: with an `idempotency_key` seen within 24 hours and the same body, the
     earlier batch comes back instead. A retry names the batch it retries (`retry_of`) and no
     upload: its first step builds its input from that batch's files. A batch has at most one
-    retry, so a second raises IntegrityError (see `batches.retry`)."""
+    retry, so a second raises IntegrityError (see `batches.retry`).
+
+    Time and order (section 14): `deadline_at` or `complete_within` (seconds from the database's
+    now), never both; `after` as batches.validators.after_clean takes it, each parent a batch of
+    the account (404 otherwise, as GET /batches/{batch} answers)."""
     _batch_request_check(
         account=account,
         user=user,
@@ -334,6 +356,13 @@ def batch_create(
     validate_only = bool(validate_only)
     id_field = id_field_clean(id_field)
     echo_fields = echo_fields_clean(echo_fields)
+    schedule = _schedule_clean(
+        not_before=not_before,
+        deadline_at=deadline_at,
+        complete_within=complete_within,
+        priority=priority,
+        after=after,
+    )
 
     digest = _idempotency_digest(
         handler=handler,
@@ -345,6 +374,7 @@ def batch_create(
         retry_of=retry_of,
         id_field=id_field,
         echo_fields=echo_fields,
+        schedule=_schedule_digested(**schedule),
     )
     try:
         with transaction.atomic():
@@ -352,6 +382,11 @@ def batch_create(
                 earlier = _idempotent_replay(account=account, key=idempotency_key, digest=digest)
                 if earlier is not None:
                     return earlier, False
+            # Before the upload is taken, so that a client's check with an unknown handler
+            # (batches.cli) meets these refusals first.
+            parents = _schedule_check(
+                account=account, deadline_at=schedule["deadline_at"], after=schedule["after"]
+            )
             upload = None if retry_of is not None else _usable_upload(account=account, handler=handler)
             usage.usage_admit_batch(
                 account_id=account.pk, user_id=getattr(getattr(user, "account_user", None), "pk", None)
@@ -372,6 +407,19 @@ def batch_create(
                 idempotency_key=idempotency_key,
                 idempotency_digest=digest if idempotency_key else "",
                 retry_of=retry_of,
+                not_before=schedule["not_before"],
+                deadline_at=(
+                    database_now_plus(schedule["complete_within"])
+                    if schedule["complete_within"]
+                    else schedule["deadline_at"]
+                ),
+                priority=schedule["priority"],
+            )
+            if schedule["complete_within"]:
+                batch.refresh_from_db(fields=["deadline_at"])
+            BatchDependency.objects.bulk_create(
+                BatchDependency(batch=batch, parent=parent, parent_uuid=parent.uuid, require=require)
+                for parent, require in parents
             )
             BatchStatusChange.objects.create(batch=batch, from_status="", to_status=BatchStatus.NEW)
             _enqueue_advance(batch.pk)
@@ -385,6 +433,62 @@ def batch_create(
             raise
         return earlier, False
     return batch, True
+
+
+def _schedule_clean(*, not_before, deadline_at, complete_within, priority, after) -> dict:
+    complete_within = complete_within_clean(complete_within)
+    if deadline_at is not None and complete_within is not None:
+        raise ValidationError("Give deadline_ts or complete_within, not both.", code="invalid_deadline")
+    if not_before is not None and deadline_at is not None and deadline_at <= not_before:
+        raise ValidationError("deadline_ts must be after not_before.", code="invalid_deadline")
+    return {
+        "not_before": not_before,
+        "deadline_at": deadline_at,
+        "complete_within": complete_within,
+        "priority": priority_clean(priority),
+        "after": after_clean(after),
+    }
+
+
+def _schedule_check(*, account: Account, deadline_at, after) -> list[tuple[Batch, str]]:
+    """The parents `after` names, each a batch of the account; refuses a deadline already past by
+    the database's clock, the one the pipeline stops the batch by."""
+    parents = _parents(account=account, after=after)
+    if deadline_at is not None and deadline_at <= database_now(account_id=account.pk):
+        raise ValidationError("deadline_ts has already passed.", code="invalid_deadline")
+    return parents
+
+
+def _schedule_digested(*, not_before, deadline_at, complete_within, priority, after) -> dict:
+    """The time-and-order fields of a create's body, for its idempotency digest; only those given."""
+    given = {
+        "not_before": to_ts(not_before),
+        "deadline_ts": to_ts(deadline_at),
+        "complete_within": complete_within,
+        "priority": priority if priority != PRIORITY_DEFAULT else None,
+        "after": after or None,
+    }
+    return {name: value for name, value in given.items() if value is not None}
+
+
+def _parents(*, account: Account, after: list[dict]) -> list[tuple[Batch, str]]:
+    if not after:
+        return []
+    found = {
+        str(parent.uuid): parent
+        for parent in Batch.objects.filter(account=account, uuid__in=[item["batch"] for item in after])
+    }
+    if len(found) != len(after):
+        # Exactly GET /batches/{batch}'s answer: another account's batch is as unknown as no batch.
+        raise Http404("No such batch.")
+    return [(found[item["batch"]], item["require"]) for item in after]
+
+
+def database_now(*, account_id) -> datetime:
+    """The database's time now, the clock a deadline is judged by (read along the account's row)."""
+    return (
+        Account.objects.filter(pk=account_id).annotate(now=DatabaseNow()).values_list("now", flat=True).get()
+    )
 
 
 def batch_cancel(*, batch: Batch, by_staff=None) -> Batch:
@@ -463,3 +567,70 @@ def batch_delete(*, batch: Batch) -> Batch:
             moved = Batch.objects.get(pk=current.pk)
         _enqueue_advance(current.pk)
     return moved
+
+
+# Time and order (docs/contract.md, section 14)
+
+RESCHEDULABLE = ("not_before", "deadline_at", "priority")
+
+
+def _staff_or_client(by_staff) -> str:
+    return f"staff member {by_staff.get_username()}" if by_staff is not None else "the client"
+
+
+def batch_pause(*, batch: Batch, by_staff=None) -> Batch:
+    """processing -> paused: chunks running finish their lines, no chunk starts, no worker holds
+    it. A paused batch comes back as it is; any other status is 409 batch_not_pausable."""
+    with _batch_row_waited_for():
+        current = Batch.objects.select_for_update().get(pk=batch.pk)
+        if current.status == BatchStatus.PAUSED:
+            return current
+        if current.status != BatchStatus.PROCESSING or current.delete_requested_at is not None:
+            raise Conflict(
+                f"Only a processing batch can be paused; this one is {current.status}.",
+                subcode="batch_not_pausable",
+            )
+        return batch_transition(
+            batch_id=current.pk, to=BatchStatus.PAUSED, note=f"paused by {_staff_or_client(by_staff)}"
+        )
+
+
+def batch_resume(*, batch: Batch, by_staff=None) -> Batch:
+    """paused -> processing, and its chunk work published again (its next step does, as at the
+    start of processing; a batch whose last chunk committed while paused finishes). A
+    processing batch comes back as it is; any other status is 409 batch_not_paused."""
+    with _batch_row_waited_for():
+        current = Batch.objects.select_for_update().get(pk=batch.pk)
+        if current.status == BatchStatus.PROCESSING:
+            return current
+        if current.status != BatchStatus.PAUSED:
+            raise Conflict(
+                f"Only a paused batch can be resumed; this one is {current.status}.",
+                subcode="batch_not_paused",
+            )
+        resumed = batch_transition(
+            batch_id=current.pk, to=BatchStatus.PROCESSING, note=f"resumed by {_staff_or_client(by_staff)}"
+        )
+        _enqueue_advance(current.pk)
+    return resumed
+
+
+def batch_reschedule(*, batch: Batch, **changes) -> Batch:
+    """Changes a batch's not_before, deadline_at (datetimes or None) and priority (an int), as
+    cleaned by the caller, while it has not ended (409 batch_ended otherwise). Its next step is
+    asked for: a new batch whose not_before moved to now or earlier starts, and one whose
+    deadline moved into the past is stopped (else the sweep stops it)."""
+    unknown = sorted(set(changes) - set(RESCHEDULABLE))
+    if unknown:
+        raise TypeError(f"batch_reschedule() cannot change {', '.join(unknown)}")
+    with _batch_row_waited_for():
+        current = Batch.objects.select_for_update().get(pk=batch.pk)
+        ended = current.status in TERMINAL or current.status == BatchStatus.DELETING
+        if ended or current.delete_requested_at:
+            raise Conflict(
+                f"The batch has ended ({current.status}); it cannot be rescheduled.", subcode="batch_ended"
+            )
+        if changes:
+            Batch.objects.filter(pk=current.pk).update(**changes)
+            _enqueue_advance(current.pk)
+    return Batch.objects.get(pk=batch.pk)

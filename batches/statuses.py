@@ -17,7 +17,9 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     # file (every line validate_only) published by this one move.
     S.VALIDATING: frozenset({S.PROCESSING, S.VALIDATION_FAILED, S.COMPLETED, S.CANCEL}),
     S.VALIDATION_FAILED: frozenset({S.DELETING}),
-    S.PROCESSING: frozenset({S.PROCESSED, S.CANCEL}),
+    S.PROCESSING: frozenset({S.PROCESSED, S.PAUSED, S.CANCEL}),
+    # A paused batch holds no worker; it resumes, or is cancelled, or its deadline cancels it.
+    S.PAUSED: frozenset({S.PROCESSING, S.CANCEL}),
     S.PROCESSED: frozenset({S.WRITING_RESULTS}),
     S.WRITING_RESULTS: frozenset({S.COMPLETED}),
     S.COMPLETED: frozenset({S.DELETING}),

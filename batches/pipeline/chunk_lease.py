@@ -70,7 +70,9 @@ class ChunkLease:
             )
             # The status is read once the chunks are locked: a stop committed before this read
             # is seen here, and one committed after it takes the lease back after this commits.
-            if not chunk_ids or not Batch.objects.filter(pk=batch_id, status=status).exists():
+            # Past its deadline a batch runs no new chunk (its stop is the claimer's to make).
+            in_time = Q(deadline_at__isnull=True) | Q(deadline_at__gt=DatabaseNow())
+            if not chunk_ids or not Batch.objects.filter(in_time, pk=batch_id, status=status).exists():
                 return None
             Chunk.objects.filter(pk__in=chunk_ids).update(
                 lease_owner=owner,

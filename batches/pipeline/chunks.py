@@ -9,8 +9,13 @@ batch row, which a chunk holds for its last few statements only.
 
 Scheduling is fair across accounts: the next chunk a worker claims belongs to the account
 that has had the fewest lines run among its processing batches, then to that account's batch
-with the fewest lines run (least attained service). A small batch arriving beside a large one
-is served by the next chunk any worker claims.
+of the highest priority, then with the fewest lines run (least attained service). A small batch
+arriving beside a large one is served by the next chunk any worker claims. Priorities order one
+account's batches only: the account is chosen as if they had none.
+
+A paused batch's running chunks finish (their lines commit); no chunk is claimed while it is
+paused. A batch past its deadline claims no chunk, and its running chunks stop at their next
+line group as at a cancel: no more than one chunk's lines run after the deadline.
 """
 
 import logging
@@ -30,6 +35,7 @@ from batches.pipeline.chunk_lease import ChunkLease, ChunkLeaseLost
 from batches.pipeline.correlation import Correlation
 from batches.pipeline.reading import read_chunk_lines
 from batches.pipeline.results import result_line
+from batches.pipeline.scheduling import deadline_reason, deadline_stop, is_overdue
 from batches.pipeline.sessions import role_set_local
 from batches.pipeline.validating import chunk_check, chunk_ids_check, validate_item
 from batches.signals import chunk_lines_ran
@@ -117,9 +123,22 @@ def run_lines(
     return [(number, outcomes[number]) for number, _ in pairs]
 
 
+# Statuses in which a running chunk goes on to its end: a pause lets it finish.
+RUNNING_ON = (S.PROCESSING, S.PAUSED)
+
+
 def cancel_requested(batch_id) -> bool:
+    """The batch stopped (a cancel, a delete, the error budget); a pause is no stop."""
     status = Batch.objects.filter(pk=batch_id).values_list("status", flat=True).first()
-    return status != S.PROCESSING
+    return status not in RUNNING_ON
+
+
+def deadline_passed(batch_id) -> str:
+    """The deadline's reason once the batch's deadline passed (by the database's clock), or ""."""
+    deadline_at = (
+        Batch.objects.filter(is_overdue(), pk=batch_id).values_list("deadline_at", flat=True).first()
+    )
+    return deadline_reason(deadline_at) if deadline_at else ""
 
 
 def worker_name() -> str:
@@ -142,7 +161,7 @@ class ChunkRun:
     lines: list[str] = field(default_factory=list)
     failed: int = 0
     subcodes: SubcodeTally = field(default_factory=SubcodeTally)
-    # Set when the chunk stopped early because the budget was passed as it ran.
+    # Set when the chunk stopped early because the budget or the deadline was passed as it ran.
     stop_reason: str = ""
 
 
@@ -150,7 +169,7 @@ def run_chunk_lines(
     batch: Batch, operation: Operation, user, pairs: list[tuple[int, str]], lease: ChunkLease
 ) -> ChunkRun:
     """Runs the chunk's lines a group at a time; between groups, renews the chunk's lease and
-    stops at a cancel or once the error budget is passed."""
+    stops at a cancel, once the deadline passed or once the error budget is passed."""
     run = ChunkRun()
     step = settings.BATCH_CANCEL_CHECK_LINES
     correlation = Correlation.of(batch)
@@ -161,6 +180,9 @@ def run_chunk_lines(
         if start:
             lease.tick()
             if cancel_requested(batch.pk):
+                break
+            run.stop_reason = deadline_passed(batch.pk)
+            if run.stop_reason:
                 break
             run.stop_reason = budget_reason(
                 batch.pk, batch.error_budget, lines=len(run.lines), failed=run.failed
@@ -204,6 +226,7 @@ def chunk_run(batch_id, lease: ChunkLease) -> bool:
     with transaction.atomic():
         role_set_local("chunk")
         batch = Batch.objects.select_related("account", "created_by__user").filter(pk=batch_id).first()
+        # Paused or stopped since the claim: nothing of the chunk runs.
         if batch is None or batch.status != S.PROCESSING:
             return False
         chunk = Chunk.objects.get(pk=lease.chunk_ids[0])
@@ -253,10 +276,10 @@ def batch_progress_record(batch: Batch, run: ChunkRun, *, chunk_index: int) -> N
         heartbeat_at=DatabaseNow(),
         stalled_since=None,
     )
-    if current.status == S.PROCESSING:
+    if current.status in RUNNING_ON:
         # Counts committed by other chunks meanwhile may bring a ratio back under the
-        # budget; a chunk that stopped early for it stops the batch all the same, with
-        # the counts it saw, or its unrun lines would never run.
+        # budget; a chunk that stopped early for it (or for the deadline) stops the batch all
+        # the same, with the counts it saw, or its unrun lines would never run.
         reason = budget_exceeded(
             batch.error_budget, processed=current.processed + executed, failed=current.failed + failed
         )
@@ -306,26 +329,32 @@ def stop_past_budget(batch_id, reason: str) -> None:
     transaction, holding the batch's row lock."""
     if reason:
         batch_transition(
-            batch_id=batch_id, to=S.CANCEL, allowed_from=[S.PROCESSING], note=reason, failure_reason=reason
+            batch_id=batch_id, to=S.CANCEL, allowed_from=RUNNING_ON, note=reason, failure_reason=reason
         )
 
 
 def batches_in_turn() -> list[tuple]:
     """(batch, status) of the batches with chunks to run or check, in the order their next
-    chunk is due: least attained service per account, then per batch."""
+    chunk is due: least attained service per account, then the account's batches by priority
+    (highest first) and least attained service."""
     rows = list(
-        Batch.objects.filter(status__in=CHUNKED).values_list("pk", "account_id", "processed", "status")
+        Batch.objects.filter(status__in=CHUNKED).values_list(
+            "pk", "account_id", "processed", "status", "priority"
+        )
     )
     attained: dict = defaultdict(int)
-    for _, account_id, processed, _ in rows:
+    for _, account_id, processed, *_ in rows:
         attained[account_id] += processed
-    rows.sort(key=lambda row: (attained[row[1]], row[2], str(row[0])))
-    return [(batch_id, status) for batch_id, _, _, status in rows]
+    rows.sort(key=lambda row: (attained[row[1]], str(row[1]), -row[4], row[2], str(row[0])))
+    return [(batch_id, status) for batch_id, _, _, status, _ in rows]
 
 
 def chunk_run_next():
     """Runs (or checks) the next chunk due; returns its batch's id, or None when no chunk can
-    be claimed."""
+    be claimed. A batch found past its deadline is stopped instead, and its id returned."""
+    for batch_id in Batch.objects.filter(is_overdue(), status__in=CHUNKED).values_list("pk", flat=True):
+        if deadline_stop(batch_id) is not None:
+            return batch_id
     for batch_id, status in batches_in_turn():
         claim = chunk_claim_and_validate if status == S.VALIDATING else chunk_claim_and_run
         with batch_logged(batch_id):

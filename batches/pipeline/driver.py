@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from batches.models import Batch, BatchStatus
-from batches.pipeline import chunks, maintenance
+from batches.pipeline import chunks, maintenance, scheduling
 from batches.pipeline.copying import step_copy
 from batches.pipeline.lease import Lease, LeaseLost, StepInterrupted
 from batches.pipeline.results import step_finish_cancel, step_write_results
@@ -35,6 +35,8 @@ class Enqueue:
     run_chunks: Callable[[], None]
 
 
+# A batch that ended (or is being deleted) settles the batches waiting on it.
+ENDED = scheduling.PARENT_ENDED
 LeasedStep = Callable[[Batch, Lease], Batch | None]
 
 
@@ -59,7 +61,6 @@ LEASED_STEPS: dict[str, LeasedStep] = {
     S.DELETING: maintenance.step_purge,
 }
 PASSING_TO: dict[str, str] = {
-    S.NEW: S.COPYING,
     S.COPIED: S.VALIDATING,
     S.PROCESSED: S.WRITING_RESULTS,
     S.CANCEL: S.CANCELLING,
@@ -105,8 +106,12 @@ def batch_step(batch_id, enqueue: Enqueue) -> bool:
     if batch is None:
         return False
     status = batch.status
+    if status in ENDED:
+        scheduling.dependents_settle(batch.pk, enqueue.advance)
     if batch.delete_requested_at and status in TERMINAL:
         batch_transition(batch_id=batch.pk, to=S.DELETING, allowed_from=[status])
+    elif status == S.NEW:
+        scheduling.batch_start(batch.pk)
     elif status in PASSING_TO:
         batch_transition(batch_id=batch.pk, to=PASSING_TO[status], allowed_from=[status])
     elif status == S.PROCESSING:
@@ -143,7 +148,8 @@ def chunks_work(enqueue: Enqueue) -> None:
 
 
 def sweep(enqueue: Enqueue) -> int:
-    """Resumes batches no worker is moving, when this process gets the job's turn."""
+    """Stops batches past their deadline and resumes batches no worker is moving (scheduled
+    ones that became due among them), when this process gets the job's turn."""
     if not maintenance.claim_run("sweep", every_seconds=settings.PIPELINE_SWEEP_SECONDS):
         return 0
     resumed = maintenance.sweep(enqueue.advance)

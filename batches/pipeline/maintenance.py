@@ -27,6 +27,7 @@ from batches.files import (
     storage_remove_folder,
 )
 from batches.models import Batch, BatchStatus, Chunk, MaintenanceRun, Upload
+from batches.pipeline import scheduling
 from batches.pipeline.lease import Lease
 from batches.pipeline.sessions import role_set_local
 from batches.selectors import batches_not_moving, batches_stalled, silent_for
@@ -37,8 +38,9 @@ from batchsite.clock import DatabaseNow, database_now_plus
 logger = logging.getLogger(__name__)
 S = BatchStatus
 LEASED = frozenset({S.COPYING, S.VALIDATING, S.WRITING_RESULTS, S.CANCELLING, S.DELETING})
-# Statuses a worker leaves at once; one still there after a few seconds lost its message.
-PASSING = frozenset({S.NEW, S.COPIED, S.PROCESSED, S.CANCEL})
+# Statuses a worker leaves at once; one still there after a few seconds lost its message. (A
+# new batch may wait for its time or its parents: scheduling.batches_due says which are due.)
+PASSING = frozenset({S.COPIED, S.PROCESSED, S.CANCEL})
 # Statuses in which chunk workers hold chunks.
 CHUNKED = frozenset({S.VALIDATING, S.PROCESSING})
 # Stalls recorded by one sweep at most; the rest are found by the next.
@@ -70,9 +72,10 @@ def not_resumed_for(seconds: float) -> Q:
 
 def batches_to_resume() -> set[str]:
     """Batches a worker owes a step but no worker is doing: a passing status not left for a few
-    seconds, a single-worker step whose lease expired (or that no one took), processing with no
-    chunk committed for BATCH_STUCK_AFTER_SECONDS, chunk work gone quiet with a chunk whose
-    lease expired (its holder froze or was cut off), a finished batch whose deletion stalled.
+    seconds (a new batch: once it may start), a single-worker step whose lease expired (or
+    that no one took), processing with no chunk committed for BATCH_STUCK_AFTER_SECONDS, chunk
+    work gone quiet with a chunk whose lease expired (its holder froze or was cut off), a
+    finished batch whose deletion stalled.
     Each at most once per that wait, however long it stays there."""
     kick_seconds = settings.PIPELINE_KICK_AFTER_SECONDS
     kick_before = database_now_plus(-kick_seconds)
@@ -82,6 +85,7 @@ def batches_to_resume() -> set[str]:
     queries = (
         Batch.objects.filter(Exists(lapsed.exclude(lease_owner="")), status__in=CHUNKED).filter(quiet),
         Batch.objects.filter(status__in=PASSING).filter(quiet),
+        scheduling.batches_due().filter(quiet),
         Batch.objects.filter(status__in=LEASED, lease_owner="").filter(quiet),
         Batch.objects.filter(status__in=LEASED, lease_expires_at__lt=DatabaseNow()),
         batches_stalled(after_seconds=stuck_seconds)
@@ -98,7 +102,9 @@ def sweep(advance: Callable[[str], None]) -> int:
     batch that is only waiting in a busy queue is asked for again no more than every few
     seconds; the mark is not its heartbeat, since asking is no progress. A batch whose row
     another process holds locked (a frozen holder, until the database ends its session) is
-    skipped, not waited for: it is found again next time."""
+    skipped, not waited for: it is found again next time. Batches past their deadline are
+    stopped first."""
+    deadlines_enforce(advance)
     stalls_record()
     with transaction.atomic():
         role_set_local("sweep")
@@ -119,6 +125,20 @@ def sweep(advance: Callable[[str], None]) -> int:
             "batch %s has been %s since %s: it is not moving", batch_id, status, updated_at.isoformat()
         )
     return len(batch_ids)
+
+
+def deadlines_enforce(advance: Callable[[str], None]) -> int:
+    """Stops every batch past its deadline that has not ended, whatever its status (a chunk
+    worker stops a processing one at its next claim or line group; this catches the rest: new,
+    validating, paused, or one no worker is running)."""
+    stopped = 0
+    for batch_id in scheduling.batches_overdue().order_by("deadline_at").values_list("pk", flat=True)[:100]:
+        if scheduling.deadline_stop(batch_id) is not None:
+            advance(str(batch_id))
+            stopped += 1
+    if stopped:
+        logger.info("sweep: stopped %d batches past their deadline", stopped)
+    return stopped
 
 
 def stalls_record() -> int:
