@@ -4,8 +4,10 @@ Creates answer 201, every other call 200, as the examples of Trusted Twin's clie
 """
 
 from collections.abc import Iterator
+from datetime import timedelta
 from types import SimpleNamespace
 
+from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
@@ -27,6 +29,7 @@ from batches.serializers import (
     BatchDownloadSerializer,
     BatchListQuerySerializer,
     BatchPageSerializer,
+    BatchRetrySerializer,
     BatchSerializer,
     BatchUpdateSerializer,
     DownloadSerializer,
@@ -190,13 +193,32 @@ class BatchApi(APIView):
         operation_id="update_batch",
         request=BatchUpdateSerializer,
         responses={200: BatchSerializer, **error_responses(400, 401, 403, 404, 409, 503)},
-        description='Cancels the batch: {"status": "cancel"} is the only change allowed. Asking again '
-        "while it stops changes nothing; a finished batch is 409.",
+        description='{"status": "cancel"} (alone) cancels the batch: asking again while it stops changes '
+        'nothing; a finished batch is 409. {"status": "paused"} pauses a processing batch and '
+        '{"status": "processing"} resumes a paused one (another status: 409). not_before, deadline_ts '
+        "(or complete_within, from now) and priority change while the batch has not ended (409 "
+        "batch_ended otherwise); the schedule changes first, then the status.",
     )
     def patch(self, request, batch):
         found = selectors.batch_get(account=request.account, batch_id=batch)
-        validated(BatchUpdateSerializer, request.data)
-        return Response(BatchSerializer(services.batch_cancel(batch=found)).data)
+        changes = validated(BatchUpdateSerializer, request.data)
+        status_to = changes.pop("status", None)
+        if status_to == "cancel":
+            return Response(BatchSerializer(services.batch_cancel(batch=found)).data)
+        complete_within = changes.pop("complete_within", None)
+        if complete_within is not None or changes.get("deadline_at") is not None:
+            now = services.database_now(account_id=found.account_id)
+            if complete_within is not None:
+                changes["deadline_at"] = now + timedelta(seconds=complete_within)
+            if changes["deadline_at"] <= now:
+                raise ValidationError("deadline_ts has already passed.", code="invalid_deadline")
+        if changes:
+            found = services.batch_reschedule(batch=found, **changes)
+        if status_to == "paused":
+            found = services.batch_pause(batch=found)
+        elif status_to == "processing":
+            found = services.batch_resume(batch=found)
+        return Response(BatchSerializer(found).data)
 
     @extend_schema(
         operation_id="delete_batch",
@@ -214,7 +236,7 @@ class BatchRetryApi(APIView):
 
     @extend_schema(
         operation_id="retry_batch",
-        request=None,
+        request=BatchRetrySerializer,
         parameters=[
             OpenApiParameter(
                 "Idempotency-Key",
@@ -227,14 +249,18 @@ class BatchRetryApi(APIView):
         responses={201: BatchSerializer, **error_responses(400, 401, 403, 404, 409)},
         description="A new batch, linked by retry_of, of only the lines that failed or never ran, in "
         "their order; 409 when the batch is not completed or cancelled, every line succeeded, or it "
-        "was already retried (batch_already_retried, naming the retry: retry that one instead).",
+        "was already retried (batch_already_retried, naming the retry: retry that one instead). The "
+        "body is optional: the retry's own not_before, deadline_ts or complete_within, and priority "
+        "(else the batch's); none of the batch's start time or deadline is carried over.",
     )
     def post(self, request, batch):
         found = selectors.batch_get(account=request.account, batch_id=batch)
+        schedule = validated(BatchRetrySerializer, request.data)
         retry, created = batch_retry(
             batch=found,
             user=request.user,
             idempotency_key=request.headers.get("Idempotency-Key", "").strip(),
+            schedule=schedule,
         )
         response = Response(BatchSerializer(retry).data, status=status.HTTP_201_CREATED)
         if not created:

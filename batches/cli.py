@@ -5,12 +5,14 @@ It uses only the public HTTP API, so it works against any deployment, local file
 
     submit FILE --operation OP [--batch-dict KEY=VALUE ...] [--error-budget N|P%]
            (`batch submit --help` shows one example line per operation)
-           [--validate-only] [--wait]
+           [--not-before TIME] [--deadline TIME | --complete-within SECONDS] [--priority N]
+           [--after BATCH[:REQUIRE] ...] [--validate-only] [--wait]
     wait BATCH
     status BATCH [--json]       (why it waits, its place in the queue, when it should end)
     summary BATCH [--json]      (totals, failures by subcode, the files' SHA-256)
     download BATCH [--errors] [--partial] [--csv] -o FILE
     cancel BATCH
+    pause BATCH / resume BATCH
     list [--status STATUS] [--operation OP]
 
 The base URL and the secret come from --url and --secret, or BATCH_API_URL and
@@ -29,7 +31,7 @@ import os
 import sys
 import time
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
@@ -135,6 +137,57 @@ def field_names(text: str) -> list[str]:
     return [name.strip() for name in text.split(",")]
 
 
+def moment(text: str) -> float:
+    """--not-before, --deadline: an ISO 8601 time (without a zone: this machine's) or +SECONDS
+    from now; Unix seconds for the API."""
+    try:
+        if text.startswith("+"):
+            seconds = float(text[1:])
+            if not 0 <= seconds < 1e10:
+                raise ValueError(text)
+            return round(time.time() + seconds, 3)
+        when = datetime.fromisoformat(text)
+        if when.tzinfo is None:
+            when = when.astimezone()
+        return round(when.astimezone(UTC).timestamp(), 3)
+    except (ValueError, OverflowError, OSError):
+        raise argparse.ArgumentTypeError(
+            f"wants an ISO 8601 time (2026-12-24T18:00:00+01:00) or +SECONDS, got {text!r}"
+        ) from None
+
+
+def seconds_ahead(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds < 1e10:
+        raise argparse.ArgumentTypeError(f"wants seconds above 0, got {text!r}")
+    return seconds
+
+
+def priority(text: str) -> int:
+    if not (text.isdigit() and 1 <= int(text) <= 9):
+        raise argparse.ArgumentTypeError(f"wants an integer from 1 to 9, got {text!r}")
+    return int(text)
+
+
+REQUIREMENTS = ("completed", "no_failures", "terminal")
+
+
+def requirement(text: str) -> dict:
+    """--after BATCH[:REQUIRE], REQUIRE completed (the default), no_failures or terminal."""
+    batch_id, _, require = text.partition(":")
+    try:
+        uuid.UUID(batch_id)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"wants a batch id, got {batch_id!r}") from None
+    require = require or "completed"
+    if require not in REQUIREMENTS:
+        raise argparse.ArgumentTypeError(f"REQUIRE is one of {', '.join(REQUIREMENTS)}, got {require!r}")
+    return {"batch": batch_id, "require": require}
+
+
 def upload(api: Api, path: Path) -> str:
     """PUTs the file to a fresh upload URL; returns its handler. The URL is the credential, so
     the secret is not sent with the file (it may go to S3, not to the service)."""
@@ -228,6 +281,14 @@ def command_submit(api: Api, args) -> int:
         body["id_field"] = args.id_field
     if args.echo:
         body["echo_fields"] = [name for names in args.echo for name in names]
+    schedule = {
+        "not_before": args.not_before,
+        "deadline_ts": args.deadline,
+        "complete_within": args.complete_within,
+        "priority": args.priority,
+        "after": args.after or None,
+    }
+    body.update({name: value for name, value in schedule.items() if value is not None})
     check_before_upload(api, body)
     body["handler"] = upload(api, path)
     batch = create_batch(api, body)
@@ -388,6 +449,16 @@ def command_cancel(api: Api, args) -> int:
     return 0
 
 
+def command_pause(api: Api, args) -> int:
+    print_json(api.call("PATCH", f"/batches/{args.batch}", json={"status": "paused"}))
+    return 0
+
+
+def command_resume(api: Api, args) -> int:
+    print_json(api.call("PATCH", f"/batches/{args.batch}", json={"status": "processing"}))
+    return 0
+
+
 def command_list(api: Api, args) -> int:
     params = {key: value for key, value in (("status", args.status), ("operation", args.operation)) if value}
     while True:
@@ -449,6 +520,34 @@ def parser() -> argparse.ArgumentParser:
         metavar="NAME[,NAME...]",
         help="fields copied from each line into its result line's input (repeat, or a comma list)",
     )
+    submit.add_argument(
+        "--not-before",
+        type=moment,
+        metavar="TIME",
+        help="start no earlier than TIME: ISO 8601 (no zone: this machine's) or +SECONDS from now",
+    )
+    deadline = submit.add_mutually_exclusive_group()
+    deadline.add_argument(
+        "--deadline", type=moment, metavar="TIME", help="stop the batch if it has not ended by TIME"
+    )
+    deadline.add_argument(
+        "--complete-within",
+        type=seconds_ahead,
+        metavar="SECONDS",
+        help="stop the batch if it has not ended SECONDS after it is created",
+    )
+    submit.add_argument(
+        "--priority", type=priority, metavar="N", help="1 to 9 (default 5): higher starts first"
+    )
+    submit.add_argument(
+        "--after",
+        action="append",
+        type=requirement,
+        default=[],
+        metavar="BATCH[:REQUIRE]",
+        help="start once BATCH completed (REQUIRE completed, the default), completed with no "
+        "failed line (no_failures) or ended at all (terminal); repeat for more",
+    )
     submit.add_argument("--wait", action="store_true", help="then wait as `wait` does")
     submit.set_defaults(run=command_submit)
 
@@ -497,6 +596,14 @@ def parser() -> argparse.ArgumentParser:
     cancel = commands.add_parser("cancel", help="ask the batch to stop")
     cancel.add_argument("batch")
     cancel.set_defaults(run=command_cancel)
+
+    pause = commands.add_parser("pause", help="pause a processing batch: running chunks finish, none start")
+    pause.add_argument("batch")
+    pause.set_defaults(run=command_pause)
+
+    resume = commands.add_parser("resume", help="resume a paused batch")
+    resume.add_argument("batch")
+    resume.set_defaults(run=command_resume)
 
     list_ = commands.add_parser("list", help="every batch of the account: id and status")
     list_.add_argument("--status")

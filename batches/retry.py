@@ -54,7 +54,9 @@ def retryable_check(batch: Batch) -> None:
         raise Conflict("Every line succeeded; there is nothing to retry.", subcode="nothing_to_retry")
 
 
-def batch_retry(*, batch: Batch, user, idempotency_key: str = "") -> tuple[Batch, bool]:
+def batch_retry(
+    *, batch: Batch, user, idempotency_key: str = "", schedule: dict | None = None
+) -> tuple[Batch, bool]:
     """A new batch, linked by `retry_of`, over the lines of `batch` that failed or never ran,
     and whether it is new. Creating it follows every rule of batch_create, the caller's
     permissions included, checked before anything is stored.
@@ -65,8 +67,11 @@ def batch_retry(*, batch: Batch, user, idempotency_key: str = "") -> tuple[Batch
     if not user.has_perm(batch.operation, batch.account):
         raise PermissionDenied(f"The role does not allow {batch.operation}.")
     services.idempotency_key_check(idempotency_key)
+    # A retry runs at the batch's priority unless told otherwise, and with only the deadline
+    # and start time it is given: the batch's own may be what stopped it.
+    schedule = {"priority": batch.priority, **(schedule or {})}
     if idempotency_key:
-        earlier = services.retry_replay(batch=batch, idempotency_key=idempotency_key)
+        earlier = services.retry_replay(batch=batch, idempotency_key=idempotency_key, schedule=schedule)
         if earlier is not None:
             return earlier, False
     retryable_check(batch)
@@ -84,11 +89,12 @@ def batch_retry(*, batch: Batch, user, idempotency_key: str = "") -> tuple[Batch
             echo_fields=batch.echo_fields,
             idempotency_key=idempotency_key,
             retry_of=batch,
+            **schedule,
         )
     except IntegrityError:
         # A parallel request made the retry first: that retry answers.
         if idempotency_key:
-            earlier = services.retry_replay(batch=batch, idempotency_key=idempotency_key)
+            earlier = services.retry_replay(batch=batch, idempotency_key=idempotency_key, schedule=schedule)
             if earlier is not None:
                 return earlier, False
         existing = live_retry(batch)

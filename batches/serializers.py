@@ -5,14 +5,24 @@ from batches.controls import DEFAULT_MIN_LINES, error_budget_clean
 from batches.models import BatchStatus
 from batches.selectors import STATUS_REASONS, batch_summary, batch_waiting
 from batches.validators import (
+    AFTER_MAX,
     BATCH_DICT_KEY_PATTERN,
+    COMPLETE_WITHIN_MAX,
     ECHO_FIELDS_MAX,
     HASH_PATTERN,
     ID_FIELD_MAX_LENGTH,
+    PRIORITY_DEFAULT,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    REQUIREMENTS,
+    after_clean,
     batch_dict_validate,
+    complete_within_clean,
     echo_fields_clean,
     hash_validator,
     id_field_clean,
+    priority_clean,
+    timestamp_clean,
 )
 from batchsite.fields import CursorField, ListQuerySerializer, StrictCharField
 from batchsite.timestamps import TS_MAX, TS_SCHEMA, TimestampField, to_ts
@@ -110,6 +120,89 @@ class EchoFieldsField(serializers.JSONField):
     pass
 
 
+# Time and order (section 14). Like id_field, each takes any JSON value, so that a wrong one is
+# refused with the subcode naming the field rather than DRF's generic invalid_input.
+@extend_schema_field(
+    {
+        **TS_SCHEMA,
+        "description": "Start no earlier than this (Unix seconds); until then the batch stays new, "
+        "status_reason scheduled. A past time starts it at once; null for none.",
+    }
+)
+class NotBeforeField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field(
+    {
+        **TS_SCHEMA,
+        "description": "Stop the batch, as a cancel does (reason deadline_exceeded), if it has not "
+        "ended by this time (Unix seconds). Must be in the future (and after not_before); null for none. "
+        "Not with complete_within.",
+    }
+)
+class DeadlineField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field(
+    {
+        "type": "number",
+        "exclusiveMinimum": 0,
+        "maximum": COMPLETE_WITHIN_MAX,
+        "description": "The deadline as seconds from now (the server's clock); not with deadline_ts. "
+        "Refused as invalid_deadline.",
+    }
+)
+class CompleteWithinField(serializers.JSONField):
+    pass
+
+
+@extend_schema_field(
+    {
+        "type": "integer",
+        "minimum": PRIORITY_MIN,
+        "maximum": PRIORITY_MAX,
+        "default": PRIORITY_DEFAULT,
+        "description": "Among the account's batches, a higher priority starts first; never takes "
+        "another account's share.",
+    }
+)
+class PriorityField(serializers.JSONField):
+    pass
+
+
+AFTER_ITEM_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["batch"],
+    "properties": {
+        "batch": {"type": "string", "format": "uuid", "description": "A batch of the same account."},
+        "require": {
+            "type": "string",
+            "enum": list(REQUIREMENTS),
+            "default": "completed",
+            "description": "completed: it completed; no_failures: it completed with no failed line; "
+            "terminal: it ended, however.",
+        },
+    },
+}
+
+
+@extend_schema_field(
+    {
+        "type": "array",
+        "items": AFTER_ITEM_SCHEMA,
+        "maxItems": AFTER_MAX,
+        "description": "Start only once each of these batches met its requirement (status_reason "
+        "waiting_dependency until then); a requirement that can no longer be met cancels the batch "
+        "(reason dependency_failed). An unknown batch, or another account's, is 404.",
+    }
+)
+class AfterField(serializers.JSONField):
+    pass
+
+
 @extend_schema_field({"type": "string", "format": "uuid"})
 class HandlerField(StrictCharField):
     """A handler from POST /cache; anything else is refused as handler_unknown."""
@@ -158,6 +251,26 @@ class BatchCreateSerializer(serializers.Serializer):
     )
     id_field = IdFieldField(required=False, allow_null=True)
     echo_fields = EchoFieldsField(required=False, allow_null=True)
+    not_before = NotBeforeField(required=False, allow_null=True)
+    deadline_ts = DeadlineField(required=False, allow_null=True)
+    complete_within = CompleteWithinField(required=False, allow_null=True)
+    priority = PriorityField(required=False, allow_null=True)
+    after = AfterField(required=False, allow_null=True)
+
+    def validate_not_before(self, value):
+        return timestamp_clean(value, field="not_before", code="invalid_not_before")
+
+    def validate_deadline_ts(self, value):
+        return timestamp_clean(value, field="deadline_ts", code="invalid_deadline")
+
+    def validate_complete_within(self, value):
+        return complete_within_clean(value)
+
+    def validate_priority(self, value):
+        return PRIORITY_DEFAULT if value is None else priority_clean(value)
+
+    def validate_after(self, value):
+        return after_clean(value)
 
     def validate_error_budget(self, value):
         return error_budget_clean(value)
@@ -180,18 +293,103 @@ class BatchCreateSerializer(serializers.Serializer):
         attrs.setdefault("error_budget", None)
         attrs["id_field"] = attrs.get("id_field") or ""
         attrs["echo_fields"] = attrs.get("echo_fields") or []
+        deadline_from_both(attrs)
+        attrs.setdefault("priority", PRIORITY_DEFAULT)
+        attrs["after"] = attrs.get("after") or []
         return attrs
 
 
+def deadline_from_both(attrs: dict) -> None:
+    """deadline_ts (as the service's deadline_at) or complete_within, never both."""
+    deadline_at, complete_within = attrs.pop("deadline_ts", None), attrs.get("complete_within")
+    if deadline_at is not None and complete_within is not None:
+        raise serializers.ValidationError(
+            {"deadline_ts": "Give deadline_ts or complete_within, not both."}, code="invalid_deadline"
+        )
+    attrs["deadline_at"] = deadline_at
+
+
+class BatchRetrySerializer(serializers.Serializer):
+    """A retry's own time and order, all optional: nothing of the batch's schedule is carried over
+    (its deadline may be what stopped it) but its priority, unless one is given."""
+
+    not_before = NotBeforeField(required=False, allow_null=True)
+    deadline_ts = DeadlineField(required=False, allow_null=True)
+    complete_within = CompleteWithinField(required=False, allow_null=True)
+    priority = PriorityField(required=False, allow_null=True)
+
+    validate_not_before = BatchCreateSerializer.validate_not_before
+    validate_deadline_ts = BatchCreateSerializer.validate_deadline_ts
+    validate_complete_within = BatchCreateSerializer.validate_complete_within
+
+    def validate_priority(self, value):
+        return None if value is None else priority_clean(value)
+
+    def validate(self, attrs):
+        deadline_from_both(attrs)
+        if attrs.get("priority") is None:
+            attrs.pop("priority", None)
+        return attrs
+
+
+UPDATE_STATUSES = ("cancel", "paused", "processing")
+
+
 class BatchUpdateSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=["cancel"], help_text='"cancel" is the only change allowed.')
+    """A change of status, of the schedule, or both; cancel stands alone. Null clears not_before
+    or deadline_ts."""
+
+    status = serializers.ChoiceField(
+        choices=UPDATE_STATUSES,
+        required=False,
+        help_text="cancel: stop the batch; paused: pause a processing batch; processing: resume a "
+        "paused one. Any other status of the batch is 409.",
+    )
+    not_before = NotBeforeField(required=False, allow_null=True)
+    deadline_ts = DeadlineField(required=False, allow_null=True)
+    complete_within = CompleteWithinField(required=False)
+    priority = PriorityField(required=False)
 
     def to_internal_value(self, data):
-        if data != {"status": "cancel"}:
+        if not isinstance(data, dict) or not data or set(data) - set(self.fields):
             raise serializers.ValidationError(
-                {"status": 'The only change allowed is {"status": "cancel"}.'}, code="unsupported_change"
+                {"status": f"Change one or more of {', '.join(self.fields)}; nothing else."},
+                code="unsupported_change",
             )
+        if "status" in data and data["status"] not in UPDATE_STATUSES:
+            raise serializers.ValidationError(
+                {"status": f"status may change to {', '.join(UPDATE_STATUSES)} only."},
+                code="unsupported_change",
+            )
+        if data.get("status") == "cancel" and len(data) > 1:
+            raise serializers.ValidationError(
+                {"status": "A cancel changes nothing else: send it alone."}, code="unsupported_change"
+            )
+        # Neither can be cleared: null is refused as any wrong value, with the field's subcode.
+        if "complete_within" in data and data["complete_within"] is None:
+            complete_within_clean(0)
+        if "priority" in data and data["priority"] is None:
+            priority_clean(None)
         return super().to_internal_value(data)
+
+    def validate_not_before(self, value):
+        return timestamp_clean(value, field="not_before", code="invalid_not_before")
+
+    def validate_deadline_ts(self, value):
+        return timestamp_clean(value, field="deadline_ts", code="invalid_deadline")
+
+    def validate_complete_within(self, value):
+        return complete_within_clean(value)
+
+    def validate_priority(self, value):
+        return priority_clean(value)
+
+    def validate(self, attrs):
+        given_deadline = "deadline_ts" in attrs
+        deadline_from_both(attrs)
+        if not given_deadline and attrs["deadline_at"] is None:
+            del attrs["deadline_at"]
+        return attrs
 
 
 class BatchListQuerySerializer(ListQuerySerializer):
@@ -310,9 +508,23 @@ class SummarySerializer(serializers.Serializer):
     )
 
 
+class RequirementListSerializer(serializers.ListSerializer):
+    def to_representation(self, data):
+        return super().to_representation(data.order_by("pk"))
+
+
+class RequirementSerializer(serializers.Serializer):
+    batch = serializers.UUIDField(source="parent_uuid")
+    require = serializers.ChoiceField(choices=REQUIREMENTS)
+
+    class Meta:
+        list_serializer_class = RequirementListSerializer
+
+
 class BatchSerializer(serializers.Serializer):
-    """The batch object; `hash`, `batch_dict`, `error_budget`, `validate_only`, `retry_of` and
-    `reason` appear only when set, `id_field` and `echo_fields` always."""
+    """The batch object; `hash`, `batch_dict`, `error_budget`, `validate_only`, `retry_of`,
+    `reason`, `not_before`, `deadline_ts` and `after` appear only when set, `id_field`,
+    `echo_fields` and `priority` always."""
 
     batch = serializers.UUIDField(source="uuid")
     operation = serializers.CharField()
@@ -343,6 +555,17 @@ class BatchSerializer(serializers.Serializer):
     echo_fields = serializers.ListField(
         child=serializers.CharField(),
         help_text="The fields copied into each result line's input; [] for none.",
+    )
+    not_before = TimestampField(required=False, help_text="Not started before this time.")
+    deadline_ts = TimestampField(
+        source="deadline_at", required=False, help_text="Stopped if not ended by this time."
+    )
+    priority = serializers.IntegerField(min_value=PRIORITY_MIN, max_value=PRIORITY_MAX)
+    after = RequirementSerializer(
+        source="requirements",
+        many=True,
+        required=False,
+        help_text="The batches this one starts after, in the order given.",
     )
     retry_of = serializers.UUIDField(source="retry_of_id", required=False)
     reason = serializers.CharField(
@@ -403,6 +626,9 @@ class BatchSerializer(serializers.Serializer):
             ("validate_only", False),
             ("retry_of", None),
             ("reason", ""),
+            ("not_before", None),
+            ("deadline_ts", None),
+            ("after", []),
         )
         for key, unset in unset_values:
             if data.get(key) == unset:

@@ -2,11 +2,15 @@
 serializers; a leaf module, so the schema's serializers need nothing of the pipeline."""
 
 import json
+import math
+import uuid
+from datetime import datetime
 
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 
 from batchsite import jsonsafe
+from batchsite.timestamps import TS_MAX, from_ts, ts_in_range
 
 HASH_PATTERN = r"^[a-f0-9]{64}$"
 BATCH_DICT_KEY_PATTERN = r"^[a-z_][0-9a-z_]{0,63}$"
@@ -87,3 +91,79 @@ def echo_fields_clean(value) -> list[str]:
     if len(set(value)) != len(value):
         raise ValidationError("echo_fields names a field twice.", code="invalid_echo_fields")
     return list(value)
+
+
+# Time and order (docs/contract.md, section 14).
+
+PRIORITY_MIN, PRIORITY_MAX, PRIORITY_DEFAULT = 1, 9, 5
+AFTER_MAX = 20
+REQUIREMENTS = ("completed", "no_failures", "terminal")
+# About 100 years: beyond any real deadline, and now + it is still a date.
+COMPLETE_WITHIN_MAX = 100 * 365 * 86400
+
+
+def _is_number(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
+
+
+def timestamp_clean(value, *, field: str, code: str) -> datetime | None:
+    """A timestamp field as stored: None for null; Unix seconds within 0..TS_MAX otherwise."""
+    if value is None:
+        return None
+    if not ts_in_range(value) or not math.isfinite(value):
+        raise ValidationError(f"{field} must be Unix seconds as a number from 0 to {TS_MAX}.", code=code)
+    return from_ts(float(value))
+
+
+def complete_within_clean(value) -> float | None:
+    if value is None:
+        return None
+    if not _is_number(value) or not 0 < value <= COMPLETE_WITHIN_MAX:
+        raise ValidationError(
+            f"complete_within must be seconds as a number above 0 and at most {COMPLETE_WITHIN_MAX}.",
+            code="invalid_deadline",
+        )
+    return float(value)
+
+
+def priority_clean(value) -> int:
+    """An integer 1..9; 5.0 is 5, as JSON Schema counts it an integer too."""
+    if not _is_number(value) or value != int(value) or not PRIORITY_MIN <= value <= PRIORITY_MAX:
+        raise ValidationError(
+            f"priority must be an integer from {PRIORITY_MIN} to {PRIORITY_MAX}.", code="invalid_priority"
+        )
+    return int(value)
+
+
+def after_clean(value) -> list[dict]:
+    """The `after` requirements as stored: [] for none, else [{"batch": canonical uuid, "require"}].
+    "require" may be left out for "completed"."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValidationError("after must be a list of {batch, require} objects.", code="invalid_after")
+    if len(value) > AFTER_MAX:
+        raise ValidationError(
+            f"after names {len(value)} batches; at most {AFTER_MAX} are allowed.", code="invalid_after"
+        )
+    cleaned = []
+    for index, item in enumerate(value):
+        if not isinstance(item, dict) or "batch" not in item or set(item) - {"batch", "require"}:
+            raise ValidationError(
+                f"after[{index}] must be an object with batch and, optionally, require.", code="invalid_after"
+            )
+        try:
+            parent = str(uuid.UUID(item["batch"])) if isinstance(item["batch"], str) else None
+        except ValueError:
+            parent = None
+        if parent is None:
+            raise ValidationError(f"after[{index}].batch must be a batch uuid.", code="invalid_after")
+        require = item.get("require", "completed")
+        if not isinstance(require, str) or require not in REQUIREMENTS:
+            raise ValidationError(
+                f"after[{index}].require must be one of {', '.join(REQUIREMENTS)}.", code="invalid_after"
+            )
+        cleaned.append({"batch": parent, "require": require})
+    if len({item["batch"] for item in cleaned}) != len(cleaned):
+        raise ValidationError("after names a batch twice.", code="invalid_after")
+    return cleaned

@@ -55,6 +55,7 @@ def test_create_batch_answers_201_with_the_batch_and_enqueues_it_after_commit(
         "stalled_since",
         "id_field",
         "echo_fields",
+        "priority",
         "created_ts",
         "updated_ts",
         "progress",

@@ -326,3 +326,51 @@ def test_a_retry_cancelled_before_its_first_step_lists_its_lines_for_the_next_re
     assert [line["line"] for line in read_results(cancelled.errors_file)] == [1, 2]
     third = Batch.objects.get(pk=retry(caller, second).json()["batch"])
     assert input_of(third) == [{"description": {"serial": n}} for n in (2, 3)]
+
+
+# The retry's own time and order (docs/contract.md, section 14)
+
+
+@override_settings(BATCH_CHUNK_LINES=2)
+def test_a_retry_carries_the_deadline_and_priority_it_is_given_and_none_of_the_batchs_schedule(caller):
+    records = [{"description": {"serial": n}} for n in range(5)]
+    batch = stop_after_first_chunk(BatchFactory(caller=caller, content=jsonl(records)))
+    Batch.objects.filter(pk=batch.pk).update(priority=8, not_before="2020-01-01T00:00:00Z")
+    response = caller.client.post(f"/batches/{batch.pk}/retry", {"complete_within": 600}, format="json")
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["priority"] == 8
+    assert "not_before" not in body
+    assert 590 < body["deadline_ts"] - body["created_ts"] <= 600.5
+    unfinished_retry = caller.client.post(f"/batches/{body['batch']}/retry", {"priority": 2}, format="json")
+    assert_error(unfinished_retry, 409, "batch_not_retryable")
+
+
+@override_settings(BATCH_CHUNK_LINES=2)
+def test_a_retry_replays_its_key_with_the_same_schedule_and_refuses_another(caller):
+    batch = stop_after_first_chunk(
+        BatchFactory(caller=caller, content=jsonl([{"description": {"serial": n}} for n in range(5)]))
+    )
+    headers = {"HTTP_IDEMPOTENCY_KEY": "retry-with-a-deadline"}
+    first = caller.client.post(f"/batches/{batch.pk}/retry", {"priority": 9}, format="json", **headers)
+    again = caller.client.post(f"/batches/{batch.pk}/retry", {"priority": 9}, format="json", **headers)
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again["Idempotent-Replayed"] == "true" and again.json()["batch"] == first.json()["batch"]
+    other = caller.client.post(f"/batches/{batch.pk}/retry", {"priority": 3}, format="json", **headers)
+    assert_error(other, 409, "idempotency_key_reused")
+
+
+@pytest.mark.parametrize(
+    ("body", "subcode"),
+    [
+        ({"priority": 0}, "invalid_priority"),
+        ({"priority": "high"}, "invalid_priority"),
+        ({"complete_within": -1}, "invalid_deadline"),
+        ({"deadline_ts": 1, "complete_within": 5}, "invalid_deadline"),
+        ({"not_before": "soon"}, "invalid_not_before"),
+    ],
+)
+def test_a_bad_retry_schedule_is_400_and_makes_no_retry(caller, body, subcode):
+    batch = run_batch(BatchFactory(caller=caller, operation="update_twin", content=jsonl([{"twin": "x"}])))
+    assert_error(caller.client.post(f"/batches/{batch.pk}/retry", body, format="json"), 400, subcode)
+    assert not Batch.objects.filter(retry_of=batch).exists()

@@ -3,13 +3,14 @@ answer with the routes, status codes and fields its documented examples show."""
 
 import hashlib
 import json
+import time
 import uuid
 
 import pytest
 import requests
 from trustedtwin.tt_api import TTRESTService
 
-from batches.models import Batch
+from batches.models import Batch, BatchStatus
 from tests.support.batch_api import BATCHABLE
 from tests.support.factories import BatchFactory
 from tests.support.inline_pipeline import run_batch
@@ -149,3 +150,35 @@ def test_the_client_creates_a_batch_with_an_id_field_and_echoed_fields(client):
     assert (created["id_field"], created["echo_fields"]) == ("ref", ["description"])
     status, fetched = answer(client.get_batch(created["batch"]))
     assert status == 200 and (fetched["id_field"], fetched["echo_fields"]) == ("ref", ["description"])
+
+
+def test_the_client_schedules_orders_pauses_and_resumes_a_batch(client, caller):
+    """The client sends its bodies as given, so the time-and-order fields (contract §14) reach
+    create_batch and come back on the batch, and its update_batch pauses, resumes and
+    reschedules."""
+    parent = BatchFactory(caller=caller, operation=BATCHABLE, content=CONTENT, status=BatchStatus.COMPLETED)
+    _, issued = answer(client.create_upload_url())
+    assert requests.put(issued["url"], data=CONTENT, timeout=10).status_code == 200
+    request = {"operation": BATCHABLE, "handler": issued["handler"]}
+
+    status, body = answer(client.create_batch(body={**request, "priority": "high"}))
+    assert status == 400 and body["subcode"] == "invalid_priority"
+    not_before = round(time.time() + 3600, 3)
+    after = [{"batch": str(parent.uuid), "require": "no_failures"}]
+    status, created = answer(
+        client.create_batch(body={**request, "not_before": not_before, "priority": 2, "after": after})
+    )
+    assert status == 201, created
+    assert (created["not_before"], created["priority"], created["after"]) == (not_before, 2, after)
+
+    status, rescheduled = answer(
+        client.update_batch(created["batch"], body={"priority": 9, "not_before": None})
+    )
+    assert status == 200, rescheduled
+    assert rescheduled["priority"] == 9 and "not_before" not in rescheduled
+
+    running = BatchFactory(caller=caller, operation=BATCHABLE, content=CONTENT, status=BatchStatus.PROCESSING)
+    status, paused = answer(client.update_batch(str(running.uuid), body={"status": "paused"}))
+    assert status == 200 and paused["status"] == "paused"
+    status, resumed = answer(client.update_batch(str(running.uuid), body={"status": "processing"}))
+    assert status == 200 and resumed["status"] == "processing"
