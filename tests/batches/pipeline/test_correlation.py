@@ -3,8 +3,11 @@ line's id and echoed fields; a missing, malformed or repeated id fails validatio
 file is checked in one pass or a chunk at a time; the operation never sees the id field; and the
 ids validation records are gone once it ends."""
 
+import csv
+import io
 import json
 import uuid
+from urllib.parse import urlsplit
 
 import pytest
 from django.core.files.storage import default_storage
@@ -48,11 +51,32 @@ def correlated_batch(
     return batch
 
 
+# A region cell a spreadsheet would run, on one line of the CSV upload.
+FORMULA_AT = 7
+FORMULA = '=HYPERLINK("x")'
+
+
+def region_of(n: int) -> str:
+    return FORMULA if n == FORMULA_AT else REGIONS[n % 3]
+
+
 def csv_rows(refs: list[str]) -> bytes:
     """A create_twin CSV: ref, region and the twin's description, one row per ref."""
     rows = ["ref,region,description"]
-    rows += [f'{ref},{REGIONS[n % 3]},"{{""n"": {n}}}"' for n, ref in enumerate(refs)]
+    rows += [
+        f'{ref},"{region_of(n).replace(chr(34), 2 * chr(34))}","{{""n"": {n}}}"' for n, ref in enumerate(refs)
+    ]
     return ("\n".join(rows) + "\n").encode()
+
+
+def csv_download(caller, batch: Batch) -> list[list[str]]:
+    """The batch's results as the CSV download gives them, parsed by Python's csv module."""
+    answer = caller.client.get(f"/batches/{batch.pk}", {"download": "true", "format": "csv"})
+    assert answer.status_code == 200, answer.content
+    response = caller.client.get(urlsplit(answer.json()["download"]["url"]).path)
+    assert response.status_code == 200
+    body = b"".join(response.streaming_content).decode()
+    return list(csv.reader(io.StringIO(body, newline="")))
 
 
 def errors_of(batch: Batch) -> list[tuple]:
@@ -83,9 +107,18 @@ def test_every_result_line_of_a_csv_upload_carries_its_id_and_echoed_cells(calle
         assert result["line"] == n + 2
         assert result["status"] == 201
         assert result["id"] == f"r{n}"
-        assert result["input"] == {"ref": f"r{n}", "region": REGIONS[n % 3]}
+        assert result["input"] == {"ref": f"r{n}", "region": region_of(n)}
         assert result["result"]["description"] == {"n": n}
     assert not LineId.objects.filter(batch_id=batch.pk).exists()
+
+    header, *rows = csv_download(caller, batch)
+    assert header == ["line", "id", "status", "subcode", "description", "result", "input.ref", "input.region"]
+    assert len(rows) == CSV_LINES
+    for n, row in enumerate(rows):
+        line, line_id, status, _, _, result, echoed_ref, echoed_region = row
+        assert (line, line_id, status, echoed_ref) == (str(n + 2), f"r{n}", "201", f"r{n}")
+        assert echoed_region == ("'" + FORMULA if n == FORMULA_AT else REGIONS[n % 3])
+        assert json.loads(result)["description"] == {"n": n}
 
 
 def test_a_repeated_id_fails_validation_naming_the_line_that_used_it_first(caller):
