@@ -1,6 +1,7 @@
-"""Staff admin for uploads and batches: read-only pages whose only writes are cancelling
-batches and invalidating uploads, each through its service. Lists stay fast on large tables:
-related rows joined, operations listed from the registry, no second full count."""
+"""Staff admin for uploads and batches: read-only pages whose only writes are cancelling,
+pausing and resuming batches and invalidating uploads, each through its service. Lists stay
+fast on large tables: related rows joined, operations listed from the registry, no second
+full count."""
 
 from django.contrib import admin, messages
 from django.contrib.admin import EmptyFieldListFilter
@@ -10,6 +11,7 @@ from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from batches import services
 from batches.links import batch_download_url
@@ -99,7 +101,7 @@ class BatchAdmin(ReadOnly, UuidSearch, admin.ModelAdmin):
     date_hierarchy = "created_at"
     show_full_result_count = False
     list_per_page = 50
-    actions = ["cancel_selected"]
+    actions = ["cancel_selected", "pause_selected", "resume_selected"]
     inlines = [StatusHistoryInline]
     fieldsets = [
         (
@@ -130,7 +132,19 @@ class BatchAdmin(ReadOnly, UuidSearch, admin.ModelAdmin):
                 ]
             },
         ),
-        ("Controls", {"fields": ["error_budget_summary", "validate_only"]}),
+        (
+            "Controls",
+            {
+                "fields": [
+                    "error_budget_summary",
+                    "validate_only",
+                    "not_before",
+                    "deadline_at",
+                    "priority",
+                    "after",
+                ]
+            },
+        ),
         ("Outcome", {"fields": ["failure_reason", "summary_tables", "downloads", "results_expire_at"]}),
         ("Times", {"fields": ["created_at", "updated_at", "heartbeat_at", "delete_requested_at"]}),
     ]
@@ -202,6 +216,26 @@ class BatchAdmin(ReadOnly, UuidSearch, admin.ModelAdmin):
     def echo_fields_names(self, batch):
         return ", ".join(batch.echo_fields) or "—"
 
+    @admin.display(description="after")
+    def after(self, batch):
+        """The batches it waits for, each with what it must reach (section 14's `after`)."""
+        requirements = batch.requirements.select_related("parent").order_by("pk")
+        return (
+            format_html_join(
+                mark_safe("<br>"),
+                "{} must be {} (now {})",
+                (
+                    (
+                        requirement.parent_uuid,
+                        requirement.require,
+                        requirement.parent.status if requirement.parent else "deleted",
+                    )
+                    for requirement in requirements
+                ),
+            )
+            or "—"
+        )
+
     @admin.display(description="error budget")
     def error_budget_summary(self, batch):
         return error_budget_text(batch.error_budget)
@@ -229,6 +263,37 @@ class BatchAdmin(ReadOnly, UuidSearch, admin.ModelAdmin):
             listed = "; ".join(refused[:REFUSALS_LISTED])
             more = f" and {len(refused) - REFUSALS_LISTED} more" if len(refused) > REFUSALS_LISTED else ""
             messages.warning(request, f"{len(refused)} batch(es) left as they were: {listed}{more}.")
+
+    def control_selected(self, request, queryset, *, control, done: str):
+        """Pause or resume each batch through its service, as the cancel action does: what
+        happened to each, and why the others were left as they were."""
+        changed, refused = 0, []
+        for batch in queryset.select_related(None).only("uuid", "status"):
+            try:
+                control(batch=batch, by_staff=request.user)
+            except ApplicationError as error:
+                refused.append(f"{batch.uuid}: {error.description}")
+            else:
+                changed += 1
+        if changed:
+            messages.success(request, f"{done} {changed} batch(es).")
+        if refused:
+            listed = "; ".join(refused[:REFUSALS_LISTED])
+            more = f" and {len(refused) - REFUSALS_LISTED} more" if len(refused) > REFUSALS_LISTED else ""
+            messages.warning(request, f"{len(refused)} batch(es) left as they were: {listed}{more}.")
+
+    @admin.action(description="Pause selected batches", permissions=["cancel"])
+    def pause_selected(self, request, queryset):
+        self.control_selected(
+            request,
+            queryset,
+            control=services.batch_pause,
+            done="Paused (running lines finish, no new ones start)",
+        )
+
+    @admin.action(description="Resume selected paused batches", permissions=["cancel"])
+    def resume_selected(self, request, queryset):
+        self.control_selected(request, queryset, control=services.batch_resume, done="Resumed")
 
     def get_urls(self):
         cancel = path(

@@ -30,6 +30,8 @@ urlpatterns = [
     path("batches/<uuid:batch_id>", views.batch_detail_page, name="batch_page"),
     path("batches/<uuid:batch_id>/state", views.batch_state_json, name="batch_state"),
     path("batches/<uuid:batch_id>/cancel", views.batch_cancel_page, name="batch_cancel_page"),
+    path("batches/<uuid:batch_id>/pause", views.batch_pause_page, name="batch_pause_page"),
+    path("batches/<uuid:batch_id>/resume", views.batch_resume_page, name="batch_resume_page"),
     path("batches/<uuid:batch_id>/delete", views.batch_delete_page, name="batch_delete_page"),
     path("batches/<uuid:batch_id>/retry", views.batch_retry_page, name="batch_retry_page"),
 ]

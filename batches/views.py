@@ -29,7 +29,7 @@ from batches.links import batch_download_url, final_download_url
 from batches.models import Batch, BatchStatus
 from batches.page_sections import batch_page_sections
 from batches.serializers import BatchSerializer
-from batches.statuses import CANCEL_REQUESTED, CANCELLABLE, TERMINAL
+from batches.statuses import CANCEL_REQUESTED, CANCELLABLE, TERMINAL, can_move
 from batches.templatetags.batch_accounting import batch_summary_tables, batch_waiting_words
 from batches.templatetags.batch_pages import (
     batch_name,
@@ -239,6 +239,7 @@ def batch_new_page(request, viewer: Viewer):
             "operations": operations,
             "examples": examples,
             "first_example": examples.get(operations[0], "") if operations else "",
+            "priorities": range(1, 10),
         },
     )
 
@@ -314,6 +315,8 @@ def batch_state(request, viewer: Viewer, batch: Batch) -> dict:
         ],
         "downloads": download_links(request, batch),
         "can_cancel": batch.status in CANCELLABLE and viewer.may_cancel(batch),
+        "can_pause": can_move(batch.status, BatchStatus.PAUSED) and viewer.may_cancel(batch),
+        "can_resume": batch.status == BatchStatus.PAUSED and viewer.may_cancel(batch),
         "cancel_requested": batch.status in CANCEL_REQUESTED,
     }
 
@@ -332,6 +335,7 @@ def batch_detail_page(request, viewer: Viewer, batch_id):
             "batch": batch,
             "state": state,
             "history": batch.history.all(),
+            "requirements": batch.requirements.select_related("parent"),
             "may_delete": viewer.may_delete(batch),
             "failed_lines": selectors.batch_failed_lines(batch=batch),
             "full_report": state["downloads"]["errors"] or state["downloads"]["results"],
@@ -396,6 +400,46 @@ def batch_cancel_page(request, viewer: Viewer, batch_id):
             extra_tags="until-stopped",
         )
     return redirect(back_to(request, reverse("batch_page", args=[batch.uuid])))
+
+
+def batch_control_page(request, viewer: Viewer, batch_id, *, control, done: str, undone: str):
+    """Pause and resume: the service the API's PATCH runs, its refusal (409) shown as a message."""
+    batch = viewer.batch(batch_id)
+    if not viewer.may_cancel(batch):
+        raise PermissionDenied("Your role does not allow update_batch.")
+    try:
+        control(batch=batch, by_staff=None if viewer.owns(batch) else viewer.user)
+    except ApplicationError as error:
+        messages.error(request, f"Batch {batch.uuid} was not {undone}: {error.description}")
+    else:
+        messages.success(request, f"Batch {batch.uuid} {done}")
+    return redirect(back_to(request, reverse("batch_page", args=[batch.uuid])))
+
+
+@require_POST
+@page
+def batch_pause_page(request, viewer: Viewer, batch_id):
+    return batch_control_page(
+        request,
+        viewer,
+        batch_id,
+        control=services.batch_pause,
+        done="is paused: running lines finish, no new ones start until you resume it.",
+        undone="paused",
+    )
+
+
+@require_POST
+@page
+def batch_resume_page(request, viewer: Viewer, batch_id):
+    return batch_control_page(
+        request,
+        viewer,
+        batch_id,
+        control=services.batch_resume,
+        done="resumes: its remaining lines run.",
+        undone="resumed",
+    )
 
 
 @require_POST

@@ -8,7 +8,7 @@ from django import template
 from django.template.defaultfilters import pluralize
 
 from batches.controls import EXCEEDED, is_budget_stop
-from batches.models import Batch, BatchStatus
+from batches.models import Batch, BatchStatus, DependencyRequirement
 from batches.statuses import ACTIVE, TERMINAL
 
 register = template.Library()
@@ -30,11 +30,24 @@ def status_tone(status: str) -> str:
         return "done"
     if status in FAILED:
         return "failed"
-    if status in STOPPED:
+    if status in STOPPED or status == S.PAUSED:
         return "stopped"
     if status in ACTIVE:
         return "active"
     return "muted"
+
+
+REQUIREMENT_WORDS = {
+    DependencyRequirement.COMPLETED: "completed",
+    DependencyRequirement.NO_FAILURES: "completed with no failed line",
+    DependencyRequirement.TERMINAL: "ended, however it ended",
+}
+
+
+@register.filter
+def requirement_words(require: str) -> str:
+    """What an `after` requirement waits for, in words."""
+    return REQUIREMENT_WORDS.get(require, require)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from batches.models import Batch, BatchStatus
+from batches.models import Batch, BatchDependency, BatchStatus
 from batches.selectors import batch_summary, batch_waiting
 from tests.support.batch_api import create_batch, uploaded_handler
 from tests.support.batch_files import updates
@@ -235,3 +235,68 @@ def test_the_detail_page_shows_the_id_field_and_the_echoed_fields_read_only(admi
     assert 'name="id_field"' not in page and 'name="echo_fields"' not in page
     page = admin_client.get(reverse("admin:batches_batch_change", args=[plain])).content.decode()
     assert readonly_value(page, "id_field_name") == readonly_value(page, "echo_fields_names") == "—"
+
+
+def test_the_pause_and_resume_actions_report_each_batch(admin_client, caller):
+    running = [BatchFactory(caller=caller, status=S.PROCESSING) for _ in range(2)]
+    others = [BatchFactory(caller=caller), BatchFactory(caller=caller, status=S.COMPLETED)]
+    selected = [str(batch.pk) for batch in running + others]
+
+    paused = admin_client.post(
+        CHANGELIST, {"action": "pause_selected", "_selected_action": selected}, follow=True
+    )
+    assert [Batch.objects.get(pk=batch.pk).status for batch in running + others] == [
+        S.PAUSED,
+        S.PAUSED,
+        S.NEW,
+        S.COMPLETED,
+    ]
+    shown = [str(message) for message in paused.context["messages"]]
+    assert any(
+        message.startswith("Paused (running lines finish") and "2 batch(es)" in message for message in shown
+    )
+    refused = [message for message in shown if message.startswith("2 batch(es) left as they were")]
+    assert refused and all(str(batch.pk) in refused[0] for batch in others), shown
+    assert listed(admin_client.get(CHANGELIST, {"status__exact": "paused"})) == {
+        batch.pk for batch in running
+    }
+
+    resumed = admin_client.post(
+        CHANGELIST, {"action": "resume_selected", "_selected_action": selected}, follow=True
+    )
+    assert [Batch.objects.get(pk=batch.pk).status for batch in running] == [S.PROCESSING] * 2
+    shown = [str(message) for message in resumed.context["messages"]]
+    assert "Resumed 2 batch(es)." in shown, shown
+    assert any(message.startswith("2 batch(es) left as they were") for message in shown), shown
+
+
+def test_staff_who_may_only_view_batches_are_not_offered_pause_or_resume(client, caller):
+    staff = caller.user
+    staff.is_staff = True
+    staff.save()
+    staff.user_permissions.add(Permission.objects.get(codename="view_batch"))
+    batch = BatchFactory(caller=caller, status=S.PROCESSING)
+    client.force_login(staff)
+
+    page = client.get(CHANGELIST).content.decode()
+    assert "pause_selected" not in page and "resume_selected" not in page
+    client.post(CHANGELIST, {"action": "pause_selected", "_selected_action": [str(batch.pk)]})
+    assert Batch.objects.get(pk=batch.pk).status == S.PROCESSING
+
+
+def test_the_detail_page_shows_the_schedule_priority_and_dependencies(admin_client, caller):
+    parent = BatchFactory(caller=caller, status=S.COMPLETED)
+    batch = BatchFactory(caller=caller)
+    Batch.objects.filter(pk=batch.pk).update(
+        not_before=timezone.now() + timedelta(hours=1),
+        deadline_at=timezone.now() + timedelta(hours=2),
+        priority=9,
+    )
+    BatchDependency.objects.create(batch=batch, parent=parent, parent_uuid=parent.pk, require="completed")
+
+    page = admin_client.get(reverse("admin:batches_batch_change", args=[batch.pk])).content.decode()
+    assert readonly_value(page, "priority") == "9"
+    assert readonly_value(page, "after") == f"{parent.pk} must be completed (now completed)"
+    assert readonly_value(page, "not_before") != "-" and readonly_value(page, "deadline_at") != "-"
+    plain = admin_client.get(reverse("admin:batches_batch_change", args=[parent.pk])).content.decode()
+    assert readonly_value(plain, "after") == "—"

@@ -29,6 +29,8 @@ PAGES = {
     "ui/batches/<uuid:batch_id>/cancel": {"POST"},
     "ui/batches/<uuid:batch_id>/delete": {"POST"},
     "ui/batches/<uuid:batch_id>/retry": {"POST"},
+    "ui/batches/<uuid:batch_id>/pause": {"POST"},
+    "ui/batches/<uuid:batch_id>/resume": {"POST"},
 }
 
 
@@ -153,6 +155,8 @@ FORM_POSTS = (
     f"/ui/batches/{ANY_UUID}/cancel",
     f"/ui/batches/{ANY_UUID}/delete",
     f"/ui/batches/{ANY_UUID}/retry",
+    f"/ui/batches/{ANY_UUID}/pause",
+    f"/ui/batches/{ANY_UUID}/resume",
     "/admin/login/",
     "/admin/logout/",
     "/admin/batches/batch/",

@@ -1,6 +1,6 @@
 // The detail page follows its batch: one request a second to the page's state URL, and the
-// progress bar, status, why it waits and when it should end, history, buttons and download
-// links updated in place, no reload; times shown in the browser's time zone.
+// progress bar, status, why it waits and when it should end, history, buttons (cancel, pause, resume) and
+// download links updated in place, no reload; times shown in the browser's time zone.
 "use strict";
 
 (function () {
@@ -15,6 +15,8 @@
   const reasonWords = document.getElementById("reason-words");
   const reasonSubcode = document.getElementById("reason-subcode");
   const cancelForm = document.getElementById("cancel-form");
+  const pauseForm = document.getElementById("pause-form");
+  const resumeForm = document.getElementById("resume-form");
   const history = document.getElementById("batch-history");
   const updated = document.getElementById("batch-updated");
   const waiting = {
@@ -135,6 +137,8 @@
     showWaiting(state.waiting);
     if (state.summary_html && !summarySlot.firstElementChild) summarySlot.innerHTML = state.summary_html;
     cancelForm.hidden = !state.can_cancel;
+    pauseForm.hidden = !state.can_pause;
+    resumeForm.hidden = !state.can_resume;
     updated.textContent = state.updated;
     for (const [part, link] of Object.entries(downloads)) {
       const url = state.downloads[part];
@@ -162,7 +166,7 @@
     if (response.status === 404) {
       badge.textContent = "deleted";
       text.textContent = "This batch has been deleted.";
-      cancelForm.hidden = true;
+      for (const form of [cancelForm, pauseForm, resumeForm]) form.hidden = true;
       return;
     }
     if (!response.ok || !(response.headers.get("Content-Type") || "").includes("json")) {

@@ -102,6 +102,30 @@
     return fields;
   }
 
+  // A datetime-local value is the browser's local time; the API takes Unix seconds.
+  function epochSeconds(id, label) {
+    const input = document.getElementById(id);
+    if (input.validity.badInput) throw new Error(`${label} is not a complete date and time.`);
+    if (!input.value) return null;
+    const at = new Date(input.value).getTime();
+    if (Number.isNaN(at)) throw new Error(`${label} is not a date and time.`);
+    return at / 1000;
+  }
+
+  // Time and order (contract §14): sent only when given, so a plain upload stays as it was.
+  function timeAndOrder() {
+    const fields = {};
+    const notBefore = epochSeconds("not-before", "Start not before");
+    if (notBefore !== null) fields.not_before = notBefore;
+    const deadline = epochSeconds("deadline", "The deadline");
+    if (deadline !== null) fields.deadline_ts = deadline;
+    const priority = Number(document.getElementById("priority").value);
+    if (priority !== 5) fields.priority = priority;
+    const parent = document.getElementById("after-batch").value.trim();
+    if (parent) fields.after = [{ batch: parent, require: document.getElementById("after-require").value }];
+    return fields;
+  }
+
   document.getElementById("add-dict-row").addEventListener("click", () => {
     const row = rows.querySelector(".dict-row").cloneNode(true);
     for (const input of row.querySelectorAll("input")) input.value = "";
@@ -131,6 +155,7 @@
     try {
       const budget = errorBudget();
       if (budget) body.error_budget = budget;
+      Object.assign(body, timeAndOrder());
     } catch (error) {
       showError(error.message);
       return;
