@@ -372,14 +372,9 @@ class BatchUpdateSerializer(serializers.Serializer):
             priority_clean(None)
         return super().to_internal_value(data)
 
-    def validate_not_before(self, value):
-        return timestamp_clean(value, field="not_before", code="invalid_not_before")
-
-    def validate_deadline_ts(self, value):
-        return timestamp_clean(value, field="deadline_ts", code="invalid_deadline")
-
-    def validate_complete_within(self, value):
-        return complete_within_clean(value)
+    validate_not_before = BatchCreateSerializer.validate_not_before
+    validate_deadline_ts = BatchCreateSerializer.validate_deadline_ts
+    validate_complete_within = BatchCreateSerializer.validate_complete_within
 
     def validate_priority(self, value):
         return priority_clean(value)
