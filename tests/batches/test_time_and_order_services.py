@@ -410,3 +410,21 @@ def test_webhook_events_say_whether_a_deadline_or_a_parent_stopped_the_batch(cal
     for batch, reason in ((child, "dependency_failed: "), (late, "deadline_exceeded: ")):
         cancelled = Event.objects.get(batch_id=batch.pk, name="batch_cancelled").body["batch"]
         assert (cancelled["status"], cancelled["reason"][: len(reason)]) == (S.CANCELLED, reason)
+
+
+@pytest.mark.django_db
+def test_priority_orders_an_accounts_batches_before_attained_service_but_never_the_accounts(caller, stranger):
+    ahead = BatchFactory(caller=caller, content=twin_lines(4))
+    behind = BatchFactory(caller=caller, content=twin_lines(4))
+    others = BatchFactory(caller=stranger, content=twin_lines(4))
+    for batch in (ahead, behind, others):
+        into_processing(batch)
+    # The account's batch that ran more lines goes first for its priority; the other account,
+    # which ran fewer lines than this one in all, still goes before both.
+    Batch.objects.filter(pk=ahead.pk).update(processed=3, succeeded=3, priority=9)
+    Batch.objects.filter(pk=behind.pk).update(priority=1)
+    Batch.objects.filter(pk=others.pk).update(processed=2, succeeded=2, priority=1)
+    assert [batch_id for batch_id, _ in chunks.batches_in_turn()] == [others.pk, ahead.pk, behind.pk]
+    Batch.objects.filter(pk=ahead.pk).update(priority=5)
+    Batch.objects.filter(pk=behind.pk).update(priority=5)
+    assert [batch_id for batch_id, _ in chunks.batches_in_turn()] == [others.pk, behind.pk, ahead.pk]

@@ -147,12 +147,8 @@ def test_a_higher_priority_batch_of_the_account_runs_before_its_big_one(caller, 
         + ", ".join(f"{status} +{(at - since).total_seconds():.2f}" for status, at in steps.items())
     )
     assert big_now.status == S.PROCESSING, "make PRIORITY_LINES larger"
-    # Once the small one could run, the big one committed only the chunks already running (one
-    # per pool process): every chunk claimed meanwhile was the small one's.
-    meanwhile = Chunk.objects.filter(
-        batch=big, done_at__gt=entered(small, S.PROCESSING), done_at__lt=entered(small, S.PROCESSED)
-    )
-    assert meanwhile.count() <= 2
+    # The order itself (priority before attained service, accounts still by theirs) is
+    # test_time_and_order_services.py's; a free pool process may go on with the big one meanwhile.
     assert took < 5
     services.batch_cancel(batch=big)
     wait_terminal(big, timeout=60, worker=worker)
