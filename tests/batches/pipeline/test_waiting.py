@@ -5,7 +5,7 @@ of a steady batch's end lands near the real end; a batch whose workers all stopp
 when it stalled, counts in the gauge and sends one batch_stalled event, until it moves again.
 Without workers: what the sweep records of a stall, and what the batch object says.
 
-ETA_LINES sets the size of the batch whose end is estimated (`make soak` runs 500,000 lines).
+ETA_LINES sets the size of the batch whose end is estimated (`make soak` runs 1,000,000 lines).
 """
 
 import os
