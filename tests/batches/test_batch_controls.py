@@ -18,7 +18,13 @@ from tests.support.assertions import assert_error
 from tests.support.batch_api import create_batch, uploaded_handler
 from tests.support.batch_files import jsonl, updates
 from tests.support.factories import BatchFactory
-from tests.support.inline_pipeline import InlinePipeline, history, read_results, run_batch
+from tests.support.inline_pipeline import (
+    first_chunk_run,
+    history,
+    into_processing,
+    read_results,
+    run_batch,
+)
 from twins.models import Twin
 
 S = BatchStatus
@@ -206,9 +212,7 @@ def fetch(url: str, client) -> list[dict]:
 def test_partial_results_while_processing_hold_only_run_lines_in_order(caller):
     batch = BatchFactory(caller=caller, operation="update_twin", content=updates(caller, 20, bad_every=3))
     assert_error(caller.client.get(f"/batches/{batch.pk}?download=true"), 409, "results_not_ready")
-    runner = InlinePipeline()
-    runner.advance(batch)
-    runner.run_until(batch, S.PROCESSING)
+    runner = into_processing(batch)
     # The second chunk ran first: the partial file has a gap, never a line out of order.
     second = Chunk.objects.get(batch=batch, index=1)
     Chunk.objects.filter(pk=second.pk).update(index=-1)
@@ -240,10 +244,7 @@ def test_partial_results_while_processing_hold_only_run_lines_in_order(caller):
 @override_settings(BATCH_CHUNK_LINES=4)
 def test_partial_results_while_cancel_and_cancelling(caller):
     batch = BatchFactory(caller=caller, operation="update_twin", content=updates(caller, 12))
-    runner = InlinePipeline()
-    runner.advance(batch)
-    runner.run_until(batch, S.PROCESSING)
-    assert chunks.chunk_claim_and_run(batch.pk)
+    runner = first_chunk_run(batch)
     services.batch_cancel(batch=batch)
     for status in (S.CANCEL, S.CANCELLING):
         if status == S.CANCELLING:
@@ -296,10 +297,7 @@ def test_the_controls_through_the_trusted_twin_client(caller, live_server):
     assert status == 201 and dry["validate_only"] is True
 
     batch = Batch.objects.get(pk=created["batch"])
-    runner = InlinePipeline()
-    runner.advance(batch)
-    runner.run_until(batch, S.PROCESSING)
-    assert chunks.chunk_claim_and_run(batch.pk)
+    first_chunk_run(batch)
     status, text = client.get_batch(created["batch"], params={"download": True})
     running = json.loads(text)
     assert status == 200 and running["download"]["partial"] is True
@@ -315,10 +313,7 @@ def test_the_admin_shows_the_controls_and_the_lines_run_so_far(admin_client, cal
     batch = BatchFactory(
         caller=caller, operation="update_twin", content=updates(caller, 4), error_budget={"max_failed": 3}
     )
-    runner = InlinePipeline()
-    runner.advance(batch)
-    runner.run_until(batch, S.PROCESSING)
-    assert chunks.chunk_claim_and_run(batch.pk)
+    first_chunk_run(batch)
     dry_run = BatchFactory(
         caller=caller, operation="update_twin", content=updates(caller, 4), validate_only=True
     )

@@ -9,9 +9,8 @@ import pytest
 from django.test import override_settings
 
 from batches.models import Batch, BatchStatus
-from batches.pipeline import chunks
 from tests.support.batch_files import jsonl
-from tests.support.inline_pipeline import InlinePipeline, run_batch
+from tests.support.inline_pipeline import first_chunk_run, run_batch
 from twins.services import twins_create
 
 S = BatchStatus
@@ -57,10 +56,7 @@ def test_submit_with_an_error_budget_or_as_a_dry_run(cli, caller, tmp_path):
 def test_download_partial_saves_the_lines_run_so_far(cli, caller, tmp_path):
     source = update_file(caller, tmp_path, 9)
     batch = Batch.objects.get(pk=cli("submit", str(source), "--operation", "update_twin").stdout.strip())
-    runner = InlinePipeline()
-    runner.advance(batch)
-    runner.run_until(batch, S.PROCESSING)
-    assert chunks.chunk_claim_and_run(batch.pk)
+    first_chunk_run(batch)
 
     target = tmp_path / "partial.jsonl"
     refused = cli("download", str(batch.pk), "-o", str(target))

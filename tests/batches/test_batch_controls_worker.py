@@ -16,7 +16,7 @@ from batches.pipeline import chunks
 from operating.models import UsageHour
 from tests.support.batch_files import jsonl, updates
 from tests.support.factories import BatchFactory, UploadFactory
-from tests.support.inline_pipeline import InlinePipeline, read_results
+from tests.support.inline_pipeline import into_processing, read_results
 from tests.support.waiting import wait_for, wait_terminal
 from twins.models import Twin
 
@@ -163,9 +163,7 @@ def test_a_chunk_running_when_another_passes_the_budget_rolls_back(caller, monke
     batch = BatchFactory(
         caller=caller, operation="update_twin", content=content, error_budget={"max_failed": 3}
     )
-    runner = InlinePipeline()
-    runner.advance(batch)
-    runner.run_until(batch, S.PROCESSING)
+    runner = into_processing(batch)
 
     first_ran, stop_committed = threading.Event(), threading.Event()
     original = chunks.run_lines

@@ -14,11 +14,11 @@ from django.utils import timezone
 
 from batches.cli import local_time
 from batches.models import Batch, BatchStatus
-from batches.pipeline import chunks, maintenance
+from batches.pipeline import maintenance
 from batches.selectors import batch_summary
 from tests.support.batch_files import updates
 from tests.support.factories import BatchFactory
-from tests.support.inline_pipeline import InlinePipeline, run_batch
+from tests.support.inline_pipeline import first_chunk_run, run_batch
 
 S = BatchStatus
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -65,10 +65,7 @@ def test_status_says_since_when_a_batch_stalled(cli, caller):
 @override_settings(BATCH_CHUNK_LINES=5)
 def test_status_says_when_a_running_batch_should_end(cli, caller):
     batch = BatchFactory(caller=caller, operation="update_twin", content=updates(caller, 10))
-    runner = InlinePipeline()
-    runner.advance(batch)
-    runner.run_until(batch, S.PROCESSING)
-    assert chunks.chunk_claim_and_run(batch.pk)
+    first_chunk_run(batch)
     # Test setup: processing started 30 s ago, so 5 lines in 30 s leave 5 lines for 30 s more.
     Batch.objects.filter(pk=batch.pk).update(updated_at=F("updated_at") - timedelta(seconds=30))
 

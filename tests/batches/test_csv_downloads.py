@@ -21,7 +21,7 @@ from tests.scaleout.conftest import moto_endpoint, s3  # noqa: F401 - the S3 fix
 from tests.support.assertions import assert_error
 from tests.support.batch_files import updates
 from tests.support.factories import BatchFactory
-from tests.support.inline_pipeline import InlinePipeline, read_results, run_batch
+from tests.support.inline_pipeline import into_processing, read_results, run_batch
 
 S = BatchStatus
 pytestmark = pytest.mark.django_db
@@ -205,9 +205,7 @@ def test_json_stays_the_default_and_another_format_is_refused(caller):
 @override_settings(BATCH_CHUNK_LINES=4)
 def test_the_lines_run_so_far_as_csv_are_those_of_the_json_partial_in_order(caller):
     batch = BatchFactory(caller=caller, operation="update_twin", content=updates(caller, 20, bad_every=3))
-    runner = InlinePipeline()
-    runner.advance(batch)
-    runner.run_until(batch, S.PROCESSING)
+    runner = into_processing(batch)
     for _ in range(3):
         assert chunks.chunk_claim_and_run(batch.pk)
 

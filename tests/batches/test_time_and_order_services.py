@@ -16,7 +16,7 @@ from batchsite.errors import Conflict
 from notifications.models import Event
 from tests.support.batch_files import twin_lines, updates
 from tests.support.factories import BatchFactory
-from tests.support.inline_pipeline import InlinePipeline, history, read_results, run_batch
+from tests.support.inline_pipeline import InlinePipeline, history, into_processing, read_results, run_batch
 from tests.support.parallel_calls import in_parallel
 from tests.support.webhook_receivers import Receiver
 from tests.support.webhooks import confirm, subscribe
@@ -40,16 +40,24 @@ def sweep_asks() -> list[str]:
     return asked
 
 
-def into_processing(batch) -> InlinePipeline:
-    runner = InlinePipeline()
-    runner.advance(batch)
-    runner.run_until(batch, S.PROCESSING)
-    return runner
-
-
 def run_every_chunk(batch) -> None:
     while chunks.chunk_claim_and_run(batch.pk):
         pass
+
+
+def on_look(monkeypatch, check: str, look: int, act) -> None:
+    """Makes `chunks.<check>`, which a running chunk asks between line groups, do `act(batch_id)`
+    just before it answers for the `look`-th time: something happening while a chunk runs."""
+    original = getattr(chunks, check)
+    looks = []
+
+    def check_after_acting(batch_id):
+        looks.append(batch_id)
+        if len(looks) == look:
+            act(batch_id)
+        return original(batch_id)
+
+    monkeypatch.setattr(chunks, check, check_after_acting)
 
 
 def after(child, parent, require: str) -> None:
@@ -217,16 +225,12 @@ def test_a_passed_deadline_stops_the_batch_at_its_next_claim_and_a_retry_runs_th
 def test_a_deadline_passing_inside_a_chunk_stops_it_at_the_next_line_group(caller, monkeypatch):
     batch = BatchFactory(caller=caller, content=twin_lines(10))
     runner = into_processing(batch)
-    looks = []
-    original = chunks.deadline_passed
-
-    def deadline_on_second_look(batch_id):
-        looks.append(batch_id)
-        if len(looks) == 2:
-            Batch.objects.filter(pk=batch_id).update(deadline_at=database_now_plus(-1))
-        return original(batch_id)
-
-    monkeypatch.setattr(chunks, "deadline_passed", deadline_on_second_look)
+    on_look(
+        monkeypatch,
+        "deadline_passed",
+        2,
+        lambda batch_id: Batch.objects.filter(pk=batch_id).update(deadline_at=database_now_plus(-1)),
+    )
     assert chunks.chunk_claim_and_run(batch.pk)
     assert Chunk.objects.get(batch=batch).executed_count == 4
     runner.advance(batch)
@@ -260,16 +264,7 @@ def test_the_sweep_stops_an_overdue_batch_in_any_status(caller):
 def test_a_pause_lets_the_running_chunk_finish_claims_nothing_and_resume_completes(caller, monkeypatch):
     batch = BatchFactory(caller=caller, content=twin_lines(20))
     runner = into_processing(batch)
-    looks = []
-    original = chunks.cancel_requested
-
-    def pause_on_second_look(batch_id):
-        looks.append(batch_id)
-        if len(looks) == 2:
-            services.batch_pause(batch=batch)
-        return original(batch_id)
-
-    monkeypatch.setattr(chunks, "cancel_requested", pause_on_second_look)
+    on_look(monkeypatch, "cancel_requested", 2, lambda _: services.batch_pause(batch=batch))
     assert chunks.chunk_claim_and_run(batch.pk)
     monkeypatch.undo()
     paused = Batch.objects.get(pk=batch.pk)

@@ -17,7 +17,7 @@ from batches.pipeline import chunks
 from tests.support.batch_files import jsonl
 from tests.support.browser_pages import screenshot, sign_in
 from tests.support.factories import BatchFactory
-from tests.support.inline_pipeline import InlinePipeline, run_batch
+from tests.support.inline_pipeline import first_chunk_run, run_batch
 from twins.models import Twin
 from twins.services import twins_create
 
@@ -82,10 +82,7 @@ def test_a_running_batch_offers_the_lines_run_so_far(page, caller):
         for number, twin in enumerate(twins, start=1)
     ]
     batch = BatchFactory(caller=caller, operation="update_twin", content=jsonl(lines))
-    runner = InlinePipeline()
-    runner.advance(batch)
-    runner.run_until(batch, S.PROCESSING)
-    assert chunks.chunk_claim_and_run(batch.pk)
+    runner = first_chunk_run(batch)
     assert chunks.chunk_claim_and_run(batch.pk)
 
     sign_in(page, caller)
@@ -113,10 +110,7 @@ def test_cancel_a_running_batch_from_its_page(page, caller):
         caller=caller,
         content=jsonl({"description": {"serial": n}} for n in range(lines)),
     )
-    runner = InlinePipeline()
-    runner.advance(batch)
-    runner.run_until(batch, S.PROCESSING)
-    assert chunks.chunk_claim_and_run(batch.pk)
+    runner = first_chunk_run(batch)
 
     sign_in(page, caller)
     page.goto(f"/ui/batches/{batch.pk}")

@@ -11,11 +11,10 @@ from playwright.sync_api import expect
 
 from batches import services
 from batches.models import Batch, BatchStatus
-from batches.pipeline import chunks
 from tests.support.batch_files import jsonl
 from tests.support.browser_pages import screenshot, sign_in
 from tests.support.factories import BatchFactory
-from tests.support.inline_pipeline import InlinePipeline
+from tests.support.inline_pipeline import first_chunk_run
 
 S = BatchStatus
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -26,10 +25,7 @@ DETAIL_URL = re.compile(r".*/ui/batches/(?P<batch>[0-9a-f-]{36})$")
 def test_pause_a_running_batch_from_its_page_and_resume_it(page, caller):
     lines = 20
     batch = BatchFactory(caller=caller, content=jsonl({"description": {"serial": n}} for n in range(lines)))
-    runner = InlinePipeline()
-    runner.advance(batch)
-    runner.run_until(batch, S.PROCESSING)
-    assert chunks.chunk_claim_and_run(batch.pk)
+    runner = first_chunk_run(batch)
 
     sign_in(page, caller)
     page.goto(f"/ui/batches/{batch.pk}")

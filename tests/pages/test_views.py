@@ -15,10 +15,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from batches.models import Batch, BatchStatus
-from batches.pipeline import chunks, maintenance
+from batches.pipeline import maintenance
 from tests.support.batch_files import updates
 from tests.support.factories import BatchFactory, moves_to
-from tests.support.inline_pipeline import InlinePipeline, run_batch
+from tests.support.inline_pipeline import first_chunk_run, run_batch
 
 S = BatchStatus
 pytestmark = pytest.mark.django_db
@@ -239,10 +239,7 @@ def test_a_stalled_batch_says_since_when(caller):
 @override_settings(BATCH_CHUNK_LINES=5)
 def test_a_running_batch_says_when_it_should_end(caller):
     batch = BatchFactory(caller=caller, operation="update_twin", content=updates(caller, 10))
-    runner = InlinePipeline()
-    runner.advance(batch)
-    runner.run_until(batch, S.PROCESSING)
-    assert chunks.chunk_claim_and_run(batch.pk)
+    first_chunk_run(batch)
     # Test setup: processing started 30 s ago, so 5 lines in 30 s leave 5 lines for 30 s more.
     Batch.objects.filter(pk=batch.pk).update(updated_at=F("updated_at") - timedelta(seconds=30))
     response = signed_in(caller).get(reverse("batch_page", args=[batch.pk]))

@@ -9,11 +9,10 @@ import requests
 from django.test import override_settings
 
 from batches.models import Batch, BatchStatus
-from batches.pipeline import chunks
 from tests.support.assertions import assert_error
 from tests.support.batch_api import create_batch
 from tests.support.batch_files import jsonl, twin_lines
-from tests.support.inline_pipeline import InlinePipeline, run_batch
+from tests.support.inline_pipeline import first_chunk_run, run_batch
 from tests.support.s3_bucket import download, presigned_upload
 from twins.models import Twin
 
@@ -32,10 +31,7 @@ def test_a_dry_run_on_s3(caller, s3):
 def test_lines_run_so_far_on_s3_then_the_final_file_from_the_bucket(caller, s3):
     handler = presigned_upload(caller, s3, jsonl({"description": {"n": n}} for n in range(9)))
     batch = Batch.objects.get(pk=create_batch(caller, handler).json()["batch"])
-    runner = InlinePipeline()
-    runner.advance(batch)
-    runner.run_until(batch, S.PROCESSING)
-    assert chunks.chunk_claim_and_run(batch.pk)
+    runner = first_chunk_run(batch)
 
     offered = caller.client.get(f"/batches/{batch.pk}", {"download": "true"}).json()["download"]
     assert offered["partial"] is True

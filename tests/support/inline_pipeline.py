@@ -40,13 +40,25 @@ class InlinePipeline:
             assert self.step(), f"the pipeline stopped before {status}"
 
 
-def stop_after_first_chunk(batch, stop=None) -> Batch | None:
-    """Runs the batch into processing and through its first chunk, stops it (a cancel by
-    default; `services.batch_delete` deletes), then lets the pipeline finish."""
+def into_processing(batch) -> InlinePipeline:
+    """Runs the batch into processing; its chunks wait for the caller, who gets the pipeline."""
     runner = InlinePipeline()
     runner.advance(batch)
     runner.run_until(batch, BatchStatus.PROCESSING)
+    return runner
+
+
+def first_chunk_run(batch) -> InlinePipeline:
+    """Runs the batch into processing and through its first chunk: a batch caught running."""
+    runner = into_processing(batch)
     assert chunks.chunk_claim_and_run(batch.pk)
+    return runner
+
+
+def stop_after_first_chunk(batch, stop=None) -> Batch | None:
+    """Runs the batch into processing and through its first chunk, stops it (a cancel by
+    default; `services.batch_delete` deletes), then lets the pipeline finish."""
+    runner = first_chunk_run(batch)
     (stop or services.batch_cancel)(batch=batch)
     runner.advance(batch)
     runner.drain()

@@ -12,7 +12,7 @@ from batches.pipeline.chunk_lease import ChunkLease, ChunkLeaseLost
 from batchsite.clock import database_now_plus
 from tests.support.batch_files import jsonl
 from tests.support.factories import BatchFactory
-from tests.support.inline_pipeline import InlinePipeline, read_results
+from tests.support.inline_pipeline import InlinePipeline, into_processing, read_results
 from twins.models import Twin
 
 S = BatchStatus
@@ -26,9 +26,7 @@ def two_line_chunks(settings):
 
 def processing_batch(caller, lines: int) -> tuple[Batch, InlinePipeline]:
     batch = BatchFactory(caller=caller, content=jsonl({"description": {"n": n}} for n in range(lines)))
-    runner = InlinePipeline()
-    runner.advance(batch)
-    runner.run_until(batch, S.PROCESSING)
+    runner = into_processing(batch)
     return batch, runner
 
 

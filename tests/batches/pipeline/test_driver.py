@@ -21,7 +21,9 @@ from tests.support.batch_files import jsonl, twin_lines
 from tests.support.factories import HAPPY_PATH, BatchFactory
 from tests.support.inline_pipeline import (
     InlinePipeline,
+    first_chunk_run,
     history,
+    into_processing,
     read_results,
     run_batch,
     stop_after_first_chunk,
@@ -215,10 +217,7 @@ def test_cancel_before_processing_runs_nothing_and_lists_every_line(caller, stag
 @override_settings(BATCH_CHUNK_LINES=2)
 def test_cancel_during_processing_keeps_executed_lines_and_reports_the_rest(caller):
     batch = BatchFactory(caller=caller, content=twin_lines(7))
-    runner = InlinePipeline()
-    runner.advance(batch)
-    runner.run_until(batch, S.PROCESSING)
-    assert chunks.chunk_claim_and_run(batch.pk)
+    runner = first_chunk_run(batch)
     services.batch_cancel(batch=batch)
     assert not chunks.chunk_claim_and_run(batch.pk), "no chunk starts after a cancel"
     runner.advance(batch)
@@ -236,9 +235,7 @@ def test_cancel_during_processing_keeps_executed_lines_and_reports_the_rest(call
 @override_settings(BATCH_CHUNK_LINES=10, BATCH_CANCEL_CHECK_LINES=2)
 def test_cancel_is_seen_between_lines_of_a_running_chunk(caller, monkeypatch):
     batch = BatchFactory(caller=caller, content=twin_lines(8))
-    runner = InlinePipeline()
-    runner.advance(batch)
-    runner.run_until(batch, S.PROCESSING)
+    runner = into_processing(batch)
     looks = []
 
     def cancel_on_second_look(batch_id):
@@ -275,10 +272,7 @@ def test_a_step_that_lost_the_race_to_a_cancel_changes_nothing(caller):
 @override_settings(BATCH_CHUNK_LINES=2)
 def test_lines_run_with_the_creators_permissions_at_execution_time(caller):
     batch = BatchFactory(caller=caller, content=twin_lines(5))
-    runner = InlinePipeline()
-    runner.advance(batch)
-    runner.run_until(batch, S.PROCESSING)
-    assert chunks.chunk_claim_and_run(batch.pk)
+    runner = first_chunk_run(batch)
     permission_services.role_update(
         role=caller.role, statement={"effect": "deny", "actions": ["create_twin"]}
     )
@@ -318,10 +312,7 @@ def test_a_second_delivery_of_a_finished_batch_does_nothing(caller):
 
 def test_a_second_run_of_a_done_chunk_applies_nothing_twice(caller):
     batch = BatchFactory(caller=caller, content=twin_lines(3))
-    runner = InlinePipeline()
-    runner.advance(batch)
-    runner.run_until(batch, S.PROCESSING)
-    assert chunks.chunk_claim_and_run(batch.pk)
+    first_chunk_run(batch)
     assert not chunks.chunk_claim_and_run(batch.pk)
     assert Twin.objects.count() == 3
     assert Batch.objects.get(pk=batch.pk).processed == 3

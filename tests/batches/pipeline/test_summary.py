@@ -27,7 +27,7 @@ from tests.support.assertions import assert_error
 from tests.support.batch_files import jsonl, updates
 from tests.support.factories import BatchFactory
 from tests.support.infrastructure_faults import once_per_database
-from tests.support.inline_pipeline import InlinePipeline, run_batch, stop_after_first_chunk
+from tests.support.inline_pipeline import into_processing, run_batch, stop_after_first_chunk
 from tests.support.s3_bucket import download as s3_download
 from tests.support.waiting import wait_for, wait_terminal
 from tests.support.webhook_receivers import Receiver
@@ -376,9 +376,7 @@ def test_the_summary_hashes_are_those_of_the_bytes_s3_serves(caller, s3):  # noq
 def test_a_running_batch_shows_the_lines_done_so_far(caller):
     batch = BatchFactory(caller=caller, operation="update_twin", content=updates(caller, 20, bad_every=4))
     assert summary_of(caller, batch.pk) is None, "no line can run yet"
-    runner = InlinePipeline()
-    runner.advance(batch)
-    runner.run_until(batch, S.PROCESSING)
+    runner = into_processing(batch)
     assert summary_of(caller, batch.pk) == {
         "total": 20,
         "succeeded": 0,

@@ -16,7 +16,7 @@ from batches.statuses import TERMINAL
 from batchsite.errors import Conflict
 from tests.support.batch_files import jsonl
 from tests.support.factories import BatchFactory
-from tests.support.inline_pipeline import InlinePipeline, read_results, run_batch
+from tests.support.inline_pipeline import into_processing, read_results, run_batch
 from tests.support.waiting import wait_for, wait_terminal
 from twins.models import Twin
 
@@ -187,9 +187,7 @@ def test_cancel_racing_completion_yields_one_outcome(caller):
     outcomes = set()
     for _ in range(8):
         batch = BatchFactory(caller=caller, content=jsonl({"description": {"n": n}} for n in range(4)))
-        runner = InlinePipeline()
-        runner.advance(batch)
-        runner.run_until(batch, S.PROCESSING)
+        into_processing(batch)
         while chunks.chunk_claim_and_run(batch.pk):
             pass
         barrier = threading.Barrier(2)
