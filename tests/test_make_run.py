@@ -24,6 +24,8 @@ from pathlib import Path
 import pytest
 import requests
 from django.conf import settings
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from tests.support.ports import free_port
 
@@ -126,23 +128,44 @@ def wait_healthy(base: str, run: MakeRun, timeout: float = 180):
     raise AssertionError("make run did not answer /healthz")
 
 
+def polite_session() -> requests.Session:
+    """A client as a careful one behaves: a 429 (the account's request rate; the soak's clients
+    send as fast as answers come) is waited out as its Retry-After says, then sent again."""
+    session = requests.Session()
+    retry = Retry(
+        total=None,
+        connect=0,
+        read=0,
+        status=100,
+        status_forcelist=[429],
+        allowed_methods=None,
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
+    session.mount("http://", HTTPAdapter(max_retries=retry))
+    return session
+
+
 def submit_batch(base: str, secret: str, lines: int = LINES) -> str:
     headers = {"Authorization": secret}
     body = "".join(json.dumps({"description": {"n": n}}) + "\n" for n in range(lines)).encode()
-    cache = requests.post(f"{base}/cache", headers=headers, timeout=10).json()
-    assert requests.put(cache["url"], data=body, timeout=30).status_code == 200
-    created = requests.post(
-        f"{base}/batches",
-        headers=headers,
-        json={"handler": cache["handler"], "operation": "create_twin"},
-        timeout=10,
-    )
+    with polite_session() as session:
+        cache = session.post(f"{base}/cache", headers=headers, timeout=10)
+        assert cache.status_code == 201, cache.text
+        assert session.put(cache.json()["url"], data=body, timeout=30).status_code == 200
+        created = session.post(
+            f"{base}/batches",
+            headers=headers,
+            json={"handler": cache.json()["handler"], "operation": "create_twin"},
+            timeout=10,
+        )
     assert created.status_code == 201, created.text
     return created.json()["batch"]
 
 
 def batch_of(base: str, secret: str, batch: str) -> dict:
-    return requests.get(f"{base}/batches/{batch}", headers={"Authorization": secret}, timeout=10).json()
+    with polite_session() as session:
+        return session.get(f"{base}/batches/{batch}", headers={"Authorization": secret}, timeout=10).json()
 
 
 def create_account(env: dict) -> str:
@@ -324,7 +347,7 @@ def test_a_killed_worker_is_started_again_while_the_web_answers(tmp_path):
 def use_the_api(base: str, secret: str, until: float) -> int:
     """What a client does between batches: create and read twins, list batches, probe health."""
     headers, calls = {"Authorization": secret}, 0
-    with requests.Session() as session:
+    with polite_session() as session:
         while time.monotonic() < until:
             created = session.post(
                 f"{base}/twins", headers=headers, json={"description": {"n": calls}}, timeout=30
