@@ -22,7 +22,7 @@ def worker_factory():
 
     yield start
     for worker in started:
-        worker.stop()
+        worker.discard()
 
 
 @pytest.fixture

@@ -119,7 +119,7 @@ def test_create_answers_201_and_the_batch_runs_when_the_web_cannot_reach_the_bro
         print(f"201 in {answered_in:.1f} s; completed {time.monotonic() - started:.1f} s after the request")
         assert Twin.objects.filter(account=caller.account).count() == 30
     finally:
-        worker.stop()
+        worker.discard()
 
 
 def test_subscribing_answers_201_quickly_when_the_web_cannot_reach_the_broker(caller, web_without_broker):

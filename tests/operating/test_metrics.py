@@ -66,7 +66,7 @@ def test_a_scrape_shows_the_workers_batch_and_the_web_processs_requests(caller, 
         done = wait_terminal(batch, timeout=120, worker=worker)
         assert done.status == "completed"
     finally:
-        worker.stop()
+        worker.discard()
     after = scrape(live_server.url)
 
     def grew(name: str, **labels) -> float:

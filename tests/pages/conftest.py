@@ -59,4 +59,4 @@ def worker(django_db_setup):
     celery_app.control.purge()
     process = WorkerProcess(log_name="worker-pages").start()
     yield process
-    process.stop()
+    process.discard()

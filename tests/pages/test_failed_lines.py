@@ -23,7 +23,7 @@ def worker(django_db_setup):
     celery_app.control.purge()
     process = WorkerProcess(log_name="worker-failed-lines").start()
     yield process
-    process.stop()
+    process.discard()
 
 
 def write_lines(path, bodies) -> None:

@@ -112,16 +112,16 @@ class Workers:
     def log(self) -> str:
         return "\n".join(worker.log() for worker in self.processes)
 
-    def stop(self) -> None:
+    def discard(self) -> None:
         for worker in self.processes:
-            worker.stop()
+            worker.discard()
 
 
 @pytest.fixture
 def workers(broker):
     running = Workers(broker.url)
     yield running
-    running.stop()
+    running.discard()
 
 
 def statuses(batch_ids) -> set[str]:

@@ -40,7 +40,7 @@ def cli(request, caller, live_server) -> Cli:
     celery_app.control.purge()
     worker = WorkerProcess(extra_env=extra_env, log_name=f"worker-cli-{request.param}").start()
     yield Cli(url=live_server.url, secret=caller.secret)
-    worker.stop()
+    worker.discard()
 
 
 def test_submit_wait_download_and_list(cli, caller, tmp_path):

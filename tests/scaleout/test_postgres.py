@@ -84,7 +84,7 @@ def test_two_worker_processes_share_the_chunks_of_one_batch(caller):
         )
     finally:
         for worker in workers:
-            worker.stop()
+            worker.discard()
 
     assert batch.status == BatchStatus.COMPLETED
     host = socket.gethostname()

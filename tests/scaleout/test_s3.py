@@ -121,7 +121,7 @@ def test_real_worker_runs_a_batch_on_s3(caller, s3):
         created = create_batch(caller, handler, hash=hashlib.sha256(content).hexdigest())
         batch = wait_terminal(Batch.objects.get(pk=created.json()["batch"]), timeout=120, worker=worker)
     finally:
-        worker.stop()
+        worker.discard()
     assert batch.status == S.COMPLETED, batch.failure_reason
     assert (batch.total, batch.succeeded) == (2500, 2500)
     downloaded = download(caller, s3, batch.pk)

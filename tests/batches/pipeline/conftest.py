@@ -12,4 +12,4 @@ def two_workers(request):
     workers = [WorkerProcess(log_name=f"{name}-{n}", node_name=f"{name}-{n}@%h").start() for n in range(2)]
     yield workers
     for worker in workers:
-        worker.stop()
+        worker.discard()

@@ -123,7 +123,7 @@ def workers(request):
 
     yield start
     for worker in started:
-        worker.stop()
+        worker.discard()
 
 
 def kill_the_holder_and_time_the_recovery(caller, workers, *, holder_offset, other_offset, step):

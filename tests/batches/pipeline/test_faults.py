@@ -78,7 +78,7 @@ def deployment(request):
     running.start_worker()
     running.start_worker()
     yield running
-    running.stop()
+    running.discard()
 
 
 def submit(caller) -> Batch:

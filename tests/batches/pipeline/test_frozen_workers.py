@@ -70,10 +70,6 @@ class FrozenDeployment(WorkerGroup):
         time.sleep(max(0.0, self.frozen_at + seconds - time.monotonic()))
         self.thaw()
 
-    def stop(self) -> None:
-        self.thaw()
-        super().stop()
-
 
 def deployment_for(request, lease_seconds: int, env: dict) -> FrozenDeployment:
     name = f"{request.node.originalname[5:25]}-{request.node.callspec.id}"
@@ -173,7 +169,7 @@ def test_a_worker_frozen_holding_a_batch_row_stalls_nothing_but_itself(
         assert_ran_once(batch)
         assert_ran_once(other)
     finally:
-        deployment.stop()
+        deployment.discard()
 
 
 @pytest.mark.parametrize(("lease_seconds", "hold_seconds"), FREEZES)
@@ -211,4 +207,4 @@ def test_a_chunk_of_a_worker_frozen_mid_chunk_is_taken_over_and_runs_once(
         results = assert_ran_once(batch)
         assert {result["status"] for result in results} == {201}
     finally:
-        deployment.stop()
+        deployment.discard()

@@ -238,7 +238,7 @@ def cut_off_deployment():
         yield namespace, deployment
     finally:
         if deployment is not None:
-            deployment.stop()
+            deployment.discard()
         forwarders.close()
         namespace.remove()
 

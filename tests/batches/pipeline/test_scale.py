@@ -49,7 +49,7 @@ def test_a_million_lines_run_with_the_workers_peak_memory_under_300_mib(caller):
         batch = wait_terminal(batch, timeout=900, worker=worker)
     finally:
         peak_mib = memory.stop()
-        worker.stop()
+        worker.discard()
     assert batch.status == BatchStatus.COMPLETED
     assert (batch.processed, batch.succeeded) == (LINES, LINES)
     assert Twin.objects.filter(account=caller.account).count() == LINES
