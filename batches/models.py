@@ -136,6 +136,11 @@ class Batch(models.Model):
             models.Index(
                 fields=["deadline_at"], condition=models.Q(deadline_at__isnull=False), name="batch_deadline"
             ),
+            models.Index(
+                fields=["stalled_since"],
+                condition=models.Q(stalled_since__isnull=False),
+                name="batch_stalled",
+            ),
         ]
         constraints = [
             models.UniqueConstraint(

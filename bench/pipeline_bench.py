@@ -8,6 +8,7 @@
     .venv/bin/python bench/pipeline_bench.py cancel --lines 1000000
     .venv/bin/python bench/pipeline_bench.py update --lines 1000000
     .venv/bin/python bench/pipeline_bench.py api --seconds 15 --clients 32
+    .venv/bin/python bench/pipeline_bench.py scheduled --batches 10000 --lines 200000
 
 Each measure prints one JSON line and appends it to bench/results/results.jsonl. The database
 (BENCH_DATABASE_URL, default a PostgreSQL database `batch_bench` on 127.0.0.1) is dropped and
@@ -227,18 +228,19 @@ def per_second(count: int, seconds: float | None) -> int | None:
     return round(count / seconds) if seconds else None
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) so far of one process; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(memories) -> float:
     """CPU time (user + system) so far of the workers' process trees: on a shared machine a
     steadier measure of the work per line than the wall clock."""
-    ticks = 0
-    for memory in memories:
-        for pid in memory.processes():
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-            except OSError:
-                continue
-            ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+    return sum(process_cpu_seconds(pid) for memory in memories for pid in memory.processes())
 
 
 def timed_batch(path: Path, *, lines: int, workers: int, timeout: float, operation: str, created=None):
@@ -732,6 +734,269 @@ def run_api(arguments) -> None:
     measure_api(a.seconds, a.clients, a.web_workers, a.workers, a.accounts)
 
 
+def claim_lookup() -> list[tuple]:
+    """What a chunk worker asks before each claim (batches.pipeline.chunks.chunk_run_next):
+    the batches past their deadline, then the batches in turn."""
+    from batches.models import Batch
+    from batches.pipeline.chunks import CHUNKED, batches_in_turn
+    from batches.pipeline.scheduling import is_overdue
+
+    list(Batch.objects.filter(is_overdue(), status__in=CHUNKED).values_list("pk", flat=True))
+    return batches_in_turn()
+
+
+def timed(action, repetitions: int, *, prepare=lambda: None) -> dict:
+    """`action` run `repetitions` times (`prepare` before each, untimed): p50 and p99 in ms,
+    and the CPU µs per run of this process and of its PostgreSQL backend. On a shared machine
+    the wall clock follows the load; the CPU time follows the work."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (backend,) = cursor.fetchone()
+    prepare()
+    action()
+    timings = []
+    cpu = 0.0
+    for _ in range(repetitions):
+        prepare()
+        # Reading the backend's CPU costs this process CPU too: outside its own reading.
+        backend_before = process_cpu_seconds(backend)
+        cpu_before = time.process_time()
+        started = time.perf_counter()
+        action()
+        timings.append((time.perf_counter() - started) * 1000)
+        cpu += time.process_time() - cpu_before
+        cpu += process_cpu_seconds(backend) - backend_before
+    return {
+        "p50_ms": round(percentile(timings, 0.5), 3),
+        "p99_ms": round(percentile(timings, 0.99), 3),
+        "cpu_us": round(cpu * 1e6 / repetitions),
+    }
+
+
+def sweep_timed(repetitions: int, running_id) -> tuple[dict, int]:
+    """`repetitions` sweeps (driver.sweep, its turn forced each time) timed, and how many
+    batches they asked for. The running stand-in's heartbeat is kept fresh, so it is never
+    found stalled."""
+    from batches.models import Batch, MaintenanceRun
+    from batches.pipeline import driver
+    from batchsite.clock import DatabaseNow
+
+    asked = []
+    enqueue = driver.Enqueue(advance=asked.append, run_chunks=lambda: None)
+
+    def prepare() -> None:
+        MaintenanceRun.objects.filter(name="sweep").delete()
+        Batch.objects.filter(pk=running_id).update(heartbeat_at=DatabaseNow())
+
+    timings = timed(lambda: driver.sweep(enqueue), repetitions, prepare=prepare)
+    return timings, len(asked)
+
+
+def batch_rows_read(sql: str, params=None) -> tuple[int, list[str]]:
+    """EXPLAIN ANALYZE of a query: the rows it read from the batch table (returned or filtered
+    out, over every loop) and each scan of it, e.g. "Index Scan using batch_deadline: 0"."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", params)
+        (plan,) = cursor.fetchone()
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+    scans = []
+
+    def walk(node: dict) -> None:
+        children = node.get("Plans", [])
+        if node.get("Relation Name") == "batches_batch":
+            per_loop = node["Actual Rows"] + node.get("Rows Removed by Filter", 0)
+            read = round(per_loop * node["Actual Loops"])
+            index = node.get("Index Name") or next(
+                (child["Index Name"] for child in children if "Index Name" in child), None
+            )
+            scans.append((f"{node['Node Type']} using {index}" if index else node["Node Type"], read))
+        for child in children:
+            walk(child)
+
+    walk(plan[0]["Plan"])
+    return sum(read for _, read in scans), [f"{how}: {read}" for how, read in scans]
+
+
+def queryset_rows_read(queryset) -> tuple[int, list[str]]:
+    from django.core.exceptions import EmptyResultSet
+
+    try:
+        sql, params = queryset.query.sql_with_params()
+    except EmptyResultSet:
+        return 0, ["no query: nothing can match"]
+    return batch_rows_read(sql, params)
+
+
+def sweep_rows_read() -> list[tuple[int, list[str], str]]:
+    """Each query of one sweep that reads the batch table: rows read, scans, its condition."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from batches.models import MaintenanceRun
+    from batches.pipeline import driver
+
+    MaintenanceRun.objects.filter(name="sweep").delete()
+    with CaptureQueriesContext(connection) as captured:
+        driver.sweep(driver.Enqueue(advance=lambda batch_id: None, run_chunks=lambda: None))
+    reads = []
+    for query in captured.captured_queries:
+        sql = query["sql"]
+        if sql.startswith("SELECT") and 'FROM "batches_batch"' in sql:
+            read, scans = batch_rows_read(sql)
+            condition = sql.partition(" WHERE ")[2].replace('"batches_batch".', "")
+            reads.append((read, scans, condition[:150]))
+    return reads
+
+
+def in_process_costs(repetitions: int, sweeps: int) -> dict:
+    """A chunk worker's lookup before a claim and one sweep, timed with one running batch (a
+    processing row of its own account, removed afterwards) beside whatever the database holds;
+    the batch rows their queries read, and the sweep's batches_due query's."""
+    from batches.models import Batch, BatchStatus
+    from batches.pipeline import scheduling
+    from batches.pipeline.chunks import CHUNKED
+
+    created = new_account("bench running")
+    running = Batch.objects.create(
+        account=created.account,
+        created_by=created.account_user,
+        operation="create_twin",
+        status=BatchStatus.PROCESSING,
+        total=1000,
+    )
+    try:
+        if running.pk not in [batch_id for batch_id, _ in claim_lookup()]:
+            raise RuntimeError("the running stand-in is not among the batches in turn")
+        claim = timed(claim_lookup, repetitions)
+        sweep, asked = sweep_timed(sweeps, running.pk)
+        chunked = Batch.objects.filter(status__in=CHUNKED)
+        claim_reads = [
+            queryset_rows_read(chunked.filter(scheduling.is_overdue()).values_list("pk")),
+            queryset_rows_read(chunked.values_list("pk", "account_id", "processed", "status", "priority")),
+        ]
+        due_reads = [queryset_rows_read(due.values_list("pk")) for due in scheduling.batches_due()]
+        due_read = sum(read for read, _ in due_reads)
+        due_scans = [scan for _, scans in due_reads for scan in scans]
+        sweep_reads = sweep_rows_read()
+    finally:
+        Batch.objects.filter(pk=running.pk).delete()
+    return {
+        **{f"claim_{key}": value for key, value in claim.items()},
+        **{f"sweep_{key}": value for key, value in sweep.items()},
+        "sweep_asked": asked,
+        "claim_rows_read": sum(read for read, _ in claim_reads),
+        "claim_scans": [scan for _, scans in claim_reads for scan in scans],
+        "due_rows_read": due_read,
+        "due_scans": due_scans,
+        "sweep_rows_read": sum(read for read, _, _ in sweep_reads),
+        "sweep_reads": [[read, scans, condition] for read, scans, condition in sweep_reads],
+    }
+
+
+def batch_clones(template, count: int) -> list:
+    """`count` copies of the batch's row, each under a fresh uuid, in one statement (building
+    ten thousand rows through the ORM costs seconds of Python)."""
+    from django.db import connection
+
+    from batches.models import Batch
+
+    columns = ", ".join(f'"{field.column}"' for field in Batch._meta.concrete_fields if not field.primary_key)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'INSERT INTO batches_batch ("uuid", {columns}) SELECT gen_random_uuid(), {columns}'
+            ' FROM batches_batch, generate_series(1, %s) WHERE "uuid" = %s RETURNING "uuid"',
+            [count, template.pk],
+        )
+        return [template.pk] + [row[0] for row in cursor.fetchall()]
+
+
+def waiting_batches_insert(scheduled: int, waiting: int) -> None:
+    """`scheduled` new batches of one account, not_before a day ahead (deadline a day later),
+    and `waiting` new ones each waiting on one of them to complete, made as batch_create makes
+    a batch (without upload or history: they never start), then analyzed."""
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.utils import timezone
+
+    from batches.models import Batch, BatchDependency, DependencyRequirement
+
+    created = new_account("bench scheduled")
+    fields = {"account": created.account, "created_by": created.account_user, "operation": "create_twin"}
+    later = timezone.now() + timedelta(days=1)
+    template = Batch.objects.create(**fields, not_before=later, deadline_at=later + timedelta(days=1))
+    parents = batch_clones(template, scheduled - 1)
+    if waiting:
+        children = batch_clones(Batch.objects.create(**fields), waiting - 1)
+        BatchDependency.objects.bulk_create(
+            BatchDependency(
+                batch_id=child, parent_id=parent, parent_uuid=parent, require=DependencyRequirement.COMPLETED
+            )
+            for child, parent in zip(children, parents, strict=False)
+        )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE batches_batch")
+        cursor.execute("ANALYZE batches_batchdependency")
+
+
+def measure_scheduled(
+    scheduled: int, waiting: int, lines: int, workers: int, repetitions: int, sweeps: int, timeout: float
+) -> dict:
+    """Issue "Time and order": waiting batches cost nothing. A chunk worker's lookup before each
+    claim, a sweep, and a create_twin batch on real workers, first with no waiting batch, then
+    with `scheduled` batches scheduled a day ahead and `waiting` more waiting on a parent; and
+    how many rows of the batch table the claim's and the sweep's queries read (EXPLAIN ANALYZE)."""
+    path = twin_file(lines)
+    empty_twins()
+    before_run = timed_batch(path, lines=lines, workers=workers, timeout=timeout, operation="create_twin")
+    # Timed just before and just after the insert, so the machine's load changes least between.
+    before = in_process_costs(repetitions, sweeps)
+    started = time.monotonic()
+    waiting_batches_insert(scheduled, waiting)
+    insert_s = round(time.monotonic() - started, 2)
+    after = in_process_costs(repetitions, sweeps)
+    empty_twins()
+    after_run = timed_batch(path, lines=lines, workers=workers, timeout=timeout, operation="create_twin")
+    result = {
+        "bench": "scheduled",
+        "scheduled_batches": scheduled,
+        "waiting_batches": waiting,
+        "insert_s": insert_s,
+        "lines": lines,
+        "workers": workers,
+        "repetitions": repetitions,
+        "sweeps": sweeps,
+    }
+    for name, costs, run in (("before", before, before_run), ("after", after, after_run)):
+        result.update({f"{name}_{key}": value for key, value in costs.items()})
+        result[f"{name}_status"] = run["status"]
+        result[f"{name}_process_lines_per_s"] = run["process_lines_per_s"]
+        result[f"{name}_lines_per_s"] = run["end_to_end_lines_per_s"]
+        result[f"{name}_cpu_us_per_line"] = run["worker_cpu_us_per_line"]
+    result["claim_vs_empty"] = ratio(after["claim_cpu_us"], before["claim_cpu_us"])
+    result["sweep_vs_empty"] = ratio(after["sweep_cpu_us"], before["sweep_cpu_us"])
+    result["process_vs_empty"] = ratio(after_run["process_lines_per_s"], before_run["process_lines_per_s"])
+    # Steadier than lines/s on a shared machine.
+    cpu_per_line = (after_run["worker_cpu_us_per_line"], before_run["worker_cpu_us_per_line"])
+    result["cpu_per_line_vs_empty"] = ratio(*cpu_per_line)
+    return record(result)
+
+
+def run_scheduled(arguments) -> None:
+    """The measure, then the batch rows each of the last sweep's queries read."""
+    fresh_database()
+    setup_django()
+    a = arguments
+    result = measure_scheduled(a.batches, a.waiting, a.lines, a.workers, a.repetitions, a.sweeps, a.timeout)
+    print(f"\nbatch rows read by the sweep's queries, with {a.batches:,} + {a.waiting:,} waiting batches")
+    for read, scans, condition in result["after_sweep_reads"]:
+        print(f"{read:8,}  {'; '.join(scans)}\n          WHERE {condition}")
+
+
 TARGETS = (
     # (ratio key, comparison, target, what it says)
     ("two_workers_vs_copy", ">=", 0.5, "2 workers end to end / raw COPY"),
@@ -743,11 +1008,29 @@ TARGETS = (
     ("cancel_s", "<=", 1.0, "cancel request to cancelled, s"),
     ("create_vs_healthz_p50", "<=", 3.0, "POST /batches p50 / /healthz p50 under load"),
     ("update_vs_single", ">=", 50, "update-heavy batch / single calls"),
+    ("scheduled_claim_vs_empty", "<=", 1.2, "claim lookup CPU, 10,000 waiting / none"),
 )
 
 
 def ratio(numerator, denominator):
     return round(numerator / denominator, 3) if numerator and denominator else None
+
+
+# The `scheduled` measure's values that `all` reports, for each of its two runs.
+SCHEDULED_KEYS = (
+    "claim_p50_ms",
+    "claim_p99_ms",
+    "claim_cpu_us",
+    "claim_rows_read",
+    "sweep_p50_ms",
+    "sweep_cpu_us",
+    "sweep_rows_read",
+    "sweep_asked",
+    "due_rows_read",
+    "process_lines_per_s",
+    "cpu_us_per_line",
+    "status",
+)
 
 
 def run_all(arguments) -> None:
@@ -766,6 +1049,16 @@ def run_all(arguments) -> None:
     update = measure_update(arguments.update_lines, arguments.update_twins, 2, arguments.timeout)
     a = arguments
     api = measure_api(a.api_seconds, a.clients, a.web_workers, 2, a.api_accounts)
+    # Last: its waiting batches stay in the database.
+    scheduled = measure_scheduled(
+        a.scheduled_batches,
+        a.scheduled_waiting,
+        a.scheduled_lines or min(lines, 200_000),
+        2,
+        a.scheduled_repetitions,
+        a.scheduled_sweeps,
+        a.timeout,
+    )
     measures = {
         "single_calls_per_s": single["calls_per_s"],
         "copy_rows_per_s": copy["rows_per_s"],
@@ -791,6 +1084,15 @@ def run_all(arguments) -> None:
         measures[f"api_{name}_p50_ms"] = api[f"{name}_p50_ms"]
         measures[f"api_{name}_p99_ms"] = api[f"{name}_p99_ms"]
     measures["api_errors"] = api["errors"]
+    measures["scheduled_batches"] = scheduled["scheduled_batches"]
+    measures["scheduled_waiting"] = scheduled["waiting_batches"]
+    measures["scheduled_lines"] = scheduled["lines"]
+    for name in ("before", "after"):
+        for key in SCHEDULED_KEYS:
+            measures[f"scheduled_{name}_{key}"] = scheduled[f"{name}_{key}"]
+    measures["scheduled_sweep_vs_empty"] = scheduled["sweep_vs_empty"]
+    measures["scheduled_process_vs_empty"] = scheduled["process_vs_empty"]
+    measures["scheduled_cpu_per_line_vs_empty"] = scheduled["cpu_per_line_vs_empty"]
     ratios = {
         "two_workers_vs_copy": ratio(measures["w2_lines_per_s"], measures["copy_rows_per_s"]),
         "two_workers_vs_single": ratio(measures["w2_lines_per_s"], measures["single_calls_per_s"]),
@@ -801,6 +1103,7 @@ def run_all(arguments) -> None:
         "cancel_s": measures["cancel_s"],
         "create_vs_healthz_p50": ratio(measures["api_create_p50_ms"], measures["api_healthz_p50_ms"]),
         "update_vs_single": ratio(measures["update_lines_per_s"], measures["single_calls_per_s"]),
+        "scheduled_claim_vs_empty": scheduled["claim_vs_empty"],
     }
     print_table(measures, ratios)
     elapsed = round(time.monotonic() - started)
@@ -847,6 +1150,31 @@ def print_table(measures: dict, ratios: dict) -> None:
         rows.append(
             (f"{label}, 32 clients", f"p50 {m[f'api_{name}_p50_ms']} ms, p99 {m[f'api_{name}_p99_ms']} ms")
         )
+    waiting = f"{m['scheduled_batches']:,} scheduled + {m['scheduled_waiting']:,} waiting batches"
+    rows += [
+        (
+            f"claim lookup, none -> {waiting}",
+            f"p50 {m['scheduled_before_claim_p50_ms']} -> {m['scheduled_after_claim_p50_ms']} ms, "
+            f"p99 {m['scheduled_before_claim_p99_ms']} -> {m['scheduled_after_claim_p99_ms']} ms, "
+            f"CPU {m['scheduled_before_claim_cpu_us']} -> {m['scheduled_after_claim_cpu_us']} µs, "
+            f"batch rows read {m['scheduled_before_claim_rows_read']} -> "
+            f"{m['scheduled_after_claim_rows_read']}",
+        ),
+        (
+            f"sweep, none -> {waiting}",
+            f"p50 {m['scheduled_before_sweep_p50_ms']} -> {m['scheduled_after_sweep_p50_ms']} ms, "
+            f"CPU {m['scheduled_before_sweep_cpu_us']:,} -> {m['scheduled_after_sweep_cpu_us']:,} µs, "
+            f"batch rows read {m['scheduled_before_sweep_rows_read']:,} -> "
+            f"{m['scheduled_after_sweep_rows_read']:,}, asked for {m['scheduled_after_sweep_asked']}",
+        ),
+        (
+            f"create_twin {m['scheduled_lines']:,} lines, 2 workers, none -> {waiting}",
+            f"{m['scheduled_before_process_lines_per_s'] or 0:,} -> "
+            f"{m['scheduled_after_process_lines_per_s'] or 0:,} lines/s processing, worker CPU "
+            f"{m['scheduled_before_cpu_us_per_line']} -> {m['scheduled_after_cpu_us_per_line']} µs/line, "
+            f"{m['scheduled_before_status']}, {m['scheduled_after_status']}",
+        ),
+    ]
     width = max(len(label) for label, _ in rows)
     print()
     print(f"{'measure'.ljust(width)}  result")
@@ -907,6 +1235,23 @@ def main() -> None:
     api.add_argument("--web-workers", type=int, default=4)
     api.add_argument("--workers", type=int, default=2)
     api.add_argument("--accounts", type=int, default=32, help="accounts the clients use")
+    everything.add_argument("--scheduled-batches", type=int, default=10_000)
+    everything.add_argument("--scheduled-waiting", type=int, default=1_000)
+    everything.add_argument(
+        "--scheduled-lines", type=int, help="the batch timed beside them (default --lines, at most 200,000)"
+    )
+    everything.add_argument("--scheduled-repetitions", type=int, default=500)
+    everything.add_argument("--scheduled-sweeps", type=int, default=20)
+    scheduled = commands.add_parser(
+        "scheduled", help="claims, sweeps and a batch with and without 10,000 waiting batches"
+    )
+    scheduled.add_argument("--batches", type=int, default=10_000, help="scheduled a day ahead")
+    scheduled.add_argument("--waiting", type=int, default=1_000, help="waiting on a scheduled parent")
+    scheduled.add_argument("--lines", type=int, default=200_000, help="the create_twin batch")
+    scheduled.add_argument("--workers", type=int, default=2)
+    scheduled.add_argument("--repetitions", type=int, default=500, help="claim lookups timed")
+    scheduled.add_argument("--sweeps", type=int, default=20, help="sweeps timed")
+    scheduled.add_argument("--timeout", type=float, default=3600)
     profile = commands.add_parser("profile", help="one worker running a batch under py-spy")
     profile.add_argument(
         "--operation", default="create_twin", choices=["create_twin", "add_twin_ledger_entry"]
@@ -931,6 +1276,7 @@ def main() -> None:
         "update": run_update,
         "api": run_api,
         "profile": run_profile,
+        "scheduled": run_scheduled,
     }
     runs[arguments.command](arguments)
 

@@ -85,7 +85,7 @@ def batches_to_resume() -> set[str]:
     queries = (
         Batch.objects.filter(Exists(lapsed.exclude(lease_owner="")), status__in=CHUNKED).filter(quiet),
         Batch.objects.filter(status__in=PASSING).filter(quiet),
-        scheduling.batches_due().filter(quiet),
+        *(due.filter(quiet) for due in scheduling.batches_due()),
         Batch.objects.filter(status__in=LEASED, lease_owner="").filter(quiet),
         Batch.objects.filter(status__in=LEASED, lease_expires_at__lt=DatabaseNow()),
         batches_stalled(after_seconds=stuck_seconds)

@@ -159,15 +159,19 @@ def dependents_settle(parent_id, advance: Callable[[str], None]) -> int:
     return len(waiting)
 
 
-def batches_due() -> QuerySet[Batch]:
-    """New batches whose first step is due: not scheduled later (the batch_new_not_before
-    index) and waiting on no parent, or with a requirement that can no longer be met. The
-    sweep asks for those nobody moved (a lost message, a time that passed, a parent's end it
-    missed), at most once per its wait; a batch still waiting is not among them."""
-    requirements = BatchDependency.objects.filter(batch_id=OuterRef("pk"))
+def batches_due() -> tuple[QuerySet[Batch], QuerySet[Batch]]:
+    """New batches whose first step is due, as two queries, each served by an index, where
+    their OR read every waiting batch: those not scheduled later (the batch_new_not_before
+    index) and waiting on no parent; those with a requirement that can no longer be met (from
+    the dependency rows). The sweep asks for those nobody moved (a lost message, a time that
+    passed, a parent's end it missed), at most once per its wait; a batch still waiting is not
+    among them."""
     free = Q(not_before__isnull=True) | Q(not_before__lte=DatabaseNow())
-    return Batch.objects.filter(status=S.NEW).filter(
-        free & ~waiting_on_parent() | Exists(requirements.filter(requirement_failed()))
+    # Read first: as a subquery, the planner scanned every batch to match the few ids it holds.
+    unmet = list(BatchDependency.objects.filter(requirement_failed()).values_list("batch_id", flat=True))
+    return (
+        Batch.objects.filter(free, status=S.NEW).exclude(waiting_on_parent()),
+        Batch.objects.filter(pk__in=unmet, status=S.NEW),
     )
 
 

@@ -41,6 +41,7 @@ def bench_database_url():
 def test_bench_all_prints_every_measure_and_ratio(bench_database_url):
     sizes = "--lines 2000 --memory-small-lines 500 --cancel-lines 20000"
     sizes += " --update-lines 1000 --update-twins 100"
+    sizes += " --scheduled-batches 200 --scheduled-waiting 20 --scheduled-repetitions 20 --scheduled-sweeps 2"
     durations = "--single-seconds 1 --api-seconds 1 --clients 4 --api-accounts 2 --threads 2 --web-workers 1"
     finished = subprocess.run(
         [
@@ -84,7 +85,9 @@ def test_bench_all_prints_every_measure_and_ratio(bench_database_url):
         "memory_big_vs_small",
         "create_vs_healthz_p50",
         "update_vs_single",
+        "scheduled_claim_vs_empty",
+        "scheduled_sweep_vs_empty",
     ):
         assert float(final[key]) > 0, key
-    assert final["targets"] == "9"
+    assert final["targets"] == "10"
     assert "2 workers end to end / raw COPY" in finished.stdout
