@@ -44,14 +44,20 @@ class UsageHour(models.Model):
 
 
 class LinesMinute(models.Model):
-    """Lines run per minute over all accounts, for the staff dashboard's chart."""
+    """Lines run per account and UTC minute, for the staff dashboard's chart (which sums the
+    accounts). Per account, because a chunk adds to it in its commit: a row shared by every
+    account made each account's commits wait for a worker frozen inside any one of them."""
 
-    minute = models.DateTimeField(primary_key=True)
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, db_constraint=False, related_name="+")
+    minute = models.DateTimeField()
     lines = models.BigIntegerField(default=0)
     failed = models.BigIntegerField(default=0)
 
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["minute", "account"], name="lines_minute_account")]
+
     def __str__(self):
-        return f"{self.minute:%Y-%m-%d %H:%M} {self.lines}"
+        return f"{self.account_id} {self.minute:%Y-%m-%d %H:%M} {self.lines}"
 
 
 class QuotaRefusalHour(models.Model):

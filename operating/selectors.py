@@ -105,8 +105,11 @@ def lines_per_minute(*, hours: int) -> list[tuple]:
     end = timezone.now().astimezone(UTC).replace(second=0, microsecond=0)
     start = end - timedelta(hours=hours) + timedelta(minutes=1)
     found = {
-        row.minute.astimezone(UTC): (row.lines, row.failed)
+        row["minute"].astimezone(UTC): (row["lines"], row["failed"])
         for row in LinesMinute.objects.filter(minute__gte=start, minute__lte=end)
+        .values("minute")
+        .annotate(lines=Sum("lines"), failed=Sum("failed"))
+        .order_by()
     }
     series = []
     minute = start

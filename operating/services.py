@@ -94,7 +94,7 @@ def usage_record_batch_lines(
         minute = now.astimezone(UTC).replace(second=0, microsecond=0)
         _upsert(
             LinesMinute,
-            keys={"minute": minute},
+            keys={"minute": minute, "account": account_id},
             counters=("lines", "failed"),
             add={"lines": lines, "failed": failed},
         )

@@ -2,6 +2,7 @@
 7 days with activity, counted where the work commits, API calls without a write per request."""
 
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,6 +15,7 @@ from trustedtwin.tt_api import TTRESTService
 
 from batches.models import Batch, BatchStatus
 from operating.models import UsageHour
+from operating.selectors import lines_per_minute
 from operating.services import usage_record_batch_lines
 from tests.support.batch_files import jsonl
 from tests.support.factories import BatchFactory
@@ -132,3 +134,33 @@ def test_a_chunk_that_rolls_back_counts_nothing(caller):
         usage_record_batch_lines(account_id=caller.account.pk, user_id=None, lines=1000, failed=0)
         raise RuntimeError("the worker died")
     assert not UsageHour.objects.filter(account=caller.account).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="row locks are PostgreSQL's")
+def test_a_chunk_commit_never_waits_for_another_accounts_open_one(caller, stranger):
+    """A worker frozen inside one account's chunk commit (its counters' rows locked) holds up
+    that account only: another account's commit goes through at once."""
+    holding, release = threading.Event(), threading.Event()
+
+    def frozen_inside_its_commit():
+        try:
+            with transaction.atomic():
+                usage_record_batch_lines(account_id=caller.account.pk, user_id=None, lines=10, failed=0)
+                holding.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    frozen = threading.Thread(target=frozen_inside_its_commit)
+    frozen.start()
+    try:
+        assert holding.wait(10)
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '1s'")
+            usage_record_batch_lines(account_id=stranger.account.pk, user_id=None, lines=5, failed=1)
+    finally:
+        release.set()
+        frozen.join(30)
+    assert lines_per_minute(hours=1)[-1][1:] == (15, 1)
