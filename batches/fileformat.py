@@ -43,7 +43,10 @@ JSON_LINES_CONTENT_TYPES = frozenset(
 # How often, in decompressed bytes, the caller's `on_progress` hears from the reader.
 PROGRESS_EVERY_BYTES = 1 << 16
 SKIP_BLOCK_BYTES = 1 << 16
-CUT_BLOCK_BYTES = 1 << 20
+# A read is what a leased step does between two renewals of its lease: at 1 MiB, storage slower
+# than a third of a MiB a second let a 3 s lease lapse during one read of the cut, and another
+# worker took the validation over (tests/batches/pipeline/test_clock_skew.py's soak cases).
+CUT_BLOCK_BYTES = 1 << 16
 # `cut_json_lines` trusts a sniffed format only within this many bytes of the start, as far as
 # `parse_lines` is sure to look (its peek returns at least this much).
 SNIFF_WINDOW_BYTES = 4096
