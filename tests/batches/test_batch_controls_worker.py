@@ -16,6 +16,7 @@ from batches.pipeline import chunks
 from operating.models import UsageHour
 from tests.support.batch_files import jsonl, updates
 from tests.support.factories import BatchFactory, UploadFactory
+from tests.support.infrastructure_faults import once_per_database
 from tests.support.inline_pipeline import into_processing, read_results
 from tests.support.waiting import wait_for, wait_terminal
 from twins.models import Twin
@@ -123,6 +124,7 @@ def test_a_dry_run_of_a_million_lines_changes_nothing_and_lists_every_line(calle
     assert_dry_run_changes_nothing(caller, worker_factory, 1_000_000, timeout=1800)
 
 
+@once_per_database()
 def test_a_partial_download_while_processing_holds_run_lines_equal_to_the_final_ones(caller, worker_factory):
     lines = 8_000
     batch = BatchFactory(caller=caller, operation="update_twin", content=updates(caller, lines, bad_every=7))

@@ -13,6 +13,7 @@ from batches.models import Batch, BatchStatus, Chunk
 from batchsite.celery import app as celery_app
 from tests.support.batch_files import jsonl
 from tests.support.factories import BatchFactory
+from tests.support.infrastructure_faults import once_per_database
 from tests.support.inline_pipeline import read_results
 from tests.support.waiting import wait_for, wait_terminal
 from tests.support.worker_processes import WorkerProcess
@@ -34,6 +35,7 @@ def plan_of_batch_list(**query) -> str:
         return "\n".join(row[0] for row in cursor.fetchall())
 
 
+@once_per_database()
 @pytest.mark.django_db
 def test_batch_list_queries_are_answered_by_their_indexes(caller, stranger):
     """A busy account (many times the page size) beside another, its batches spread over a
