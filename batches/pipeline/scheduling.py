@@ -168,7 +168,12 @@ def batches_due() -> tuple[QuerySet[Batch], QuerySet[Batch]]:
     among them."""
     free = Q(not_before__isnull=True) | Q(not_before__lte=DatabaseNow())
     # Read first: as a subquery, the planner scanned every batch to match the few ids it holds.
-    unmet = list(BatchDependency.objects.filter(requirement_failed()).values_list("batch_id", flat=True))
+    # Only children still new: a cancelled child's dependency rows stay, and would pile up.
+    unmet = list(
+        BatchDependency.objects.filter(requirement_failed(), batch__status=S.NEW).values_list(
+            "batch_id", flat=True
+        )
+    )
     return (
         Batch.objects.filter(free, status=S.NEW).exclude(waiting_on_parent()),
         Batch.objects.filter(pk__in=unmet, status=S.NEW),
