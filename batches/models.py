@@ -225,6 +225,11 @@ class Chunk(models.Model):
     # stale holder commits nothing (batches.pipeline.chunk_lease).
     lease_owner = models.CharField(max_length=64, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # Of a mixed batch (docs/contract.md, section 16): how many chunks holding lines this one's
+    # lines refer to are not done yet (claimable at 0), and the indexes of the chunks whose
+    # lines refer to this one's (each counts one down when this one commits).
+    waits = models.IntegerField(default=0)
+    unblocks = models.JSONField(null=True, blank=True)
 
     class Meta:
         # No default ordering: ordering by "batch" joins the batch table, and a FOR UPDATE
@@ -278,6 +283,25 @@ class LineId(models.Model):
 
     def __str__(self):
         return f"{self.batch_id} line {self.line}: {self.key}"
+
+
+class LineRef(models.Model):
+    """A line of a mixed batch named by its `ref`, recorded while the batch is validated (so a
+    reference is resolved, and a repeated name found, by the database at any size), and its
+    outcome once its chunk committed: `status`, and the result body as JSON text for a 2xx.
+    Later lines' references read it; so does a retry, for lines it does not run again."""
+
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="+")
+    name = models.CharField(max_length=64)
+    line = models.BigIntegerField()
+    status = models.IntegerField(null=True, blank=True)
+    body = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["batch", "name"], name="line_ref_one_per_name")]
+
+    def __str__(self):
+        return f"{self.batch_id} line {self.line}: {self.name}"
 
 
 class MaintenanceRun(models.Model):

@@ -10,6 +10,7 @@ from django.db import IntegrityError
 
 from batches import services
 from batches.models import Batch
+from batches.pipeline.mixed import may_batch
 from batches.pipeline.retrying import RETRYABLE
 from batchsite.errors import Conflict
 
@@ -64,7 +65,7 @@ def batch_retry(
     A batch has at most one retry (a unique constraint, so parallel requests cannot each
     make one): a second request answers 409 with its id, or, with the `idempotency_key` of
     the request that made it, that retry again."""
-    if not user.has_perm(batch.operation, batch.account):
+    if not may_batch(user, batch.operation, batch.account):
         raise PermissionDenied(f"The role does not allow {batch.operation}.")
     services.idempotency_key_check(idempotency_key)
     # A retry runs at the batch's priority unless told otherwise, and with only the deadline

@@ -18,6 +18,7 @@ from django.utils import timezone
 from batches.controls import error_budget_clean
 from batches.files import upload_file_name
 from batches.models import Batch, BatchDependency, BatchStatus, BatchStatusChange, Upload
+from batches.pipeline.mixed import MIXED, may_batch
 from batches.pipeline.sessions import is_lock_timeout, role_set_local
 from batches.states import batch_transition
 from batches.statuses import CANCEL_REQUESTED, CANCELLABLE, TERMINAL
@@ -298,15 +299,16 @@ def _batch_request_check(
     *, account: Account, user, operation: str, hash: str, batch_dict: dict | None, idempotency_key: str
 ) -> None:
     """Refuses a batch of an unknown or unbatchable operation, one the user's role does not
-    allow, or one with a malformed idempotency key, hash or batch_dict."""
+    allow (a mixed batch's operations are checked line by line when it is validated), or
+    one with a malformed idempotency key, hash or batch_dict."""
     found = operation_get(operation)
-    if found is None:
+    if found is None and operation != MIXED:
         raise ApplicationError(f"There is no operation {operation!r}.", subcode="operation_unknown")
-    if not found.batchable:
+    if found is not None and not found.batchable:
         raise ApplicationError(
             f"The operation {operation!r} cannot run in a batch.", subcode="operation_not_batchable"
         )
-    if not user.has_perm(operation, account):
+    if not may_batch(user, operation, account):
         raise PermissionDenied(f"The role does not allow {operation}.")
     idempotency_key_check(idempotency_key)
     if hash:

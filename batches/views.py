@@ -28,6 +28,7 @@ from batches import retry, selectors, services
 from batches.links import batch_download_url, final_download_url
 from batches.models import Batch, BatchStatus
 from batches.page_sections import batch_page_sections
+from batches.pipeline.mixed import may_batch
 from batches.serializers import BatchSerializer
 from batches.statuses import CANCEL_REQUESTED, CANCELLABLE, TERMINAL, can_move
 from batches.templatetags.batch_accounting import batch_summary_tables, batch_waiting_words
@@ -90,7 +91,12 @@ class Viewer:
 
     def may_retry(self, batch: Batch) -> bool:
         """As POST /batches/{batch}/retry: create_batch, and the batch's operation to run it."""
-        return self.owns(batch) and self.may("create_batch") and self.may(batch.operation)
+        return (
+            self.owns(batch)
+            and self.may("create_batch")
+            and self.account is not None
+            and may_batch(self.user, batch.operation, self.account)
+        )
 
     def may_delete(self, batch: Batch) -> bool:
         return self.owns(batch) and self.may("delete_batch")

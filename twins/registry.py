@@ -11,6 +11,7 @@ Handlers take the acting user and account and the validated input, and return an
 (ApplicationError, Http404, ValidationError, PermissionDenied).
 """
 
+import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +20,9 @@ from typing import Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 
-from batchsite.errors import ErrorInfo, describe_exception
+from batchsite.errors import VALIDATION_ERRORS, ErrorInfo, describe_exception
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,19 @@ class Operation:
             raise DjangoValidationError(
                 f"The input cannot be read: {type(error).__name__}.", code="malformed_body"
             ) from None
+
+    def checked(self, data: Any) -> tuple[dict | None, "OperationError | None"]:
+        """The input check as the REST view runs it: the validated data and None, or None and
+        the error the single call would have answered."""
+        try:
+            return self.validate_input(data), None
+        except VALIDATION_ERRORS as error:
+            return None, OperationError.from_info(describe_exception(error))
+        except Exception as error:  # noqa: BLE001 - a hostile line must fail alone, whatever it raises
+            logger.warning("checking a %s line raised %s", self.name, type(error).__name__)
+            return None, OperationError(
+                400, "malformed_body", f"The line cannot be read as a request ({type(error).__name__})."
+            )
 
     def run_bulk(self, *, actor: Actor, items: Sequence[dict]) -> list[Outcome]:
         bulk = self.bulk_handler or loop_over_single(self.handler)

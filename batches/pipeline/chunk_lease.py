@@ -57,14 +57,15 @@ class ChunkLease:
     def claim(
         cls, *, batch_id, status: str, unfinished: dict, count: int, worker: str
     ) -> "ChunkLease | None":
-        """Up to `count` unfinished chunks of the batch, in index order, while it is in `status`."""
+        """Up to `count` unfinished chunks of the batch, in index order, while it is in `status`;
+        none that waits on another chunk (a mixed batch's)."""
         owner = uuid.uuid4().hex
         with transaction.atomic():
             role_set_local("chunk")
             free = Q(lease_owner="") | Q(lease_expires_at__lt=DatabaseNow())
             chunk_ids = list(
                 Chunk.objects.select_for_update(skip_locked=True, of=("self",))
-                .filter(free, batch_id=batch_id, **unfinished)
+                .filter(free, batch_id=batch_id, waits=0, **unfinished)
                 .order_by("index")
                 .values_list("pk", flat=True)[:count]
             )

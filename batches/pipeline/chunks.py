@@ -22,6 +22,7 @@ import logging
 import socket
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from celery import current_task
@@ -33,11 +34,12 @@ from batches.controls import budget_exceeded, is_budget_stop
 from batches.models import Batch, BatchStatus, Chunk
 from batches.pipeline.chunk_lease import ChunkLease, ChunkLeaseLost
 from batches.pipeline.correlation import Correlation
+from batches.pipeline.mixed import MIXED, MixedRun
 from batches.pipeline.reading import read_chunk_lines
 from batches.pipeline.results import result_line
 from batches.pipeline.scheduling import deadline_reason, deadline_stop, is_overdue
 from batches.pipeline.sessions import role_set_local
-from batches.pipeline.validating import chunk_check, chunk_ids_check, validate_item
+from batches.pipeline.validating import chunk_check, chunk_ids_check
 from batches.signals import chunk_lines_ran
 from batches.states import batch_transition
 from batches.summaries import SubcodeTally
@@ -102,17 +104,25 @@ def run_lines(
 ) -> list[tuple[int, Outcome]]:
     """Executes a few lines as `user`; every line is refused when `user` is None. Returns each
     line's number and outcome, in line order."""
-    if user is None:
-        refusal = OperationError(403, "action_not_allowed", f"The role does not allow {operation.name}.")
-        return [(number, refusal) for number, _ in pairs]
     correlation = Correlation.of(batch)
-    outcomes: dict[int, Outcome] = {}
-    runnable: list[tuple[int, dict]] = []
+    requests = []
     for number, text in pairs:
         data = fastjson.loads(text)
-        if correlation is not None:
-            data = correlation.request(data)
-        validated, error = validate_item(operation, data)
+        requests.append((number, data if correlation is None else correlation.request(data)))
+    return run_requests(batch, operation, user, requests)
+
+
+def run_requests(
+    batch: Batch, operation: Operation, user, requests: list[tuple[int, dict]]
+) -> list[tuple[int, Outcome]]:
+    """`run_lines` of lines already read: (line number, the operation's input) pairs."""
+    if user is None:
+        refusal = OperationError(403, "action_not_allowed", f"The role does not allow {operation.name}.")
+        return [(number, refusal) for number, _ in requests]
+    outcomes: dict[int, Outcome] = {}
+    runnable: list[tuple[int, dict]] = []
+    for number, data in requests:
+        validated, error = operation.checked(data)
         if error is not None:
             outcomes[number] = error
         else:
@@ -120,7 +130,20 @@ def run_lines(
     actor = Actor(user=user, account=batch.account)
     executed = execute_items(operation, actor, [validated for _, validated in runnable])
     outcomes.update(zip((number for number, _ in runnable), executed, strict=True))
-    return [(number, outcomes[number]) for number, _ in pairs]
+    return [(number, outcomes[number]) for number, _ in requests]
+
+
+def mixed_run(batch: Batch, chunk: Chunk) -> MixedRun:
+    """Runs a mixed chunk's lines, each operation as its creator's role allows it when the
+    chunk starts."""
+    users: dict[str, object] = {}
+
+    def run_operation(operation: Operation, requests: list[tuple[int, dict]]):
+        if operation.name not in users:
+            users[operation.name] = may_run(batch, operation)
+        return run_requests(batch, operation, users[operation.name], requests)
+
+    return MixedRun(batch, chunk.first_line, chunk.last_line, Correlation.of(batch), run_lines=run_operation)
 
 
 # Statuses in which a running chunk goes on to its end: a pause lets it finish.
@@ -165,11 +188,15 @@ class ChunkRun:
     stop_reason: str = ""
 
 
+Pairs = list[tuple[int, str]]
+
+
 def run_chunk_lines(
-    batch: Batch, operation: Operation, user, pairs: list[tuple[int, str]], lease: ChunkLease
+    batch: Batch, run_group: Callable[[Pairs], list], pairs: Pairs, lease: ChunkLease
 ) -> ChunkRun:
-    """Runs the chunk's lines a group at a time; between groups, renews the chunk's lease and
-    stops at a cancel, once the deadline passed or once the error budget is passed."""
+    """Runs the chunk's lines a group at a time (`run_group`: each line's number and outcome,
+    in line order); between groups, renews the chunk's lease and stops at a cancel, once the
+    deadline passed or once the error budget is passed."""
     run = ChunkRun()
     step = settings.BATCH_CANCEL_CHECK_LINES
     correlation = Correlation.of(batch)
@@ -189,7 +216,7 @@ def run_chunk_lines(
             )
             if run.stop_reason:
                 break
-        for number, outcome in run_lines(batch, operation, user, pairs[start : start + step]):
+        for number, outcome in run_group(pairs[start : start + step]):
             run.lines.append(result_line(number, outcome, tags.get(number)))
             if isinstance(outcome, OperationError):
                 run.failed += 1
@@ -231,10 +258,15 @@ def chunk_run(batch_id, lease: ChunkLease) -> bool:
             return False
         chunk = Chunk.objects.get(pk=lease.chunk_ids[0])
         started = time.monotonic()
-        operation = operation_get(batch.operation)
         pairs = read_chunk_lines(batch, chunk)
         # Each chunk runs with the creator's permissions as they are when it starts.
-        run = run_chunk_lines(batch, operation, may_run(batch, operation), pairs, lease)
+        if batch.operation == MIXED:
+            run_group = mixed_run(batch, chunk)
+        else:
+            operation = operation_get(batch.operation)
+            user = may_run(batch, operation)
+            run_group = lambda group: run_lines(batch, operation, user, group)  # noqa: E731
+        run = run_chunk_lines(batch, run_group, pairs, lease)
         executed, failed = len(run.lines), run.failed
         lease.fence(
             chunk.pk,
@@ -247,11 +279,20 @@ def chunk_run(batch_id, lease: ChunkLease) -> bool:
             done_at=DatabaseNow(),
             worker=worker_name(),
         )
+        if batch.operation == MIXED:
+            run_group.outcomes_record()
+            waiting_release(batch.pk, chunk.unblocks)
         chunk_lines_ran.send(
             sender=Chunk, batch=batch, lines=executed, failed=failed, seconds=time.monotonic() - started
         )
         batch_progress_record(batch, run, chunk_index=chunk.index)
     return True
+
+
+def waiting_release(batch_id, indexes: list[int] | None) -> None:
+    """Inside a chunk's transaction: the chunks waiting on it wait for one chunk fewer."""
+    if indexes:
+        Chunk.objects.filter(batch_id=batch_id, index__in=indexes).update(waits=F("waits") - 1)
 
 
 def batch_progress_record(batch: Batch, run: ChunkRun, *, chunk_index: int) -> None:

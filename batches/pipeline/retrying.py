@@ -15,6 +15,7 @@ from batches.files import fresh_batch_file_name, storage_discard, storage_save_s
 from batches.models import Batch, BatchStatus
 from batches.pipeline.faults import StorageReadError
 from batches.pipeline.lease import Lease, TickingReader
+from batches.pipeline.mixed import MIXED, references_settled
 from batches.pipeline.reading import input_lines, input_name_of, prepared_name_of
 from batches.pipeline.results import (
     publish_results,
@@ -43,7 +44,14 @@ def lines_to_retry(batch: Batch, lease: Lease | None = None) -> set[int]:
 
 
 def retried_records(batch: Batch, wanted: set[int], lease: Lease | None = None) -> Iterator[bytes]:
-    """The wanted lines' requests, in input order, as JSON Lines."""
+    """The wanted lines' requests, in input order, as JSON Lines; a mixed batch's with their
+    references to lines not retried resolved (batches.pipeline.mixed.references_settled)."""
+    records = requests_of(batch, wanted, lease)
+    return references_settled(batch, wanted, records) if batch.operation == MIXED else records
+
+
+def requests_of(batch: Batch, wanted: set[int], lease: Lease | None = None) -> Iterator[bytes]:
+    """The wanted lines' requests as they were sent, in input order, as JSON Lines."""
     prepared = prepared_name_of(batch)
     if prepared and default_storage.exists(prepared):
         with default_storage.open(prepared, "rb") as lines:

@@ -16,6 +16,7 @@ dry-run results - or moves the batch to processing with the checked chunks as it
 line runs before every line is valid.
 """
 
+import bisect
 import io
 import logging
 import tempfile
@@ -46,6 +47,7 @@ from batches.pipeline.correlation import (
 )
 from batches.pipeline.faults import StorageReadError
 from batches.pipeline.lease import Lease, LeaseLost, StepInterrupted, TickingReader
+from batches.pipeline.mixed import MIXED, MixedCheck, names_forget
 from batches.pipeline.reading import StorageSource, input_lines, input_name_of, prepared_record
 from batches.pipeline.results import (
     NOT_EXECUTED,
@@ -59,7 +61,6 @@ from batches.states import batch_transition
 from batches.storage import read_range
 from batches.summaries import FileDigest, SubcodeTally, summary_final
 from batchsite import fastjson
-from batchsite.errors import VALIDATION_ERRORS, describe_exception
 from batchsite.faults import RETRIED_ERRORS
 from operating.services import usage_admit_batch_lines
 from twins.registry import Operation, OperationError, operation_get
@@ -68,32 +69,21 @@ logger = logging.getLogger(__name__)
 S = BatchStatus
 
 
-def validate_item(operation: Operation, data: dict):
-    """The operation's input check, as the REST view runs it: validated data and None, or None
-    and the error the single call would have answered."""
-    try:
-        return operation.validate_input(data), None
-    except VALIDATION_ERRORS as error:
-        return None, OperationError.from_info(describe_exception(error))
-    except Exception as error:  # noqa: BLE001 - a hostile line must fail alone, whatever it raises
-        logger.warning("checking a %s line raised %s", operation.name, type(error).__name__)
-        return None, OperationError(
-            400, "malformed_body", f"The line cannot be read as a request ({type(error).__name__})."
-        )
-
-
 def line_error(
-    operation: Operation, parsed: ParsedLine, correlation: Correlation | None = None
+    operation: Operation | None, parsed: ParsedLine, correlation: Correlation | None = None
 ) -> OperationError | None:
-    """Why the line cannot run on its own, or None."""
+    """Why the line cannot run on its own, or None; with no operation (a mixed line, which
+    `MixedCheck` checks), only whether it parses and its id."""
     if parsed.data is None:
         return OperationError(400, parsed.error_subcode, parsed.error)
+    if operation is None:
+        return correlation and correlation.id_error(parsed.data)
     if correlation is None:
-        return validate_item(operation, parsed.data)[1]
-    return correlation.id_error(parsed.data) or validate_item(operation, correlation.request(parsed.data))[1]
+        return operation.checked(parsed.data)[1]
+    return correlation.id_error(parsed.data) or operation.checked(correlation.request(parsed.data))[1]
 
 
-Checked = tuple[ParsedLine, OperationError | None, dict | None]
+Checked = tuple[ParsedLine, OperationError | None, dict | None, tuple[int, ...]]
 NO_REPEATS: dict[int, int] = {}
 
 
@@ -138,39 +128,75 @@ def line_blocks(lines) -> Iterator[list[ParsedLine]]:
 
 
 def lines_checked(
-    operation: Operation, lines, correlation: Correlation | None, ids: IdCheck | None
+    operation: Operation | None,
+    lines,
+    correlation: Correlation | None,
+    ids: IdCheck | None,
+    mixed: MixedCheck | None = None,
 ) -> Iterator[Checked]:
-    """Each line with why it cannot run (or None) and what its result line carries (None for
-    a batch without correlation). A batch with an id field is checked a block at a time: the
-    block's ids are recorded together and its repeats found by one query."""
-    if correlation is None or not correlation.id_field:
+    """Each line with why it cannot run (or None), what its result line carries (None for a
+    batch without correlation) and the lines its references point to (a mixed batch's;
+    `operation` is None for one). A batch with an id field or mixed operations is checked a
+    block at a time: the block's ids and names are recorded together, its repeats and
+    references found by one query each."""
+    if mixed is None and (correlation is None or not correlation.id_field):
         for parsed in lines:
             error = line_error(operation, parsed, correlation)
-            yield parsed, error, correlation and correlation.tag(parsed.data)
+            yield parsed, error, correlation and correlation.tag(parsed.data), ()
         return
     for block in line_blocks(lines):
-        tags = [correlation.tag(parsed.data) for parsed in block]
-        if ids.record:
-            recorded = zip((parsed.line for parsed in block), (tag["id"] for tag in tags), strict=True)
-            line_ids_record(ids.batch_id, [(line, value) for line, value in recorded if value is not None])
-        repeats = ids.repeats(block[0].line, block[-1].line)
-        for parsed, tag in zip(block, tags, strict=True):
-            error = line_error(operation, parsed, correlation)
+        tags = [correlation.tag(parsed.data) if correlation else None for parsed in block]
+        repeats = NO_REPEATS
+        if correlation is not None and correlation.id_field:
+            if ids.record:
+                recorded = zip((parsed.line for parsed in block), (tag["id"] for tag in tags), strict=True)
+                line_ids_record(ids.batch_id, [(line, key) for line, key in recorded if key is not None])
+            repeats = ids.repeats(block[0].line, block[-1].line)
+        checks = None
+        if mixed is not None:
+            checks = mixed.block([(parsed.line, mixed_request(parsed, correlation)) for parsed in block])
+        for index, (parsed, tag) in enumerate(zip(block, tags, strict=True)):
+            referred = ()
+            if checks:
+                error, referred = checks[index]
+                error = error or line_error(None, parsed, correlation)
+            else:
+                error = line_error(operation, parsed, correlation)
             if error is None and parsed.line in repeats:
                 error = duplicate_error(tag["id"], repeats[parsed.line])
-            yield parsed, error, tag
+            yield parsed, error, tag, referred
+
+
+def mixed_request(parsed: ParsedLine, correlation: Correlation | None):
+    """The mixed line as its operation sees it, or None when it is refused as a line (it
+    cannot be parsed, its id is missing or invalid)."""
+    if parsed.data is None or (correlation is not None and correlation.id_error(parsed.data)):
+        return None
+    return correlation.request(parsed.data) if correlation else parsed.data
 
 
 class ChunkCutter:
-    """Cuts the prepared file into chunks of BATCH_CHUNK_LINES lines while it is written."""
+    """Cuts the prepared file into chunks of BATCH_CHUNK_LINES lines while it is written. A
+    mixed batch's chunk grows past that (up to twice) while lines refer into it, so that a
+    chunk waits on another only where that cannot be helped; each chunk counts the earlier
+    chunks its lines refer to (`waits`) and lists on each the chunks that wait on it."""
 
     def __init__(self, batch_id):
         self.batch_id = batch_id
         self.chunks: list[Chunk] = []
+        self.first_lines: list[int] = []
+        self.needed: set[int] = set()
         self.offset = 0
 
-    def add(self, line: int, size: int) -> None:
-        if not self.chunks or self.chunks[-1].line_count == settings.BATCH_CHUNK_LINES:
+    def full(self, referred: tuple[int, ...]) -> bool:
+        chunk = self.chunks[-1]
+        size = settings.BATCH_CHUNK_LINES
+        if chunk.line_count < size:
+            return False
+        return chunk.line_count >= 2 * size or all(line < chunk.first_line for line in referred)
+
+    def add(self, line: int, size: int, referred: tuple[int, ...] = ()) -> None:
+        if not self.chunks or self.full(referred):
             self.chunks.append(
                 Chunk(
                     batch_id=self.batch_id,
@@ -182,11 +208,24 @@ class ChunkCutter:
                     line_count=0,
                 )
             )
+            self.first_lines.append(line)
+            self.needed = set()
         self.offset += size
         chunk = self.chunks[-1]
         chunk.last_line = line
         chunk.end_offset = self.offset
         chunk.line_count += 1
+        for target in referred:
+            if target < chunk.first_line:
+                self.wait_on(chunk, bisect.bisect_right(self.first_lines, target) - 1)
+
+    def wait_on(self, chunk: Chunk, index: int) -> None:
+        if index in self.needed:
+            return
+        self.needed.add(index)
+        chunk.waits += 1
+        needed = self.chunks[index]
+        needed.unblocks = [*(needed.unblocks or []), chunk.index]
 
 
 def step_validate(batch: Batch, lease: Lease) -> Batch | None:
@@ -223,8 +262,9 @@ def lines_check(
     source, lines = input_lines(batch, lease)
     with source:
         try:
-            for parsed, error, tag in lines_checked(
-                operation, lines, correlation, IdCheck.single_pass(batch.pk)
+            mixed = MixedCheck(batch) if batch.operation == MIXED else None
+            for parsed, error, tag, referred in lines_checked(
+                operation, lines, correlation, IdCheck.single_pass(batch.pk), mixed
             ):
                 total += 1
                 lease.tick()
@@ -242,7 +282,7 @@ def lines_check(
                     continue
                 record = prepared_record(parsed.line, fastjson.dumps(parsed.data)).encode()
                 prepared.write(record)
-                cutter.add(parsed.line, len(record))
+                cutter.add(parsed.line, len(record), referred)
         except FileUnreadable as error:
             unreadable = str(error)
         except (StorageReadError, LeaseLost, StepInterrupted, *RETRIED_ERRORS):
@@ -312,7 +352,11 @@ def processing_start(batch: Batch, lease: Lease, *, total: int, **changes) -> Ba
 
 def input_ranges(batch: Batch, lease: Lease) -> list[LineRange] | None:
     """The input cut into chunks' line ranges, when it is worth validating in parallel and
-    can be cut without parsing; else None."""
+    can be cut without parsing; else None. A mixed batch is checked in one pass: its lines'
+    references are resolved against every earlier line's name, which a chunk checked on its
+    own would not all know."""
+    if batch.operation == MIXED:
+        return None
     content_type = batch.upload.content_type if batch.upload else ""
     with StorageSource(input_name_of(batch), lease) as source:
         ranges = cut_json_lines(
@@ -391,7 +435,7 @@ def block_check(
     invalid = 0
     unreadable = ""
     try:
-        for parsed, error, tag in lines_checked(operation, lines, correlation, ids):
+        for parsed, error, tag, _ in lines_checked(operation, lines, correlation, ids):
             if error is not None:
                 invalid += 1
                 subcodes.add(error.subcode, parsed.line)
@@ -598,6 +642,7 @@ def publish_report(
         if moved is not None:
             Chunk.objects.filter(batch_id=batch.pk).delete()
             line_ids_forget(batch.pk)
+            names_forget(batch.pk)
     if moved is None:
         storage_discard(name)
     return moved

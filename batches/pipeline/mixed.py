@@ -1,0 +1,418 @@
+"""Mixed batches (docs/contract.md, section 16): each line names its operation (`op`), may be
+named (`ref`), and may hold `{"$ref": "name.path"}` values, each the value at `path` of the 2xx
+result body of the earlier line called `name`.
+
+Names live in the database, not in a worker's memory (`LineRef`): validation records a block of
+lines' names with one insert and reads the names the block defines or refers to with one query,
+so a repeated name and a reference to a name no earlier line has are found at any size. Each
+line is checked by its own operation's validator (the registry's; no second copy), its
+references standing in for values of the right kind (`PLACEHOLDERS`), and its `op` against the
+creator's role.
+
+Running: a chunk whose lines refer to lines of earlier chunks waits until those chunks are done
+(`Chunk.waits`, counted down in each one's commit), and chunks are cut where no reference
+crosses a boundary when that can be had (`batches.pipeline.validating.ChunkCutter`), so the usual
+file (a twin, then the lines that use it) runs in fully parallel chunks. Inside a chunk, a
+group of lines runs in waves: the lines whose references are resolved, grouped by operation,
+each group through its operation's bulk path. A named line's outcome is recorded in its
+chunk's transaction, so a reference reads committed results only and exactly-once holds as for
+any chunk.
+"""
+
+import itertools
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
+from typing import Any, NamedTuple
+
+from django.db import connection, transaction
+
+from batches.models import Batch, LineRef
+from batchsite import fastjson
+from batchsite.errors import VALIDATION_ERRORS
+from twins.registry import Operation, OperationError, OperationResult, operation_get
+
+MIXED = "mixed"
+OP_KEY, REF_KEY, REFERENCE_KEY = "op", "ref", "$ref"
+REF_NAME = re.compile(r"[A-Za-z_][0-9A-Za-z_]{0,63}")
+# What a reference stands for while its line is checked, tried in turn per input field: a
+# UUID (also a ledger and a text), an identity, a number, a boolean. Where a field takes any
+# JSON (description and entry values) the first serves.
+PLACEHOLDERS = ("00000000-0000-4000-8000-000000000000", "ref#0", 0, True)
+
+
+class Reference(NamedTuple):
+    name: str
+    path: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        return ".".join((self.name, *self.path))
+
+
+class MixedLine(NamedTuple):
+    """A mixed line taken apart: its operation, its name ("" for none), the operation's input
+    and the references in it."""
+
+    operation: Operation
+    name: str
+    body: dict
+    references: list[Reference]
+
+
+def may_batch(user, operation: str, account) -> bool:
+    """Whether the role allows a batch of `operation` (create_batch aside): a mixed batch's
+    lines are each checked against the role when it is validated."""
+    return operation == MIXED or user.has_perm(operation, account)
+
+
+def invalid(subcode: str, description: str) -> OperationError:
+    return OperationError(400, subcode, description)
+
+
+def reference_of(value: Any) -> Reference | None:
+    """The reference `value` is, None when it is no reference; raises ValueError for a
+    malformed one."""
+    if not (isinstance(value, dict) and len(value) == 1 and REFERENCE_KEY in value):
+        return None
+    text = value[REFERENCE_KEY]
+    if not isinstance(text, str):
+        raise ValueError(f"A {REFERENCE_KEY} must be a string, not {type(text).__name__}.")
+    name, *path = text.split(".")
+    if not REF_NAME.fullmatch(name) or not all(path):
+        raise ValueError(
+            f"{REFERENCE_KEY} {text[:100]!r} is not name.path (a name matching ^{REF_NAME.pattern}$, "
+            "then dot-separated keys)."
+        )
+    return Reference(name, tuple(path))
+
+
+def references_in(body: Any) -> list[Reference]:
+    """Every reference anywhere in the body (raises ValueError for a malformed one)."""
+    found, pending = [], [body]
+    while pending:
+        value = pending.pop()
+        reference = reference_of(value)
+        if reference is not None:
+            found.append(reference)
+        elif isinstance(value, dict):
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return found
+
+
+def substituted(value: Any, value_of: Callable[[Reference], Any]) -> Any:
+    """A copy of the value with each reference replaced by `value_of(reference)`."""
+    reference = reference_of(value)
+    if reference is not None:
+        return value_of(reference)
+    if isinstance(value, dict):
+        return {key: substituted(item, value_of) for key, item in value.items()}
+    if isinstance(value, list):
+        return [substituted(item, value_of) for item in value]
+    return value
+
+
+def mixed_line(data: Any) -> tuple[MixedLine | None, OperationError | None]:
+    """The line taken apart, or why it cannot be."""
+    if not isinstance(data, dict):
+        return None, invalid("invalid_input", "A line of a mixed batch must be a JSON object.")
+    name = data.get(OP_KEY)
+    operation = operation_get(name) if isinstance(name, str) else None
+    if operation is None:
+        return None, invalid("operation_unknown", f"The line's {OP_KEY!r} names no operation.")
+    if not operation.batchable:
+        return None, invalid("operation_not_batchable", f"The operation {name!r} cannot run in a batch.")
+    ref = data.get(REF_KEY, "")
+    if ref != "" and not (isinstance(ref, str) and REF_NAME.fullmatch(ref)):
+        return None, invalid("invalid_ref", f"The line's {REF_KEY!r} must match ^{REF_NAME.pattern}$.")
+    body = {key: value for key, value in data.items() if key not in (OP_KEY, REF_KEY)}
+    try:
+        references = references_in(body)
+    except ValueError as error:
+        return None, invalid("invalid_ref", str(error))
+    return MixedLine(operation, ref, body, references), None
+
+
+def refused_fields(operation: Operation, data: dict) -> set | None:
+    """The input fields the operation refuses in `data` (empty when it is valid; None when the
+    refusal names no field)."""
+    try:
+        operation.validate_input(data)
+    except VALIDATION_ERRORS as error:
+        detail = getattr(error, "detail", None)
+        return set(detail) if isinstance(detail, dict) else None
+    return set()
+
+
+def body_error(line: MixedLine) -> OperationError | None:
+    """Why the line's input is invalid, its references standing in for values of the kind
+    each field takes; None when for every field some placeholder makes it valid (fields are
+    checked independently). The error reported is the first placeholder's."""
+    error = line.operation.checked(with_placeholder(line.body, PLACEHOLDERS[0]))[1]
+    if error is None or not line.references:
+        return error
+    still_refused = refused_fields(line.operation, with_placeholder(line.body, PLACEHOLDERS[0]))
+    for placeholder in PLACEHOLDERS[1:]:
+        if not still_refused:
+            break
+        refused = refused_fields(line.operation, with_placeholder(line.body, placeholder))
+        still_refused = None if refused is None else still_refused & refused
+    return None if still_refused == set() else error
+
+
+def with_placeholder(body: dict, placeholder: Any) -> dict:
+    return substituted(body, lambda reference: placeholder)
+
+
+def names_record(batch_id, names: list[tuple[int, str]]) -> None:
+    """Records (line, name) pairs; a name recorded before keeps its first line (a step that
+    runs again over the same file records the same pairs)."""
+    if not names:
+        return
+    batch = LineRef._meta.get_field("batch").target_field.get_db_prep_value(batch_id, connection)
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.executemany(
+            f"INSERT INTO {LineRef._meta.db_table} (batch_id, name, line, body) VALUES (%s, %s, %s, '')"
+            " ON CONFLICT (batch_id, name) DO NOTHING",
+            [(batch, name, line) for line, name in names],
+        )
+
+
+def names_forget(batch_id) -> None:
+    """Drops the names validation recorded, when the batch ends in validation (nothing ran)."""
+    LineRef.objects.filter(batch_id=batch_id).delete()
+
+
+def named_lines(batch_id, names: Iterable[str]) -> dict[str, int]:
+    return dict(LineRef.objects.filter(batch_id=batch_id, name__in=set(names)).values_list("name", "line"))
+
+
+class MixedCheck:
+    """Checks a mixed batch's lines a block at a time (`block`), for validation."""
+
+    def __init__(self, batch: Batch):
+        self.batch_id = batch.pk
+        account_user = batch.created_by
+        self.user = account_user.user if account_user else None
+        self.account = batch.account
+        self.allowed: dict[str, bool] = {}
+
+    def may(self, operation: Operation) -> bool:
+        if operation.name not in self.allowed:
+            self.allowed[operation.name] = self.user is not None and self.user.has_perm(
+                operation.name, self.account
+            )
+        return self.allowed[operation.name]
+
+    def block(self, requests: list[tuple[int, Any]]) -> list[tuple[OperationError | None, tuple[int, ...]]]:
+        """For each (line, request) (None for a line already refused): why it cannot run (or
+        None) and the lines its references point to."""
+        lines = [(number, data if data is None else mixed_line(data)) for number, data in requests]
+        parts = [(number, split[0]) for number, split in lines if split and split[0]]
+        names_record(self.batch_id, [(number, line.name) for number, line in parts if line.name])
+        wanted = {line.name for _, line in parts if line.name}
+        wanted.update(reference.name for _, line in parts for reference in line.references)
+        recorded = named_lines(self.batch_id, wanted)
+        return [self.line_check(number, split, recorded) for number, split in lines]
+
+    def line_check(self, number: int, split, recorded: dict[str, int]):
+        if split is None:
+            return None, ()
+        line, error = split
+        if error is not None:
+            return error, ()
+        if not self.may(line.operation):
+            refusal = f"The role does not allow {line.operation.name}."
+            return OperationError(403, "action_not_allowed", refusal), ()
+        referred = []
+        for reference in line.references:
+            target = recorded.get(reference.name)
+            if target is None or target >= number:
+                later = "" if target is None else f" (line {target} has it, which is not earlier)"
+                return invalid(
+                    "ref_unknown", f"No line before this one has ref {reference.name!r}{later}."
+                ), ()
+            referred.append(target)
+        if line.name and recorded.get(line.name) != number:
+            return invalid(
+                "duplicate_ref", f"The ref {line.name!r} is already line {recorded[line.name]}'s."
+            ), ()
+        return body_error(line), tuple(referred)
+
+
+MISSING = object()
+
+
+def value_at(body: Any, path: tuple[str, ...]) -> Any:
+    for key in path:
+        if isinstance(body, dict):
+            body = body.get(key, MISSING)
+        elif isinstance(body, list) and key.isdigit() and int(key) < len(body):
+            body = body[int(key)]
+        else:
+            return MISSING
+        if body is MISSING:
+            return MISSING
+    return body
+
+
+def ref_failed(number: int, reference: Reference, why: str) -> OperationError:
+    return OperationError(
+        424, "ref_failed", f"Line {number} ({reference.name}) {why}; this line was not run."
+    )
+
+
+RETRY_BLOCK_LINES = 1000
+
+
+def references_settled(original: Batch, retried: set[int], records: Iterable[bytes]) -> Iterator[bytes]:
+    """A retry's records (JSON Lines) with each reference to a line of `original` that is not
+    retried (it succeeded) replaced by its value, read from that line's recorded result: the
+    retry's file names only lines it holds. A reference to a retried line stays."""
+    records = iter(records)
+    while block := list(itertools.islice(records, RETRY_BLOCK_LINES)):
+        lines = []
+        for record in block:
+            try:
+                data = fastjson.loads(record)
+                lines.append((record, data, references_in(data)))
+            except ValueError:
+                lines.append((record, None, []))
+        names = {reference.name for _, _, references in lines for reference in references}
+        rows = LineRef.objects.filter(batch_id=original.pk, name__in=names, status__gte=200, status__lt=300)
+        settled = {
+            name: fastjson.loads(body)
+            for name, line, body in rows.values_list("name", "line", "body")
+            if line not in retried
+        }
+        for record, data, references in lines:
+            if not any(reference.name in settled for reference in references):
+                yield record
+                continue
+            yield fastjson.dumps(substituted(data, partial(settled_value, settled))).encode() + b"\n"
+
+
+def settled_value(settled: dict, reference: Reference) -> Any:
+    if reference.name in settled:
+        found = value_at(settled[reference.name], reference.path)
+        if found is not MISSING:
+            return found
+    return {REFERENCE_KEY: reference.text}
+
+
+class RefOutcome(NamedTuple):
+    line: int
+    status: int | None
+    body: Any
+
+
+class MixedRun:
+    """Runs a chunk's lines of a mixed batch, a group at a time (`__call__`), in waves; keeps
+    the outcome of each named line of the chunk for later lines and for `outcomes_record`."""
+
+    def __init__(self, batch: Batch, first_line: int, last_line: int, correlation, *, run_lines):
+        self.batch = batch
+        self.first_line, self.last_line = first_line, last_line
+        self.correlation = correlation
+        self.run_lines = run_lines
+        self.named: dict[str, RefOutcome] = {}
+        self.ran_names: list[tuple[str, RefOutcome]] = []
+
+    def outcomes_of(self, names: set[str]) -> None:
+        """Reads the named lines not known yet: lines of earlier chunks (committed) and of
+        this chunk (to run in this chunk)."""
+        unknown = names - self.named.keys()
+        rows = LineRef.objects.filter(batch_id=self.batch.pk, name__in=unknown)
+        for name, line, status, body in rows.values_list("name", "line", "status", "body"):
+            in_chunk = self.first_line <= line <= self.last_line
+            self.named[name] = RefOutcome(line, None if in_chunk else status, None if in_chunk else body)
+
+    def resolved(self, number: int, line: MixedLine) -> dict | OperationError:
+        failure = None
+
+        def value_of(reference: Reference):
+            nonlocal failure
+            target = self.named.get(reference.name)
+            if target is None or target.status is None:
+                failure = failure or ref_failed(target.line if target else 0, reference, "did not run")
+            elif not 200 <= target.status < 300:
+                failure = failure or ref_failed(target.line, reference, f"failed ({target.status})")
+            else:
+                if isinstance(target.body, str):
+                    target = target._replace(body=fastjson.loads(target.body))
+                    self.named[reference.name] = target
+                found = value_at(target.body, reference.path)
+                if found is MISSING:
+                    failure = failure or ref_failed(
+                        target.line, reference, f"has no {'.'.join(reference.path)} in its result"
+                    )
+                return found
+            return None
+
+        body = substituted(line.body, value_of)
+        return failure or body
+
+    def __call__(self, pairs: list[tuple[int, str]]) -> list[tuple[int, Any]]:
+        lines: dict[int, MixedLine] = {}
+        for number, text in pairs:
+            data = fastjson.loads(text)
+            if self.correlation is not None:
+                data = self.correlation.request(data)
+            lines[number] = mixed_line(data)[0]
+        self.outcomes_of({r.name for line in lines.values() for r in line.references})
+        outcomes: dict[int, Any] = {}
+        pending = list(lines)
+        while pending:
+            # Every line refers to earlier lines only, so some line is always ready; were
+            # none, each would run now and find its reference unresolved (424), not loop.
+            wave = [n for n in pending if all(self.ready(r) for r in lines[n].references)] or pending
+            chosen = set(wave)
+            pending = [n for n in pending if n not in chosen]
+            self.wave_run({n: lines[n] for n in wave}, outcomes)
+        return [(number, outcomes[number]) for number, _ in pairs]
+
+    def ready(self, reference: Reference) -> bool:
+        """Whether the referenced line's outcome is known: it ran, or it is no line of this
+        chunk (an earlier chunk's, committed)."""
+        target = self.named.get(reference.name)
+        if target is None or target.status is not None:
+            return True
+        return not self.first_line <= target.line <= self.last_line
+
+    def wave_run(self, wave: dict[int, MixedLine], outcomes: dict) -> None:
+        by_operation: dict[str, list[tuple[int, str]]] = defaultdict(list)
+        operations = {}
+        for number, line in wave.items():
+            request = self.resolved(number, line)
+            if isinstance(request, OperationError):
+                outcomes[number] = request
+                continue
+            operations[line.operation.name] = line.operation
+            by_operation[line.operation.name].append((number, request))
+        for name, requests in by_operation.items():
+            outcomes.update(self.run_lines(operations[name], requests))
+        for number, line in wave.items():
+            if line.name:
+                outcome = outcomes[number]
+                body = outcome.body if isinstance(outcome, OperationResult) else None
+                ran = RefOutcome(number, outcome.status, body)
+                self.named[line.name] = ran
+                self.ran_names.append((line.name, ran))
+
+    def outcomes_record(self) -> None:
+        """Inside the chunk's transaction: the outcomes of the chunk's named lines that ran."""
+        if not self.ran_names:
+            return
+        batch = LineRef._meta.get_field("batch").target_field.get_db_prep_value(self.batch.pk, connection)
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                f"UPDATE {LineRef._meta.db_table} SET status = %s, body = %s"
+                " WHERE batch_id = %s AND name = %s",
+                [
+                    (ran.status, "" if ran.body is None else fastjson.dumps(ran.body), batch, name)
+                    for name, ran in self.ran_names
+                ],
+            )

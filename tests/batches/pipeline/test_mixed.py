@@ -1,0 +1,274 @@
+"""Mixed batches (docs/contract.md, section 16): each line runs its own operation, later lines
+use earlier lines' results through references, a line whose reference failed comes back 424,
+and every rule of validation (references to earlier names only, names unique, each operation
+valid and allowed) holds line by line."""
+
+import json
+
+import pytest
+from django.test import override_settings
+
+from batches import services
+from batches.models import BatchStatus, Chunk, LineRef
+from batches.pipeline import chunks
+from batches.retry import batch_retry
+from tests.support.batch_files import jsonl
+from tests.support.factories import UploadFactory
+from tests.support.inline_pipeline import into_processing, read_results, run_batch, stop_after_first_chunk
+from twins.models import Identity, LedgerEntry, Twin
+
+S = BatchStatus
+pytestmark = pytest.mark.django_db
+
+
+def device_lines(count: int, *, first: int = 0) -> list[dict]:
+    """The import issue 29 names: per device a twin, its identity and a ledger entry."""
+    lines = []
+    for n in range(first, first + count):
+        twin = {"$ref": f"t{n}.creation_certificate.uuid"}
+        lines += [
+            {"op": "create_twin", "ref": f"t{n}", "description": {"serial": n}},
+            {"op": "create_twin_identity", "twin": twin, "identities": {f"RFID#D{n}": {}}},
+            {"op": "add_twin_ledger_entry", "twin": twin, "entries": {"installed": {"value": n}}},
+        ]
+    return lines
+
+
+def mixed_batch(caller, lines: list[dict], **fields):
+    upload = UploadFactory(caller=caller, content=jsonl(lines))
+    batch, _ = services.batch_create(
+        account=caller.account, user=caller.user, handler=str(upload.handler), operation="mixed", **fields
+    )
+    return batch
+
+
+def assert_devices_whole(caller, count: int) -> None:
+    """Each device's twin has exactly its own identity and entry."""
+    twins = {twin.description["serial"]: twin for twin in Twin.objects.filter(account=caller.account)}
+    assert sorted(twins) == list(range(count))
+    identities = dict(Identity.objects.filter(twin__account=caller.account).values_list("identity", "twin"))
+    entries = list(LedgerEntry.objects.filter(twin__account=caller.account).values_list("twin", "value"))
+    assert identities == {f"RFID#D{n}": twin.uuid for n, twin in twins.items()}
+    assert sorted(entries, key=lambda entry: entry[1]) == [(twins[n].uuid, n) for n in range(count)]
+
+
+@override_settings(BATCH_CHUNK_LINES=10)
+def test_each_line_runs_its_own_operation_on_the_result_it_refers_to(caller):
+    batch = run_batch(mixed_batch(caller, device_lines(20)))
+    assert batch.status == S.COMPLETED, batch.failure_reason
+    results = read_results(batch.results_file)
+    assert [line["line"] for line in results] == list(range(1, 61))
+    assert {line["status"] for line in results} == {201}
+    for n in range(20):
+        twin = results[3 * n]["result"]["creation_certificate"]["uuid"]
+        assert results[3 * n + 1]["result"]["identities"][f"RFID#D{n}"]["creation_certificate"]["identity"]
+        assert results[3 * n + 2]["result"]["entries"]["installed"]["value"] == n
+        assert caller.client.get(f"/resolve/RFID%23D{n}").json() == {"twins": [twin]}
+    assert_devices_whole(caller, 20)
+    # Chunks were cut where no reference crosses, so none waited on another.
+    assert batch.summary["succeeded"] == 60
+
+
+def test_a_line_whose_reference_failed_is_424_naming_that_line_and_the_rest_run(caller):
+    blob = "x" * 40_000
+    lines = [
+        {"op": "create_twin", "ref": "big", "description": {"blob": blob}},
+        {
+            "op": "add_twin_ledger_entry",
+            "twin": {"$ref": "big.creation_certificate.uuid"},
+            "entries": {"a": {"value": 1}},
+        },
+        # Valid with its references standing in; twice the blob is past the description's limit.
+        {
+            "op": "create_twin",
+            "ref": "t3",
+            "description": {"a": {"$ref": "big.description.blob"}, "b": {"$ref": "big.description.blob"}},
+        },
+        {
+            "op": "create_twin_identity",
+            "twin": {"$ref": "t3.creation_certificate.uuid"},
+            "identities": {"RFID#X": {}},
+        },
+        {
+            "op": "add_twin_ledger_entry",
+            "twin": {"$ref": "t3.creation_certificate.uuid"},
+            "entries": {"b": {"value": 2}},
+        },
+        *device_lines(2),
+    ]
+    batch = run_batch(mixed_batch(caller, lines))
+    assert batch.status == S.COMPLETED
+    results = read_results(batch.results_file)
+    assert [line["status"] for line in results] == [201, 201, 400, 424, 424, 201, 201, 201, 201, 201, 201]
+    assert results[2]["error"]["subcode"] == "quota_violation"
+    for line in results[3:5]:
+        assert line["error"]["subcode"] == "ref_failed"
+        assert line["error"]["description"].startswith("Line 3 (t3) failed")
+    assert batch.summary["failed"] == 3
+    assert not Identity.objects.filter(identity="RFID#X").exists()
+
+
+def test_a_path_missing_from_the_result_is_424(caller):
+    lines = [
+        {"op": "create_twin", "ref": "t", "description": {}},
+        {"op": "create_twin_identity", "twin": {"$ref": "t.no.such.path"}, "identities": {"RFID#Y": {}}},
+    ]
+    batch = run_batch(mixed_batch(caller, lines))
+    second = read_results(batch.results_file)[1]
+    assert second["status"] == 424
+    assert second["error"]["description"] == (
+        "Line 1 (t) has no no.such.path in its result; this line was not run."
+    )
+
+
+@pytest.mark.parametrize(
+    "bad_line, subcode, description",
+    [
+        (
+            {
+                "op": "create_twin_identity",
+                "twin": {"$ref": "t9.creation_certificate.uuid"},
+                "identities": {"RFID#Z": {}},
+            },
+            "ref_unknown",
+            "No line before this one has ref 't9' (line 4 has it, which is not earlier).",
+        ),
+        (
+            {"op": "get_twin", "twin": {"$ref": "nobody.creation_certificate.uuid"}},
+            "ref_unknown",
+            "No line before this one has ref 'nobody'.",
+        ),
+        ({"op": "create_twin", "ref": "t1"}, "duplicate_ref", "The ref 't1' is already line 1's."),
+        (
+            {"op": "scan_twins"},
+            "operation_not_batchable",
+            "The operation 'scan_twins' cannot run in a batch.",
+        ),
+        ({"op": "fly"}, "operation_unknown", "The line's 'op' names no operation."),
+        (
+            {"op": "create_twin", "ref": "1x"},
+            "invalid_ref",
+            "The line's 'ref' must match ^[A-Za-z_][0-9A-Za-z_]{0,63}$.",
+        ),
+        ({"op": "get_twin", "twin": {"$ref": 5}}, "invalid_ref", "A $ref must be a string, not int."),
+        # A reference stands for a value of the field's kind; the rest of the line is checked as is.
+        (
+            {
+                "op": "create_twin_identity",
+                "twin": {"$ref": "t1.creation_certificate.uuid"},
+                "identities": {},
+            },
+            "invalid_input",
+            None,
+        ),
+    ],
+)
+def test_validation_names_the_line_whose_reference_name_or_operation_is_wrong(
+    caller, bad_line, subcode, description
+):
+    lines = [
+        {"op": "create_twin", "ref": "t1", "description": {}},
+        {"op": "get_twin", "twin": {"$ref": "t1.creation_certificate.uuid"}},
+        bad_line,
+        {"op": "create_twin", "ref": "t9"},
+    ]
+    batch = run_batch(mixed_batch(caller, lines))
+    assert batch.status == S.VALIDATION_FAILED
+    [report] = read_results(batch.results_file)[:1]
+    assert report["line"] == 3
+    assert report["error"]["subcode"] == subcode
+    if description:
+        assert report["error"]["description"] == description
+    assert not Twin.objects.filter(account=caller.account).exists()
+    assert not LineRef.objects.filter(batch_id=batch.pk).exists()
+
+
+def test_references_stand_for_values_of_each_fields_kind(caller):
+    lines = [
+        {"op": "create_twin", "ref": "t", "description": {"valid_until": 4102444800, "owner_tag": "RFID#T1"}},
+        {
+            "op": "create_twin_identity",
+            "twin": {"$ref": "t.creation_certificate.uuid"},
+            "identities": {"RFID#T1": {"validity_ts": {"$ref": "t.description.valid_until"}}},
+        },
+        {"op": "resolve_twin_identity", "identity": {"$ref": "t.description.owner_tag"}},
+        {"op": "get_twin", "twin": {"$ref": "t.creation_certificate.uuid"}, "show_terminated": True},
+    ]
+    batch = run_batch(mixed_batch(caller, lines))
+    assert batch.status == S.COMPLETED, batch.failure_reason
+    results = read_results(batch.results_file)
+    assert [line["status"] for line in results] == [201, 201, 200, 200]
+    assert results[1]["result"]["identities"]["RFID#T1"]["validity_ts"] == 4102444800
+    assert results[2]["result"] == {"twins": [results[0]["result"]["creation_certificate"]["uuid"]]}
+
+
+def test_an_operation_the_role_does_not_allow_fails_its_line_and_nothing_runs(make_caller):
+    caller = make_caller(
+        statement={"effect": "allow", "actions": ["create_batch", "create_twin", "create_twin_identity"]}
+    )
+    batch = run_batch(mixed_batch(caller, device_lines(2)))
+    assert batch.status == S.VALIDATION_FAILED
+    report = read_results(batch.results_file)
+    assert [(line["line"], line["status"], line["error"]["subcode"]) for line in report] == [
+        (3, 403, "action_not_allowed"),
+        (6, 403, "action_not_allowed"),
+    ]
+    assert not Twin.objects.filter(account=caller.account).exists()
+
+
+@override_settings(BATCH_CHUNK_LINES=10)
+def test_a_chunk_referring_to_an_earlier_chunk_waits_until_that_chunk_committed(caller):
+    """Every twin first, then every identity: the identities' chunks wait on the twins'."""
+    devices = device_lines(30)
+    lines = devices[0::3] + devices[1::3] + devices[2::3]
+    batch = mixed_batch(caller, lines)
+    runner = into_processing(batch)
+    waiting = dict(Chunk.objects.filter(batch_id=batch.pk).values_list("index", "waits"))
+    assert [waiting[index] for index in range(3)] == [0, 0, 0]
+    assert all(waiting[index] > 0 for index in range(3, 9))
+    assert chunks.chunk_claim_and_run(batch.pk)
+    # The first twin chunk is done; the next claim takes the next twin chunk, not a waiting one.
+    assert chunks.chunk_claim_and_run(batch.pk)
+    done = set(Chunk.objects.filter(batch_id=batch.pk, done=True).values_list("index", flat=True))
+    assert done == {0, 1}
+    runner.drain()
+    batch.refresh_from_db()
+    assert batch.status == S.COMPLETED
+    assert {line["status"] for line in read_results(batch.results_file)} == {201}
+    assert_devices_whole(caller, 30)
+
+
+@override_settings(BATCH_CHUNK_LINES=10)
+def test_a_cancelled_mixed_batch_lists_unrun_lines_and_its_retry_runs_them_with_resolved_references(caller):
+    """Cancelled after its first chunk of twins: the retry's identities and entries of those
+    twins refer to lines it does not hold, and get their values from the first run's results."""
+    devices = device_lines(12)
+    batch = stop_after_first_chunk(mixed_batch(caller, devices[0::3] + devices[1::3] + devices[2::3]))
+    assert batch.status == S.CANCELLED
+    results = read_results(batch.results_file)
+    assert [line["line"] for line in results] == list(range(1, 37))
+    assert [line["status"] for line in results[:10]] == [201] * 10
+    assert {line["error"]["subcode"] for line in results[10:]} == {"not_executed"}
+    retry, _ = batch_retry(batch=batch, user=caller.user)
+    retry = run_batch(retry)
+    assert retry.status == S.COMPLETED, retry.failure_reason
+    assert {line["status"] for line in read_results(retry.results_file)} == {201}
+    assert_devices_whole(caller, 12)
+
+
+def test_a_dry_run_of_a_mixed_batch_runs_nothing(caller):
+    batch = run_batch(mixed_batch(caller, device_lines(3), validate_only=True))
+    assert batch.status == S.COMPLETED
+    assert {line["error"]["subcode"] for line in read_results(batch.results_file)} == {"validate_only"}
+    assert not Twin.objects.filter(account=caller.account).exists()
+
+
+def test_results_carry_ids_and_echoed_fields(caller):
+    lines = [{**line, "key": f"k{n}"} for n, line in enumerate(device_lines(2))]
+    batch = run_batch(mixed_batch(caller, lines, id_field="key", echo_fields=["op"]))
+    assert batch.status == S.COMPLETED, batch.failure_reason
+    results = read_results(batch.results_file)
+    assert [(line["id"], line["input"]["op"]) for line in results] == [
+        (f"k{n}", line["op"]) for n, line in enumerate(device_lines(2))
+    ]
+    assert json.dumps(results).count('"status": 201') == 6
