@@ -38,7 +38,7 @@ import requests
 from tqdm import tqdm
 
 from batches.durations import time_since, time_until
-from twins.examples import EXAMPLE_LINES, TWIN
+from twins.examples import EXAMPLE_LINES, MIXED, MIXED_EXAMPLE_LINES, TWIN
 
 BLOCK_BYTES = 1 << 20
 TERMINAL = {"completed", "hash_mismatch", "validation_failed", "cancelled"}
@@ -473,9 +473,12 @@ def command_list(api: Api, args) -> int:
 def example_lines_help() -> str:
     width = max(map(len, EXAMPLE_LINES))
     lines = [f"  {name:<{width}}  {json.dumps(line)}" for name, line in EXAMPLE_LINES.items()]
+    mixed = "\n".join(f"  {json.dumps(line)}" for line in MIXED_EXAMPLE_LINES)
     return (
         "One line of a file, per OP (the project's examples/ folder has whole files; "
-        f"{TWIN} stands for a twin's uuid):\n" + "\n".join(lines)
+        f"{TWIN} stands for a twin's uuid):\n" + "\n".join(lines) + f"\n\nOP {MIXED}: each line names its "
+        "operation (op), may be named (ref) and may use an earlier named line's result "
+        '({"$ref": "name.path"}), e.g.:\n' + mixed
     )
 
 

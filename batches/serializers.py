@@ -3,6 +3,7 @@ from rest_framework import serializers
 
 from batches.controls import DEFAULT_MIN_LINES, error_budget_clean
 from batches.models import BatchStatus
+from batches.pipeline.mixed import MIXED
 from batches.selectors import STATUS_REASONS, batch_summary, batch_waiting
 from batches.validators import (
     AFTER_MAX,
@@ -218,17 +219,22 @@ class HashField(serializers.CharField):
 
 
 class OperationNameField(StrictCharField):
-    """A batchable operation's name; the schema lists them (the registry is filled at start)."""
+    """A batchable operation's name, or `mixed`; the schema lists them (the registry is filled
+    at start)."""
 
     @property
     def _spectacular_annotation(self):
-        names = sorted(operation.name for operation in batchable_operations())
+        names = sorted([MIXED, *(operation.name for operation in batchable_operations())])
         return {"field": {"type": "string", "enum": names}}
 
 
 class BatchCreateSerializer(serializers.Serializer):
     handler = HandlerField(max_length=100, help_text="From POST /cache, with a file PUT to it.")
-    operation = OperationNameField(max_length=64, help_text="A batchable operation, e.g. create_twin.")
+    operation = OperationNameField(
+        max_length=64,
+        help_text="A batchable operation, e.g. create_twin; or mixed: each line names its own "
+        "(`op`) and may refer to earlier lines' results (schema MixedLine).",
+    )
     hash = HashField(
         required=False,
         allow_null=True,

@@ -28,7 +28,7 @@ from batches import retry, selectors, services
 from batches.links import batch_download_url, final_download_url
 from batches.models import Batch, BatchStatus
 from batches.page_sections import batch_page_sections
-from batches.pipeline.mixed import may_batch
+from batches.pipeline.mixed import MIXED, may_batch
 from batches.serializers import BatchSerializer
 from batches.statuses import CANCEL_REQUESTED, CANCELLABLE, TERMINAL, can_move
 from batches.templatetags.batch_accounting import batch_summary_tables, batch_waiting_words
@@ -49,7 +49,7 @@ from batchsite.paging import InvalidCursor
 from batchsite.timestamps import to_ts
 from permissions.models import Account
 from permissions.selectors import account_of
-from twins.examples import EXAMPLE_LINES
+from twins.examples import EXAMPLE_LINES, MIXED_EXAMPLE_LINES
 from twins.registry import batchable_operations
 
 PAGE_SIZE = 25
@@ -102,7 +102,10 @@ class Viewer:
         return self.owns(batch) and self.may("delete_batch")
 
     def allowed_operations(self) -> list[str]:
-        return [operation.name for operation in batchable_operations() if self.may(operation.name)]
+        """The operations the viewer may batch; `mixed` too when any (each of its lines'
+        operations is checked against the role when it is validated)."""
+        allowed = [operation.name for operation in batchable_operations() if self.may(operation.name)]
+        return [*allowed, MIXED] if allowed else []
 
     def batch(self, batch_id) -> Batch:
         """The batch, if this viewer may see it; 404 otherwise, as the API answers."""
@@ -155,7 +158,7 @@ class BatchFilterForm(forms.Form):
 
     def __init__(self, *args, viewer: Viewer, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["operation"].choices = [("", "Any operation")] + [
+        self.fields["operation"].choices = [("", "Any operation"), (MIXED, MIXED)] + [
             (operation.name, operation.name) for operation in batchable_operations()
         ]
         if not viewer.sees_every_account:
@@ -237,6 +240,8 @@ def batch_new_page(request, viewer: Viewer):
         for operation in operations
         if operation in EXAMPLE_LINES
     }
+    if MIXED in operations:
+        examples[MIXED] = "\n".join(json.dumps(line) for line in MIXED_EXAMPLE_LINES)
     return render(
         request,
         "pages/batch_new.html",

@@ -329,6 +329,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "batchsite.schema.complete_operations",
+        "batches.schema.mixed_line_schema",
     ],
 }
 

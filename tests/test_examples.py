@@ -1,4 +1,4 @@
-"""examples/: a JSON Lines and a CSV file per batchable operation, each run through a batch
+"""examples/: a JSON Lines and a CSV file per batchable operation and for a mixed batch, each run through a batch
 in the order a newcomer would (create, attach, read, change, remove), every line a success;
 and each file's first line is the one-line example the form and `batch --help` show."""
 
@@ -14,7 +14,7 @@ from batches.fileformat import parse_lines
 from batches.models import BatchStatus
 from tests.support.factories import BatchFactory
 from tests.support.inline_pipeline import read_results, run_batch
-from twins.examples import EXAMPLE_LINES, TWIN
+from twins.examples import EXAMPLE_LINES, MIXED, MIXED_EXAMPLE_LINES, TWIN
 from twins.registry import batchable_operations
 
 EXAMPLES = Path(settings.BASE_DIR) / "examples"
@@ -40,7 +40,7 @@ def test_every_batchable_operation_has_an_example_line_and_both_files():
     names = {operation.name for operation in batchable_operations()}
     assert set(EXAMPLE_LINES) == set(ORDER) == names
     assert sorted(path.name for path in EXAMPLES.glob("*.*") if path.suffix != ".md") == sorted(
-        f"{name}.{suffix}" for name in names for suffix in FORMATS
+        f"{name}.{suffix}" for name in [*names, MIXED] for suffix in FORMATS
     )
 
 
@@ -69,9 +69,32 @@ def test_every_example_file_runs_through_a_batch_with_every_line_a_success(calle
         assert not failed, f"{operation}.{suffix}: {json.dumps(failed)}"
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize("suffix", FORMATS)
+def test_the_mixed_example_runs_each_line_on_the_twins_its_earlier_lines_made(caller, suffix):
+    content = (EXAMPLES / f"{MIXED}.{suffix}").read_bytes()
+    lines = [
+        parsed.data
+        for parsed in parse_lines(io.BytesIO(content), content_type=FORMATS[suffix], max_line_bytes=4096)
+    ]
+    assert lines[: len(MIXED_EXAMPLE_LINES)] == MIXED_EXAMPLE_LINES
+    batch = run_batch(
+        BatchFactory(caller=caller, operation=MIXED, content=content, content_type=FORMATS[suffix])
+    )
+    assert batch.status == BatchStatus.COMPLETED, batch.failure_reason
+    results = read_results(batch.results_file)
+    assert [line["status"] for line in results] == [201] * 6 + [200] * 2, json.dumps(results)
+    first_twin = results[0]["result"]["creation_certificate"]["uuid"]
+    assert results[3]["result"]["description"]["twin_of"] == first_twin
+    assert results[6]["result"] == {"twins": [first_twin]}
+    assert results[7]["result"]["entries"]["temperature"]["value"] == 19.0
+
+
 def test_batch_submit_help_shows_every_operations_example_line(capsys):
     with pytest.raises(SystemExit):
         cli.main(["submit", "--help"])
     shown = capsys.readouterr().out
     for name, line in EXAMPLE_LINES.items():
         assert f"{name}  " in shown and json.dumps(line) in shown
+    for line in MIXED_EXAMPLE_LINES:
+        assert json.dumps(line) in shown

@@ -4,7 +4,11 @@ runs every example file through a batch). Plain data, importable without Django,
 command-line client.
 
 `TWIN_UUID` stands for a twin of the caller's account: replace it with one that
-`create_twin` made (its results give `creation_certificate.uuid`)."""
+`create_twin` made (its results give `creation_certificate.uuid`).
+
+A mixed batch (`operation: "mixed"`) needs no such stand-in: its lines name their operation
+and refer to the twin an earlier line creates (`MIXED_EXAMPLE_LINES`, the start of
+`examples/mixed.jsonl`)."""
 
 TWIN = "TWIN_UUID"
 
@@ -22,3 +26,19 @@ EXAMPLE_LINES: dict[str, dict] = {
     "update_twin_ledger_entry": {"twin": TWIN, "entries": {"temperature": {"value": 22.0}}},
     "delete_twin_ledger_entry": {"twin": TWIN, "entries": ["temperature"]},
 }
+
+MIXED = "mixed"
+MIXED_EXAMPLE_LINES: list[dict] = [
+    {"op": "create_twin", "ref": "pump1", "description": {"kind": "pump", "site": "north"}},
+    {
+        "op": "create_twin_identity",
+        "ref": "pump1_rfid",
+        "twin": {"$ref": "pump1.creation_certificate.uuid"},
+        "identities": {"RFID#P0001": {}},
+    },
+    {
+        "op": "add_twin_ledger_entry",
+        "twin": {"$ref": "pump1.creation_certificate.uuid"},
+        "entries": {"temperature": {"value": 21.5}},
+    },
+]

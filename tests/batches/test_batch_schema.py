@@ -3,6 +3,7 @@
 import functools
 
 import jsonschema
+import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from drf_spectacular.generators import SchemaGenerator
@@ -77,3 +78,26 @@ def test_the_schema_of_error_budget_admits_exactly_what_the_api_accepts(budget):
     except ValidationError:
         accepted = False
     assert error_budget_validator().is_valid(budget) == accepted, budget
+
+
+def test_mixed_line_schema_holds_each_operations_line_with_references_and_refuses_others():
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    components = schema["components"]["schemas"]
+    assert "mixed" in components["OperationEnum"]["enum"]
+    resolver = {"$ref": "#/components/schemas/MixedLine", "components": schema["components"]}
+    check = functools.partial(jsonschema.validate, schema=resolver, cls=jsonschema.Draft202012Validator)
+    twin = {"$ref": "t1.creation_certificate.uuid"}
+    for line in (
+        {"op": "create_twin", "ref": "t1", "description": {"serial": 1}},
+        {"op": "create_twin_identity", "twin": twin, "identities": {"RFID#1": {}}},
+        {"op": "add_twin_ledger_entry", "twin": twin, "entries": {"installed": {"value": 1}}},
+    ):
+        check(line)
+    for line in (
+        {"op": "scan_twins"},
+        {"op": "create_twin", "ref": "1st"},
+        {"op": "get_twin", "twin": {"$ref": "t1..uuid"}},
+        {"twin": twin},
+    ):
+        with pytest.raises(jsonschema.ValidationError):
+            check(line)

@@ -182,3 +182,38 @@ def test_the_client_schedules_orders_pauses_and_resumes_a_batch(client, caller):
     assert status == 200 and paused["status"] == "paused"
     status, resumed = answer(client.update_batch(str(running.uuid), body={"status": "processing"}))
     assert status == 200 and resumed["status"] == "processing"
+
+
+def test_a_mixed_batch_through_the_trusted_twin_client(client, caller):
+    """`create_batch(operation="mixed")`: a twin, then its identity and ledger entry by
+    reference; the twin the client then reads has both."""
+    lines = [
+        {"op": "create_twin", "ref": "pump", "description": {"kind": "pump"}},
+        {
+            "op": "create_twin_identity",
+            "twin": {"$ref": "pump.creation_certificate.uuid"},
+            "identities": {"RFID#PUMP1": {}},
+        },
+        {
+            "op": "add_twin_ledger_entry",
+            "twin": {"$ref": "pump.creation_certificate.uuid"},
+            "entries": {"rpm": {"value": 1450}},
+        },
+    ]
+    content = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    status, issued = answer(client.create_upload_url())
+    assert requests.put(issued["url"], data=content, timeout=10).status_code == 200
+    status, created = answer(client.create_batch(body={"operation": "mixed", "handler": issued["handler"]}))
+    assert status == 201 and created["operation"] == "mixed", created
+    batch = run_batch(Batch.objects.get(uuid=created["batch"]))
+    assert batch.status == BatchStatus.COMPLETED, batch.failure_reason
+
+    status, fetched = answer(client.get_batch(created["batch"], params={"download": True}))
+    results = [
+        json.loads(line) for line in requests.get(fetched["download"]["url"], timeout=10).text.splitlines()
+    ]
+    assert [line["status"] for line in results] == [201, 201, 201]
+    twin = results[0]["result"]["creation_certificate"]["uuid"]
+    assert answer(client.resolve_twin_identity("RFID#PUMP1")) == (200, {"twins": [twin]})
+    status, entry = answer(client.get_twin_ledger_entry(twin, params={"entries": "rpm"}))
+    assert status == 200 and entry["entries"]["rpm"]["value"] == 1450
