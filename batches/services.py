@@ -18,7 +18,7 @@ from django.utils import timezone
 from batches.controls import error_budget_clean
 from batches.files import upload_file_name
 from batches.models import Batch, BatchDependency, BatchStatus, BatchStatusChange, Upload
-from batches.pipeline.mixed import MIXED, may_batch
+from batches.pipeline.mixed import MIXED, MIXED_KEYS, may_batch
 from batches.pipeline.sessions import is_lock_timeout, role_set_local
 from batches.states import batch_transition
 from batches.statuses import CANCEL_REQUESTED, CANCELLABLE, TERMINAL
@@ -357,6 +357,10 @@ def batch_create(
     error_budget = error_budget_clean(error_budget)
     validate_only = bool(validate_only)
     id_field = id_field_clean(id_field)
+    if operation == MIXED and id_field in MIXED_KEYS:
+        raise ValidationError(
+            f"id_field {id_field!r} is a mixed line's own key; name another field.", code="invalid_id_field"
+        )
     echo_fields = echo_fields_clean(echo_fields)
     schedule = _schedule_clean(
         not_before=not_before,

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import Any, NamedTuple
 
+from django.conf import settings
 from django.db import connection, transaction
 
 from batches.models import Batch, LineRef
@@ -35,6 +36,13 @@ from twins.registry import Operation, OperationError, OperationResult, operation
 
 MIXED = "mixed"
 OP_KEY, REF_KEY, REFERENCE_KEY = "op", "ref", "$ref"
+MIXED_KEYS = (OP_KEY, REF_KEY)
+# Names looked up by one query: a line may hold thousands of references, and a statement's
+# parameters are limited (PostgreSQL 65,535; SQLite 32,766).
+NAMES_PER_QUERY = 1000
+# A list index in a path: longer digit strings cannot index anything (and int() of thousands
+# of digits raises).
+INDEX_MAX_DIGITS = 9
 REF_NAME = re.compile(r"[A-Za-z_][0-9A-Za-z_]{0,63}")
 # What a reference stands for while its line is checked, tried in turn per input field: a
 # UUID (also a ledger and a text), an identity, a number, a boolean. Where a field takes any
@@ -186,8 +194,16 @@ def names_forget(batch_id) -> None:
     LineRef.objects.filter(batch_id=batch_id).delete()
 
 
+def named_rows(batch_id, names: Iterable[str], *fields: str, **conditions) -> Iterator[tuple]:
+    """(name, *fields) of each recorded name among `names`, NAMES_PER_QUERY names a query."""
+    names = sorted(set(names))
+    for start in range(0, len(names), NAMES_PER_QUERY):
+        rows = LineRef.objects.filter(batch_id=batch_id, name__in=names[start : start + NAMES_PER_QUERY])
+        yield from rows.filter(**conditions).values_list("name", *fields)
+
+
 def named_lines(batch_id, names: Iterable[str]) -> dict[str, int]:
-    return dict(LineRef.objects.filter(batch_id=batch_id, name__in=set(names)).values_list("name", "line"))
+    return dict(named_rows(batch_id, names, "line"))
 
 
 class MixedCheck:
@@ -250,7 +266,13 @@ def value_at(body: Any, path: tuple[str, ...]) -> Any:
     for key in path:
         if isinstance(body, dict):
             body = body.get(key, MISSING)
-        elif isinstance(body, list) and key.isdigit() and int(key) < len(body):
+        elif (
+            isinstance(body, list)
+            and key.isascii()
+            and key.isdigit()
+            and len(key) <= INDEX_MAX_DIGITS
+            and int(key) < len(body)
+        ):
             body = body[int(key)]
         else:
             return MISSING
@@ -282,12 +304,8 @@ def references_settled(original: Batch, retried: set[int], records: Iterable[byt
             except ValueError:
                 lines.append((record, None, []))
         names = {reference.name for _, _, references in lines for reference in references}
-        rows = LineRef.objects.filter(batch_id=original.pk, name__in=names, status__gte=200, status__lt=300)
-        settled = {
-            name: fastjson.loads(body)
-            for name, line, body in rows.values_list("name", "line", "body")
-            if line not in retried
-        }
+        rows = named_rows(original.pk, names, "line", "body", status__gte=200, status__lt=300)
+        settled = {name: fastjson.loads(body) for name, line, body in rows if line not in retried}
         for record, data, references in lines:
             if not any(reference.name in settled for reference in references):
                 yield record
@@ -319,41 +337,62 @@ class MixedRun:
         self.correlation = correlation
         self.run_lines = run_lines
         self.named: dict[str, RefOutcome] = {}
+        self.sizes: dict[str, int] = {}
         self.ran_names: list[tuple[str, RefOutcome]] = []
 
     def outcomes_of(self, names: set[str]) -> None:
         """Reads the named lines not known yet: lines of earlier chunks (committed) and of
         this chunk (to run in this chunk)."""
-        unknown = names - self.named.keys()
-        rows = LineRef.objects.filter(batch_id=self.batch.pk, name__in=unknown)
-        for name, line, status, body in rows.values_list("name", "line", "status", "body"):
+        for name, line, status, body in named_rows(
+            self.batch.pk, names - self.named.keys(), "line", "status", "body"
+        ):
             in_chunk = self.first_line <= line <= self.last_line
             self.named[name] = RefOutcome(line, None if in_chunk else status, None if in_chunk else body)
 
-    def resolved(self, number: int, line: MixedLine) -> dict | OperationError:
+    def resolved(self, line: MixedLine) -> dict | OperationError:
+        """The line's input with its references replaced by their values, or why it cannot
+        run: a reference failed, or the values make the line longer than a line may be (a
+        thousand references to one large value would otherwise build gigabytes)."""
         failure = None
+        size = 0
 
         def value_of(reference: Reference):
-            nonlocal failure
-            target = self.named.get(reference.name)
-            if target is None or target.status is None:
-                failure = failure or ref_failed(target.line if target else 0, reference, "did not run")
-            elif not 200 <= target.status < 300:
-                failure = failure or ref_failed(target.line, reference, f"failed ({target.status})")
-            else:
-                if isinstance(target.body, str):
-                    target = target._replace(body=fastjson.loads(target.body))
-                    self.named[reference.name] = target
-                found = value_at(target.body, reference.path)
-                if found is MISSING:
-                    failure = failure or ref_failed(
-                        target.line, reference, f"has no {'.'.join(reference.path)} in its result"
-                    )
-                return found
-            return None
+            nonlocal failure, size
+            found, why = self.value_at(reference)
+            if why:
+                failure = failure or why
+                return None
+            size += self.value_size(reference.text, found)
+            return found
 
         body = substituted(line.body, value_of)
+        if failure is None and size > settings.BATCH_LINE_MAX_BYTES:
+            failure = invalid(
+                "line_too_large",
+                f"With its references resolved the line is longer than {settings.BATCH_LINE_MAX_BYTES} "
+                "bytes (BATCH_LINE_MAX_BYTES).",
+            )
         return failure or body
+
+    def value_at(self, reference: Reference) -> tuple[Any, OperationError | None]:
+        target = self.named.get(reference.name)
+        if target is None or target.status is None:
+            return None, ref_failed(target.line if target else 0, reference, "did not run")
+        if not 200 <= target.status < 300:
+            return None, ref_failed(target.line, reference, f"failed ({target.status})")
+        if isinstance(target.body, str):
+            target = target._replace(body=fastjson.loads(target.body))
+            self.named[reference.name] = target
+        found = value_at(target.body, reference.path)
+        if found is MISSING:
+            missing = f"has no {'.'.join(reference.path)} in its result"
+            return None, ref_failed(target.line, reference, missing)
+        return found, None
+
+    def value_size(self, text: str, value: Any) -> int:
+        if text not in self.sizes:
+            self.sizes[text] = len(fastjson.dumps(value))
+        return self.sizes[text]
 
     def __call__(self, pairs: list[tuple[int, str]]) -> list[tuple[int, Any]]:
         lines: dict[int, MixedLine] = {}
@@ -386,7 +425,7 @@ class MixedRun:
         by_operation: dict[str, list[tuple[int, str]]] = defaultdict(list)
         operations = {}
         for number, line in wave.items():
-            request = self.resolved(number, line)
+            request = self.resolved(line)
             if isinstance(request, OperationError):
                 outcomes[number] = request
                 continue

@@ -6,6 +6,7 @@ valid and allowed) holds line by line."""
 import json
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.test import override_settings
 
 from batches import services
@@ -15,23 +16,11 @@ from batches.retry import batch_retry
 from tests.support.batch_files import jsonl
 from tests.support.factories import UploadFactory
 from tests.support.inline_pipeline import into_processing, read_results, run_batch, stop_after_first_chunk
-from twins.models import Identity, LedgerEntry, Twin
+from tests.support.mixed_files import assert_devices_whole, device_lines
+from twins.models import Identity, Twin
 
 S = BatchStatus
 pytestmark = pytest.mark.django_db
-
-
-def device_lines(count: int, *, first: int = 0) -> list[dict]:
-    """The import issue 29 names: per device a twin, its identity and a ledger entry."""
-    lines = []
-    for n in range(first, first + count):
-        twin = {"$ref": f"t{n}.creation_certificate.uuid"}
-        lines += [
-            {"op": "create_twin", "ref": f"t{n}", "description": {"serial": n}},
-            {"op": "create_twin_identity", "twin": twin, "identities": {f"RFID#D{n}": {}}},
-            {"op": "add_twin_ledger_entry", "twin": twin, "entries": {"installed": {"value": n}}},
-        ]
-    return lines
 
 
 def mixed_batch(caller, lines: list[dict], **fields):
@@ -40,16 +29,6 @@ def mixed_batch(caller, lines: list[dict], **fields):
         account=caller.account, user=caller.user, handler=str(upload.handler), operation="mixed", **fields
     )
     return batch
-
-
-def assert_devices_whole(caller, count: int) -> None:
-    """Each device's twin has exactly its own identity and entry."""
-    twins = {twin.description["serial"]: twin for twin in Twin.objects.filter(account=caller.account)}
-    assert sorted(twins) == list(range(count))
-    identities = dict(Identity.objects.filter(twin__account=caller.account).values_list("identity", "twin"))
-    entries = list(LedgerEntry.objects.filter(twin__account=caller.account).values_list("twin", "value"))
-    assert identities == {f"RFID#D{n}": twin.uuid for n, twin in twins.items()}
-    assert sorted(entries, key=lambda entry: entry[1]) == [(twins[n].uuid, n) for n in range(count)]
 
 
 @override_settings(BATCH_CHUNK_LINES=10)
@@ -70,7 +49,7 @@ def test_each_line_runs_its_own_operation_on_the_result_it_refers_to(caller):
 
 
 def test_a_line_whose_reference_failed_is_424_naming_that_line_and_the_rest_run(caller):
-    blob = "x" * 40_000
+    blob = "x" * 30_000
     lines = [
         {"op": "create_twin", "ref": "big", "description": {"blob": blob}},
         {
@@ -78,11 +57,11 @@ def test_a_line_whose_reference_failed_is_424_naming_that_line_and_the_rest_run(
             "twin": {"$ref": "big.creation_certificate.uuid"},
             "entries": {"a": {"value": 1}},
         },
-        # Valid with its references standing in; twice the blob is past the description's limit.
+        # Valid with its reference standing in; with the blob, past the description's limit.
         {
             "op": "create_twin",
             "ref": "t3",
-            "description": {"a": {"$ref": "big.description.blob"}, "b": {"$ref": "big.description.blob"}},
+            "description": {"pad": "y" * 40_000, "a": {"$ref": "big.description.blob"}},
         },
         {
             "op": "create_twin_identity",
@@ -272,3 +251,37 @@ def test_results_carry_ids_and_echoed_fields(caller):
         (f"k{n}", line["op"]) for n, line in enumerate(device_lines(2))
     ]
     assert json.dumps(results).count('"status": 201') == 6
+
+
+def test_hostile_references_fail_their_line_alone(caller):
+    """A thousand references to one large value, an index of thousands of digits and one of
+    a non-ASCII digit: each fails its own line, and the chunk and the batch go on."""
+    lines = [
+        {"op": "create_twin", "ref": "big", "description": {"blob": "x" * 20_000, "list": [1, 2]}},
+        {
+            "op": "add_twin_ledger_entry",
+            "twin": {"$ref": "big.creation_certificate.uuid"},
+            "entries": {"e": {"value": [{"$ref": "big.description.blob"}] * 1000}},
+        },
+        {"op": "create_twin", "description": {"n": {"$ref": "big.description.list." + "9" * 5000}}},
+        {"op": "create_twin", "description": {"n": {"$ref": "big.description.list.²"}}},
+        {"op": "create_twin", "description": {"n": {"$ref": "big.description.list.1"}}},
+    ]
+    batch = run_batch(mixed_batch(caller, lines))
+    assert batch.status == S.COMPLETED, batch.failure_reason
+    results = read_results(batch.results_file)
+    assert [(line["status"], line.get("error", {}).get("subcode")) for line in results] == [
+        (201, None),
+        (400, "line_too_large"),
+        (424, "ref_failed"),
+        (424, "ref_failed"),
+        (201, None),
+    ]
+    assert results[4]["result"]["description"] == {"n": 2}
+
+
+@pytest.mark.parametrize("key", ["op", "ref"])
+def test_a_mixed_lines_own_key_cannot_be_the_id_field(caller, key):
+    with pytest.raises(ValidationError) as refused:
+        mixed_batch(caller, device_lines(1), id_field=key)
+    assert refused.value.code == "invalid_id_field"
