@@ -27,7 +27,7 @@ from functools import partial
 from typing import Any, NamedTuple
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 
 from batches.models import Batch, LineRef
 from batchsite import fastjson
@@ -97,17 +97,19 @@ def reference_of(value: Any) -> Reference | None:
 
 
 def references_in(body: Any) -> list[Reference]:
-    """Every reference anywhere in the body (raises ValueError for a malformed one)."""
+    """Every reference anywhere in the body (raises ValueError for a malformed one). Only
+    objects and lists are looked into: most values of a line are neither."""
     found, pending = [], [body]
     while pending:
         value = pending.pop()
-        reference = reference_of(value)
-        if reference is not None:
-            found.append(reference)
-        elif isinstance(value, dict):
-            pending.extend(value.values())
-        elif isinstance(value, list):
-            pending.extend(value)
+        if isinstance(value, dict):
+            if REFERENCE_KEY in value and len(value) == 1:
+                found.append(reference_of(value))
+                continue
+            value = value.values()
+        for item in value:
+            if isinstance(item, dict | list):
+                pending.append(item)
     return found
 
 
@@ -136,7 +138,9 @@ def mixed_line(data: Any) -> tuple[MixedLine | None, OperationError | None]:
     ref = data.get(REF_KEY, "")
     if ref != "" and not (isinstance(ref, str) and REF_NAME.fullmatch(ref)):
         return None, invalid("invalid_ref", f"The line's {REF_KEY!r} must match ^{REF_NAME.pattern}$.")
-    body = {key: value for key, value in data.items() if key not in (OP_KEY, REF_KEY)}
+    body = dict(data)
+    del body[OP_KEY]
+    body.pop(REF_KEY, None)
     try:
         references = references_in(body)
     except ValueError as error:
@@ -159,9 +163,11 @@ def body_error(line: MixedLine) -> OperationError | None:
     """Why the line's input is invalid, its references standing in for values of the kind
     each field takes; None when for every field some placeholder makes it valid (fields are
     checked independently). The error reported is the first placeholder's."""
+    if not line.references:
+        return line.operation.checked(line.body)[1]
     error = line.operation.checked(with_placeholder(line.body, PLACEHOLDERS[0]))[1]
-    if error is None or not line.references:
-        return error
+    if error is None:
+        return None
     still_refused = refused_fields(line.operation, with_placeholder(line.body, PLACEHOLDERS[0]))
     for placeholder in PLACEHOLDERS[1:]:
         if not still_refused:
@@ -177,15 +183,27 @@ def with_placeholder(body: dict, placeholder: Any) -> dict:
 
 def names_record(batch_id, names: list[tuple[int, str]]) -> None:
     """Records (line, name) pairs; a name recorded before keeps its first line (a step that
-    runs again over the same file records the same pairs)."""
+    runs again over the same file records the same pairs). One statement for the block: on
+    PostgreSQL the names and lines go as two arrays, since a statement of thousands of
+    placeholders costs the driver more to prepare than the database to run."""
     if not names:
         return
     batch = LineRef._meta.get_field("batch").target_field.get_db_prep_value(batch_id, connection)
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.executemany(
-            f"INSERT INTO {LineRef._meta.db_table} (batch_id, name, line, body) VALUES (%s, %s, %s, '')"
-            " ON CONFLICT (batch_id, name) DO NOTHING",
-            [(batch, name, line) for line, name in names],
+    table = LineRef._meta.db_table
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"INSERT INTO {table} (batch_id, name, line, body)"
+                " SELECT %s, name, line, '' FROM unnest(%s::text[], %s::bigint[]) AS named(name, line)"
+                " ON CONFLICT (batch_id, name) DO NOTHING",
+                [batch, [name for _, name in names], [line for line, _ in names]],
+            )
+            return
+        cursor.execute(
+            f"INSERT INTO {table} (batch_id, name, line, body) VALUES "
+            + ", ".join(["(%s, %s, %s, '')"] * len(names))
+            + " ON CONFLICT (batch_id, name) DO NOTHING",
+            [value for line, name in names for value in (batch, name, line)],
         )
 
 
@@ -194,12 +212,25 @@ def names_forget(batch_id) -> None:
     LineRef.objects.filter(batch_id=batch_id).delete()
 
 
-def named_rows(batch_id, names: Iterable[str], *fields: str, **conditions) -> Iterator[tuple]:
-    """(name, *fields) of each recorded name among `names`, NAMES_PER_QUERY names a query."""
+def named_rows(batch_id, names: Iterable[str], columns: str, *, succeeded: bool = False) -> Iterator[tuple]:
+    """(name, *columns) of each recorded name among `names` (only those whose line succeeded,
+    if `succeeded`), NAMES_PER_QUERY names a query; on PostgreSQL the names go as one array."""
     names = sorted(set(names))
-    for start in range(0, len(names), NAMES_PER_QUERY):
-        rows = LineRef.objects.filter(batch_id=batch_id, name__in=names[start : start + NAMES_PER_QUERY])
-        yield from rows.filter(**conditions).values_list("name", *fields)
+    batch = LineRef._meta.get_field("batch").target_field.get_db_prep_value(batch_id, connection)
+    outcome = " AND status >= 200 AND status < 300" if succeeded else ""
+    with connection.cursor() as cursor:
+        for start in range(0, len(names), NAMES_PER_QUERY):
+            some = names[start : start + NAMES_PER_QUERY]
+            if connection.vendor == "postgresql":
+                among, parameters = "= ANY(%s)", [batch, some]
+            else:
+                among, parameters = f"IN ({', '.join(['%s'] * len(some))})", [batch, *some]
+            cursor.execute(
+                f"SELECT name, {columns} FROM {LineRef._meta.db_table}"
+                f" WHERE batch_id = %s AND name {among}{outcome}",
+                parameters,
+            )
+            yield from cursor.fetchall()
 
 
 def named_lines(batch_id, names: Iterable[str]) -> dict[str, int]:
@@ -304,7 +335,7 @@ def references_settled(original: Batch, retried: set[int], records: Iterable[byt
             except ValueError:
                 lines.append((record, None, []))
         names = {reference.name for _, _, references in lines for reference in references}
-        rows = named_rows(original.pk, names, "line", "body", status__gte=200, status__lt=300)
+        rows = named_rows(original.pk, names, "line, body", succeeded=True)
         settled = {name: fastjson.loads(body) for name, line, body in rows if line not in retried}
         for record, data, references in lines:
             if not any(reference.name in settled for reference in references):
@@ -343,9 +374,8 @@ class MixedRun:
     def outcomes_of(self, names: set[str]) -> None:
         """Reads the named lines not known yet: lines of earlier chunks (committed) and of
         this chunk (to run in this chunk)."""
-        for name, line, status, body in named_rows(
-            self.batch.pk, names - self.named.keys(), "line", "status", "body"
-        ):
+        unknown = names - self.named.keys()
+        for name, line, status, body in named_rows(self.batch.pk, unknown, "line, status, body"):
             in_chunk = self.first_line <= line <= self.last_line
             self.named[name] = RefOutcome(line, None if in_chunk else status, None if in_chunk else body)
 

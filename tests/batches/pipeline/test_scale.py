@@ -1,9 +1,12 @@
-"""A million-line batch on a real worker keeps the worker's memory flat (docs/contract.md, section 7).
+"""A million-line batch on a real worker keeps the worker's memory flat (docs/contract.md, section 7),
+and so does validating a million-line mixed file (section 16).
 
 Run only on PostgreSQL (CI's services mode): on SQLite the million rows take minutes."""
 
 import json
+import os
 import tempfile
+import time
 
 import pytest
 from django.db import connection
@@ -12,6 +15,7 @@ from batches import services
 from batches.models import BatchStatus
 from batchsite.celery import app as celery_app
 from tests.support.infrastructure_faults import once_per_database
+from tests.support.mixed_files import device_lines
 from tests.support.process_memory import PeakMemory
 from tests.support.waiting import wait_terminal
 from tests.support.worker_processes import WorkerProcess
@@ -53,4 +57,44 @@ def test_a_million_lines_run_with_the_workers_peak_memory_under_300_mib(caller):
     assert batch.status == BatchStatus.COMPLETED
     assert (batch.processed, batch.succeeded) == (LINES, LINES)
     assert Twin.objects.filter(account=caller.account).count() == LINES
+    assert peak_mib < PEAK_RSS_LIMIT_MIB, f"the worker peaked at {peak_mib:.0f} MiB"
+
+
+MIXED_LINES = int(os.environ.get("MIXED_MEMORY_LINES", "1000000"))
+
+
+def test_a_million_line_mixed_file_is_validated_with_the_workers_memory_flat(caller):
+    """Every name and reference of a million-line mixed file is checked (a dry run, so that
+    validation alone is measured): the names live in the database, not in the worker."""
+    celery_app.control.purge()
+    with tempfile.TemporaryFile() as content:
+        for line in device_lines(MIXED_LINES // 3):
+            content.write(json.dumps(line).encode() + b"\n")
+        size = content.tell()
+        content.seek(0)
+        upload = services.upload_create(account=caller.account, created_by=caller.account_user)
+        services.upload_store(
+            handler=upload.handler, stream=content, content_length=size, content_type="application/x-ndjson"
+        )
+    worker = WorkerProcess(concurrency=1, log_name="worker-mixed-million").start()
+    memory = PeakMemory(worker.process.pid)
+    started = time.monotonic()
+    try:
+        batch, _ = services.batch_create(
+            account=caller.account,
+            user=caller.user,
+            handler=str(upload.handler),
+            operation="mixed",
+            validate_only=True,
+        )
+        batch = wait_terminal(batch, timeout=900, worker=worker)
+    finally:
+        peak_mib = memory.stop()
+        worker.discard()
+    print(
+        f"{MIXED_LINES // 3 * 3} mixed lines validated in {time.monotonic() - started:.1f} s,"
+        f" peak {peak_mib:.0f} MiB"
+    )
+    assert batch.status == BatchStatus.COMPLETED, batch.failure_reason
+    assert batch.summary["not_executed"] == MIXED_LINES // 3 * 3
     assert peak_mib < PEAK_RSS_LIMIT_MIB, f"the worker peaked at {peak_mib:.0f} MiB"
