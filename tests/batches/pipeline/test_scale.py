@@ -60,12 +60,14 @@ def test_a_million_lines_run_with_the_workers_peak_memory_under_300_mib(caller):
     assert peak_mib < PEAK_RSS_LIMIT_MIB, f"the worker peaked at {peak_mib:.0f} MiB"
 
 
-MIXED_LINES = int(os.environ.get("MIXED_MEMORY_LINES", "1000000"))
+# A million in `make soak`; CI's 300,000 show the same flat memory in a third of the time.
+MIXED_LINES = int(os.environ.get("MIXED_MEMORY_LINES", "300000"))
 
 
-def test_a_million_line_mixed_file_is_validated_with_the_workers_memory_flat(caller):
-    """Every name and reference of a million-line mixed file is checked (a dry run, so that
-    validation alone is measured): the names live in the database, not in the worker."""
+def test_a_large_mixed_file_is_validated_with_the_workers_memory_flat(caller):
+    """Every name and reference of a large mixed file (a million lines in `make soak`) is
+    checked (a dry run, so that validation alone is measured): the names live in the
+    database, not in the worker."""
     celery_app.control.purge()
     with tempfile.TemporaryFile() as content:
         for line in device_lines(MIXED_LINES // 3):
