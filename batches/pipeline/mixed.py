@@ -472,16 +472,27 @@ class MixedRun:
                 self.ran_names.append((line.name, ran))
 
     def outcomes_record(self) -> None:
-        """Inside the chunk's transaction: the outcomes of the chunk's named lines that ran."""
+        """Inside the chunk's transaction: the outcomes of the chunk's named lines that ran, in
+        one statement on PostgreSQL (row by row, a chunk's thousand names took a second)."""
         if not self.ran_names:
             return
         batch = LineRef._meta.get_field("batch").target_field.get_db_prep_value(self.batch.pk, connection)
+        table = LineRef._meta.db_table
+        rows = [
+            (name, ran.status, "" if ran.body is None else fastjson.dumps(ran.body))
+            for name, ran in self.ran_names
+        ]
         with connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                names, statuses, bodies = (list(column) for column in zip(*rows, strict=True))
+                cursor.execute(
+                    f"UPDATE {table} AS named SET status = ran.status, body = ran.body"
+                    " FROM unnest(%s::text[], %s::int[], %s::text[]) AS ran(name, status, body)"
+                    " WHERE named.batch_id = %s AND named.name = ran.name",
+                    [names, statuses, bodies, batch],
+                )
+                return
             cursor.executemany(
-                f"UPDATE {LineRef._meta.db_table} SET status = %s, body = %s"
-                " WHERE batch_id = %s AND name = %s",
-                [
-                    (ran.status, "" if ran.body is None else fastjson.dumps(ran.body), batch, name)
-                    for name, ran in self.ran_names
-                ],
+                f"UPDATE {table} SET status = %s, body = %s WHERE batch_id = %s AND name = %s",
+                [(status, body, batch, name) for name, status, body in rows],
             )
