@@ -74,13 +74,18 @@ def identities_by_twin(*, twins: Iterable[Twin]) -> dict[uuid.UUID, list[Identit
 
 
 def identity_resolve(*, account: Account, identity: str) -> list[uuid.UUID]:
-    """The account's alive twins holding `identity`, expired identities left out."""
-    return list(
-        Identity.objects.filter(identity=identity, twin__account=account, twin__status=TwinStatus.ALIVE)
+    """The account's alive twins holding `identity`, expired identities left out. Two
+    lookups, the identity's first: in one join both PostgreSQL and SQLite chose to walk every
+    twin of the account and probe each (11-24 ms at 10,000 twins, growing with the account)."""
+    holders = list(
+        Identity.objects.filter(identity=identity)
         .filter(Q(validity_at__isnull=True) | Q(validity_at__gt=timezone.now()))
-        .order_by("twin_id")
         .values_list("twin_id", flat=True)
     )
+    if not holders:
+        return []
+    alive = Twin.objects.filter(uuid__in=holders, account=account, status=TwinStatus.ALIVE)
+    return list(alive.order_by("uuid").values_list("uuid", flat=True))
 
 
 def ledger_keys_taken(*, pairs: Iterable[tuple[uuid.UUID, str]]) -> set[tuple[uuid.UUID, str]]:

@@ -8,6 +8,10 @@ chunk workers. Every run must end `completed` with every line run exactly once: 
 line, one result line per input line, no 500. The workers read and write storage slowly
 (tests.support.slow_storage_settings) so that each step lasts long enough to be hit.
 
+A mixed batch of devices (docs/contract.md, section 16) goes through the same processing faults:
+each device's identity and entry refer to its twin, and laid out by kind, the chunks of
+identities and entries wait on the chunks of twins across the fault.
+
 FAULT_LINES sets the batch size (`make soak` runs a larger one).
 """
 
@@ -22,8 +26,14 @@ from batches.models import Batch, BatchStatus, Chunk
 from batchsite.celery import app as celery_app
 from tests.support.batch_files import jsonl
 from tests.support.factories import BatchFactory
-from tests.support.infrastructure_faults import broker_kind, drop_broker_connections, other_backends
+from tests.support.infrastructure_faults import (
+    broker_kind,
+    drop_broker_connections,
+    once_per_database,
+    other_backends,
+)
 from tests.support.inline_pipeline import read_results
+from tests.support.mixed_files import assert_devices_whole, by_kind, device_lines
 from tests.support.waiting import wait_for, wait_terminal
 from tests.support.worker_processes import WorkerGroup, WorkerProcess
 from twins.models import Twin
@@ -166,3 +176,68 @@ def test_database_sessions_cancelled_or_terminated_during_processing(caller, dep
         time.sleep(0.3)
     assert reached > 0
     assert_every_line_ran_once(batch, caller, deployment)
+
+
+def broker_connections_dropped(deployment: Deployment) -> None:
+    assert drop_broker_connections() > 0
+    time.sleep(0.5)
+    drop_broker_connections()
+
+
+def every_worker_killed(deployment: Deployment) -> None:
+    deployment.kill_all()
+    deployment.start_worker()
+
+
+def database_sessions_terminated(deployment: Deployment) -> None:
+    reached = 0
+    for _ in range(6):
+        reached += other_backends("pg_terminate_backend")
+        time.sleep(0.3)
+    assert reached > 0
+
+
+@pytest.mark.parametrize("layout", ["interleaved", "by_kind"])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        pytest.param(
+            broker_connections_dropped,
+            id="broker_dropped",
+            marks=pytest.mark.skipif(
+                broker_kind() not in ("redis", "amqp"), reason="needs a broker with connections to drop"
+            ),
+        ),
+        pytest.param(every_worker_killed, id="workers_killed", marks=once_per_database()),
+        # A cancelled statement fails a mixed chunk as it fails any chunk (the case above).
+        pytest.param(database_sessions_terminated, id="sessions_terminated", marks=once_per_database()),
+    ],
+)
+def test_a_mixed_batch_runs_each_line_once_through_a_fault(caller, deployment, fault, layout):
+    devices = LINES // 3
+    lines = device_lines(devices)
+    batch = BatchFactory(
+        caller=caller, operation="mixed", content=jsonl(by_kind(lines) if layout == "by_kind" else lines)
+    )
+    wait_status(batch, S.PROCESSING, deployment, processed_at_least=1)
+    waiting = Chunk.objects.filter(batch_id=batch.pk, waits__gt=0).count()
+    fault(deployment)
+    if layout == "by_kind":
+        assert waiting > 0, "no chunk was waiting on another when the fault came"
+
+    fault_at = time.monotonic()
+    batch = wait_terminal(batch, timeout=240, worker=deployment.workers[-1])
+    print(f"{deployment.name}: completed {time.monotonic() - fault_at:.1f} s after the fault")
+    assert batch.status == S.COMPLETED, deployment.log()
+    results = read_results(batch.results_file)
+    failed_lines = [result for result in results if result["status"] != 201][:5]
+    assert (batch.processed, batch.succeeded, batch.failed) == (3 * devices, 3 * devices, 0), (
+        failed_lines,
+        deployment.log(),
+    )
+    assert [result["line"] for result in results] == list(range(1, 3 * devices + 1))
+    assert {result["status"] for result in results} == {201}
+    assert_devices_whole(caller, devices)
+    for n in (0, devices // 2, devices - 1):
+        twin = Twin.objects.get(account=caller.account, description__serial=n)
+        assert caller.client.get(f"/resolve/RFID%23D{n}").json() == {"twins": [str(twin.uuid)]}
