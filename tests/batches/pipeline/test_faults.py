@@ -197,20 +197,30 @@ def database_sessions_terminated(deployment: Deployment) -> None:
     assert reached > 0
 
 
-@pytest.mark.parametrize("layout", ["interleaved", "by_kind"])
+# Every fault with chunks waiting on others across it (by kind); the killed workers also with
+# the usual layout (interleaved, no chunk waits), where a rerun chunk's own references matter.
 @pytest.mark.parametrize(
-    "fault",
+    ("fault", "layout"),
     [
         pytest.param(
             broker_connections_dropped,
-            id="broker_dropped",
+            "by_kind",
+            id="broker_dropped-by_kind",
             marks=pytest.mark.skipif(
                 broker_kind() not in ("redis", "amqp"), reason="needs a broker with connections to drop"
             ),
         ),
-        pytest.param(every_worker_killed, id="workers_killed", marks=once_per_database()),
+        pytest.param(every_worker_killed, "by_kind", id="workers_killed-by_kind", marks=once_per_database()),
+        pytest.param(
+            every_worker_killed, "interleaved", id="workers_killed-interleaved", marks=once_per_database()
+        ),
         # A cancelled statement fails a mixed chunk as it fails any chunk (the case above).
-        pytest.param(database_sessions_terminated, id="sessions_terminated", marks=once_per_database()),
+        pytest.param(
+            database_sessions_terminated,
+            "by_kind",
+            id="sessions_terminated-by_kind",
+            marks=once_per_database(),
+        ),
     ],
 )
 def test_a_mixed_batch_runs_each_line_once_through_a_fault(caller, deployment, fault, layout):
