@@ -88,26 +88,37 @@ def identity_resolve(*, account: Account, identity: str) -> list[uuid.UUID]:
     return list(alive.order_by("uuid").values_list("uuid", flat=True))
 
 
-def ledger_keys_taken(*, pairs: Iterable[tuple[uuid.UUID, str]]) -> set[tuple[uuid.UUID, str]]:
-    """Which of the (twin, key) pairs name an existing entry. On PostgreSQL, one probe of the
-    (twin, key) unique index per pair, the pairs sent as one JSON parameter."""
+def pairs_taken(model, column: str, pairs: Iterable[tuple[uuid.UUID, str]]) -> set[tuple[uuid.UUID, str]]:
+    """Which of the (twin, value) pairs a row of `model` (twin, `column`) holds. On PostgreSQL,
+    one probe of the pair's unique index per pair, the pairs sent as one JSON parameter."""
     pairs = set(pairs)
     if not pairs:
         return set()
     if connection.vendor != "postgresql":
-        entries = LedgerEntry.objects.filter(
-            twin_id__in={twin for twin, _ in pairs}, key__in={key for _, key in pairs}
+        rows = model.objects.filter(
+            twin_id__in={twin for twin, _ in pairs}, **{f"{column}__in": {value for _, value in pairs}}
         )
-        return set(entries.values_list("twin_id", "key")) & pairs
-    table = LedgerEntry._meta.db_table
+        return set(rows.values_list("twin_id", column)) & pairs
+    table = model._meta.db_table
+    field = model._meta.get_field(column).column
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT e.twin_id, e.key FROM {table} e JOIN ("
-            "SELECT (pair->>0)::uuid AS twin_id, pair->>1 AS key FROM jsonb_array_elements(%s::jsonb) pair"
-            ") wanted ON e.twin_id = wanted.twin_id AND e.key = wanted.key",
-            [fastjson.dumps([[str(twin), key] for twin, key in pairs])],
+            f"SELECT held.twin_id, held.{field} FROM {table} held JOIN ("
+            "SELECT (pair->>0)::uuid AS twin_id, pair->>1 AS value FROM jsonb_array_elements(%s::jsonb) pair"
+            f") wanted ON held.twin_id = wanted.twin_id AND held.{field} = wanted.value",
+            [fastjson.dumps([[str(twin), value] for twin, value in pairs])],
         )
-        return {(twin, key) for twin, key in cursor.fetchall()}
+        return {(twin, value) for twin, value in cursor.fetchall()}
+
+
+def ledger_keys_taken(*, pairs: Iterable[tuple[uuid.UUID, str]]) -> set[tuple[uuid.UUID, str]]:
+    """Which of the (twin, key) pairs name an existing entry."""
+    return pairs_taken(LedgerEntry, "key", pairs)
+
+
+def identities_taken(*, pairs: Iterable[tuple[uuid.UUID, str]]) -> set[tuple[uuid.UUID, str]]:
+    """Which of the (twin, identity) pairs a twin holds already."""
+    return pairs_taken(Identity, "identity", pairs)
 
 
 def ledger_entries_by_twin(

@@ -47,6 +47,7 @@ from batchsite import fastjson
 from batchsite.clock import DatabaseNow
 from batchsite.faults import TRANSIENT_DATABASE_ERRORS
 from batchsite.logs import batch_logged
+from permissions.selectors import actions_held
 from twins.registry import Actor, Operation, OperationError, OperationResult, operation_get
 
 logger = logging.getLogger(__name__)
@@ -135,13 +136,13 @@ def run_requests(
 
 def mixed_run(batch: Batch, chunk: Chunk) -> MixedRun:
     """Runs a mixed chunk's lines, each operation as its creator's role allows it when the
-    chunk starts."""
-    users: dict[str, object] = {}
+    chunk starts: the role's actions read once (a permission check costs about 10 ms)."""
+    account_user = batch.created_by
+    user = account_user.user if account_user else None
+    held = actions_held(user=user, account=batch.account) if user is not None and user.is_active else set()
 
     def run_operation(operation: Operation, requests: list[tuple[int, dict]]):
-        if operation.name not in users:
-            users[operation.name] = may_run(batch, operation)
-        return run_requests(batch, operation, users[operation.name], requests)
+        return run_requests(batch, operation, user if operation.name in held else None, requests)
 
     return MixedRun(batch, chunk.first_line, chunk.last_line, Correlation.of(batch), run_lines=run_operation)
 

@@ -478,21 +478,26 @@ class MixedRun:
             return
         batch = LineRef._meta.get_field("batch").target_field.get_db_prep_value(self.batch.pk, connection)
         table = LineRef._meta.db_table
-        rows = [
-            (name, ran.status, "" if ran.body is None else fastjson.dumps(ran.body))
-            for name, ran in self.ran_names
-        ]
         with connection.cursor() as cursor:
             if connection.vendor == "postgresql":
-                names, statuses, bodies = (list(column) for column in zip(*rows, strict=True))
+                # One JSON parameter, each body inside it as JSON: a text array's encoding
+                # escapes every element through a regex (49 ms a chunk). A `json` column keeps
+                # the body's text as written.
+                outcomes = [
+                    {"name": name, "status": ran.status, **({} if ran.body is None else {"body": ran.body})}
+                    for name, ran in self.ran_names
+                ]
                 cursor.execute(
-                    f"UPDATE {table} AS named SET status = ran.status, body = ran.body"
-                    " FROM unnest(%s::text[], %s::int[], %s::text[]) AS ran(name, status, body)"
+                    f"UPDATE {table} AS named SET status = ran.status, body = COALESCE(ran.body::text, '')"
+                    " FROM json_to_recordset(%s::json) AS ran(name text, status int, body json)"
                     " WHERE named.batch_id = %s AND named.name = ran.name",
-                    [names, statuses, bodies, batch],
+                    [fastjson.dumps(outcomes), batch],
                 )
                 return
             cursor.executemany(
                 f"UPDATE {table} SET status = %s, body = %s WHERE batch_id = %s AND name = %s",
-                [(status, body, batch, name) for name, status, body in rows],
+                [
+                    (ran.status, "" if ran.body is None else fastjson.dumps(ran.body), batch, name)
+                    for name, ran in self.ran_names
+                ],
             )
