@@ -37,6 +37,8 @@ from twins.registry import Operation, OperationError, OperationResult, operation
 MIXED = "mixed"
 OP_KEY, REF_KEY, REFERENCE_KEY = "op", "ref", "$ref"
 MIXED_KEYS = (OP_KEY, REF_KEY)
+# What may hold a reference: a reference is an object, and objects and lists hold values.
+CONTAINERS = (dict, list)
 # Names looked up by one query: a line may hold thousands of references, and a statement's
 # parameters are limited (PostgreSQL 65,535; SQLite 32,766).
 NAMES_PER_QUERY = 1000
@@ -108,20 +110,22 @@ def references_in(body: Any) -> list[Reference]:
                 continue
             value = value.values()
         for item in value:
-            if isinstance(item, dict | list):
+            if isinstance(item, CONTAINERS):
                 pending.append(item)
     return found
 
 
 def substituted(value: Any, value_of: Callable[[Reference], Any]) -> Any:
     """A copy of the value with each reference replaced by `value_of(reference)`."""
-    reference = reference_of(value)
-    if reference is not None:
-        return value_of(reference)
     if isinstance(value, dict):
-        return {key: substituted(item, value_of) for key, item in value.items()}
+        if REFERENCE_KEY in value and len(value) == 1:
+            return value_of(reference_of(value))
+        return {
+            key: substituted(item, value_of) if isinstance(item, CONTAINERS) else item
+            for key, item in value.items()
+        }
     if isinstance(value, list):
-        return [substituted(item, value_of) for item in value]
+        return [substituted(item, value_of) if isinstance(item, CONTAINERS) else item for item in value]
     return value
 
 
