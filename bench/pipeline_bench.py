@@ -3,6 +3,7 @@
     make bench                                   # the whole set, a table and one key=value line
     .venv/bin/python bench/pipeline_bench.py all --lines 1000000 --update-lines 1000000
     .venv/bin/python bench/pipeline_bench.py batch --lines 100000 --workers 1
+    .venv/bin/python bench/pipeline_bench.py batch --lines 1000000 --workers 2 --operation mixed
     .venv/bin/python bench/pipeline_bench.py single --seconds 20 --threads 8
     .venv/bin/python bench/pipeline_bench.py copy --lines 1000000
     .venv/bin/python bench/pipeline_bench.py cancel --lines 1000000
@@ -12,7 +13,8 @@
 
 Each measure prints one JSON line and appends it to bench/results/results.jsonl. The database
 (BENCH_DATABASE_URL, default a PostgreSQL database `batch_bench` on 127.0.0.1) is dropped and
-migrated afresh per run (once for `all`); the broker is BENCH_BROKER_URL (default Redis db 10).
+migrated afresh per run (once for `all`); the broker is BENCH_BROKER_URL (default Redis db 10);
+workers' files and logs go to BENCH_DATA_DIR (default bench/var).
 Everything runs as real processes: gunicorn for the HTTP measures, `celery worker` processes
 (each --concurrency=1, both queues) for the batches.
 """
@@ -33,7 +35,7 @@ import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = ROOT / "bench" / "var"
+DATA_DIR = Path(os.environ.get("BENCH_DATA_DIR", ROOT / "bench" / "var"))
 RESULTS = ROOT / "bench" / "results" / "results.jsonl"
 DATABASE_URL = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/batch_bench")
 BROKER_URL = os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/10")
@@ -127,6 +129,27 @@ def twin_file(lines: int) -> Path:
                 out.write(json.dumps({"description": {"serial": number, "kind": "sensor"}}) + "\n")
         partial.rename(path)
     return path
+
+
+def mixed_file(lines: int) -> Path:
+    """A mixed batch (SPEC section 16) of `lines` lines, three per device (a twin with
+    twin_file's description, its identity and a ledger entry: twins.examples.device_import);
+    the last device is cut short when `lines` is not a multiple of three."""
+    from twins.examples import device_import
+
+    path = Path(tempfile.gettempdir()) / f"bench-mixed-{lines}.jsonl"
+    if not path.exists():
+        partial = path.with_suffix(".partial")
+        with partial.open("w") as out:
+            for device in range(-(-lines // 3)):
+                for line in device_import(device)[: lines - 3 * device]:
+                    out.write(json.dumps(line) + "\n")
+        partial.rename(path)
+    return path
+
+
+# The batches `batch` times, by operation: the file each runs.
+BATCH_FILES = {"create_twin": twin_file, "mixed": mixed_file}
 
 
 def start_workers(count: int) -> list[subprocess.Popen]:
@@ -273,18 +296,17 @@ def timed_batch(path: Path, *, lines: int, workers: int, timeout: float, operati
     }
 
 
-def measure_batch(lines: int, workers: int, timeout: float) -> dict:
+def measure_batch(lines: int, workers: int, timeout: float, operation: str = "create_twin") -> dict:
     empty_twins()
-    result = timed_batch(
-        twin_file(lines), lines=lines, workers=workers, timeout=timeout, operation="create_twin"
-    )
+    path = BATCH_FILES[operation](lines)
+    result = timed_batch(path, lines=lines, workers=workers, timeout=timeout, operation=operation)
     return record({"bench": "batch", **result})
 
 
 def run_batch(arguments) -> None:
     fresh_database()
     setup_django()
-    measure_batch(arguments.lines, arguments.workers, arguments.timeout)
+    measure_batch(arguments.lines, arguments.workers, arguments.timeout, arguments.operation)
 
 
 class WebServer:
@@ -1009,6 +1031,7 @@ TARGETS = (
     ("create_vs_healthz_p50", "<=", 3.0, "POST /batches p50 / /healthz p50 under load"),
     ("update_vs_single", ">=", 50, "update-heavy batch / single calls"),
     ("scheduled_claim_vs_empty", "<=", 1.2, "claim lookup CPU, 10,000 waiting / none"),
+    ("mixed_vs_plain", ">=", 0.5, "mixed / create_twin, 2 workers end to end"),
 )
 
 
@@ -1044,6 +1067,7 @@ def run_all(arguments) -> None:
     copy = measure_copy(lines)
     one = measure_batch(lines, 1, arguments.timeout)
     two = measure_batch(lines, 2, arguments.timeout)
+    mixed = measure_batch(lines, 2, arguments.timeout, "mixed")
     small_run = measure_batch(small, 1, arguments.timeout)
     cancel = measure_cancel(arguments.cancel_lines or lines, 2, arguments.timeout)
     update = measure_update(arguments.update_lines, arguments.update_twins, 2, arguments.timeout)
@@ -1064,7 +1088,7 @@ def run_all(arguments) -> None:
         "copy_rows_per_s": copy["rows_per_s"],
         "lines": lines,
     }
-    for name, run in (("w1", one), ("w2", two)):
+    for name, run in (("w1", one), ("w2", two), ("mixed", mixed)):
         for key in ("copy_s", "validate_s", "process_s", "write_results_s", "total_s"):
             measures[f"{name}_{key}"] = run[key]
         measures[f"{name}_lines_per_s"] = run["end_to_end_lines_per_s"]
@@ -1104,6 +1128,7 @@ def run_all(arguments) -> None:
         "create_vs_healthz_p50": ratio(measures["api_create_p50_ms"], measures["api_healthz_p50_ms"]),
         "update_vs_single": ratio(measures["update_lines_per_s"], measures["single_calls_per_s"]),
         "scheduled_claim_vs_empty": scheduled["claim_vs_empty"],
+        "mixed_vs_plain": ratio(measures["mixed_lines_per_s"], measures["w2_lines_per_s"]),
     }
     print_table(measures, ratios)
     elapsed = round(time.monotonic() - started)
@@ -1125,10 +1150,15 @@ def print_table(measures: dict, ratios: dict) -> None:
         ("single POST /twins", f"{m['single_calls_per_s']} calls/s"),
         ("raw COPY", f"{m['copy_rows_per_s']:,} rows/s"),
     ]
-    for name, label in (("w1", "1 worker"), ("w2", "2 workers")):
+    devices = f"{m['lines']:,} lines ({-(-m['lines'] // 3):,} devices)"
+    for name, label in (
+        ("w1", f"create_twin {m['lines']:,} lines, 1 worker"),
+        ("w2", f"create_twin {m['lines']:,} lines, 2 workers"),
+        ("mixed", f"mixed {devices}, 2 workers"),
+    ):
         rows.append(
             (
-                f"create_twin {m['lines']:,} lines, {label}",
+                label,
                 f"{m[f'{name}_lines_per_s'] or 0:,} lines/s end to end ({m[f'{name}_total_s']} s: copy "
                 f"{m[f'{name}_copy_s']}, validate {m[f'{name}_validate_s']}, process "
                 f"{m[f'{name}_process_s']}, results {m[f'{name}_write_results_s']}) {m[f'{name}_status']}",
@@ -1210,7 +1240,8 @@ def main() -> None:
     everything.add_argument("--threads", type=int, default=8, help="single-call client threads")
     everything.add_argument("--web-workers", type=int, default=4)
     everything.add_argument("--timeout", type=float, default=3600)
-    batch = commands.add_parser("batch", help="one create_twin batch, timed per phase, with worker memory")
+    batch = commands.add_parser("batch", help="one batch, timed per phase, with worker memory")
+    batch.add_argument("--operation", default="create_twin", choices=list(BATCH_FILES))
     batch.add_argument("--lines", type=int, default=100_000)
     batch.add_argument("--workers", type=int, default=1)
     batch.add_argument("--timeout", type=float, default=3600)

@@ -42,3 +42,15 @@ MIXED_EXAMPLE_LINES: list[dict] = [
         "entries": {"temperature": {"value": 21.5}},
     },
 ]
+
+
+def device_import(device: int) -> list[dict]:
+    """One device of the import issue 29 names, as mixed lines: a twin named `t<device>`, then
+    its identity and a ledger entry, both on the twin the first line creates. The tests and the
+    benchmark run files of these."""
+    twin = {"$ref": f"t{device}.creation_certificate.uuid"}
+    return [
+        {"op": "create_twin", "ref": f"t{device}", "description": {"serial": device, "kind": "sensor"}},
+        {"op": "create_twin_identity", "twin": twin, "identities": {f"RFID#D{device}": {}}},
+        {"op": "add_twin_ledger_entry", "twin": twin, "entries": {"installed": {"value": device}}},
+    ]

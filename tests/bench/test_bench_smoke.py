@@ -38,7 +38,7 @@ def bench_database_url():
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def test_bench_all_prints_every_measure_and_ratio(bench_database_url):
+def test_bench_all_prints_every_measure_and_ratio(bench_database_url, tmp_path):
     sizes = "--lines 2000 --memory-small-lines 500 --cancel-lines 20000"
     sizes += " --update-lines 1000 --update-twins 100"
     sizes += " --scheduled-batches 200 --scheduled-waiting 20 --scheduled-repetitions 20 --scheduled-sweeps 2"
@@ -55,14 +55,14 @@ def test_bench_all_prints_every_measure_and_ratio(bench_database_url):
             *durations.split(),
         ],
         cwd=ROOT,
-        env={**os.environ, "BENCH_PORT": str(free_port())},
+        env={**os.environ, "BENCH_PORT": str(free_port()), "BENCH_DATA_DIR": str(tmp_path)},
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert finished.returncode == 0, finished.stderr[-3000:]
     final = dict(pair.split("=", 1) for pair in finished.stdout.strip().splitlines()[-1].split())
-    for status in ("w1_status", "w2_status", "update_status"):
+    for status in ("w1_status", "w2_status", "mixed_status", "update_status"):
         assert final[status] == "completed"
     for key in (
         "single_calls_per_s",
@@ -71,6 +71,8 @@ def test_bench_all_prints_every_measure_and_ratio(bench_database_url):
         "w2_lines_per_s",
         "w1_validate_s",
         "w2_process_s",
+        "mixed_lines_per_s",
+        "mixed_validate_s",
         "memory_small_mib",
         "memory_big_mib",
         "cancel_s",
@@ -87,7 +89,9 @@ def test_bench_all_prints_every_measure_and_ratio(bench_database_url):
         "update_vs_single",
         "scheduled_claim_vs_empty",
         "scheduled_sweep_vs_empty",
+        "mixed_vs_plain",
     ):
         assert float(final[key]) > 0, key
-    assert final["targets"] == "10"
+    assert final["targets"] == "11"
     assert "2 workers end to end / raw COPY" in finished.stdout
+    assert "mixed 2,000 lines (667 devices), 2 workers" in finished.stdout

@@ -1,19 +1,12 @@
 """Mixed batch files of devices (docs/contract.md, section 16), and what a run of one must leave."""
 
+from twins.examples import device_import
 from twins.models import Identity, LedgerEntry, Twin
 
 
 def device_lines(count: int, *, first: int = 0) -> list[dict]:
     """The import issue 29 names: per device a twin, its identity and a ledger entry."""
-    lines = []
-    for n in range(first, first + count):
-        twin = {"$ref": f"t{n}.creation_certificate.uuid"}
-        lines += [
-            {"op": "create_twin", "ref": f"t{n}", "description": {"serial": n}},
-            {"op": "create_twin_identity", "twin": twin, "identities": {f"RFID#D{n}": {}}},
-            {"op": "add_twin_ledger_entry", "twin": twin, "entries": {"installed": {"value": n}}},
-        ]
-    return lines
+    return [line for device in range(first, first + count) for line in device_import(device)]
 
 
 def by_kind(lines: list[dict]) -> list[dict]:
