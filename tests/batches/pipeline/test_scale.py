@@ -7,6 +7,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Iterable
 
 import pytest
 from django.db import connection
@@ -33,17 +34,23 @@ pytestmark = [
 ]
 
 
-def test_a_million_lines_run_with_the_workers_peak_memory_under_300_mib(caller):
-    celery_app.control.purge()
+def uploaded(caller, lines: Iterable[dict]):
+    """An upload of the lines as JSON Lines, spooled through a file rather than held."""
     with tempfile.TemporaryFile() as content:
-        for number in range(LINES):
-            content.write(json.dumps({"description": {"serial": number}}).encode() + b"\n")
+        for line in lines:
+            content.write(json.dumps(line).encode() + b"\n")
         size = content.tell()
         content.seek(0)
         upload = services.upload_create(account=caller.account, created_by=caller.account_user)
         services.upload_store(
             handler=upload.handler, stream=content, content_length=size, content_type="application/x-ndjson"
         )
+    return upload
+
+
+def test_a_million_lines_run_with_the_workers_peak_memory_under_300_mib(caller):
+    celery_app.control.purge()
+    upload = uploaded(caller, ({"description": {"serial": number}} for number in range(LINES)))
     worker = WorkerProcess(concurrency=1, log_name="worker-million").start()
     memory = PeakMemory(worker.process.pid)
     try:
@@ -69,15 +76,7 @@ def test_a_large_mixed_file_is_validated_with_the_workers_memory_flat(caller):
     checked (a dry run, so that validation alone is measured): the names live in the
     database, not in the worker."""
     celery_app.control.purge()
-    with tempfile.TemporaryFile() as content:
-        for line in device_lines(MIXED_LINES // 3):
-            content.write(json.dumps(line).encode() + b"\n")
-        size = content.tell()
-        content.seek(0)
-        upload = services.upload_create(account=caller.account, created_by=caller.account_user)
-        services.upload_store(
-            handler=upload.handler, stream=content, content_length=size, content_type="application/x-ndjson"
-        )
+    upload = uploaded(caller, device_lines(MIXED_LINES // 3))
     worker = WorkerProcess(concurrency=1, log_name="worker-mixed-million").start()
     memory = PeakMemory(worker.process.pid)
     started = time.monotonic()
