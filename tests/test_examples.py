@@ -1,6 +1,7 @@
-"""examples/: a JSON Lines and a CSV file per batchable operation and for a mixed batch, each run through a batch
-in the order a newcomer would (create, attach, read, change, remove), every line a success;
-and each file's first line is the one-line example the form and `batch --help` show."""
+"""examples/: a JSON Lines and a CSV file per batchable operation and for a mixed batch, each
+run through a batch in the order a newcomer would (create, attach, read, change, remove), every
+line a success; and each file's first line is the one-line example the form and `batch --help`
+show."""
 
 import io
 import json
