@@ -109,6 +109,8 @@ def references_in(body: Any) -> list[Reference]:
                 found.append(reference_of(value))
                 continue
             value = value.values()
+        elif not isinstance(value, list):
+            continue
         for item in value:
             if isinstance(item, CONTAINERS):
                 pending.append(item)

@@ -12,6 +12,7 @@ from django.test import override_settings
 from batches import services
 from batches.models import BatchStatus, Chunk, LineRef
 from batches.pipeline import chunks
+from batches.pipeline.mixed import references_in
 from batches.retry import batch_retry
 from tests.support.batch_files import jsonl
 from tests.support.factories import UploadFactory
@@ -285,3 +286,18 @@ def test_a_mixed_lines_own_key_cannot_be_the_id_field(caller, key):
     with pytest.raises(ValidationError) as refused:
         mixed_batch(caller, device_lines(1), id_field=key)
     assert refused.value.code == "invalid_id_field"
+
+
+@pytest.mark.parametrize(
+    ("line", "found"),
+    [
+        (5, []),
+        ("text", []),
+        (None, []),
+        ([1, {"$ref": "t.a"}], ["t.a"]),
+        ({"a": [{"$ref": "t.b"}, 2], "c": {"$ref": "u"}}, ["u", "t.b"]),
+    ],
+)
+def test_references_are_found_in_any_json_value(line, found):
+    """A retry reads lines that were never validated: any JSON value, not only objects."""
+    assert [reference.text for reference in references_in(line)] == found
