@@ -24,6 +24,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 from celery import current_task
 from django.conf import settings
@@ -266,7 +267,7 @@ def chunk_run(batch_id, lease: ChunkLease) -> bool:
         else:
             operation = operation_get(batch.operation)
             user = may_run(batch, operation)
-            run_group = lambda group: run_lines(batch, operation, user, group)  # noqa: E731
+            run_group = partial(run_lines, batch, operation, user)
         run = run_chunk_lines(batch, run_group, pairs, lease)
         executed, failed = len(run.lines), run.failed
         lease.fence(
