@@ -197,8 +197,9 @@ def database_sessions_terminated(deployment: Deployment) -> None:
     assert reached > 0
 
 
-# Every fault with chunks waiting on others across it (by kind); the killed workers also with
-# the usual layout (interleaved, no chunk waits), where a rerun chunk's own references matter.
+# A fault of the broker and of the workers, each with chunks waiting on others across it (by
+# kind); in `make soak` also the killed workers with the usual layout (interleaved, no chunk
+# waits) and the database sessions terminated, which CI's time leaves out.
 @pytest.mark.parametrize(
     ("fault", "layout"),
     [
@@ -212,14 +213,17 @@ def database_sessions_terminated(deployment: Deployment) -> None:
         ),
         pytest.param(every_worker_killed, "by_kind", id="workers_killed-by_kind", marks=once_per_database()),
         pytest.param(
-            every_worker_killed, "interleaved", id="workers_killed-interleaved", marks=once_per_database()
+            every_worker_killed,
+            "interleaved",
+            id="workers_killed-interleaved",
+            marks=[once_per_database(), pytest.mark.soak],
         ),
         # A cancelled statement fails a mixed chunk as it fails any chunk (the case above).
         pytest.param(
             database_sessions_terminated,
             "by_kind",
             id="sessions_terminated-by_kind",
-            marks=once_per_database(),
+            marks=[once_per_database(), pytest.mark.soak],
         ),
     ],
 )
