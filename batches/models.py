@@ -230,6 +230,10 @@ class Chunk(models.Model):
     # lines refer to this one's (each counts one down when this one commits).
     waits = models.IntegerField(default=0)
     unblocks = models.JSONField(null=True, blank=True)
+    # Of a mixed batch's chunk checked on its own, for the merge that cuts the chunks to run:
+    # {"lines": [[line, [lines of this chunk it refers to], [names defined before the chunk]],
+    # ...] (its lines with references), "repeated": names another chunk had recorded first}.
+    references = models.JSONField(null=True, blank=True)
 
     class Meta:
         # No default ordering: ordering by "batch" joins the batch table, and a FOR UPDATE

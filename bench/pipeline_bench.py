@@ -705,8 +705,8 @@ def run_profile(arguments) -> None:
     setup_django()
     empty_twins()
     created = new_account("bench profile")
-    if arguments.operation == "create_twin":
-        path = twin_file(arguments.lines)
+    if arguments.operation in BATCH_FILES:
+        path = BATCH_FILES[arguments.operation](arguments.lines)
     else:
         path = ledger_file(arguments.lines, twins_copy_for(created.account, arguments.twins))
     processes = start_workers(1)
@@ -1285,7 +1285,7 @@ def main() -> None:
     scheduled.add_argument("--timeout", type=float, default=3600)
     profile = commands.add_parser("profile", help="one worker running a batch under py-spy")
     profile.add_argument(
-        "--operation", default="create_twin", choices=["create_twin", "add_twin_ledger_entry"]
+        "--operation", default="create_twin", choices=["create_twin", "add_twin_ledger_entry", "mixed"]
     )
     profile.add_argument("--lines", type=int, default=100_000)
     profile.add_argument("--twins", type=int, default=10_000)

@@ -47,7 +47,7 @@ from batches.pipeline.correlation import (
 )
 from batches.pipeline.faults import StorageReadError
 from batches.pipeline.lease import Lease, LeaseLost, StepInterrupted, TickingReader
-from batches.pipeline.mixed import MIXED, MixedCheck, names_forget
+from batches.pipeline.mixed import MIXED, MixedCheck, creator_actions, named_lines, names_forget
 from batches.pipeline.reading import StorageSource, input_lines, input_name_of, prepared_record
 from batches.pipeline.results import (
     NOT_EXECUTED,
@@ -135,8 +135,8 @@ def lines_checked(
     mixed: MixedCheck | None = None,
 ) -> Iterator[Checked]:
     """Each line with why it cannot run (or None), what its result line carries (None for a
-    batch without correlation) and the lines its references point to (a mixed batch's;
-    `operation` is None for one). A batch with an id field or mixed operations is checked a
+    batch without correlation) and what its references point to (a mixed batch's;
+    `operation` is None for one: see `MixedCheck`). A batch with an id field or mixed operations is checked a
     block at a time: the block's ids and names are recorded together, its repeats and
     references found by one query each."""
     if mixed is None and (correlation is None or not correlation.id_field):
@@ -262,7 +262,7 @@ def lines_check(
     source, lines = input_lines(batch, lease)
     with source:
         try:
-            mixed = MixedCheck(batch) if batch.operation == MIXED else None
+            mixed = MixedCheck(batch, creator_actions(batch)[1]) if batch.operation == MIXED else None
             for parsed, error, tag, referred in lines_checked(
                 operation, lines, correlation, IdCheck.single_pass(batch.pk), mixed
             ):
@@ -308,13 +308,22 @@ def validate_whole(batch: Batch, lease: Lease) -> Batch | None:
         prepared.seek(0)
         if batch.validate_only:
             return dry_run_completed(batch, lease, prepared, total=total, subcodes=subcodes)
-        prepared_name = fresh_batch_file_name(
-            account_id=batch.account_id, batch_id=batch.pk, stem="prepared", suffix=".jsonl"
-        )
-        storage_save_new(prepared_name, File(TickingReader(prepared, lease), name="prepared.jsonl"))
+        return processing_start_prepared(batch, lease, prepared, cutter, total=total)
+
+
+def processing_start_prepared(
+    batch: Batch, lease: Lease, prepared, cutter: ChunkCutter, *, total: int
+) -> Batch | None:
+    """Stores the prepared file and moves the batch to processing with the chunks `cutter`
+    cut from it, in place of any chunks it was checked in."""
+    prepared_name = fresh_batch_file_name(
+        account_id=batch.account_id, batch_id=batch.pk, stem="prepared", suffix=".jsonl"
+    )
+    storage_save_new(prepared_name, File(TickingReader(prepared, lease), name="prepared.jsonl"))
     with transaction.atomic():
         moved = processing_start(batch, lease, total=total, prepared_file=prepared_name)
         if moved is not None and moved.status == S.PROCESSING:
+            Chunk.objects.filter(batch_id=batch.pk).delete()
             Chunk.objects.bulk_create(cutter.chunks, batch_size=1000)
     if moved is None or moved.status != S.PROCESSING:
         storage_discard(prepared_name)
@@ -352,11 +361,7 @@ def processing_start(batch: Batch, lease: Lease, *, total: int, **changes) -> Ba
 
 def input_ranges(batch: Batch, lease: Lease) -> list[LineRange] | None:
     """The input cut into chunks' line ranges, when it is worth validating in parallel and
-    can be cut without parsing; else None. A mixed batch is checked in one pass: its lines'
-    references are resolved against every earlier line's name, which a chunk checked on its
-    own would not all know."""
-    if batch.operation == MIXED:
-        return None
+    can be cut without parsing; else None."""
     content_type = batch.upload.content_type if batch.upload else ""
     with StorageSource(input_name_of(batch), lease) as source:
         ranges = cut_json_lines(
@@ -407,6 +412,7 @@ def chunk_check(
     chunk: Chunk,
     correlation: Correlation | None = None,
     ids: IdCheck | None = None,
+    mixed: MixedCheck | None = None,
 ) -> dict:
     """Checks one chunk's lines of the batch's copied input exactly as the single pass does
     (but for repeated ids, which only `ids` may know); returns the chunk's fields that record
@@ -414,7 +420,7 @@ def chunk_check(
     VALIDATION_REPORT_MAX_LINES), its lines by subcode (the valid ones as never run, should
     another chunk fail the batch), and where the file became unreadable."""
     block = read_range(input_file, chunk.start_offset, chunk.end_offset)
-    return block_check(operation, block, chunk.first_line, correlation, ids)
+    return block_check(operation, block, chunk.first_line, correlation, ids, mixed)
 
 
 def block_check(
@@ -423,8 +429,10 @@ def block_check(
     first_line: int,
     correlation: Correlation | None,
     ids: IdCheck | None,
+    mixed: MixedCheck | None = None,
 ) -> dict:
-    """`chunk_check` of the chunk's bytes, its first line numbered `first_line`."""
+    """`chunk_check` of the chunk's bytes, its first line numbered `first_line`; of a mixed
+    batch's chunk (`mixed`, checking the chunk only), also what its lines refer to."""
     lines = parse_json_lines_at(
         io.BytesIO(block), first_line=first_line, max_line_bytes=settings.BATCH_LINE_MAX_BYTES
     )
@@ -434,8 +442,9 @@ def block_check(
     subcodes = SubcodeTally()
     invalid = 0
     unreadable = ""
+    referring: list[list] = []
     try:
-        for parsed, error, tag, _ in lines_checked(operation, lines, correlation, ids):
+        for parsed, error, tag, referred in lines_checked(operation, lines, correlation, ids, mixed):
             if error is not None:
                 invalid += 1
                 subcodes.add(error.subcode, parsed.line)
@@ -445,10 +454,15 @@ def block_check(
                 numbers.append(parsed.line)
                 if not invalid:
                     records.append(prepared_record(parsed.line, fastjson.dumps(parsed.data)))
+                if referred and not invalid:
+                    lines_in = [target for target in referred if isinstance(target, int)]
+                    referring.append([parsed.line, lines_in, [t for t in referred if isinstance(t, str)]])
     except FileUnreadable as error:
         unreadable = str(error)
     subcodes.add_lines(NOT_EXECUTED["subcode"], numbers)
+    references = None if mixed is None else {"lines": referring, "repeated": mixed.repeated}
     return {
+        "references": references,
         "prepared": "" if invalid else "".join(records),
         "results": "".join(report),
         "subcodes": subcodes.counts,
@@ -472,6 +486,8 @@ def chunks_merge(batch: Batch, lease: Lease) -> Batch | None:
     checked = Chunk.objects.filter(batch_id=batch.pk).order_by("index")
     if checked.filter(validated=False).exists():
         return None
+    if batch.operation == MIXED:
+        return mixed_chunks_merge(batch, lease, checked)
     if batch.id_field and duplicates_exist(batch.pk):
         repeats_mark(batch, lease, checked)
     total = invalid = 0
@@ -502,6 +518,72 @@ def chunks_merge(batch: Batch, lease: Lease) -> Batch | None:
             if moved is not None and moved.status == S.PROCESSING:
                 checked.filter(line_count=0).update(done=True)
     return moved
+
+
+def mixed_chunks_merge(batch: Batch, lease: Lease, checked) -> Batch | None:
+    """A mixed batch's checked chunks, merged: when every line is valid, every name is one
+    line's and every reference to a name defined before its chunk points to an earlier line,
+    the chunks to run are cut again from the checked lines as the single pass cuts them (a
+    chunk grows while lines refer into it; one that must refer back waits), and the batch moves
+    to processing (a dry run completes). Otherwise the file is checked again in one pass,
+    which names each line at fault as it always does: a file with an error costs a second
+    pass, a valid one none."""
+    total = 0
+    cutter = ChunkCutter(batch.pk)
+    unsure = bool(batch.id_field and duplicates_exist(batch.pk))
+    unsure = unsure or checked.exclude(invalid=0, unreadable="").exists()
+    with tempfile.TemporaryFile() as prepared:
+        rows = checked.values_list("prepared", "references", "line_count")
+        for records, references, line_count in [] if unsure else rows.iterator(chunk_size=20):
+            lease.tick()
+            referred = chunk_references_resolved(batch.pk, references)
+            if referred is None:
+                unsure = True
+                break
+            total += line_count
+            # Bytes: str.splitlines would also cut at the separators JSON leaves unescaped.
+            for record in records.encode().splitlines(keepends=True):
+                line = int(record[: record.index(b"\t")])
+                prepared.write(record)
+                cutter.add(line, len(record), referred.get(line, ()))
+        if unsure:
+            return validate_again_whole(batch, lease)
+        if batch.validate_only:
+            return dry_run_merge(batch, lease, checked, total=total)
+        prepared.seek(0)
+        return processing_start_prepared(batch, lease, prepared, cutter, total=total)
+
+
+def chunk_references_resolved(batch_id, references: dict) -> dict[int, list[int]] | None:
+    """The lines each line of a checked mixed chunk refers to, the names defined before the
+    chunk looked up; None when a name of the chunk is another line's too, or a name it refers
+    to is no earlier line's."""
+    if references["repeated"]:
+        return None
+    outside = named_lines(batch_id, {name for _, _, names in references["lines"] for name in names})
+    referred = {}
+    for line, lines_in, names in references["lines"]:
+        targets = [outside.get(name) for name in names]
+        if not all(target is not None and target < line for target in targets):
+            return None
+        referred[line] = lines_in + targets
+    return referred
+
+
+def validate_again_whole(batch: Batch, lease: Lease) -> Batch | None:
+    """Drops what checking the chunks recorded (the chunks, the names, the ids) and validates
+    the file in one pass."""
+    with transaction.atomic():
+        held = Batch.objects.select_for_update().filter(
+            pk=batch.pk, status=S.VALIDATING, lease_owner=lease.owner
+        )
+        if not held.exists():
+            return None
+        Chunk.objects.filter(batch_id=batch.pk).delete()
+        names_forget(batch.pk)
+        line_ids_forget(batch.pk)
+    logger.info("batch %s: checking the mixed file again in one pass, to name its errors", batch.pk)
+    return validate_whole(batch, lease)
 
 
 def repeats_mark(batch: Batch, lease: Lease, checked) -> None:

@@ -143,9 +143,15 @@ def test_a_path_missing_from_the_result_is_424(caller):
         ),
     ],
 )
+@pytest.mark.parametrize("validation", ["one pass", "in chunks"])
 def test_validation_names_the_line_whose_reference_name_or_operation_is_wrong(
-    caller, bad_line, subcode, description
+    caller, bad_line, subcode, description, validation
 ):
+    """In chunks (two lines each), the merge finds the later or unknown name or the name
+    defined twice across chunks and checks the file again in one pass: the same report."""
+    if validation == "in chunks":
+        chunked = override_settings(BATCH_VALIDATE_PARALLEL_MIN_LINES=0, BATCH_CHUNK_LINES=2)
+        chunked.enable()
     lines = [
         {"op": "create_twin", "ref": "t1", "description": {}},
         {"op": "get_twin", "twin": {"$ref": "t1.creation_certificate.uuid"}},
@@ -153,12 +159,68 @@ def test_validation_names_the_line_whose_reference_name_or_operation_is_wrong(
         {"op": "create_twin", "ref": "t9"},
     ]
     batch = run_batch(mixed_batch(caller, lines))
+    if validation == "in chunks":
+        chunked.disable()
     assert batch.status == S.VALIDATION_FAILED
     [report] = read_results(batch.results_file)[:1]
     assert report["line"] == 3
     assert report["error"]["subcode"] == subcode
     if description:
         assert report["error"]["description"] == description
+    assert not Twin.objects.filter(account=caller.account).exists()
+    assert not LineRef.objects.filter(batch_id=batch.pk).exists()
+
+
+CHECKED_IN_CHUNKS = override_settings(BATCH_VALIDATE_PARALLEL_MIN_LINES=0, BATCH_CHUNK_LINES=10)
+
+
+def chunk_layout(batch) -> list[tuple[int, int, list | None]]:
+    """Each chunk's lines and the chunks that waited on it."""
+    chunks_run = Chunk.objects.filter(batch_id=batch.pk).order_by("index")
+    return list(chunks_run.values_list("first_line", "last_line", "unblocks"))
+
+
+@CHECKED_IN_CHUNKS
+def test_a_file_checked_in_chunks_runs_in_chunks_cut_where_no_reference_crosses(caller, caplog):
+    """Checked in chunks of 10 lines (each cutting a device), run in chunks cut again by the
+    merge so that each holds whole devices: none waits on another."""
+    with caplog.at_level("INFO", logger="batches.pipeline.validating"):
+        batch = run_batch(mixed_batch(caller, device_lines(20)))
+    assert "validating 6 chunks in parallel" in caplog.text
+    assert "again in one pass" not in caplog.text
+    assert chunk_layout(batch) == [
+        (1, 12, None),
+        (13, 24, None),
+        (25, 36, None),
+        (37, 48, None),
+        (49, 60, None),
+    ]
+    assert batch.status == S.COMPLETED, batch.failure_reason
+    assert [line["status"] for line in read_results(batch.results_file)] == [201] * 60
+    assert_devices_whole(caller, 20)
+    assert not Chunk.objects.filter(batch_id=batch.pk, references__isnull=False).exists()
+
+
+@CHECKED_IN_CHUNKS
+def test_references_across_checked_chunks_are_resolved_by_the_merge(caller):
+    """Every twin first, then every identity and entry: the later chunks' references name
+    lines of the first chunks, which the merge looks up; those chunks wait on them."""
+    devices = device_lines(10)
+    batch = run_batch(mixed_batch(caller, devices[0::3] + devices[1::3] + devices[2::3]))
+    # The identities grow the first chunk to twice its size (as in one pass); the entries wait.
+    assert chunk_layout(batch) == [(1, 20, [1]), (21, 30, None)]
+    assert batch.status == S.COMPLETED, batch.failure_reason
+    assert {line["status"] for line in read_results(batch.results_file)} == {201}
+    assert_devices_whole(caller, 10)
+
+
+@CHECKED_IN_CHUNKS
+def test_a_dry_run_checked_in_chunks_lists_every_line_and_runs_nothing(caller):
+    batch = run_batch(mixed_batch(caller, device_lines(8), validate_only=True))
+    assert batch.status == S.COMPLETED
+    results = read_results(batch.results_file)
+    assert [line["line"] for line in results] == list(range(1, 25))
+    assert {line["error"]["subcode"] for line in results} == {"validate_only"}
     assert not Twin.objects.filter(account=caller.account).exists()
     assert not LineRef.objects.filter(batch_id=batch.pk).exists()
 
