@@ -295,7 +295,9 @@ class LineRef(models.Model):
     outcome once its chunk committed: `status`, and the result body as JSON text for a 2xx.
     Later lines' references read it; so does a retry, for lines it does not run again."""
 
-    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="+")
+    # No index of its own: the unique (batch, name) index serves lookups by batch, and every
+    # index costs each of a million names its insert and its outcome's update.
+    batch = models.ForeignKey(Batch, on_delete=models.CASCADE, related_name="+", db_index=False)
     name = models.CharField(max_length=64)
     line = models.BigIntegerField()
     status = models.IntegerField(null=True, blank=True)

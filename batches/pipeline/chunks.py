@@ -198,10 +198,11 @@ def run_chunk_lines(
     in line order); between groups, renews the chunk's lease and stops at a cancel, once the
     deadline passed or once the error budget is passed."""
     run = ChunkRun()
-    # Groups of even size, at most BATCH_CANCEL_CHECK_LINES: a chunk of 1,002 lines (a mixed
-    # one grows past its size to keep references inside) runs as 501 and 501, not 500, 500
-    # and a group of 2 that pays every per-group statement for two lines.
-    groups = max(1, math.ceil(len(pairs) / settings.BATCH_CANCEL_CHECK_LINES))
+    # Groups of even size, about BATCH_CANCEL_CHECK_LINES (at most half as many again): a
+    # chunk of 1,002 lines (a mixed one grows past its size to keep references inside) runs
+    # as 501 and 501, not 500, 500 and a group of 2, nor 3 of 334: each group pays its
+    # statements (a mixed group's twin lookups and checks, per operation) whatever its size.
+    groups = max(1, round(len(pairs) / settings.BATCH_CANCEL_CHECK_LINES))
     step = max(1, math.ceil(len(pairs) / groups))
     correlation = Correlation.of(batch)
     tags = {}

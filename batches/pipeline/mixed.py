@@ -4,10 +4,11 @@ result body of the earlier line called `name`.
 
 Names live in the database, not in a worker's memory (`LineRef`): validation records a block of
 lines' names with one insert and reads the names the block defines or refers to with one query,
-so a repeated name and a reference to a name no earlier line has are found at any size. Each
-line is checked by its own operation's validator (the registry's; no second copy), its
-references standing in for values of the right kind (`PLACEHOLDERS`), and its `op` against the
-creator's role.
+so a repeated name and a reference to a name no earlier line has are found at any size; a
+large file is checked in chunks, the references across chunks resolved when they are merged
+(`batches.pipeline.validating.mixed_chunks_merge`). Each line is checked by its own
+operation's validator (the registry's; no second copy), its references standing in for values
+of the right kind (`PLACEHOLDERS`), and its `op` against the creator's role.
 
 Running: a chunk whose lines refer to lines of earlier chunks waits until those chunks are done
 (`Chunk.waits`, counted down in each one's commit), and chunks are cut where no reference
@@ -433,6 +434,8 @@ class MixedRun:
         """The line's input with its references replaced by their values, or why it cannot
         run: a reference failed, or the values make the line longer than a line may be (a
         thousand references to one large value would otherwise build gigabytes)."""
+        if not line.references:
+            return line.body
         failure = None
         size = 0
 

@@ -12,8 +12,9 @@ validated in parallel instead: the leased step only cuts it into chunks at line 
 pass, no parsing); any chunk worker checks a chunk (`chunk_check`) and records its outcome on
 it, touching nothing else; when every chunk is checked, the leased step runs again and merges
 them (`chunks_merge`) into the same outcome the single pass gives - the same report, the same
-dry-run results - or moves the batch to processing with the checked chunks as its chunks. No
-line runs before every line is valid.
+dry-run results - or moves the batch to processing with the checked chunks as its chunks (a
+mixed batch's cut again where no reference crosses, `mixed_chunks_merge`). No line runs
+before every line is valid.
 """
 
 import bisect

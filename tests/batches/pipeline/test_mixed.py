@@ -145,22 +145,23 @@ def test_a_path_missing_from_the_result_is_424(caller):
 )
 @pytest.mark.parametrize("validation", ["one pass", "in chunks"])
 def test_validation_names_the_line_whose_reference_name_or_operation_is_wrong(
-    caller, bad_line, subcode, description, validation
+    caller, bad_line, subcode, description, validation, caplog
 ):
     """In chunks (two lines each), the merge finds the later or unknown name or the name
     defined twice across chunks and checks the file again in one pass: the same report."""
-    if validation == "in chunks":
-        chunked = override_settings(BATCH_VALIDATE_PARALLEL_MIN_LINES=0, BATCH_CHUNK_LINES=2)
-        chunked.enable()
+    chunked = (
+        {"BATCH_VALIDATE_PARALLEL_MIN_LINES": 0, "BATCH_CHUNK_LINES": 2} if validation == "in chunks" else {}
+    )
     lines = [
         {"op": "create_twin", "ref": "t1", "description": {}},
         {"op": "get_twin", "twin": {"$ref": "t1.creation_certificate.uuid"}},
         bad_line,
         {"op": "create_twin", "ref": "t9"},
     ]
-    batch = run_batch(mixed_batch(caller, lines))
-    if validation == "in chunks":
-        chunked.disable()
+    with override_settings(**chunked), caplog.at_level("INFO", logger="batches.pipeline.validating"):
+        batch = run_batch(mixed_batch(caller, lines))
+    if chunked:
+        assert "checking the mixed file again in one pass" in caplog.text
     assert batch.status == S.VALIDATION_FAILED
     [report] = read_results(batch.results_file)[:1]
     assert report["line"] == 3
@@ -305,9 +306,15 @@ def test_a_dry_run_of_a_mixed_batch_runs_nothing(caller):
     assert not Twin.objects.filter(account=caller.account).exists()
 
 
-def test_results_carry_ids_and_echoed_fields(caller):
+@pytest.mark.parametrize("chunk_lines", [None, 2])
+def test_results_carry_ids_and_echoed_fields(caller, chunk_lines):
+    """Also when the file is checked in chunks of 2 lines: a device's lines are in two."""
     lines = [{**line, "key": f"k{n}"} for n, line in enumerate(device_lines(2))]
-    batch = run_batch(mixed_batch(caller, lines, id_field="key", echo_fields=["op"]))
+    chunked = (
+        {"BATCH_VALIDATE_PARALLEL_MIN_LINES": 0, "BATCH_CHUNK_LINES": chunk_lines} if chunk_lines else {}
+    )
+    with override_settings(**chunked):
+        batch = run_batch(mixed_batch(caller, lines, id_field="key", echo_fields=["op"]))
     assert batch.status == S.COMPLETED, batch.failure_reason
     results = read_results(batch.results_file)
     assert [(line["id"], line["input"]["op"]) for line in results] == [
