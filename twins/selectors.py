@@ -54,10 +54,29 @@ class TwinState(NamedTuple):
 
 def twin_states_locked(*, account: Account, uuids: Iterable[uuid.UUID]) -> dict[uuid.UUID, TwinState]:
     """The account's twins among `uuids`, locked in uuid order as twins_by_uuid locks them,
-    read as (uuid, status) only: a ledger write needs no more, and a chunk reads a thousand."""
-    twins = among(Twin.objects.filter(account=account), "uuid", uuids, array_type="uuid")
-    rows = twins.select_for_update().order_by("uuid").values_list("uuid", "status")
-    return {twin_uuid: TwinState(twin_uuid, status) for twin_uuid, status in rows}
+    read as (uuid, status) only: a ledger write needs no more, and a chunk reads a thousand.
+
+    On PostgreSQL each uuid is one probe of the primary key (a lateral subquery per value, in
+    uuid order). As a join, the planner chose by the table's statistics: while a batch creates
+    twins faster than they are analysed, it hashed the account's every twin for each lookup,
+    a cost that grew with the account (0.5 ms to 4 ms a lookup over 33,000 new twins)."""
+    if connection.vendor != "postgresql":
+        twins = among(Twin.objects.filter(account=account), "uuid", uuids, array_type="uuid")
+        rows = twins.select_for_update().order_by("uuid").values_list("uuid", "status")
+        return {twin_uuid: TwinState(twin_uuid, status) for twin_uuid, status in rows}
+    wanted = sorted({str(twin_uuid) for twin_uuid in uuids})
+    if not wanted:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT twin.uuid, twin.status FROM jsonb_array_elements_text(%s::jsonb) WITH ORDINALITY"
+            " AS wanted(value, position) CROSS JOIN LATERAL ("
+            f"SELECT uuid, status FROM {Twin._meta.db_table}"
+            " WHERE uuid = wanted.value::uuid AND account_id = %s FOR UPDATE"
+            ") AS twin ORDER BY wanted.position",
+            [fastjson.dumps(wanted), account.pk],
+        )
+        return {twin_uuid: TwinState(twin_uuid, status) for twin_uuid, status in cursor.fetchall()}
 
 
 def twin_scan(*, account: Account, after: uuid.UUID | None, count: int) -> list[uuid.UUID]:
@@ -91,7 +110,9 @@ def identity_resolve(*, account: Account, identity: str) -> list[uuid.UUID]:
 
 def pairs_taken(model, column: str, pairs: Iterable[tuple[uuid.UUID, str]]) -> set[tuple[uuid.UUID, str]]:
     """Which of the (twin, value) pairs a row of `model` (twin, `column`) holds. On PostgreSQL,
-    one probe of the pair's unique index per pair, the pairs sent as one JSON parameter."""
+    one probe of the pair's unique index per pair (a lateral subquery per pair: as a join, the
+    planner hashed the whole table when its statistics lagged behind a batch's inserts), the
+    pairs sent as one JSON parameter."""
     pairs = set(pairs)
     if not pairs:
         return set()
@@ -104,9 +125,9 @@ def pairs_taken(model, column: str, pairs: Iterable[tuple[uuid.UUID, str]]) -> s
     field = model._meta.get_field(column).column
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT held.twin_id, held.{field} FROM {table} held JOIN ("
-            "SELECT (pair->>0)::uuid AS twin_id, pair->>1 AS value FROM jsonb_array_elements(%s::jsonb) pair"
-            f") wanted ON held.twin_id = wanted.twin_id AND held.{field} = wanted.value",
+            "SELECT held.twin_id, held.value FROM jsonb_array_elements(%s::jsonb) AS pair"
+            f" CROSS JOIN LATERAL (SELECT twin_id, {field} AS value FROM {table}"
+            f" WHERE twin_id = (pair->>0)::uuid AND {field} = pair->>1) AS held",
             [fastjson.dumps([[str(twin), value] for twin, value in pairs])],
         )
         return {(twin, value) for twin, value in cursor.fetchall()}
