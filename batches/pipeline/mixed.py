@@ -294,37 +294,33 @@ class MixedCheck:
         recorded = named_lines(self.batch_id, wanted)
         return [self.line_check(number, split, recorded) for number, split in lines]
 
-    def refusal(self, split) -> OperationError | None:
-        """Why the line is refused before its references are looked at."""
+    def checkable(self, split) -> tuple[MixedLine | None, OperationError | None]:
+        """The line to check, or why it is refused before its references are looked at (None
+        and None for a line refused already)."""
+        if split is None:
+            return None, None
         line, error = split
         if error is None and not self.may(line.operation):
-            refusal = f"The role does not allow {line.operation.name}."
-            return OperationError(403, "action_not_allowed", refusal)
-        return error
+            error = OperationError(
+                403, "action_not_allowed", f"The role does not allow {line.operation.name}."
+            )
+        return (None, error) if error is not None else (line, None)
 
     def chunk_line_check(self, number: int, split) -> tuple[OperationError | None, Referred]:
-        if split is None:
-            return None, ()
-        error = self.refusal(split)
-        if error is not None:
+        line, error = self.checkable(split)
+        if line is None:
             return error, ()
-        line = split[0]
         referred = tuple(self.defined.get(reference.name, reference.name) for reference in line.references)
         if line.name:
             if line.name in self.defined:
-                return invalid(
-                    "duplicate_ref", f"The ref {line.name!r} is already line {self.defined[line.name]}'s."
-                ), ()
+                return duplicate_ref(line.name, self.defined[line.name]), ()
             self.defined[line.name] = number
         return body_error(line), referred
 
     def line_check(self, number: int, split, recorded: dict[str, int]):
-        if split is None:
-            return None, ()
-        error = self.refusal(split)
-        if error is not None:
+        line, error = self.checkable(split)
+        if line is None:
             return error, ()
-        line = split[0]
         referred = []
         for reference in line.references:
             target = recorded.get(reference.name)
@@ -335,10 +331,12 @@ class MixedCheck:
                 ), ()
             referred.append(target)
         if line.name and recorded.get(line.name) != number:
-            return invalid(
-                "duplicate_ref", f"The ref {line.name!r} is already line {recorded[line.name]}'s."
-            ), ()
+            return duplicate_ref(line.name, recorded[line.name]), ()
         return body_error(line), tuple(referred)
+
+
+def duplicate_ref(name: str, first_line: int) -> OperationError:
+    return invalid("duplicate_ref", f"The ref {name!r} is already line {first_line}'s.")
 
 
 MISSING = object()
