@@ -137,9 +137,9 @@ def lines_checked(
 ) -> Iterator[Checked]:
     """Each line with why it cannot run (or None), what its result line carries (None for a
     batch without correlation) and what its references point to (a mixed batch's;
-    `operation` is None for one: see `MixedCheck`). A batch with an id field or mixed operations is checked a
-    block at a time: the block's ids and names are recorded together, its repeats and
-    references found by one query each."""
+    `operation` is None for one: see `MixedCheck`). A batch with an id field or mixed
+    operations is checked a block at a time: the block's ids and names are recorded together,
+    its repeats and references found by one query each."""
     if mixed is None and (correlation is None or not correlation.id_field):
         for parsed in lines:
             error = line_error(operation, parsed, correlation)
@@ -455,9 +455,10 @@ def block_check(
                 numbers.append(parsed.line)
                 if not invalid:
                     records.append(prepared_record(parsed.line, fastjson.dumps(parsed.data)))
-                if referred and not invalid:
-                    lines_in = [target for target in referred if isinstance(target, int)]
-                    referring.append([parsed.line, lines_in, [t for t in referred if isinstance(t, str)]])
+                    if referred:
+                        lines_in = [target for target in referred if isinstance(target, int)]
+                        names = [target for target in referred if isinstance(target, str)]
+                        referring.append([parsed.line, lines_in, names])
     except FileUnreadable as error:
         unreadable = str(error)
     subcodes.add_lines(NOT_EXECUTED["subcode"], numbers)
@@ -529,30 +530,37 @@ def mixed_chunks_merge(batch: Batch, lease: Lease, checked) -> Batch | None:
     to processing (a dry run completes). Otherwise the file is checked again in one pass,
     which names each line at fault as it always does: a file with an error costs a second
     pass, a valid one none."""
-    total = 0
+    if (batch.id_field and duplicates_exist(batch.pk)) or checked.exclude(invalid=0, unreadable="").exists():
+        return validate_again_whole(batch, lease)
     cutter = ChunkCutter(batch.pk)
-    unsure = bool(batch.id_field and duplicates_exist(batch.pk))
-    unsure = unsure or checked.exclude(invalid=0, unreadable="").exists()
     with tempfile.TemporaryFile() as prepared:
-        rows = checked.values_list("prepared", "references", "line_count")
-        for records, references, line_count in [] if unsure else rows.iterator(chunk_size=20):
-            lease.tick()
-            referred = chunk_references_resolved(batch.pk, references)
-            if referred is None:
-                unsure = True
-                break
-            total += line_count
-            # Bytes: str.splitlines would also cut at the separators JSON leaves unescaped.
-            for record in records.encode().splitlines(keepends=True):
-                line = int(record[: record.index(b"\t")])
-                prepared.write(record)
-                cutter.add(line, len(record), referred.get(line, ()))
-        if unsure:
-            return validate_again_whole(batch, lease)
-        if batch.validate_only:
+        total = checked_lines_cut(batch.pk, lease, checked, prepared, cutter)
+        if total is not None and batch.validate_only:
             return dry_run_merge(batch, lease, checked, total=total)
-        prepared.seek(0)
-        return processing_start_prepared(batch, lease, prepared, cutter, total=total)
+        if total is not None:
+            prepared.seek(0)
+            return processing_start_prepared(batch, lease, prepared, cutter, total=total)
+    return validate_again_whole(batch, lease)
+
+
+def checked_lines_cut(batch_id, lease: Lease, checked, prepared, cutter: ChunkCutter) -> int | None:
+    """Writes the checked chunks' lines to `prepared`, cut into the chunks to run by
+    `cutter`; returns how many, or None as soon as a chunk's names do not check out."""
+    total = 0
+    for records, references, line_count in checked.values_list(
+        "prepared", "references", "line_count"
+    ).iterator(chunk_size=20):
+        lease.tick()
+        referred = chunk_references_resolved(batch_id, references)
+        if referred is None:
+            return None
+        total += line_count
+        # Bytes: str.splitlines would also cut at the separators JSON leaves unescaped.
+        for record in records.encode().splitlines(keepends=True):
+            line = int(record[: record.index(b"\t")])
+            prepared.write(record)
+            cutter.add(line, len(record), referred.get(line, ()))
+    return total
 
 
 def chunk_references_resolved(batch_id, references: dict) -> dict[int, list[int]] | None:
