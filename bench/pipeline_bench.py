@@ -10,6 +10,7 @@
     .venv/bin/python bench/pipeline_bench.py update --lines 1000000
     .venv/bin/python bench/pipeline_bench.py api --seconds 15 --clients 32
     .venv/bin/python bench/pipeline_bench.py scheduled --batches 10000 --lines 200000
+    .venv/bin/python bench/pipeline_bench.py scale --finished 1000000 --active 10000
 
 Each measure prints one JSON line and appends it to bench/results/results.jsonl. The database
 (BENCH_DATABASE_URL, default a PostgreSQL database `batch_bench` on 127.0.0.1) is dropped and
@@ -33,6 +34,8 @@ import time
 import urllib.parse
 import uuid
 from pathlib import Path
+
+import scale_bench
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("BENCH_DATA_DIR", ROOT / "bench" / "var"))
@@ -1019,6 +1022,22 @@ def run_scheduled(arguments) -> None:
         print(f"{read:8,}  {'; '.join(scans)}\n          WHERE {condition}")
 
 
+def measure_scale(finished: int, active: int, accounts: int, repetitions: int) -> dict:
+    """Issue 30: a claim, a sweep and the API with 10 batches and with `finished` + `active`
+    over `accounts` accounts (bench/scale_bench.py), and one retention pass at that size."""
+    result = scale_bench.measure(
+        sys.modules[__name__], finished=finished, active=active, accounts=accounts, repetitions=repetitions
+    )
+    return record({"bench": "scale", **result})
+
+
+def run_scale(arguments) -> None:
+    fresh_database()
+    setup_django()
+    a = arguments
+    measure_scale(a.finished, a.active, a.accounts, a.repetitions)
+
+
 TARGETS = (
     # (ratio key, comparison, target, what it says)
     ("two_workers_vs_copy", ">=", 0.5, "2 workers end to end / raw COPY"),
@@ -1032,6 +1051,11 @@ TARGETS = (
     ("update_vs_single", ">=", 50, "update-heavy batch / single calls"),
     ("scheduled_claim_vs_empty", "<=", 1.2, "claim lookup CPU, 10,000 waiting / none"),
     ("mixed_vs_plain", ">=", 0.5, "mixed / create_twin, 2 workers end to end"),
+    ("scale_claim_ratio", "<=", 2, "chunk claim, 1,010,000 batches / 10"),
+    ("scale_sweep_ratio", "<=", 2, "sweep, 1,010,000 batches / 10"),
+    ("scale_list_ratio", "<=", 2, "GET /batches (worse page), 1,010,000 / 10"),
+    ("scale_create_ratio", "<=", 2, "POST /batches, 1,010,000 batches / 10"),
+    ("scale_usage_ratio", "<=", 2, "GET /usage, 1,010,000 batches / 10"),
 )
 
 
@@ -1054,6 +1078,8 @@ SCHEDULED_KEYS = (
     "cpu_us_per_line",
     "status",
 )
+# The `scale` measure's timings that `all` reports, each with 10 batches and at scale.
+SCALE_TIMINGS = ("claim_ms", "sweep_ms", "list_ms", "list_deep_ms", "create_ms", "usage_ms")
 
 
 def run_all(arguments) -> None:
@@ -1073,7 +1099,7 @@ def run_all(arguments) -> None:
     update = measure_update(arguments.update_lines, arguments.update_twins, 2, arguments.timeout)
     a = arguments
     api = measure_api(a.api_seconds, a.clients, a.web_workers, 2, a.api_accounts)
-    # Last: its waiting batches stay in the database.
+    # Next to last: its waiting batches stay in the database (the scale measure empties it).
     scheduled = measure_scheduled(
         a.scheduled_batches,
         a.scheduled_waiting,
@@ -1083,6 +1109,7 @@ def run_all(arguments) -> None:
         a.scheduled_sweeps,
         a.timeout,
     )
+    scale = measure_scale(a.scale_finished, a.scale_active, a.scale_accounts, a.scale_repetitions)
     measures = {
         "single_calls_per_s": single["calls_per_s"],
         "copy_rows_per_s": copy["rows_per_s"],
@@ -1117,6 +1144,14 @@ def run_all(arguments) -> None:
     measures["scheduled_sweep_vs_empty"] = scheduled["sweep_vs_empty"]
     measures["scheduled_process_vs_empty"] = scheduled["process_vs_empty"]
     measures["scheduled_cpu_per_line_vs_empty"] = scheduled["cpu_per_line_vs_empty"]
+    measures["scale_batches"] = scale["finished"] + scale["active"]
+    measures["scale_accounts"] = scale["accounts"]
+    measures["scale_fill_s"] = scale["fill_s"]
+    for name in ("small", "big"):
+        for key in SCALE_TIMINGS:
+            measures[f"scale_{name}_{key}"] = scale[f"{name}_{key}"]
+    for key in ("purge_s", "purge_batches", "purge_expired"):
+        measures[f"scale_{key}"] = scale[key]
     ratios = {
         "two_workers_vs_copy": ratio(measures["w2_lines_per_s"], measures["copy_rows_per_s"]),
         "two_workers_vs_single": ratio(measures["w2_lines_per_s"], measures["single_calls_per_s"]),
@@ -1129,6 +1164,10 @@ def run_all(arguments) -> None:
         "update_vs_single": ratio(measures["update_lines_per_s"], measures["single_calls_per_s"]),
         "scheduled_claim_vs_empty": scheduled["claim_vs_empty"],
         "mixed_vs_plain": ratio(measures["mixed_lines_per_s"], measures["w2_lines_per_s"]),
+        **{
+            f"scale_{name}_ratio": scale[f"{name}_ratio"]
+            for name in ("claim", "sweep", "list", "create", "usage")
+        },
     }
     print_table(measures, ratios)
     elapsed = round(time.monotonic() - started)
@@ -1205,6 +1244,23 @@ def print_table(measures: dict, ratios: dict) -> None:
             f"{m['scheduled_before_status']}, {m['scheduled_after_status']}",
         ),
     ]
+    scale = f"10 -> {m['scale_batches']:,} batches ({m['scale_accounts']:,} accounts)"
+    for key, label in (
+        ("claim_ms", "chunk claim"),
+        ("sweep_ms", "sweep"),
+        ("list_ms", "GET /batches, first page"),
+        ("list_deep_ms", "GET /batches, deep cursor page"),
+        ("create_ms", "POST /batches"),
+        ("usage_ms", "GET /usage"),
+    ):
+        rows.append((f"{label}, {scale}", f"p50 {m[f'scale_small_{key}']} -> {m[f'scale_big_{key}']} ms"))
+    rows.append(
+        (
+            f"retention pass at {m['scale_batches']:,} batches",
+            f"{m['scale_purge_s']} s, removed {m['scale_purge_batches']:,} of "
+            f"{m['scale_purge_expired']:,} batches past retention",
+        )
+    )
     width = max(len(label) for label, _ in rows)
     print()
     print(f"{'measure'.ljust(width)}  result")
@@ -1283,6 +1339,17 @@ def main() -> None:
     scheduled.add_argument("--repetitions", type=int, default=500, help="claim lookups timed")
     scheduled.add_argument("--sweeps", type=int, default=20, help="sweeps timed")
     scheduled.add_argument("--timeout", type=float, default=3600)
+    everything.add_argument("--scale-finished", type=int, default=1_000_000)
+    everything.add_argument("--scale-active", type=int, default=10_000)
+    everything.add_argument("--scale-accounts", type=int, default=1_000)
+    everything.add_argument("--scale-repetitions", type=int, default=20)
+    scale = commands.add_parser(
+        "scale", help="claim, sweep and API with 10 batches and with 1,010,000; a retention pass"
+    )
+    scale.add_argument("--finished", type=int, default=1_000_000, help="finished batches, over 35 days")
+    scale.add_argument("--active", type=int, default=10_000, help="waiting or running (a tenth running)")
+    scale.add_argument("--accounts", type=int, default=1_000)
+    scale.add_argument("--repetitions", type=int, default=20, help="runs timed of each, after a warm-up")
     profile = commands.add_parser("profile", help="one worker running a batch under py-spy")
     profile.add_argument(
         "--operation", default="create_twin", choices=["create_twin", "add_twin_ledger_entry", "mixed"]
@@ -1308,6 +1375,7 @@ def main() -> None:
         "api": run_api,
         "profile": run_profile,
         "scheduled": run_scheduled,
+        "scale": run_scale,
     }
     runs[arguments.command](arguments)
 

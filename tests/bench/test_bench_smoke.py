@@ -42,6 +42,7 @@ def test_bench_all_prints_every_measure_and_ratio(bench_database_url, tmp_path):
     sizes = "--lines 2000 --memory-small-lines 500 --cancel-lines 20000"
     sizes += " --update-lines 1000 --update-twins 100"
     sizes += " --scheduled-batches 200 --scheduled-waiting 20 --scheduled-repetitions 20 --scheduled-sweeps 2"
+    sizes += " --scale-finished 2000 --scale-active 100 --scale-accounts 10 --scale-repetitions 2"
     durations = "--single-seconds 1 --api-seconds 1 --clients 4 --api-accounts 2 --threads 2 --web-workers 1"
     finished = subprocess.run(
         [
@@ -90,8 +91,16 @@ def test_bench_all_prints_every_measure_and_ratio(bench_database_url, tmp_path):
         "scheduled_claim_vs_empty",
         "scheduled_sweep_vs_empty",
         "mixed_vs_plain",
+        "scale_claim_ratio",
+        "scale_sweep_ratio",
+        "scale_list_ratio",
+        "scale_create_ratio",
+        "scale_usage_ratio",
+        "scale_big_list_deep_ms",
     ):
         assert float(final[key]) > 0, key
-    assert final["targets"] == "11"
+    assert final["targets"] == "16"
+    assert final["scale_batches"] == "2100"
+    assert "scale_purge_s" in final
     assert "2 workers end to end / raw COPY" in finished.stdout
     assert "mixed 2,000 lines (667 devices), 2 workers" in finished.stdout
