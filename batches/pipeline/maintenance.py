@@ -45,6 +45,10 @@ PASSING = frozenset({S.COPIED, S.PROCESSED, S.CANCEL})
 CHUNKED = frozenset({S.VALIDATING, S.PROCESSING})
 # Stalls recorded by one sweep at most; the rest are found by the next.
 STALLS_PER_SWEEP = 100
+# Batches past retention one housekeeping run asks to delete: a run takes seconds, not hours,
+# however many expired at once (a pause in housekeeping, a busy account's day), and at one run
+# a minute up to 1,440,000 a day are deleted, more than a worker purges.
+RETENTION_DELETES_PER_RUN = 1000
 
 
 def claim_run(name: str, *, every_seconds: float) -> bool:
@@ -271,11 +275,13 @@ def is_uuid(name: str) -> bool:
 
 
 def batches_past_retention(advance: Callable[[str], None]) -> int:
-    """Finished batches whose results passed their retention are deleted like a DELETE would."""
+    """Finished batches whose results passed their retention are deleted like a DELETE would,
+    the longest expired first and at most RETENTION_DELETES_PER_RUN per run: the rest wait
+    for the next run."""
     expired = Batch.objects.filter(
         status__in=TERMINAL, results_expire_at__lt=DatabaseNow(), delete_requested_at__isnull=True
-    )
-    batch_ids = [str(pk) for pk in expired.values_list("pk", flat=True)]
+    ).order_by("results_expire_at")
+    batch_ids = [str(pk) for pk in expired.values_list("pk", flat=True)[:RETENTION_DELETES_PER_RUN]]
     Batch.objects.filter(pk__in=batch_ids).update(delete_requested_at=DatabaseNow())
     for batch_id in batch_ids:
         advance(batch_id)
