@@ -357,6 +357,9 @@ VALIDATION_REPORT_MAX_LINES = env.int("VALIDATION_REPORT_MAX_LINES", default=10_
 # queueing itself again behind other work.
 BATCH_CHUNK_LINES = env.int("BATCH_CHUNK_LINES", default=1000)
 BATCH_CANCEL_CHECK_LINES = env.int("BATCH_CANCEL_CHECK_LINES", default=500)
+# Operations with a set executor run a chunk as a few set-based statements on PostgreSQL;
+# off, every line takes the bulk path (the tests compare the two).
+BATCH_SET_EXECUTION = env.bool("BATCH_SET_EXECUTION", default=True)
 BATCH_CHUNK_WORKERS = env.int("BATCH_CHUNK_WORKERS", default=8)
 BATCH_SLICE_SECONDS = env.float("BATCH_SLICE_SECONDS", default=1.0)
 # From how many lines an uncompressed JSON Lines file is validated a chunk at a time by the

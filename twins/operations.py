@@ -6,16 +6,26 @@ single handler runs it on a list of one, so a batch line and a REST call give th
 The rest loop over their single handler in bulk.
 """
 
+import uuid
 from collections.abc import Callable, Sequence
 from functools import partial
 
 from django.http import Http404
 
+from batchsite import fastjson
 from batchsite.errors import describe_exception
 from twins import bodies, selectors, services
 from twins import serializers as s
 from twins.models import TwinStatus
-from twins.registry import Actor, Operation, OperationError, OperationResult, Outcome, register
+from twins.registry import (
+    Actor,
+    Operation,
+    OperationError,
+    OperationResult,
+    Outcome,
+    RenderedResult,
+    register,
+)
 from twins.validation import cursor_of, validate_fast
 
 Many = Callable[..., list]
@@ -45,6 +55,16 @@ def _from_many(many: Many, *, status: int, body_of: Callable) -> tuple[Callable,
 
 def create_twin_many(*, actor: Actor, items: Sequence[dict]) -> list:
     return services.twins_create(account=actor.account, descriptions=[item["description"] for item in items])
+
+
+def create_twin_set(*, actor: Actor, items: Sequence[dict]) -> list[RenderedResult]:
+    """create_twin's set executor: every validated item makes a twin (nothing is refused once
+    the line validated), in one COPY; the bodies come back as JSON text."""
+    descriptions = [
+        None if item["description"] is None else fastjson.dumps(item["description"]) for item in items
+    ]
+    bodies_json = services.twins_create_rendered(account=actor.account, descriptions=descriptions)
+    return [RenderedResult(201, body_json) for body_json in bodies_json]
 
 
 def get_twin_many(*, actor: Actor, items: Sequence[dict]) -> list:
@@ -137,6 +157,23 @@ def add_twin_ledger_entry_many(*, actor: Actor, items: Sequence[dict]) -> list:
     return services.ledger_entries_add(account=actor.account, requests=_ledger_requests(items))
 
 
+def add_twin_ledger_entry_set(
+    *, actor: Actor, items: Sequence[dict]
+) -> list[RenderedResult | OperationError]:
+    """add_twin_ledger_entry's set executor: the bulk path's checks and one COPY, the bodies
+    as JSON text."""
+    requests = [
+        services.LedgerRequest(twin=uuid.UUID(item["twin"]), ledger=item["ledger"], entries=item["entries"])
+        for item in items
+    ]
+    return [
+        OperationError.from_info(describe_exception(produced))
+        if isinstance(produced, Exception)
+        else RenderedResult(201, produced)
+        for produced in services.ledger_entries_add_rendered(account=actor.account, requests=requests)
+    ]
+
+
 def update_twin_ledger_entry_many(*, actor: Actor, items: Sequence[dict]) -> list:
     return services.ledger_entries_update(account=actor.account, requests=_ledger_requests(items))
 
@@ -201,6 +238,7 @@ _register_many(
     status=201,
     body_of=bodies.twin_body,
     response=s.TwinSerializer,
+    set_executor=create_twin_set,
     description="Creates a twin owned by the caller's account.",
 )
 _register_many(
@@ -282,6 +320,7 @@ _register_many(
     status=201,
     body_of=bodies.entries_body,
     response=s.LedgerEntriesSerializer,
+    set_executor=add_twin_ledger_entry_set,
     description="Adds entries to the ledger; every key must be new.",
 )
 _register_many(

@@ -52,9 +52,22 @@ class OperationError:
         return cls(status=info.status_code, subcode=info.subcode, description=info.description)
 
 
+@dataclass(frozen=True)
+class RenderedResult:
+    """A success whose body a set executor wrote as JSON text, byte for byte what the single
+    call's body gives through `batchsite.fastjson`: a chunk's result lines are assembled
+    around it without a body dict or a serialisation a line."""
+
+    status: int
+    body_json: str
+
+
 Outcome = OperationResult | OperationError
 Handler = Callable[..., OperationResult]
 BulkHandler = Callable[..., list[Outcome]]
+# A chunk's validated items in, per item its outcome or None where the set path cannot
+# decide the item (it then runs through the bulk handler).
+SetExecutor = Callable[..., list["RenderedResult | OperationError | None"]]
 
 
 def run_one(handler: Handler, *, actor: Actor, data: dict) -> Outcome:
@@ -96,6 +109,11 @@ class Operation:
     # Gives the same validated data, or raises the same ValidationError, as
     # input_serializer, without DRF's per-field cost (for validating batch files).
     fast_validator: Callable[[Any], dict] | None = None
+    # Runs a batch chunk's validated items as a few set-based statements (PostgreSQL only).
+    # Declared only where the validated input is plain JSON that validates to itself: a batch
+    # file's prepared records then keep it from validation to execution, so the set path
+    # checks nothing twice (batches.pipeline.chunks.run_set).
+    set_executor: SetExecutor | None = None
 
     @property
     def path_fields(self) -> tuple[str, ...]:

@@ -22,15 +22,14 @@ import logging
 import math
 import socket
 import time
-from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 
 from celery import current_task
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Exists, F, OuterRef, Sum
+from django.db.models import Exists, F, OuterRef, Sum, Window
 
 from batches.controls import budget_exceeded, is_budget_stop
 from batches.models import Batch, BatchStatus, Chunk
@@ -49,7 +48,7 @@ from batchsite import fastjson
 from batchsite.clock import DatabaseNow
 from batchsite.faults import TRANSIENT_DATABASE_ERRORS
 from batchsite.logs import batch_logged
-from twins.registry import Actor, Operation, OperationError, OperationResult, operation_get
+from twins.registry import Actor, Operation, OperationError, OperationResult, RenderedResult, operation_get
 
 logger = logging.getLogger(__name__)
 S = BatchStatus
@@ -59,6 +58,9 @@ SQLITE_PAUSE_BETWEEN_CHUNKS_SECONDS = 0.05
 CHECKED_CHUNKS_PER_CLAIM = 4
 # Statuses in which chunk workers have work: checking chunks, running them.
 CHUNKED = (S.VALIDATING, S.PROCESSING)
+# Batches in turn read at once: past the first page only when every chunk of its batches is
+# held by another worker.
+BATCHES_IN_TURN_PAGE = 20
 INTERNAL_ERROR = OperationError(500, "internal_error", "The server could not complete the request.")
 
 
@@ -98,7 +100,7 @@ def may_run(batch: Batch, operation: Operation):
     return user
 
 
-Outcome = OperationResult | OperationError
+Outcome = OperationResult | RenderedResult | OperationError
 
 
 def run_lines(
@@ -107,11 +109,51 @@ def run_lines(
     """Executes a few lines as `user`; every line is refused when `user` is None. Returns each
     line's number and outcome, in line order."""
     correlation = Correlation.of(batch)
+    if user is not None and correlation is None and runs_as_set(operation):
+        return run_set(batch, operation, user, pairs)
     requests = []
     for number, text in pairs:
         data = fastjson.loads(text)
         requests.append((number, data if correlation is None else correlation.request(data)))
     return run_requests(batch, operation, user, requests)
+
+
+def runs_as_set(operation: Operation) -> bool:
+    return (
+        operation.set_executor is not None
+        and connection.vendor == "postgresql"
+        and settings.BATCH_SET_EXECUTION
+    )
+
+
+def run_set(
+    batch: Batch, operation: Operation, user, pairs: list[tuple[int, str]]
+) -> list[tuple[int, Outcome]]:
+    """`run_lines` through the operation's set executor, on lines as validation wrote them
+    (validated: nothing is checked again). The lines it cannot decide run through
+    `run_requests`, as all of them do if it fails for a reason of its own; a database fault
+    is raised, as in `execute_items`."""
+    items = [fastjson.loads(text) for _, text in pairs]
+    try:
+        with transaction.atomic():
+            outcomes = operation.set_executor(actor=Actor(user=user, account=batch.account), items=items)
+    except TRANSIENT_DATABASE_ERRORS:
+        raise
+    except Exception:
+        logger.exception(
+            "set path of %s failed; running its %d lines on the bulk path", operation.name, len(pairs)
+        )
+        outcomes = [None] * len(pairs)
+    undecided = [
+        (number, item)
+        for (number, _), item, outcome in zip(pairs, items, outcomes, strict=True)
+        if outcome is None
+    ]
+    decided = dict(run_requests(batch, operation, user, undecided)) if undecided else {}
+    return [
+        (number, decided[number] if outcome is None else outcome)
+        for (number, _), outcome in zip(pairs, outcomes, strict=True)
+    ]
 
 
 def run_requests(
@@ -378,20 +420,24 @@ def stop_past_budget(batch_id, reason: str) -> None:
         )
 
 
-def batches_in_turn() -> list[tuple]:
+def batches_in_turn() -> Iterator[tuple]:
     """(batch, status) of the batches with chunks to run or check, in the order their next
     chunk is due: least attained service per account, then the account's batches by priority
-    (highest first) and least attained service."""
-    rows = list(
-        Batch.objects.filter(status__in=CHUNKED).values_list(
-            "pk", "account_id", "processed", "status", "priority"
-        )
+    (highest first) and least attained service. Ordered by the database and read a page at a
+    time: a claim nearly always takes the first batch, whatever the number running."""
+    in_turn = (
+        Batch.objects.filter(status__in=CHUNKED)
+        .annotate(attained=Window(Sum("processed"), partition_by=[F("account_id")]))
+        .order_by("attained", "account_id", "-priority", "processed", "pk")
+        .values_list("pk", "status")
     )
-    attained: dict = defaultdict(int)
-    for _, account_id, processed, *_ in rows:
-        attained[account_id] += processed
-    rows.sort(key=lambda row: (attained[row[1]], str(row[1]), -row[4], row[2], str(row[0])))
-    return [(batch_id, status) for batch_id, _, _, status, _ in rows]
+    start = 0
+    while True:
+        page = list(in_turn[start : start + BATCHES_IN_TURN_PAGE])
+        yield from page
+        if len(page) < BATCHES_IN_TURN_PAGE:
+            return
+        start += BATCHES_IN_TURN_PAGE
 
 
 def chunk_run_next():

@@ -24,7 +24,7 @@ from batches.summaries import FileDigest, SubcodeTally, summary_final
 from batchsite import fastjson
 from batchsite.clock import DatabaseNow
 from batchsite.faults import RETRIED_ERRORS
-from twins.registry import OperationError, OperationResult
+from twins.registry import OperationError, OperationResult, RenderedResult
 
 logger = logging.getLogger(__name__)
 S = BatchStatus
@@ -34,11 +34,16 @@ VALIDATE_ONLY = {"subcode": "validate_only", "description": "A dry run: the line
 NEVER_RAN_BLOCK_LINES = 1000
 
 
-def result_line(line: int, outcome: OperationResult | OperationError, tag: dict | None = None) -> str:
+def result_line(
+    line: int, outcome: OperationResult | RenderedResult | OperationError, tag: dict | None = None
+) -> str:
     """The line's result line; `tag` (batches.pipeline.correlation) goes after its status."""
     record = {"line": line, "status": outcome.status}
     if tag:
         record.update(tag)
+    if isinstance(outcome, RenderedResult):
+        # What fastjson would write for record["result"] = the body: JSON text is compositional.
+        return f'{fastjson.dumps(record)[:-1]},"result":{outcome.body_json}}}\n'
     if isinstance(outcome, OperationResult):
         record["result"] = outcome.body
     else:

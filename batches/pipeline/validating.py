@@ -22,6 +22,7 @@ import io
 import logging
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 
 from django.conf import settings
 from django.core.files import File
@@ -128,6 +129,20 @@ def line_blocks(lines) -> Iterator[list[ParsedLine]]:
         yield block
 
 
+def lines_checked_alone(operation: Operation, lines, correlation: Correlation | None) -> Iterator[Checked]:
+    """`lines_checked` of lines checked each on its own (no ids, no references). Without
+    correlation, an operation with a set executor has each line written to the prepared file
+    as validated, so that the set path runs it as it is (twins.registry.Operation)."""
+    keeps_validated = correlation is None and operation.set_executor is not None
+    for parsed in lines:
+        if keeps_validated and parsed.data is not None:
+            validated, error = operation.checked(parsed.data)
+            yield (parsed if error else replace(parsed, data=validated)), error, None, ()
+        else:
+            error = line_error(operation, parsed, correlation)
+            yield parsed, error, correlation and correlation.tag(parsed.data), ()
+
+
 def lines_checked(
     operation: Operation | None,
     lines,
@@ -141,9 +156,7 @@ def lines_checked(
     operations is checked a block at a time: the block's ids and names are recorded together,
     its repeats and references found by one query each."""
     if mixed is None and (correlation is None or not correlation.id_field):
-        for parsed in lines:
-            error = line_error(operation, parsed, correlation)
-            yield parsed, error, correlation and correlation.tag(parsed.data), ()
+        yield from lines_checked_alone(operation, lines, correlation)
         return
     for block in line_blocks(lines):
         tags = [correlation.tag(parsed.data) if correlation else None for parsed in block]
