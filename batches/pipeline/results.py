@@ -38,12 +38,15 @@ def result_line(
     line: int, outcome: OperationResult | RenderedResult | OperationError, tag: dict | None = None
 ) -> str:
     """The line's result line; `tag` (batches.pipeline.correlation) goes after its status."""
+    if isinstance(outcome, RenderedResult):
+        # What fastjson would write for the record below: JSON text is compositional.
+        if not tag:
+            return f'{{"line":{line},"status":{outcome.status},"result":{outcome.body_json}}}\n'
+        head = fastjson.dumps({"line": line, "status": outcome.status, **tag})
+        return f'{head[:-1]},"result":{outcome.body_json}}}\n'
     record = {"line": line, "status": outcome.status}
     if tag:
         record.update(tag)
-    if isinstance(outcome, RenderedResult):
-        # What fastjson would write for record["result"] = the body: JSON text is compositional.
-        return f'{fastjson.dumps(record)[:-1]},"result":{outcome.body_json}}}\n'
     if isinstance(outcome, OperationResult):
         record["result"] = outcome.body
     else:

@@ -22,7 +22,6 @@ import io
 import logging
 import tempfile
 from collections.abc import Iterator
-from dataclasses import replace
 
 from django.conf import settings
 from django.core.files import File
@@ -137,7 +136,9 @@ def lines_checked_alone(operation: Operation, lines, correlation: Correlation | 
     for parsed in lines:
         if keeps_validated and parsed.data is not None:
             validated, error = operation.checked(parsed.data)
-            yield (parsed if error else replace(parsed, data=validated)), error, None, ()
+            if error is None:
+                parsed.data = validated
+            yield parsed, error, None, ()
         else:
             error = line_error(operation, parsed, correlation)
             yield parsed, error, correlation and correlation.tag(parsed.data), ()
