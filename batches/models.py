@@ -48,6 +48,21 @@ class BatchStatus(models.TextChoices):
     DELETING = "deleting"
 
 
+# The statuses a cancel (so a deadline) can still stop: statuses.CANCELLABLE, which is derived
+# from the transitions and cannot be imported here (that module reads this one). The condition
+# of the batch_deadline_open index: a new transition to cancel belongs here too.
+CANCELLABLE_STATUSES = sorted(
+    [
+        BatchStatus.NEW,
+        BatchStatus.COPYING,
+        BatchStatus.COPIED,
+        BatchStatus.VALIDATING,
+        BatchStatus.PROCESSING,
+        BatchStatus.PAUSED,
+    ]
+)
+
+
 class Batch(models.Model):
     uuid = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="batches")
@@ -133,8 +148,24 @@ class Batch(models.Model):
             models.Index(
                 fields=["status", "not_before"], condition=models.Q(status="new"), name="batch_new_not_before"
             ),
+            # Only batches a deadline can still stop (statuses.CANCELLABLE): the deadlines of
+            # finished ones stay on their rows, and every claim and sweep would read them.
             models.Index(
-                fields=["deadline_at"], condition=models.Q(deadline_at__isnull=False), name="batch_deadline"
+                fields=["deadline_at"],
+                condition=models.Q(deadline_at__isnull=False, status__in=CANCELLABLE_STATUSES),
+                name="batch_deadline_open",
+            ),
+            # A finished batch whose deletion was asked for, until it is gone (the sweep's lookup).
+            models.Index(
+                fields=["delete_requested_at"],
+                condition=models.Q(delete_requested_at__isnull=False),
+                name="batch_delete_requested",
+            ),
+            # Retention, longest expired first (maintenance.batches_past_retention).
+            models.Index(
+                fields=["results_expire_at"],
+                condition=models.Q(results_expire_at__isnull=False, delete_requested_at__isnull=True),
+                name="batch_results_expire",
             ),
             models.Index(
                 fields=["stalled_since"],
