@@ -3,7 +3,7 @@ serve), then guardian's `has_perm(action, account)`."""
 
 from rest_framework import exceptions, permissions
 
-from permissions.selectors import account_of
+from permissions.selectors import account_of, may
 
 
 def ensure_method_served(request, view) -> None:
@@ -37,7 +37,7 @@ class HasAction(permissions.BasePermission):
         action = getattr(view, "required_actions", {}).get(request.method)
         if action is None:
             return False
-        if not user.has_perm(action, account):
+        if not may(user, action, account):
             raise exceptions.PermissionDenied(f"The role does not allow {action}.")
         request.account = account
         return True

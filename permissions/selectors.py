@@ -13,6 +13,16 @@ def account_of(user) -> Account | None:
     return account_user.account if account_user is not None else None
 
 
+def may(user, action: str, account: Account) -> bool:
+    """`user.has_perm(action, account)`, with the user's actions read from guardian once per
+    user object, as Django's ModelBackend keeps its own permissions on it: POST /batches asks
+    for create_batch and then for the batch's operation, each two queries otherwise."""
+    checker = user.__dict__.get("_action_checker")
+    if checker is None:
+        checker = user._action_checker = ObjectPermissionChecker(user)
+    return checker.has_perm(action, account)
+
+
 def actions_held(*, user, account: Account) -> set[str]:
     """Every action the user may take on the account, as guardian answers it."""
     if user.is_superuser:

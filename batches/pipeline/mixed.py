@@ -33,7 +33,7 @@ from django.db import connection
 from batches.models import Batch, LineRef
 from batchsite import fastjson
 from batchsite.errors import VALIDATION_ERRORS
-from permissions.selectors import actions_held
+from permissions.selectors import actions_held, may
 from twins.registry import Operation, OperationError, OperationResult, operation_get
 
 MIXED = "mixed"
@@ -76,7 +76,7 @@ class MixedLine(NamedTuple):
 def may_batch(user, operation: str, account) -> bool:
     """Whether the role allows a batch of `operation` (create_batch aside): a mixed batch's
     lines are each checked against the role when it is validated."""
-    return operation == MIXED or user.has_perm(operation, account)
+    return operation == MIXED or may(user, operation, account)
 
 
 def invalid(subcode: str, description: str) -> OperationError:
