@@ -165,6 +165,16 @@ def lines_committed_today(*, account_id, now: datetime) -> int:
     return (ran or 0) + (pending or 0)
 
 
+def _quota_row_locked(account_id) -> AccountQuota:
+    """The account's quota row, locked until the transaction ends; written first if missing
+    (every account has it after its first create, so that is one statement, not two)."""
+    quota = AccountQuota.objects.select_for_update().filter(account_id=account_id).first()
+    if quota is None:
+        AccountQuota.objects.bulk_create([AccountQuota(account_id=account_id)], ignore_conflicts=True)
+        quota = AccountQuota.objects.select_for_update().get(account_id=account_id)
+    return quota
+
+
 def usage_admit_batch(*, account_id, user_id) -> None:
     """Called by batch_create inside its transaction, before the batch row is written.
 
@@ -173,8 +183,7 @@ def usage_admit_batch(*, account_id, user_id) -> None:
     max_batch_lines_per_day and counts the batch in the account's hour. A batch's own line
     count is known only once it is validated, so a batch is admitted while the day's lines
     are under the quota and then runs in full (see docs/operations.md#usage-quotas-and-throttling)."""
-    AccountQuota.objects.bulk_create([AccountQuota(account_id=account_id)], ignore_conflicts=True)
-    limits = quota_limits(AccountQuota.objects.select_for_update().get(account_id=account_id))
+    limits = quota_limits(_quota_row_locked(account_id))
     active = Batch.objects.filter(account_id=account_id, status__in=ACTIVE).count()
     if active >= limits.max_active_batches:
         raise _refuse(
@@ -208,10 +217,7 @@ def usage_admit_batch_lines(*, account_id, lines: int) -> str:
     day's run and queued lines past max_batch_lines_per_day), or "". Creating a batch only
     checks the day is not yet full; without this, max_active_batches batches of
     BATCH_MAX_LINES lines each could all run past the quota."""
-    AccountQuota.objects.bulk_create([AccountQuota(account_id=account_id)], ignore_conflicts=True)
-    limit = quota_limits(
-        AccountQuota.objects.select_for_update().get(account_id=account_id)
-    ).max_batch_lines_per_day
+    limit = quota_limits(_quota_row_locked(account_id)).max_batch_lines_per_day
     taken = lines_committed_today(account_id=account_id, now=timezone.now())
     if taken + lines <= limit:
         return ""
