@@ -16,6 +16,7 @@ from django.utils.safestring import mark_safe
 from batches import services
 from batches.links import batch_download_url
 from batches.models import Batch, BatchStatusChange, Upload
+from batches.pipeline.scheduling import waiting_on_parent
 from batches.selectors import batch_status_reason, batches_stalled
 from batches.statuses import CANCELLABLE
 from batches.templatetags.batch_accounting import batch_summary_tables, batch_waiting_words
@@ -169,12 +170,18 @@ class BatchAdmin(ReadOnly, UuidSearch, admin.ModelAdmin):
     def get_queryset(self, request):
         # What the list's status reasons need, read by the list's own query: no query per row.
         stalled = batches_stalled().filter(pk=OuterRef("pk"))
-        return super().get_queryset(request).annotate(stalled=Exists(stalled), database_now=DatabaseNow())
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(stalled=Exists(stalled), parent_pending=waiting_on_parent(), database_now=DatabaseNow())
+        )
 
     @admin.display(description="status reason")
     def status_reason(self, batch):
         """The reason batches.selectors.batch_waiting gives, from the row's annotations."""
-        reason = batch_status_reason(batch, now=batch.database_now, stalled=batch.stalled)
+        reason = batch_status_reason(
+            batch, now=batch.database_now, stalled=batch.stalled, parent_pending=batch.parent_pending
+        )
         return "—" if reason is None else reason.replace("_", " ")
 
     @admin.display(description="why it waits")

@@ -10,7 +10,8 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils import timezone
 
@@ -143,8 +144,13 @@ def batches_stalled(*, after_seconds: float | None = None) -> QuerySet[Batch]:
 
 def moving_batches() -> QuerySet[Batch]:
     """Active batches a worker owes a step: not paused, not new and waiting for their time or
-    a parent (batches.pipeline.scheduling)."""
-    return Batch.objects.filter(status__in=ACTIVE - {S.PAUSED}).exclude(start_blocked())
+    a parent (batches.pipeline.scheduling). New ones are read only once their time came (the
+    batch_new_not_before index): as the negation of start_blocked(), the query read every batch
+    scheduled later, at every sweep."""
+    due = Q(status=S.NEW) & (Q(not_before__isnull=True) | Q(not_before__lte=DatabaseNow()))
+    return Batch.objects.filter(Q(status__in=ACTIVE - {S.PAUSED, S.NEW}) | due).exclude(
+        Q(status=S.NEW) & waiting_on_parent()
+    )
 
 
 def batches_not_moving() -> QuerySet[Batch]:
@@ -193,14 +199,15 @@ WAIT_WORDS = {
 }
 
 
-def queue_position(batch: Batch) -> int:
-    """1 + the account's batches that no worker has started and that were created before it: a
-    batch's first step is queued when it is created, workers take the queue first in, first out,
-    and the sweep asks again for lost ones oldest first. Batches scheduled later or waiting on
-    a parent are in no queue."""
+def queued_before(batch: Batch) -> Coalesce:
+    """How many of the account's batches no worker has started and were created before it (its
+    queue position is one more): a batch's first step is queued when it is created, workers take
+    the queue first in, first out, and the sweep asks again for lost ones oldest first. Batches
+    scheduled later or waiting on a parent are in no queue."""
     earlier = Q(created_at__lt=batch.created_at) | Q(created_at=batch.created_at, uuid__lt=batch.uuid)
     queued = Batch.objects.filter(account_id=batch.account_id, status=S.NEW).exclude(start_blocked())
-    return 1 + queued.filter(earlier).count()
+    counted = queued.filter(earlier).order_by().values("account_id").annotate(n=Count("pk")).values("n")
+    return Coalesce(Subquery(counted), 0)
 
 
 def worker_holds(batch: Batch, now: datetime) -> bool:
@@ -215,15 +222,16 @@ def worker_holds(batch: Batch, now: datetime) -> bool:
     return batch.status in (S.VALIDATING, S.PROCESSING) and held_chunks.exists()
 
 
-def batch_status_reason(batch: Batch, *, now: datetime, stalled: bool) -> str | None:
-    """The reason of a batch that has not ended; `stalled` as batches_stalled says of it."""
+def batch_status_reason(batch: Batch, *, now: datetime, stalled: bool, parent_pending: bool) -> str | None:
+    """The reason of a batch that has not ended; `stalled` as batches_stalled says of it,
+    `parent_pending` as batches.pipeline.scheduling.waiting_on_parent does."""
     if batch.status in TERMINAL:
         return None
     if batch.status == S.PAUSED:
         return "paused"
     if batch.status == S.NEW and batch.not_before is not None and batch.not_before > now:
         return "scheduled"
-    if batch.status == S.NEW and Batch.objects.filter(waiting_on_parent(), pk=batch.pk).exists():
+    if batch.status == S.NEW and parent_pending:
         return "waiting_dependency"
     if stalled:
         return "stalled"
@@ -280,14 +288,20 @@ def batch_waiting(batch: Batch) -> dict:
     )
     if batch.status in TERMINAL:
         return waiting
-    now, stalled = (
+    # One query: POST /batches answers with this, and its every statement counts under load.
+    now, stalled, parent_pending, earlier = (
         Batch.objects.filter(pk=batch.pk)
-        .annotate(now=DatabaseNow(), stalled=Exists(batches_stalled().filter(pk=OuterRef("pk"))))
-        .values_list("now", "stalled")
+        .annotate(
+            now=DatabaseNow(),
+            stalled=Exists(batches_stalled().filter(pk=OuterRef("pk"))),
+            parent_pending=waiting_on_parent(),
+            earlier=queued_before(batch) if batch.status == S.NEW else Value(0),
+        )
+        .values_list("now", "stalled", "parent_pending", "earlier")
         .first()
-    ) or (timezone.now(), False)
-    reason = batch_status_reason(batch, now=now, stalled=stalled)
-    position = queue_position(batch) if batch.status == S.NEW and reason not in WAIT_WORDS else None
+    ) or (timezone.now(), False, False, 0)
+    reason = batch_status_reason(batch, now=now, stalled=stalled, parent_pending=parent_pending)
+    position = 1 + earlier if batch.status == S.NEW and reason not in WAIT_WORDS else None
     rate = processing_rate(batch, now)
     eta = None
     if rate:
