@@ -227,7 +227,7 @@ def test_a_deadline_passing_inside_a_chunk_stops_it_at_the_next_line_group(calle
     runner = into_processing(batch)
     on_look(
         monkeypatch,
-        "deadline_passed",
+        "group_stop",
         2,
         lambda batch_id: Batch.objects.filter(pk=batch_id).update(deadline_at=database_now_plus(-1)),
     )
@@ -264,7 +264,7 @@ def test_the_sweep_stops_an_overdue_batch_in_any_status(caller):
 def test_a_pause_lets_the_running_chunk_finish_claims_nothing_and_resume_completes(caller, monkeypatch):
     batch = BatchFactory(caller=caller, content=twin_lines(20))
     runner = into_processing(batch)
-    on_look(monkeypatch, "cancel_requested", 2, lambda _: services.batch_pause(batch=batch))
+    on_look(monkeypatch, "group_stop", 2, lambda _: services.batch_pause(batch=batch))
     assert chunks.chunk_claim_and_run(batch.pk)
     monkeypatch.undo()
     paused = Batch.objects.get(pk=batch.pk)

@@ -242,9 +242,9 @@ def test_cancel_is_seen_between_lines_of_a_running_chunk(caller, monkeypatch):
         looks.append(batch_id)
         if len(looks) == 2:
             batch_transition(batch_id=batch_id, to=S.CANCEL)
-        return Batch.objects.get(pk=batch_id).status != S.PROCESSING
+        return chunks.GroupStop(Batch.objects.get(pk=batch_id).status != S.PROCESSING, "")
 
-    monkeypatch.setattr(chunks, "cancel_requested", cancel_on_second_look)
+    monkeypatch.setattr(chunks, "group_stop", cancel_on_second_look)
     assert chunks.chunk_claim_and_run(batch.pk)
     chunk = Chunk.objects.get(batch=batch)
     assert chunk.done and chunk.executed_count == 4
