@@ -40,4 +40,7 @@ def rows_after(cursor: str) -> Q:
         row_id = uuid.UUID(hex=row_hex)
     except (signing.BadSignature, binascii.Error, ValueError, TypeError, UnicodeError):
         raise InvalidCursor from None
-    return Q(created_at__lt=created_at) | Q(created_at=created_at, uuid__lt=row_id)
+    # The bound on created_at alone is what an index scan can start at; the OR is no index
+    # condition, and without the bound a page read every row newer than the cursor's.
+    after = Q(created_at__lt=created_at) | Q(created_at=created_at, uuid__lt=row_id)
+    return Q(created_at__lte=created_at) & after
