@@ -19,7 +19,8 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Sum
+from django.db.models import F, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from batches.models import Batch, BatchStatus
@@ -38,6 +39,7 @@ from operating.models import (
     hour_of,
 )
 from permissions.counters import counters_prune
+from permissions.models import Account
 
 logger = logging.getLogger(__name__)
 
@@ -158,11 +160,27 @@ def lines_committed_today(*, account_id, now: datetime) -> int:
     """Lines run today (UTC) plus lines validated and still to run in active batches: what
     the account has already taken of today's quota."""
     day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    ran = UsageHour.objects.filter(account_id=account_id, hour__gte=day).aggregate(n=Sum("batch_lines"))["n"]
-    pending = Batch.objects.filter(
-        account_id=account_id, status=BatchStatus.PROCESSING, total__isnull=False
-    ).aggregate(n=Sum(F("total") - F("processed")))["n"]
-    return (ran or 0) + (pending or 0)
+    ran = (
+        UsageHour.objects.filter(account_id=account_id, hour__gte=day)
+        .order_by()
+        .values("account_id")
+        .annotate(n=Sum("batch_lines"))
+        .values("n")
+    )
+    pending = (
+        Batch.objects.filter(account_id=account_id, status=BatchStatus.PROCESSING, total__isnull=False)
+        .order_by()
+        .values("account_id")
+        .annotate(n=Sum(F("total") - F("processed")))
+        .values("n")
+    )
+    # One statement for both: POST /batches asks this in its transaction, under the quota lock.
+    return (
+        Account.objects.filter(pk=account_id)
+        .annotate(taken=Coalesce(Subquery(ran), 0) + Coalesce(Subquery(pending), 0))
+        .values_list("taken", flat=True)
+        .get()
+    )
 
 
 def _quota_row_locked(account_id) -> AccountQuota:
