@@ -87,6 +87,7 @@ def test_bench_all_prints_every_measure_and_ratio(bench_database_url, tmp_path):
         "two_vs_one_worker",
         "memory_big_vs_small",
         "create_vs_healthz_p50",
+        "create_vs_healthz_p99",
         "update_vs_single",
         "scheduled_claim_vs_empty",
         "scheduled_sweep_vs_empty",
