@@ -100,7 +100,7 @@ def test_bench_all_prints_every_measure_and_ratio(bench_database_url, tmp_path):
         "scale_big_list_deep_ms",
     ):
         assert float(final[key]) > 0, key
-    assert final["targets"] == "16"
+    assert final["targets"] == "17"
     assert final["scale_batches"] == "2100"
     assert "scale_purge_s" in final
     assert "2 workers end to end / raw COPY" in finished.stdout
