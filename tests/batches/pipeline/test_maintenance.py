@@ -3,14 +3,19 @@ cut short), a results spool a killed worker never renamed into place; never a fi
 
 import os
 import time
+from datetime import timedelta
 
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage, default_storage
+from django.utils import timezone
 
 from batches.files import SPOOL_FOLDER
+from batches.models import Batch, BatchStatus
 from batches.pipeline import maintenance
-from tests.support.factories import UploadFactory
+from tests.support.factories import BatchFactory, UploadFactory
+
+S = BatchStatus
 
 pytestmark = pytest.mark.django_db
 
@@ -44,3 +49,21 @@ def test_stale_spools_go_and_fresh_ones_stay():
     assert maintenance.spool_remove_stale() >= 1
     assert not default_storage.exists(stale)
     assert default_storage.exists(fresh)
+
+
+def test_a_retention_run_asks_to_delete_the_longest_expired_first_and_no_more_than_its_bound(
+    caller, monkeypatch
+):
+    monkeypatch.setattr(maintenance, "RETENTION_DELETES_PER_RUN", 2)
+    now = timezone.now()
+    expired_at = {hours: BatchFactory(caller=caller, status=S.COMPLETED) for hours in (1, 3, 2, -1)}
+    for hours, batch in expired_at.items():
+        Batch.objects.filter(pk=batch.pk).update(results_expire_at=now - timedelta(hours=hours))
+    asked: list[str] = []
+    assert maintenance.batches_past_retention(asked.append) == 2
+    assert asked == [str(expired_at[3].pk), str(expired_at[2].pk)]
+    assert maintenance.batches_past_retention(asked.append) == 1
+    assert asked[2:] == [str(expired_at[1].pk)]
+    assert maintenance.batches_past_retention(asked.append) == 0
+    kept = Batch.objects.get(pk=expired_at[-1].pk)
+    assert kept.delete_requested_at is None, "a batch still within retention is kept"
