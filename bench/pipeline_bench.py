@@ -613,28 +613,15 @@ def measure_api(seconds: float, clients: int, web_workers: int, workers: int, ac
     over `accounts` accounts, with chunk workers running the batches the clients create. One
     account's creates take turns on its quota row (operating.services.usage_admit_batch), so
     with fewer accounts than clients POST /batches queues behind itself."""
-    from batches import services
 
     empty_twins()
     owners = [new_account(f"bench api {index}") for index in range(max(1, min(accounts, clients)))]
-    small = Path(tempfile.gettempdir()) / "bench-api-batch.jsonl"
-    small.write_text("".join(json.dumps({"description": {"n": n}}) + "\n" for n in range(10)))
+    small = scale_bench.small_batch_file("bench-api-batch.jsonl")
     # Stored uploads for every client, a batch taking one each.
     client_specs = []
     for index in range(clients):
         owner = owners[index % len(owners)]
-        handlers = []
-        for _ in range(int(seconds * 6)):
-            upload = services.upload_create(account=owner.account, created_by=owner.account_user)
-            with small.open("rb") as content:
-                services.upload_store(
-                    handler=upload.handler,
-                    stream=content,
-                    content_length=small.stat().st_size,
-                    content_type="application/x-ndjson",
-                )
-            handlers.append(str(upload.handler))
-        client_specs.append((owner.secret, handlers))
+        client_specs.append((owner.secret, scale_bench.uploads_stored(owner, small, int(seconds * 6))))
     processes = start_workers(workers)
     try:
         with WebServer(web_workers) as server:

@@ -237,14 +237,19 @@ def sweep_ms(repetitions: int) -> tuple[float, int]:
     return median_ms(lambda: driver.sweep(enqueue), repetitions, prepare=prepare), len(asked)
 
 
-def uploads_stored(created, count: int) -> list[str]:
-    """`count` stored uploads of a 10-line create_twin file, a handler each."""
+def small_batch_file(name: str) -> Path:
+    """A 10-line create_twin file in the temporary folder."""
     import json
 
+    small = Path(tempfile.gettempdir()) / name
+    small.write_text("".join(json.dumps({"description": {"n": n}}) + "\n" for n in range(10)))
+    return small
+
+
+def uploads_stored(created, small: Path, count: int) -> list[str]:
+    """`count` stored uploads of the file `small`, a handler each."""
     from batches import services
 
-    small = Path(tempfile.gettempdir()) / "bench-scale-batch.jsonl"
-    small.write_text("".join(json.dumps({"description": {"n": n}}) + "\n" for n in range(10)))
     handlers = []
     for _ in range(count):
         upload = services.upload_create(account=created.account, created_by=created.account_user)
@@ -278,7 +283,7 @@ def api_ms(base: str, busy, repetitions: int) -> dict:
         if response.status_code != 200:
             raise RuntimeError(f"GET {url}: {response.status_code} {response.text[:200]}")
 
-    handlers = uploads_stored(busy, repetitions + 1)
+    handlers = uploads_stored(busy, small_batch_file("bench-scale-batch.jsonl"), repetitions + 1)
     made = []
 
     def create() -> None:
