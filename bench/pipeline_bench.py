@@ -205,19 +205,9 @@ def create_batch(path: Path, operation: str = "create_twin", created=None):
     from batches import services
 
     created = created or new_account("bench")
-    upload = services.upload_create(account=created.account, created_by=created.account_user)
-    with path.open("rb") as content:
-        services.upload_store(
-            handler=upload.handler,
-            stream=content,
-            content_length=path.stat().st_size,
-            content_type="application/x-ndjson",
-        )
+    [handler] = scale_bench.uploads_stored(created, path, 1)
     batch, _ = services.batch_create(
-        account=created.account,
-        user=created.account_user.user,
-        handler=str(upload.handler),
-        operation=operation,
+        account=created.account, user=created.account_user.user, handler=handler, operation=operation
     )
     return batch, created
 

@@ -247,7 +247,7 @@ def small_batch_file(name: str) -> Path:
 
 
 def uploads_stored(created, small: Path, count: int) -> list[str]:
-    """`count` stored uploads of the file `small`, a handler each."""
+    """`count` stored uploads of the JSON Lines file `small`, a handler each."""
     from batches import services
 
     handlers = []
