@@ -53,7 +53,7 @@ def encoded_size(value: Any) -> int:
     `malformed_body`) for a value no JSON body could carry: too deep, NaN or Infinity, an
     integer too long, a lone surrogate."""
     try:
-        return len(jsonsafe.encoded(value))
+        return len(jsonsafe.parsed_encoded(value))
     except jsonsafe.JsonRefused as error:
         raise ValidationError(error.description, code=error.subcode) from None
 
