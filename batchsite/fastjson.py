@@ -39,13 +39,20 @@ def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
 
 
-# orjson reads an integer past 64 bits as a float; such text goes to json.loads.
-LONG_NUMBER = re.compile(r"[0-9]{19}")
-LONG_NUMBER_BYTES = re.compile(rb"[0-9]{19}")
+# orjson reads an integer past 64 bits as a float; text that may hold one goes to json.loads.
+_DIGITS_AS_ZERO = bytes.maketrans(b"0123456789", b"0000000000")
+_LONG_DIGIT_RUN = b"0" * 19
+
+
+def holds_long_number(text: str | bytes) -> bool:
+    """Whether 19 digits follow each other in the text: every digit made "0", then one find,
+    at C speed (a regex took three times as long as orjson's read of the line)."""
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    return raw.translate(_DIGITS_AS_ZERO).find(_LONG_DIGIT_RUN) != -1
 
 
 def loads(text: str | bytes) -> Any:
-    if (LONG_NUMBER if isinstance(text, str) else LONG_NUMBER_BYTES).search(text):
+    if holds_long_number(text):
         return json.loads(text)
     try:
         return orjson.loads(text)

@@ -78,6 +78,16 @@ def loads(text: bytes | str, *, depth_limit: int | None = None) -> Any:
     limit = max_depth() if depth_limit is None else depth_limit
     if nesting_depth_exceeds(raw, limit):
         raise JsonRefused(f"The JSON nests deeper than {limit} levels.")
+    # orjson reads a line in a fifth of json's time and reads what json reads, but for an
+    # integer past 64 bits, which it gives as a float. Text that may hold one goes to json, as
+    # does any text orjson refuses, so a refusal is always json's, word for word.
+    if not fastjson.holds_long_number(raw):
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            return _checked_escapes(raw, value, limit)
     decoded = raw.decode("utf-8")
     try:
         value = _DECODER.decode(decoded)
@@ -90,6 +100,10 @@ def loads(text: bytes | str, *, depth_limit: int | None = None) -> Any:
         # Well-formed JSON the decoder cannot turn into a value: an integer past Python's
         # digit limit for conversion (4,300).
         raise JsonRefused("An integer is too long (over 4,300 digits).") from None
+    return _checked_escapes(raw, value, limit)
+
+
+def _checked_escapes(raw: bytes, value: Any, limit: int) -> Any:
     if _SUSPECT_ESCAPE.search(raw):
         refusal = refusal_of_value(value, depth_limit=limit)
         if refusal:
