@@ -1,6 +1,6 @@
-"""The client's JSON gate (batchsite.jsonsafe): `parsed_encoded`, orjson's road for values
-parsed from JSON, gives exactly what `encoded`, the standard library's, gives: the same
-bytes, or the same refusal."""
+"""The client's JSON gate (batchsite.jsonsafe) takes orjson's road only where it leads where
+json's does: `parsed_encoded` gives exactly what `encoded` gives (the same bytes, or the same
+refusal), and `loads` reads what json alone reads and refuses what it refuses, word for word."""
 
 import json
 
